@@ -1,0 +1,161 @@
+// Package db owns the build database: the SQLite file that pkgdag writes and
+// pkgsched reads and updates. The schema is documented in docs/schema.md
+// and versioned with PRAGMA user_version; Open refuses any other version.
+//
+// Writers: pkgdag creates the file (packages, depends, unresolved, meta,
+// carried-over history); pkgsched owns build_state, events and history.
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+
+	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+)
+
+// SchemaVersion is stored in PRAGMA user_version.
+const SchemaVersion = 1
+
+// ErrSchema is wrapped by errors about a database of another schema.
+var ErrSchema = errors.New("unsupported database schema")
+
+// Schema creates every table of a new database. Kept as one string so the
+// doc (docs/schema.md) and the code can be compared line by line.
+const Schema = `
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+
+CREATE TABLE packages (
+  id              INTEGER PRIMARY KEY,   -- 1-based load order = presolve order
+  pkgname         TEXT NOT NULL UNIQUE,
+  pkgbase         TEXT NOT NULL,         -- PKGNAME before the last '-'
+  version         TEXT NOT NULL,         -- PKGNAME after the last '-'
+  pkgpath         TEXT NOT NULL,         -- PKG_LOCATION
+  all_depends     TEXT NOT NULL,         -- ALL_DEPENDS as scanned
+  skip_reason     TEXT NOT NULL,         -- PKG_SKIP_REASON
+  fail_reason     TEXT NOT NULL,         -- PKG_FAIL_REASON after resolution
+  no_bin_on_ftp   TEXT NOT NULL,
+  restricted      TEXT NOT NULL,
+  categories      TEXT NOT NULL,
+  maintainer      TEXT NOT NULL,
+  use_destdir     TEXT NOT NULL,
+  bootstrap_pkg   TEXT NOT NULL,
+  usergroup_phase TEXT NOT NULL,
+  multi_version   TEXT,                  -- NULL when the record has no MULTI_VERSION line
+  pbulk_weight    INTEGER NOT NULL,      -- PBULK_WEIGHT, 100 when absent or invalid
+  scan_depends    TEXT,                  -- NULL when the record has no SCAN_DEPENDS line
+  depends         TEXT,                  -- resolved DEPENDS line value; NULL when none is written
+  record          TEXT NOT NULL,         -- the presolve record exactly as pbulk-resolve writes it
+  depth           INTEGER NOT NULL,      -- pbulk's depth: distinct transitive dependents + 1
+  weight          INTEGER NOT NULL,      -- sum of pbulk_weight over the package and its transitive dependents
+  selected        INTEGER NOT NULL DEFAULT 1, -- 1 when in the build set (limited list closure)
+  initial_state   TEXT NOT NULL          -- open, prefailed or indirect-prefailed, as pbulk-build starts
+);
+CREATE INDEX packages_pkgpath ON packages(pkgpath);
+
+CREATE TABLE depends (
+  pkg_id  INTEGER NOT NULL REFERENCES packages(id),
+  dep_id  INTEGER NOT NULL REFERENCES packages(id),
+  pattern TEXT NOT NULL,                 -- the ALL_DEPENDS pattern this edge came from
+  ord     INTEGER NOT NULL,              -- position in the DEPENDS line, 0-based
+  PRIMARY KEY (pkg_id, dep_id)
+) WITHOUT ROWID;
+CREATE INDEX depends_dep ON depends(dep_id);
+
+CREATE TABLE unresolved (
+  pkg_id   INTEGER NOT NULL REFERENCES packages(id),
+  pattern  TEXT NOT NULL,
+  location TEXT NOT NULL                 -- the dependency's directory, without ../../
+);
+
+CREATE TABLE cycles (
+  cycle  INTEGER NOT NULL,               -- cycle number
+  pkg_id INTEGER NOT NULL REFERENCES packages(id),
+  PRIMARY KEY (cycle, pkg_id)
+) WITHOUT ROWID;
+
+-- Scheduler state: one row per selected package, created by pkgsched on
+-- its first run over this database and updated before every action.
+CREATE TABLE build_state (
+  pkg_id      INTEGER PRIMARY KEY REFERENCES packages(id),
+  state       TEXT NOT NULL,             -- open in_processing done failed prefailed indirect-failed indirect-prefailed skew timeout
+  detail      TEXT NOT NULL DEFAULT '',  -- up-to-date, the failed phase, the root failure of an indirect state
+  attempts    INTEGER NOT NULL DEFAULT 0,-- builder runs started
+  crashes     INTEGER NOT NULL DEFAULT 0,-- builder runs that crashed (not failed builds)
+  worker      TEXT NOT NULL DEFAULT '',  -- executor slot or host of the last attempt
+  started_at  INTEGER,                   -- unix ms of the last start
+  finished_at INTEGER,                   -- unix ms of the end
+  wall_ms     INTEGER,
+  result      TEXT                       -- pkgrun's JSON result of the last attempt
+);
+
+CREATE TABLE events (
+  id      INTEGER PRIMARY KEY,
+  at      INTEGER NOT NULL,              -- unix ms
+  pkg_id  INTEGER REFERENCES packages(id),
+  event   TEXT NOT NULL,                 -- start, done, failed, crash, requeue, ...
+  detail  TEXT NOT NULL DEFAULT ''
+);
+
+-- Build durations across runs, per pkgpath; pkgdag carries this table over
+-- from the database it replaces.
+CREATE TABLE history (
+  pkgpath     TEXT NOT NULL,
+  pkgname     TEXT NOT NULL,
+  finished_at INTEGER NOT NULL,          -- unix ms
+  state       TEXT NOT NULL,
+  wall_ms     INTEGER NOT NULL,
+  cpu_ms      INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (pkgpath, finished_at, pkgname)
+) WITHOUT ROWID;
+`
+
+// Create makes a new database at path with the current schema. path must
+// not exist; callers build into a temporary name and rename it into place.
+func Create(ctx context.Context, path string) (*sql.DB, error) {
+	if _, err := os.Stat(path); err == nil {
+		return nil, fmt.Errorf("create database %s: file exists", path)
+	}
+	d, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=OFF&_synchronous=OFF&_foreign_keys=off")
+	if err != nil {
+		return nil, fmt.Errorf("create database %s: %w", path, err)
+	}
+	d.SetMaxOpenConns(1)
+	if _, err := d.ExecContext(ctx, Schema); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("create database %s: %w", path, err)
+	}
+	if _, err := d.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion)); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("create database %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// Open opens an existing database for reading and writing (WAL, so that
+// sqlite3 and pkgsched status can read while pkgsched run writes) and
+// checks its schema version.
+func Open(ctx context.Context, path string) (*sql.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	d, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000&_foreign_keys=off")
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	var v int
+	if err := d.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if v != SchemaVersion {
+		d.Close()
+		return nil, fmt.Errorf("open database %s: schema version %d, this pkgbulk reads %d: %w", path, v, SchemaVersion, ErrSchema)
+	}
+	return d, nil
+}

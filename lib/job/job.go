@@ -1,0 +1,128 @@
+// Package job is the contract between the scheduler (pkgsched, through an
+// executor) and the builder of one package (pkgrun): what a job is and the
+// machine-readable result pkgrun prints on stdout.
+//
+// The job itself travels like pbulk's pkg-build input: the package's
+// presolve record on pkgrun's stdin (PKGNAME= through DEPENDS=). Settings
+// that pbulk keeps in pbulk.conf travel as flags of pkgrun, or as a JSON
+// Settings document (pkgrun --job FILE).
+//
+// The result is one JSON object (Result) on stdout, followed by a newline.
+// It is versioned by the "version" field; readers reject versions they do
+// not know. pkgrun's exit code agrees with the result: 0 for done and
+// up-to-date, 1 for failed, skew and timeout, 2 when pkgrun could not run
+// the job at all (bad input, store unreachable); a scheduler treats exit 2,
+// a missing or unparsable result and death by a signal as a crash of the
+// builder, retried a bounded number of times, never as a failed build.
+package job
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// ResultVersion is the version of the Result document.
+const ResultVersion = 1
+
+// Status is the outcome of one job.
+type Status string
+
+// The statuses pkgrun reports. They map onto pbulk's states: done and
+// up-to-date are pbulk's "done"; failed and timeout are "failed"; skew is
+// ours (the tree's PKGNAME for the path differs from the scan's).
+const (
+	StatusDone     Status = "done"
+	StatusUpToDate Status = "up-to-date"
+	StatusFailed   Status = "failed"
+	StatusSkew     Status = "skew"
+	StatusTimeout  Status = "timeout"
+)
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusDone, StatusUpToDate, StatusFailed, StatusSkew, StatusTimeout:
+		return true
+	}
+	return false
+}
+
+// Success reports whether dependents may be built after s.
+func (s Status) Success() bool { return s == StatusDone || s == StatusUpToDate }
+
+// Settings are the per-run settings of pkgrun that a scheduler passes with
+// every job (pbulk.conf's equivalents). Empty fields take pkgrun's defaults.
+type Settings struct {
+	Pkgsrc        string `json:"pkgsrc,omitempty"`         // pkgsrc tree root
+	Store         string `json:"store,omitempty"`          // store URL: packages, logs, fragments
+	Make          string `json:"make,omitempty"`           // make program (default bmake)
+	WorkRoot      string `json:"work_root,omitempty"`      // where per-job prefixes and work dirs are made
+	BootstrapKit  string `json:"bootstrap_kit,omitempty"`  // tar.gz unpacked into each fresh prefix
+	MaxTime       string `json:"max_time,omitempty"`       // Go duration: maximum wall time of the job
+	NoOutputTime  string `json:"no_output_time,omitempty"` // Go duration: maximum time without log output
+	KeepWorkdir   bool   `json:"keep_workdir,omitempty"`   // keep the work dir of failed builds
+	SkipAgeCheck  bool   `json:"skip_age_check,omitempty"` // pbulk's skip_age_check for up-to-date checks
+	Force         bool   `json:"force,omitempty"`          // build even when the package is up to date
+	PkgSuffix     string `json:"pkg_suffix,omitempty"`     // default .tgz
+	UnprivUser    string `json:"unprivileged_user,omitempty"`
+	Environment   []string `json:"environment,omitempty"` // extra KEY=VALUE for make
+}
+
+// Phase is one build phase as pkgrun ran it.
+type Phase struct {
+	Name   string `json:"name"`             // pre-clean, depends, checksum, configure, build, install, package, deinstall, clean
+	OK     bool   `json:"ok"`               // the phase succeeded
+	WallMS int64  `json:"wall_ms"`          // wall-clock milliseconds
+	CPUMS  int64  `json:"cpu_ms"`           // user+system CPU milliseconds of the phase's processes
+	Log    string `json:"log,omitempty"`    // store name of the phase's log, e.g. bulklog/foo-1.0/build.log
+}
+
+// Result is what pkgrun prints on stdout for one job.
+type Result struct {
+	Version     int     `json:"version"`
+	PkgName     string  `json:"pkgname"`
+	PkgPath     string  `json:"pkgpath"`
+	Status      Status  `json:"status"`
+	FailedPhase string  `json:"failed_phase,omitempty"` // the phase that failed or timed out
+	Message     string  `json:"message,omitempty"`      // one line for humans: why it failed, the skewed name...
+	Phases      []Phase `json:"phases,omitempty"`
+	WallMS      int64   `json:"wall_ms"`
+	CPUMS       int64   `json:"cpu_ms"`
+	DiskBytes   int64   `json:"disk_bytes"`          // peak size of the job's work dir and prefix
+	Package     string  `json:"package,omitempty"`   // store name of the package, e.g. All/foo-1.0.tgz
+	Fragment    string  `json:"fragment,omitempty"`  // store name of the pkg_summary fragment
+	LogDir      string  `json:"log_dir,omitempty"`   // store name of the log directory
+	Host        string  `json:"host,omitempty"`      // where it ran
+}
+
+// Encode writes r as one JSON line.
+func (r *Result) Encode(w io.Writer) error {
+	r.Version = ResultVersion
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// DecodeResult parses pkgrun's stdout. Anything that is not exactly one
+// valid Result of a known version is an error: the scheduler counts it as
+// a crashed builder.
+func DecodeResult(b []byte) (*Result, error) {
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("parse pkgrun result: %w", err)
+	}
+	if r.Version != ResultVersion {
+		return nil, fmt.Errorf("parse pkgrun result: unknown version %d", r.Version)
+	}
+	if !r.Status.Valid() {
+		return nil, fmt.Errorf("parse pkgrun result: unknown status %q", r.Status)
+	}
+	if r.PkgName == "" {
+		return nil, fmt.Errorf("parse pkgrun result: no pkgname")
+	}
+	return &r, nil
+}
