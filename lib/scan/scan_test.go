@@ -1,0 +1,277 @@
+package scan
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/pkgbulk/pkgbulk/lib/testenv"
+)
+
+const twoRecords = `PKGNAME=foo-1.0
+PKG_LOCATION=devel/foo
+ALL_DEPENDS=  bar>=1:../../devel/bar
+PKG_SKIP_REASON=
+PKG_FAIL_REASON="broken" "really"
+PKG_LOCATION=ignored/second
+UNKNOWN_KEY=kept
+SCAN_DEPENDS=Makefile ../../mk/bsd.pkg.mk
+PKGNAME=bar-2.0nb1
+PKG_LOCATION=devel/bar
+
+PBULK_WEIGHT=250
+ALL_DEPENDS=
+`
+
+func TestParse(t *testing.T) {
+	recs, err := Parse("two", []byte(twoRecords))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("got %d records, want 2", len(recs))
+	}
+	tests := []struct {
+		rec       int
+		key, want string
+		ok        bool
+	}{
+		{0, KeyPkgName, "foo-1.0", true},
+		{0, KeyPkgLocation, "devel/foo", true}, // first occurrence wins
+		{0, KeyAllDepends, "  bar>=1:../../devel/bar", true},
+		{0, KeyPkgSkipReason, "", true},
+		{0, KeyPkgFailReason, `"broken" "really"`, true},
+		{0, "UNKNOWN_KEY", "kept", true},
+		{0, KeyScanDepends, "Makefile ../../mk/bsd.pkg.mk", true},
+		{0, KeyDepends, "", false},
+		{0, "PKG", "", false}, // prefix of a key is not the key
+		{0, "SCAN_DEPENDS=Makefile", "", false},
+		{1, KeyPkgName, "bar-2.0nb1", true},
+		{1, KeyAllDepends, "", true},
+		{1, KeyPbulkWeight, "250", true},
+		{1, KeyPkgSkipReason, "", false},
+		{1, "", "", false}, // a blank line is no field
+	}
+	for _, tt := range tests {
+		got, ok := recs[tt.rec].Get(tt.key)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("rec %d Get(%q) = %q, %v; want %q, %v", tt.rec, tt.key, got, ok, tt.want, tt.ok)
+		}
+		// The hand-built path (no line index) must agree.
+		hand := NewRecord(recs[tt.rec].Text)
+		got, ok = hand.Get(tt.key)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("hand-built rec %d Get(%q) = %q, %v; want %q, %v", tt.rec, tt.key, got, ok, tt.want, tt.ok)
+		}
+	}
+	if recs[0].Line() != 1 || recs[1].Line() != 9 || recs[1].File() != "two" {
+		t.Errorf("positions: %s:%d %s:%d", recs[0].File(), recs[0].Line(), recs[1].File(), recs[1].Line())
+	}
+	if n := recs[0].NumLines(); n != 8 {
+		t.Errorf("NumLines = %d, want 8", n)
+	}
+	if recs[0].PkgName() != "foo-1.0" || recs[1].Location() != "devel/bar" {
+		t.Errorf("PkgName/Location wrong")
+	}
+	if w := PbulkWeight(&recs[0]); w != 100 {
+		t.Errorf("default weight %d", w)
+	}
+	if w := PbulkWeight(&recs[1]); w != 250 {
+		t.Errorf("weight %d", w)
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, recs); err != nil {
+		t.Fatal(err)
+	}
+	if buf.String() != twoRecords {
+		t.Errorf("round trip differs:\n%s", buf.String())
+	}
+}
+
+func TestPbulkWeight(t *testing.T) {
+	for _, tt := range []struct {
+		line string
+		want int
+	}{
+		{"", 100}, {"PBULK_WEIGHT=1\n", 1}, {"PBULK_WEIGHT=0\n", 0}, {"PBULK_WEIGHT=\n", 100},
+		{"PBULK_WEIGHT=abc\n", 100}, {"PBULK_WEIGHT=-5\n", 100}, {"PBULK_WEIGHT=99999999999\n", 100},
+		{"PBULK_WEIGHT= 300\n", 300},
+	} {
+		r := NewRecord([]byte("PKGNAME=foo-1\n" + tt.line))
+		if got := PbulkWeight(&r); got != tt.want {
+			t.Errorf("%q: got %d, want %d", tt.line, got, tt.want)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, in string
+		line     int
+		msg      string
+	}{
+		{"garbage first", "FOO=bar\nPKGNAME=foo-1\n", 1, "before the first PKGNAME"},
+		{"blank first", "\nPKGNAME=foo-1\n", 1, "before the first PKGNAME"},
+		{"no newline", "PKGNAME=foo-1\nALL_DEPENDS=", 2, "does not end with a newline"},
+		{"short name", "PKGNAME=foo-1\nPKGNAME=x\n", 2, "shorter than 2"},
+		{"empty name", "PKGNAME=\n", 1, "shorter than 2"},
+		{"space in name", "PKGNAME=foo-1\nA=b\nPKGNAME=foo 1\n", 3, "whitespace"},
+		{"no equals", "PKGNAME=foo-1\nPKG_LOCATION=a/b\ngarbage\n", 3, "without '='"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("in.txt", []byte(tt.in))
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("error %v is not *Error", err)
+			}
+			if pe.File != "in.txt" || pe.Line != tt.line || !strings.Contains(pe.Msg, tt.msg) {
+				t.Errorf("got %v, want in.txt:%d: ...%s...", err, tt.line, tt.msg)
+			}
+			if !strings.HasPrefix(err.Error(), "in.txt:") {
+				t.Errorf("Error() = %q lacks file:line", err)
+			}
+		})
+	}
+	if recs, err := Parse("empty", nil); err != nil || len(recs) != 0 {
+		t.Errorf("empty input: %v, %v", recs, err)
+	}
+}
+
+func TestReadFileCompressed(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, []byte(twoRecords), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(twoRecords))
+	zw.Close()
+	// The name does not say .gz: detection is by content.
+	gzPath := filepath.Join(dir, "scan")
+	os.WriteFile(gzPath, gz.Bytes(), 0o644)
+	enc, _ := zstd.NewWriter(nil)
+	zsPath := filepath.Join(dir, "scan.zst")
+	os.WriteFile(zsPath, enc.EncodeAll([]byte(twoRecords), nil), 0o644)
+	for _, p := range []string{plain, gzPath, zsPath} {
+		recs, err := ReadFile(p)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		var buf bytes.Buffer
+		Write(&buf, recs)
+		if buf.String() != twoRecords || recs[0].File() != p {
+			t.Errorf("%s: content differs", p)
+		}
+	}
+	if _, err := ReadFile(filepath.Join(dir, "missing")); err == nil {
+		t.Error("missing file: no error")
+	}
+	bad := filepath.Join(dir, "bad.zst")
+	os.WriteFile(bad, append([]byte{0x28, 0xb5, 0x2f, 0xfd}, "garbage"...), 0o644)
+	if _, err := ReadFile(bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("corrupt zstd: %v", err)
+	}
+}
+
+// TestRoundTripIllumos parses the real 29,022-record scan and writes it back.
+func TestRoundTripIllumos(t *testing.T) {
+	path := testenv.SharedData(t, "scan/pscan-illumos-2026.txt.zst")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := Decompress(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := Parse(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 29022 {
+		t.Errorf("got %d records, want 29022", len(recs))
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(data))
+	if err := Write(&buf, recs); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), data) {
+		t.Fatal("round trip is not byte-identical")
+	}
+	// Every record has the fields pbulk-index-item always writes.
+	for i := range recs {
+		for _, k := range Keys[:13] {
+			if _, ok := recs[i].GetBytes(k); !ok {
+				t.Fatalf("%s:%d: %s lacks %s", path, recs[i].Line(), recs[i].PkgName(), k)
+			}
+		}
+	}
+	if recs[0].PkgName() != "xaos-4.2.1nb26" || recs[0].Location() != "x11/XaoS" {
+		t.Errorf("first record: %s %s", recs[0].PkgName(), recs[0].Location())
+	}
+}
+
+func BenchmarkParseIllumos(b *testing.B) {
+	path := testenv.SharedData(b, "scan/pscan-illumos-2026.txt.zst")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := Decompress(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(path, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(twoRecords))
+	f.Add([]byte("PKGNAME=ab\n"))
+	f.Add([]byte("PKGNAME=ab\n\n\nX=\n"))
+	f.Add([]byte("x"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		recs, err := Parse("fuzz", in)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Line < 1 {
+				t.Fatalf("bad error %v", err)
+			}
+			return
+		}
+		var buf bytes.Buffer
+		if err := Write(&buf, recs); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), in) {
+			t.Fatalf("round trip differs: %q -> %q", in, buf.Bytes())
+		}
+		for i := range recs {
+			name, ok := recs[i].Get(KeyPkgName)
+			if !ok || !bytes.HasPrefix(recs[i].Text, []byte("PKGNAME="+name+"\n")) {
+				t.Fatalf("record %d: PKGNAME %q not its first line", i, name)
+			}
+			hand := NewRecord(recs[i].Text)
+			for _, k := range append(Keys, "", "X") {
+				a, aok := recs[i].Get(k)
+				b, bok := hand.Get(k)
+				if a != b || aok != bok {
+					t.Fatalf("Get(%q) indexed %q,%v hand %q,%v", k, a, aok, b, bok)
+				}
+			}
+		}
+	})
+}
