@@ -1,0 +1,58 @@
+package filestore_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pkgbulk/pkgbulk/lib/store"
+	"github.com/pkgbulk/pkgbulk/lib/store/filestore"
+	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
+)
+
+func TestSuite(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := filestore.New(filepath.Join(t.TempDir(), "store"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// The directory is a plain pkgsrc PACKAGES tree: objects are files at
+// their names, readable by others, and temporary files are invisible.
+func TestLayout(t *testing.T) {
+	dir := t.TempDir()
+	s, err := filestore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Put(ctx, "All/zlib-1.3.tgz", strings.NewReader("pkg"), 3); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "All", "zlib-1.3.tgz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("mode %v, want 0644", fi.Mode().Perm())
+	}
+	// A crash mid-Put leaves a temp file; List must not report it.
+	if err := os.WriteFile(filepath.Join(dir, "All", store.TempPrefix+"123"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	if err := s.List(ctx, "", func(fi store.Info) error { names = append(names, fi.Name); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != "All/zlib-1.3.tgz" {
+		t.Errorf("List = %q", names)
+	}
+	if got, want := s.String(), "file://"+filepath.ToSlash(dir); got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,145 @@
+// Package storeopen turns a store URL into a store.Store, picking the
+// backend by scheme and wrapping it in the retry decorator:
+//
+//	file:///abs/dir  or a plain path      lib/store/filestore
+//	sftp://user@host[:port]/dir           lib/store/sftpstore
+//	s3://bucket[/prefix][?endpoint=URL]   lib/store/s3store
+//	mem://name                            lib/store/memstore (tests)
+//
+// Credentials come from Options (command-line flags), else from the
+// environment (see docs/stores.md). This is the one place where backends
+// are wired and decorators stacked.
+package storeopen
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/store"
+	"github.com/pkgbulk/pkgbulk/lib/store/filestore"
+	"github.com/pkgbulk/pkgbulk/lib/store/memstore"
+	"github.com/pkgbulk/pkgbulk/lib/store/retry"
+)
+
+// Options configure Open. The zero value works for file:// and mem://,
+// and for sftp/s3 when the environment provides what they need.
+type Options struct {
+	// S3 endpoint (URL such as https://s3.example.org or
+	// http://127.0.0.1:9000), region and credentials. Empty fields fall
+	// back to the URL's ?endpoint= and ?region= parameters, then to
+	// AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_REGION (or
+	// AWS_DEFAULT_REGION), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+	// AWS_SESSION_TOKEN.
+	S3Endpoint     string
+	S3Region       string
+	S3AccessKey    string
+	S3SecretKey    string
+	S3SessionToken string
+
+	// SSH identity (private key file) for sftp; when empty, the keys of a
+	// running ssh-agent (SSH_AUTH_SOCK) are used, then ~/.ssh/id_ed25519,
+	// id_ecdsa and id_rsa if they exist and are not passphrase-protected.
+	SSHIdentity string
+	// KnownHosts is the known_hosts file the sftp server's host key must
+	// be in (default ~/.ssh/known_hosts). Unknown hosts are refused.
+	KnownHosts string
+
+	// ConnectTimeout bounds connecting to a server (default 15s).
+	ConnectTimeout time.Duration
+	// Retry bounds the retry decorator; NoRetry leaves it out.
+	Retry   retry.Options
+	NoRetry bool
+
+	// Mem, when set, makes mem://name stores shared by name; otherwise
+	// every Open of mem://name returns a new empty store.
+	Mem *memstore.Registry
+
+	// Getenv replaces os.Getenv (tests); nil means os.Getenv.
+	Getenv func(string) string
+}
+
+func (o Options) getenv(k string) string {
+	if o.Getenv != nil {
+		return o.Getenv(k)
+	}
+	return os.Getenv(k)
+}
+
+func (o Options) connectTimeout() time.Duration {
+	if o.ConnectTimeout > 0 {
+		return o.ConnectTimeout
+	}
+	return 15 * time.Second
+}
+
+// Open returns the store rawURL names, wrapped in the retry decorator.
+func Open(ctx context.Context, rawURL string, opts Options) (store.Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s, err := open(ctx, rawURL, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.NoRetry {
+		return s, nil
+	}
+	return retry.New(s, opts.Retry), nil
+}
+
+func open(ctx context.Context, rawURL string, opts Options) (store.Store, error) {
+	if rawURL == "" {
+		return nil, fmt.Errorf("open store: empty URL")
+	}
+	// A plain path (absolute or relative) is a file store.
+	if isPlainPath(rawURL) {
+		return filestore.New(rawURL)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, fmt.Errorf("open store %s: file URLs name a local directory (file:///abs/dir), not host %q", rawURL, u.Host)
+		}
+		if u.Path == "" || !filepath.IsAbs(u.Path) {
+			return nil, fmt.Errorf("open store %s: file URL needs an absolute path (file:///abs/dir)", rawURL)
+		}
+		return filestore.New(u.Path)
+	case "mem":
+		name := u.Host + u.Path
+		if opts.Mem != nil {
+			return opts.Mem.Store(name), nil
+		}
+		return memstore.New(name), nil
+	case "sftp":
+		return openSFTP(ctx, u, opts)
+	case "s3":
+		return openS3(ctx, u, opts)
+	}
+	return nil, fmt.Errorf("open store %s: unknown scheme %q (want file, sftp, s3 or mem)", redact(u), u.Scheme)
+}
+
+// isPlainPath tells a path from a URL: URLs have "://" or start with a
+// scheme we know ("file:rel" is a mistyped URL, not a directory).
+func isPlainPath(s string) bool {
+	if strings.Contains(s, "://") {
+		return false
+	}
+	for _, scheme := range []string{"file:", "sftp:", "s3:", "mem:"} {
+		if strings.HasPrefix(s, scheme) {
+			return false
+		}
+	}
+	return true
+}
+
+// redact drops a password from u for messages.
+func redact(u *url.URL) string { return u.Redacted() }
