@@ -1,0 +1,244 @@
+// Package pkgfile reads the metadata of pkgsrc binary packages without
+// unpacking them.
+//
+// A binary package (pkg_create, spec §2) is a tar archive, compressed with
+// gzip (the default, .tgz), bzip2, xz or zstd, or not at all, whose first
+// members are the "+" metadata files (+CONTENTS first, then +COMMENT, +DESC
+// and the optional ones) followed by the payload. A signed package (spec
+// §3.1) is an ar archive of +PKG_HASH, +PKG_SIGNATURE or +PKG_GPG_SIGNATURE,
+// and the unchanged tarball as third member.
+//
+// ReadMeta detects all of these from their magic bytes (never from the file
+// name, as pkg_add does), reads the compressed stream once and stops at the
+// first payload member, so reading the metadata of a 500 MB package costs
+// only the first few kilobytes. Nothing is written to disk.
+//
+// Which members are metadata follows pkg_install's read_meta_data (info/
+// perform.c): +CONTENTS, +COMMENT, +DESC, +INSTALL, +DEINSTALL, +DISPLAY,
+// +MTREE_DIRS, +BUILD_VERSION, +BUILD_INFO, +SIZE_PKG, +SIZE_ALL, +PRESERVE,
+// +REQUIRED_BY, +INSTALLED_INFO; the first member with any other name ends
+// the metadata. Like pkg_info, ReadMeta rejects a package that lacks one of
+// +CONTENTS, +COMMENT, +DESC or that repeats a metadata member. It is
+// stricter than pkg_info in one way: +CONTENTS must be the first member
+// (pkg_info only warns about misordered packages, but pkg_admin refuses to
+// sign them and pkg_create never writes them).
+//
+// Errors name the package and what is wrong; they wrap ErrFormat for bad
+// contents and ErrTruncated for a stream that ends early.
+package pkgfile
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/pkgbulk/pkgbulk/lib/ar"
+)
+
+// ErrFormat is wrapped by errors about malformed package contents.
+var ErrFormat = errors.New("invalid binary package")
+
+// ErrTruncated is wrapped (besides ErrFormat) when the stream ends early.
+var ErrTruncated = errors.New("truncated stream")
+
+// MaxMetaSize bounds one metadata member: the largest +CONTENTS in pkgsrc
+// (texlive, big font packages) is a few megabytes.
+const MaxMetaSize = 256 << 20
+
+// Signed-package member names (spec §3.1).
+const (
+	HashName       = "+PKG_HASH"
+	X509SigName    = "+PKG_SIGNATURE"
+	GPGSigName     = "+PKG_GPG_SIGNATURE"
+	ContentsName   = "+CONTENTS"
+	CommentName    = "+COMMENT"
+	DescName       = "+DESC"
+	BuildInfoName  = "+BUILD_INFO"
+	SizePkgName    = "+SIZE_PKG"
+	BuildVersionNm = "+BUILD_VERSION"
+)
+
+// metaNames are the metadata members pkg_install knows, in its order.
+var metaNames = []string{
+	"+CONTENTS", "+COMMENT", "+DESC", "+INSTALL", "+DEINSTALL", "+DISPLAY",
+	"+MTREE_DIRS", "+BUILD_VERSION", "+BUILD_INFO", "+SIZE_PKG", "+SIZE_ALL",
+	"+PRESERVE", "+REQUIRED_BY", "+INSTALLED_INFO",
+}
+
+// IsMetaName reports whether a tar member of this name is package metadata.
+func IsMetaName(name string) bool {
+	for _, n := range metaNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Meta is the +-metadata of a package: the members that precede the payload.
+type Meta struct {
+	Files  map[string][]byte // member name -> contents, e.g. "+CONTENTS"
+	Order  []string          // member names in archive order
+	Signed bool              // the package was a signed ar container
+
+	// For signed packages: the hash file, the name of the signature member
+	// (+PKG_SIGNATURE or +PKG_GPG_SIGNATURE), the signature, and the name
+	// and size of the inner tarball member. The signature is not verified
+	// here (lib/sign does that).
+	HashFile      []byte
+	SignatureName string
+	Signature     []byte
+	InnerName     string
+	InnerSize     int64
+}
+
+// PkgName returns the argument of the first @name in +CONTENTS, or "".
+func (m *Meta) PkgName() string {
+	if m == nil {
+		return ""
+	}
+	for _, e := range parsePlist(m.Files[ContentsName]) {
+		if e.Cmd == "name" {
+			return e.Arg
+		}
+	}
+	return ""
+}
+
+// ReadMetaFile opens path and calls ReadMeta.
+func ReadMetaFile(path string) (*Meta, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadMeta(path, f)
+}
+
+// ReadMeta reads a package stream (tar compressed with gzip, bzip2, xz or
+// zstd, or uncompressed, detected by magic bytes; or a signed ar container
+// whose third member is such a tarball) and returns its metadata, stopping
+// at the first payload member. name is used in errors.
+func ReadMeta(name string, r io.Reader) (*Meta, error) {
+	m, err := readMeta(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return m, nil
+}
+
+func readMeta(r io.Reader) (*Meta, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(len(ar.Magic))
+	if err != nil && len(head) == 0 {
+		if err == io.EOF {
+			return nil, fmt.Errorf("%w: empty file", ErrFormat)
+		}
+		return nil, err
+	}
+	if string(head) == ar.Magic {
+		return readSigned(br)
+	}
+	m := &Meta{}
+	if err := readTarball(br, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func readSigned(br *bufio.Reader) (*Meta, error) {
+	a, err := ar.NewReader(br)
+	if err != nil {
+		return nil, wrapAr(err)
+	}
+	m := &Meta{Signed: true}
+	h, err := a.Next()
+	if err != nil {
+		return nil, fmt.Errorf("signed package: first member: %w", wrapAr(err))
+	}
+	if h.Name != HashName {
+		return nil, fmt.Errorf("%w: signed container with a wrong member order: first ar member is %q, want %s",
+			ErrFormat, h.Name, HashName)
+	}
+	if m.HashFile, err = readMember(a, h); err != nil {
+		return nil, fmt.Errorf("signed package: %s: %w", HashName, err)
+	}
+	h, err = a.Next()
+	if err != nil {
+		return nil, fmt.Errorf("signed package: second member: %w", wrapAr(err))
+	}
+	if h.Name != X509SigName && h.Name != GPGSigName {
+		return nil, fmt.Errorf("%w: signed container with a wrong member order: second ar member is %q, want %s or %s",
+			ErrFormat, h.Name, X509SigName, GPGSigName)
+	}
+	m.SignatureName = h.Name
+	if m.Signature, err = readMember(a, h); err != nil {
+		return nil, fmt.Errorf("signed package: %s: %w", h.Name, err)
+	}
+	h, err = a.Next()
+	if err != nil {
+		if err == io.EOF {
+			return nil, fmt.Errorf("%w: signed container with a wrong member order: no third member (the package)", ErrFormat)
+		}
+		return nil, fmt.Errorf("signed package: third member: %w", wrapAr(err))
+	}
+	m.InnerName, m.InnerSize = h.Name, h.Size
+	if err := readTarball(bufio.NewReaderSize(a, 64<<10), m); err != nil {
+		return nil, fmt.Errorf("inner package %s: %w", h.Name, err)
+	}
+	return m, nil
+}
+
+func readMember(a *ar.Reader, h *ar.Header) ([]byte, error) {
+	if h.Size > MaxMetaSize {
+		return nil, fmt.Errorf("%w: member is %d bytes (limit %d)", ErrFormat, h.Size, MaxMetaSize)
+	}
+	b := make([]byte, h.Size)
+	if _, err := io.ReadFull(a, b); err != nil {
+		return nil, wrapAr(err)
+	}
+	return b, nil
+}
+
+func wrapAr(err error) error {
+	if errors.Is(err, ar.ErrFormat) {
+		if strings.Contains(err.Error(), "truncated") {
+			return fmt.Errorf("%w: %w: %w", ErrFormat, ErrTruncated, err)
+		}
+		return fmt.Errorf("%w: bad ar header: %w", ErrFormat, err)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: %w", ErrFormat, ErrTruncated)
+	}
+	return err
+}
+
+// Compression names a package's compression as detected from its magic.
+type Compression string
+
+const (
+	None  Compression = "none"
+	Gzip  Compression = "gzip"
+	Bzip2 Compression = "bzip2"
+	XZ    Compression = "xz"
+	Zstd  Compression = "zstd"
+)
+
+// DetectCompression returns the compression whose magic starts head.
+func DetectCompression(head []byte) Compression {
+	switch {
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		return Gzip
+	case bytes.HasPrefix(head, []byte("BZh")):
+		return Bzip2
+	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		return XZ
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		return Zstd
+	}
+	return None
+}

@@ -1,0 +1,197 @@
+// Package summary builds and reads pkg_summary(5) files.
+//
+// Entry reproduces, byte for byte, what pkg_install's `pkg_info -X` prints
+// for one binary package (info/show.c show_summary, spec §1.2):
+//
+//  1. +CONTENTS in file order: PKGNAME= for @name, DEPENDS= for each
+//     @pkgdep, CONFLICTS= for each @pkgcfl;
+//  2. COMMENT= lines from +COMMENT, then SIZE_PKG= lines when +SIZE_PKG
+//     exists (split at "\n"; a final newline makes no empty line; an empty
+//     file prints nothing);
+//  3. the lines of +BUILD_INFO that start with PKGPATH=, CATEGORIES=,
+//     PROVIDES=, REQUIRES=, PKG_OPTIONS=, OPSYS=, OS_VERSION=, MACHINE_ARCH=,
+//     LICENSE=, HOMEPAGE=, PKGTOOLS_VERSION=, BUILD_DATE=, PREV_PKGPATH= or
+//     SUPERSEDES=, verbatim, in +BUILD_INFO's own order;
+//  4. FILE_NAME= and FILE_SIZE= when built from a package file (and, as an
+//     extension pkg_info lacks, FILE_CKSUM= when asked for);
+//  5. DESCRIPTION= lines from +DESC, then one empty line.
+//
+// Metadata files are cut at their first NUL byte, as pkg_info reads them as
+// C strings. Parse and Reader read pkg_summary files tolerantly: unknown
+// variables are kept, empty values are fine, order is preserved.
+package summary
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/pkgbulk/pkgbulk/lib/pkgfile"
+)
+
+// buildInfoVars are the +BUILD_INFO variables pkg_info -X copies.
+var buildInfoVars = []string{
+	"PKGPATH", "CATEGORIES", "PROVIDES", "REQUIRES", "PKG_OPTIONS", "OPSYS",
+	"OS_VERSION", "MACHINE_ARCH", "LICENSE", "HOMEPAGE", "PKGTOOLS_VERSION",
+	"BUILD_DATE", "PREV_PKGPATH", "SUPERSEDES",
+}
+
+// File describes the package file an entry is generated from.
+type File struct {
+	Name  string // FILE_NAME (the base name); "" omits FILE_NAME and FILE_SIZE
+	Size  int64  // FILE_SIZE
+	Cksum string // FILE_CKSUM value such as "sha256 <hex>"; "" omits it
+}
+
+// Entry returns the pkg_summary entry exactly as `pkg_info -X` prints it
+// for a package file with the given metadata; fileName/fileSize are
+// FILE_NAME/FILE_SIZE (omitted when fileName == ""), ending with the blank
+// line.
+func Entry(m *pkgfile.Meta, fileName string, fileSize int64) []byte {
+	return AppendEntry(nil, m, File{Name: fileName, Size: fileSize})
+}
+
+// AppendEntry appends the entry of m and f to dst.
+func AppendEntry(dst []byte, m *pkgfile.Meta, f File) []byte {
+	files := map[string][]byte{}
+	if m != nil && m.Files != nil {
+		files = m.Files
+	}
+	b := bytes.NewBuffer(dst)
+	b.Grow(4096)
+	contents := files[pkgfile.ContentsName]
+	es, _ := pkgfile.ParseContents(contents)
+	for _, e := range es {
+		var v string
+		switch e.Cmd {
+		case "name":
+			v = "PKGNAME="
+		case "pkgdep":
+			v = "DEPENDS="
+		case "pkgcfl":
+			v = "CONFLICTS="
+		default:
+			continue
+		}
+		b.WriteString(v)
+		if e.Arg == "" {
+			// pkg_install stores an empty argument as NULL and printf
+			// renders that as "(null)" in both NetBSD libc and glibc.
+			b.WriteString("(null)")
+		} else {
+			b.WriteString(e.Arg)
+		}
+		b.WriteByte('\n')
+	}
+	writeAsVar(b, "COMMENT", files[pkgfile.CommentName])
+	if sp, ok := files[pkgfile.SizePkgName]; ok {
+		writeAsVar(b, "SIZE_PKG", sp)
+	}
+	if bi, ok := files[pkgfile.BuildInfoName]; ok {
+		copyBuildInfo(b, pkgfile.CString(bi))
+	}
+	if f.Name != "" {
+		b.WriteString("FILE_NAME=")
+		b.WriteString(f.Name)
+		b.WriteString("\nFILE_SIZE=")
+		b.WriteString(strconv.FormatInt(f.Size, 10))
+		b.WriteByte('\n')
+		if f.Cksum != "" {
+			b.WriteString("FILE_CKSUM=")
+			b.WriteString(f.Cksum)
+			b.WriteByte('\n')
+		}
+	}
+	writeAsVar(b, "DESCRIPTION", files[pkgfile.DescName])
+	b.WriteByte('\n')
+	return b.Bytes()
+}
+
+// writeAsVar is pkg_info's print_string_as_var.
+func writeAsVar(b *bytes.Buffer, name string, val []byte) {
+	val = pkgfile.CString(val)
+	for len(val) > 0 {
+		line := val
+		if i := bytes.IndexByte(val, '\n'); i >= 0 {
+			line, val = val[:i], val[i+1:]
+		} else {
+			val = nil
+		}
+		b.WriteString(name)
+		b.WriteByte('=')
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+}
+
+// copyBuildInfo is pkg_install's var_copy_list over buildInfoVars.
+func copyBuildInfo(b *bytes.Buffer, bi []byte) {
+	for len(bi) > 0 {
+		line := bi
+		if i := bytes.IndexByte(bi, '\n'); i >= 0 {
+			line, bi = bi[:i], bi[i+1:]
+		} else {
+			bi = nil
+		}
+		eq := bytes.IndexByte(line, '=')
+		if eq <= 0 {
+			continue
+		}
+		name := line[:eq]
+		for _, v := range buildInfoVars {
+			if string(name) == v {
+				b.Write(line)
+				b.WriteByte('\n')
+				break
+			}
+		}
+	}
+}
+
+// EntryOptions select what EntryFromFile adds beyond pkg_info -X.
+type EntryOptions struct {
+	Cksum bool // add FILE_CKSUM=sha256 <hex> (reads the whole file)
+}
+
+// EntryFromFile reads the package at path and returns its entry, as
+// `pkg_info -X path` prints it.
+func EntryFromFile(path string) ([]byte, error) {
+	return EntryFromFileOpts(path, EntryOptions{})
+}
+
+// EntryFromFileOpts is EntryFromFile with options. The file is opened once
+// and read once: with Cksum the whole file is hashed while the metadata is
+// parsed from the same bytes.
+func EntryFromFileOpts(path string, o EntryOptions) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var r io.Reader = f
+	var h = sha256.New()
+	if o.Cksum {
+		r = io.TeeReader(f, h)
+	}
+	m, err := pkgfile.ReadMeta(path, r)
+	if err != nil {
+		return nil, err
+	}
+	file := File{Name: filepath.Base(path), Size: st.Size()}
+	if o.Cksum {
+		if _, err := io.Copy(h, f); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		file.Cksum = "sha256 " + hex.EncodeToString(h.Sum(nil))
+	}
+	return AppendEntry(nil, m, file), nil
+}
