@@ -321,6 +321,17 @@ func TestDeweyQuirks(t *testing.T) {
 	}
 }
 
+func TestVersionString(t *testing.T) {
+	for in, want := range map[string]string{
+		"1.0": "[1,0,0]", "1.0alpha1nb2": "[1,0,0,-3,1]nb2", "": "[]", "v1": "[0,22,1]",
+		"0099999999999999999999": "[99999999999999999999]",
+	} {
+		if got := ParseVersion(in).String(); got != want {
+			t.Errorf("ParseVersion(%q).String() = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestOverflows(t *testing.T) {
 	for s, want := range map[string]bool{
 		"2147483647": false, "2147483648": true, "1.0nb2147483648": true,

@@ -110,16 +110,18 @@ func (v Version) Overflows() bool {
 	return v.nb.overflows()
 }
 
-// String renders the parsed form, for diagnostics: components joined by
-// '.', then "nb" and the revision when it is not zero.
+// String renders the parsed form for diagnostics, as in the spec: "1.0nb2"
+// is "[1,0,0]nb2" (the revision only when it is not zero).
 func (v Version) String() string {
 	var b strings.Builder
+	b.WriteByte('[')
 	for i, c := range v.comps {
 		if i > 0 {
-			b.WriteByte('.')
+			b.WriteByte(',')
 		}
 		writeNum(&b, c)
 	}
+	b.WriteByte(']')
 	if v.nb != (num{}) {
 		b.WriteString("nb")
 		writeNum(&b, v.nb)
