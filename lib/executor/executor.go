@@ -1,0 +1,116 @@
+// Package executor is the boundary between the scheduler and the machines
+// that build: an Executor hands out Slots (one builder that can take one
+// job now), and a Slot runs one job and reports pkgrun's result.
+//
+// The scheduler (lib/sched) binds a job to a slot only when the slot is
+// free, so the best job at that moment is chosen (late binding) and an
+// executor whose capacity changes over time fits without any change to the
+// scheduler: a local executor has N fixed slots, an ssh executor has slots
+// per host, a pull executor has one slot per connected worker lease, and
+// an elastic executor (VMs, cloud instances) grows by starting machines
+// while Acquire waits and shrinks by not handing out slots.
+//
+// # Contract
+//
+//   - Acquire blocks until a slot is free or ctx ends. Every slot it
+//     returns must be given back exactly once: by Run or by Release.
+//   - Run runs the job once and returns only when nothing of it can still
+//     be running or report later: a remote executor revokes the lease or
+//     kills the remote process before it returns. This is what lets the
+//     scheduler requeue the job without ever running it twice at once.
+//   - Run returns a result (any status: done, failed, skew...) when the
+//     builder produced a valid one. It returns an error wrapping ErrCrash
+//     when the builder crashed (pkgrun exit 2, death by a signal, missing
+//     or unparsable result) and one wrapping ErrLost when the worker or its
+//     lease was lost; the scheduler requeues the job once per such error
+//     (bounded) and counts it apart from failed builds. When ctx is
+//     cancelled Run stops the build and returns ctx.Err() (wrapped); the
+//     job is requeued without counting a crash.
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/pkgbulk/pkgbulk/lib/job"
+)
+
+// ErrCrash is wrapped by errors of a builder that did not produce a result.
+var ErrCrash = errors.New("builder crashed")
+
+// ErrLost is wrapped by errors of a worker or lease that went away.
+var ErrLost = errors.New("worker lost")
+
+// Job is one package to build.
+type Job struct {
+	PkgName string
+	PkgPath string
+	Record  []byte // the package's presolve record: pkgrun's stdin
+	Attempt int    // 1 for the first run of this package, counting crashes
+}
+
+// Executor hands out slots.
+type Executor interface {
+	// Acquire waits for a free slot.
+	Acquire(ctx context.Context) (Slot, error)
+	// Capacity is the number of slots right now (for progress and
+	// utilisation figures; an elastic executor's changes).
+	Capacity() int
+	// Close stops the executor; slots in use must have been given back.
+	Close() error
+}
+
+// Slot is one builder reserved for one job.
+type Slot interface {
+	// Name identifies the worker, e.g. "local/3" or "ssh:host1/2"; it is
+	// recorded in build_state.worker.
+	Name() string
+	// Run runs j and gives the slot back.
+	Run(ctx context.Context, j Job) (*Outcome, error)
+	// Release gives the slot back unused.
+	Release()
+}
+
+// Outcome is a builder's result plus what the executor observed.
+type Outcome struct {
+	Result *job.Result
+	// Stderr is the tail of the builder's standard error, for the record.
+	Stderr string
+}
+
+// CrashError describes a crashed builder: who, and how it died.
+type CrashError struct {
+	Worker string
+	Reason string // "exit status 2", "killed by signal 9", "garbage on stdout: ..."
+	Stderr string // tail of the builder's standard error
+	Lost   bool   // the worker itself was lost, not only the builder process
+}
+
+func (e *CrashError) Error() string {
+	s := fmt.Sprintf("%s: builder crashed: %s", e.Worker, e.Reason)
+	if e.Lost {
+		s = fmt.Sprintf("%s: worker lost: %s", e.Worker, e.Reason)
+	}
+	if e.Stderr != "" {
+		s += " (stderr: " + lastLine(e.Stderr) + ")"
+	}
+	return s
+}
+
+// Is makes errors.Is(err, ErrCrash) and, for lost workers, ErrLost true.
+func (e *CrashError) Is(target error) bool {
+	return target == ErrCrash || (e.Lost && target == ErrLost)
+}
+
+func lastLine(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
+		s = s[:len(s)-1]
+	}
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '\n' {
+			return s[i+1:]
+		}
+	}
+	return s
+}

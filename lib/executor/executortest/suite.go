@@ -1,0 +1,267 @@
+// Package executortest is the conformance suite every executor passes
+// (local, ssh, pull...), and the fake pkgrun the suite drives.
+//
+// An executor's test file calls Run with a Factory that makes the
+// executor run the fake builder (FakePkgrun) with the given settings; its
+// TestMain calls Main so the test binary can act as that builder:
+//
+//	func TestMain(m *testing.M) { executortest.Main(m) }
+//
+//	func TestSuite(t *testing.T) {
+//		executortest.Run(t, func(t *testing.T, s job.Settings, slots int) executor.Executor {
+//			e, err := local.New(local.Config{Pkgrun: executortest.FakePkgrun(t), Slots: slots, Settings: s})
+//			...
+//		})
+//	}
+//
+// The suite checks results of every kind, crashes of every kind (exit 2,
+// a signal, garbage on stdout), cancellation in the middle of a build
+// (the build stops, nothing is left running, no crash is counted), slot
+// accounting, and, through the real scheduler on a small database, that a
+// crashed builder's job is requeued exactly once per crash and failed
+// after the bound while never running twice at once.
+package executortest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/executor"
+	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/sched"
+	"github.com/pkgbulk/pkgbulk/lib/sched/schedtest"
+)
+
+// Factory makes the executor under test with the given number of slots,
+// running the fake builder with settings. It registers its own cleanup.
+type Factory func(t *testing.T, settings job.Settings, slots int) executor.Executor
+
+// Run runs the suite.
+func Run(t *testing.T, newExec Factory) {
+	t.Run("Results", func(t *testing.T) { testResults(t, newExec) })
+	t.Run("Crashes", func(t *testing.T) { testCrashes(t, newExec) })
+	t.Run("CancelMidBuild", func(t *testing.T) { testCancel(t, newExec) })
+	t.Run("Slots", func(t *testing.T) { testSlots(t, newExec) })
+	t.Run("CrashRequeuedOnce", func(t *testing.T) { testRequeue(t, newExec) })
+}
+
+func record(name string) []byte {
+	return []byte("PKGNAME=" + name + "\nPKG_LOCATION=test/" + strings.TrimSuffix(name, "-1.0") + "\n")
+}
+
+func runOne(t *testing.T, e executor.Executor, name string) (*executor.Outcome, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := e.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("acquire: %v", err)
+	}
+	if s.Name() == "" {
+		t.Errorf("slot has no name")
+	}
+	return s.Run(ctx, executor.Job{PkgName: name, PkgPath: "test/x", Record: record(name), Attempt: 1})
+}
+
+func testResults(t *testing.T, newExec Factory) {
+	dir := t.TempDir()
+	e := newExec(t, Settings(dir, 0), 2)
+	for _, tc := range []struct {
+		name   string
+		status job.Status
+		phase  string
+	}{
+		{"ok-1.0", job.StatusDone, ""},
+		{"failing-1.0", job.StatusFailed, "build"},
+		{"skewed-1.0", job.StatusSkew, ""},
+		{"timeout-1.0", job.StatusTimeout, "build"},
+	} {
+		out, err := runOne(t, e, tc.name)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if out.Result.PkgName != tc.name || out.Result.Status != tc.status || out.Result.FailedPhase != tc.phase {
+			t.Errorf("%s: got %s %s phase %q, want %s phase %q", tc.name, out.Result.PkgName, out.Result.Status, out.Result.FailedPhase, tc.status, tc.phase)
+		}
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, LogName))
+	if got := strings.Count(string(log), "\n"); got != 4 {
+		t.Errorf("the builder ran %d times, want 4:\n%s", got, log)
+	}
+}
+
+func testCrashes(t *testing.T, newExec Factory) {
+	e := newExec(t, Settings(t.TempDir(), 0), 1)
+	for _, name := range []string{"crash-1.0", "garbage-1.0", "signal-1.0"} {
+		out, err := runOne(t, e, name)
+		if err == nil {
+			t.Errorf("%s: got result %+v, want a crash", name, out.Result)
+			continue
+		}
+		if !errors.Is(err, executor.ErrCrash) {
+			t.Errorf("%s: error %v does not wrap ErrCrash", name, err)
+		}
+		if errors.Is(err, context.Canceled) {
+			t.Errorf("%s: a crash reported as cancellation: %v", name, err)
+		}
+	}
+	// The slot came back after each crash.
+	if out, err := runOne(t, e, "ok-1.0"); err != nil || out.Result.Status != job.StatusDone {
+		t.Errorf("build after crashes: %v", err)
+	}
+}
+
+func testCancel(t *testing.T, newExec Factory) {
+	dir := t.TempDir()
+	e := newExec(t, Settings(dir, 0), 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := e.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, "running.hang-1.0")
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := os.Stat(marker); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	out, err := s.Run(ctx, executor.Job{PkgName: "hang-1.0", Record: record("hang-1.0"), Attempt: 1})
+	if err == nil {
+		t.Fatalf("cancelled build returned a result: %+v", out.Result)
+	}
+	if !errors.Is(err, context.Canceled) || errors.Is(err, executor.ErrCrash) {
+		t.Errorf("cancelled build: error %v, want context.Canceled and no crash", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("cancel took %v", d)
+	}
+	if b, err := os.ReadFile(marker); err == nil {
+		if pid, err := strconv.Atoi(string(b)); err == nil && syscall.Kill(pid, 0) == nil {
+			t.Errorf("builder pid %d still running after its job was cancelled", pid)
+		}
+	}
+	if out, err := runOne(t, e, "ok-1.0"); err != nil || out.Result.Status != job.StatusDone {
+		t.Errorf("build after a cancel: %v", err)
+	}
+}
+
+func testSlots(t *testing.T, newExec Factory) {
+	e := newExec(t, Settings(t.TempDir(), 0), 2)
+	if c := e.Capacity(); c != 2 {
+		t.Errorf("capacity %d, want 2", c)
+	}
+	ctx := context.Background()
+	a, err := e.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Name() == b.Name() {
+		t.Errorf("two slots named %s", a.Name())
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if s, err := e.Acquire(short); err == nil {
+		t.Errorf("acquired a third slot %s of 2", s.Name())
+		s.Release()
+	}
+	a.Release()
+	again, err := e.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("acquire after release: %v", err)
+	}
+	again.Release()
+	b.Release()
+}
+
+func testRequeue(t *testing.T, newExec Factory) {
+	dir := t.TempDir()
+	e := newExec(t, Settings(dir, 5*time.Millisecond), 2)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "bulk.db")
+	pkgs := []schedtest.Pkg{
+		{Name: "crashonce-1.0"},
+		{Name: "app-1.0", Deps: []string{"crashonce-1.0"}},
+		{Name: "crash-1.0"},
+		{Name: "victim-1.0", Deps: []string{"crash-1.0"}},
+		{Name: "garbage-1.0"},
+		{Name: "other-1.0"},
+	}
+	if err := schedtest.WriteDB(ctx, path, pkgs); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	sum, err := sched.Run(ctx, d, sched.RunOptions{Exec: e, MaxCrashes: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		state             string
+		attempts, crashes int
+	}{
+		"crashonce-1.0": {"done", 2, 1},
+		"app-1.0":       {"done", 1, 0},
+		"crash-1.0":     {"failed", 3, 3},
+		"victim-1.0":    {"indirect-failed", 0, 0},
+		"garbage-1.0":   {"failed", 3, 3},
+		"other-1.0":     {"done", 1, 0},
+	}
+	rows, err := d.Query(`SELECT p.pkgname, b.state, b.detail, b.attempts, b.crashes FROM build_state b JOIN packages p ON p.id = b.pkg_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, state, detail string
+		var att, cr int
+		if err := rows.Scan(&name, &state, &detail, &att, &cr); err != nil {
+			t.Fatal(err)
+		}
+		w := want[name]
+		if state != w.state || att != w.attempts || cr != w.crashes {
+			t.Errorf("%s: state %s attempts %d crashes %d, want %s %d %d (detail %q)", name, state, att, cr, w.state, w.attempts, w.crashes, detail)
+		}
+		if state == "failed" && !strings.Contains(detail, "crash") {
+			t.Errorf("%s: failed detail %q does not name the crash", name, detail)
+		}
+		if name == "victim-1.0" && detail != "crash-1.0" {
+			t.Errorf("victim-1.0: detail %q, want the root crash-1.0", detail)
+		}
+	}
+	if sum.Crashes != 7 {
+		t.Errorf("summary counts %d crashes, want 7", sum.Crashes)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, LogName))
+	for _, l := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		if strings.HasPrefix(l, "DOUBLE") || strings.HasPrefix(l, "ORDER") {
+			t.Errorf("fake builder saw: %s", l)
+		}
+	}
+	for _, n := range []string{"crashonce-1.0 done", "app-1.0 done", "other-1.0 done"} {
+		if c := strings.Count(string(log), n+"\n"); c != 1 {
+			t.Errorf("%q built %d times, want once:\n%s", n, c, log)
+		}
+	}
+}

@@ -1,0 +1,276 @@
+// Package local is the executor that runs pkgrun as a child process on
+// this machine: N slots, one pkgrun process per job.
+//
+// Each pkgrun gets the package's presolve record on stdin and the run's
+// job.Settings as a JSON file (pkgrun --job FILE); its stdout must be
+// exactly one job.Result. Exit 0 with a done/up-to-date result and exit 1
+// with a failed/skew/timeout result are builds; anything else (exit 2 or
+// another code, death by a signal, a result that does not parse or
+// contradicts the exit code) is a crash of the builder
+// (executor.ErrCrash).
+//
+// pkgrun runs in its own process group. When the job's context ends, the
+// group gets SIGTERM, then SIGKILL after a grace period; when pkgrun
+// exits, whatever is left of its group is killed, so no build outlives its
+// job. On Linux pkgrun also gets SIGKILL when pkgsched dies (parent-death
+// signal), and every builder carries PKGSCHED_TAG=<tag> in its
+// environment so that KillOrphans can find processes of a killed run that
+// left pkgrun's group.
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/executor"
+	"github.com/pkgbulk/pkgbulk/lib/job"
+)
+
+// Config configures a local executor.
+type Config struct {
+	Pkgrun   string       // pkgrun program; "" finds it with FindPkgrun
+	Slots    int          // parallel jobs, at least 1
+	Settings job.Settings // passed to every pkgrun as --job FILE
+	// Tag is put into every builder's environment as PKGSCHED_TAG; use
+	// the same tag with KillOrphans after a crash of the scheduler.
+	Tag string
+	// Grace is how long a cancelled pkgrun has between SIGTERM and
+	// SIGKILL (default 10s).
+	Grace time.Duration
+}
+
+// TagVar is the environment variable that marks the scheduler's builders.
+const TagVar = "PKGSCHED_TAG"
+
+// maxStdout bounds what is kept of pkgrun's stdout: a result is a few kB.
+const maxStdout = 4 << 20
+
+// stderrTail is how much of pkgrun's stderr is kept for crash reports.
+const stderrTail = 4 << 10
+
+// Executor runs pkgrun locally.
+type Executor struct {
+	cfg      Config
+	jobFile  string
+	free     chan int
+	closeOne sync.Once
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// FindPkgrun returns the pkgrun beside the running program, else pkgrun
+// on PATH.
+func FindPkgrun() (string, error) {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "pkgrun")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("pkgrun")
+	if err != nil {
+		return "", fmt.Errorf("find pkgrun: not beside this program and not on PATH (use --pkgrun): %w", err)
+	}
+	return p, nil
+}
+
+// New checks the configuration and writes the settings file.
+func New(cfg Config) (*Executor, error) {
+	if cfg.Slots < 1 {
+		return nil, fmt.Errorf("local executor: %d slots; need at least 1", cfg.Slots)
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	if cfg.Pkgrun == "" {
+		p, err := FindPkgrun()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Pkgrun = p
+	} else if _, err := exec.LookPath(cfg.Pkgrun); err != nil {
+		return nil, fmt.Errorf("local executor: pkgrun %s: %w", cfg.Pkgrun, err)
+	}
+	b, err := json.MarshalIndent(cfg.Settings, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("local executor: encode settings: %w", err)
+	}
+	f, err := os.CreateTemp("", "pkgsched-job-*.json")
+	if err != nil {
+		return nil, fmt.Errorf("local executor: write settings: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("local executor: write settings %s: %w", f.Name(), err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("local executor: write settings %s: %w", f.Name(), err)
+	}
+	e := &Executor{cfg: cfg, jobFile: f.Name(), free: make(chan int, cfg.Slots)}
+	for i := 1; i <= cfg.Slots; i++ {
+		e.free <- i
+	}
+	return e, nil
+}
+
+// Capacity is the configured number of slots.
+func (e *Executor) Capacity() int { return e.cfg.Slots }
+
+// Acquire waits for a free slot.
+func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
+	select {
+	case i := <-e.free:
+		return &slot{e: e, n: i}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close removes the settings file.
+func (e *Executor) Close() error {
+	var err error
+	e.closeOne.Do(func() { err = os.Remove(e.jobFile) })
+	return err
+}
+
+type slot struct {
+	e    *Executor
+	n    int
+	once sync.Once
+}
+
+func (s *slot) Name() string { return fmt.Sprintf("local/%d", s.n) }
+
+func (s *slot) Release() { s.once.Do(func() { s.e.free <- s.n }) }
+
+// Run runs pkgrun for j.
+func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, error) {
+	defer s.Release()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", s.Name(), j.PkgName, err)
+	}
+	var stdout limitedBuffer
+	stdout.max = maxStdout
+	var stderr tailBuffer
+	stderr.max = stderrTail
+	cmd := exec.Command(s.e.cfg.Pkgrun, "--job", s.e.jobFile)
+	cmd.Stdin = bytes.NewReader(j.Record)
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	cmd.Env = append(os.Environ(), TagVar+"="+s.e.cfg.Tag)
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, &executor.CrashError{Worker: s.Name(), Reason: "start " + s.e.cfg.Pkgrun + ": " + err.Error()}
+	}
+	pgid := cmd.Process.Pid
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var werr error
+	cancelled := false
+	select {
+	case werr = <-waited:
+	case <-ctx.Done():
+		cancelled = true
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		t := time.NewTimer(s.e.cfg.Grace)
+		select {
+		case werr = <-waited:
+			t.Stop()
+		case <-t.C:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			werr = <-waited
+		}
+	}
+	// Nothing of the job may outlive it: kill what is left of its group.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if cancelled {
+		return nil, fmt.Errorf("%s: %s: %w", s.Name(), j.PkgName, ctx.Err())
+	}
+	return s.interpret(j, werr, stdout.Bytes(), stderr.String(), stdout.over)
+}
+
+func (s *slot) interpret(j executor.Job, werr error, out []byte, errTail string, over bool) (*executor.Outcome, error) {
+	crash := func(format string, args ...any) error {
+		return &executor.CrashError{Worker: s.Name(), Reason: fmt.Sprintf(format, args...), Stderr: errTail}
+	}
+	code := 0
+	if werr != nil {
+		var ee *exec.ExitError
+		if !errors.As(werr, &ee) {
+			return nil, crash("wait for pkgrun: %v", werr)
+		}
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return nil, crash("pkgrun killed by signal %d (%s)", int(ws.Signal()), ws.Signal())
+		}
+		code = ee.ExitCode()
+	}
+	if code != 0 && code != 1 {
+		return nil, crash("pkgrun exit status %d", code)
+	}
+	if over {
+		return nil, crash("pkgrun printed more than %d bytes on stdout", maxStdout)
+	}
+	r, err := job.DecodeResult(out)
+	if err != nil {
+		return nil, crash("garbage on pkgrun's stdout (exit status %d): %v: %q", code, err, clip(out))
+	}
+	if r.Status.Success() != (code == 0) {
+		return nil, crash("pkgrun exit status %d contradicts its result status %q", code, r.Status)
+	}
+	if r.Host == "" {
+		r.Host = s.Name()
+	}
+	return &executor.Outcome{Result: r, Stderr: errTail}, nil
+}
+
+func clip(b []byte) string {
+	if len(b) > 80 {
+		return string(b[:80]) + "..."
+	}
+	return string(b)
+}
+
+// limitedBuffer keeps the first max bytes and notes overflow.
+type limitedBuffer struct {
+	bytes.Buffer
+	max  int
+	over bool
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); len(p) > room {
+		b.over = true
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.Buffer.Write(p)
+}
+
+// tailBuffer keeps the last max bytes.
+type tailBuffer struct {
+	b   []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }

@@ -1,0 +1,238 @@
+package sched
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// ledger writes the scheduler's tables: build_state, events and history.
+// Every method is one transaction, committed before the caller acts on it.
+type ledger struct {
+	d  *sql.DB
+	g  *Graph
+	st struct {
+		start, finish, requeue, event, history, record *sql.Stmt
+	}
+}
+
+func newLedger(ctx context.Context, d *sql.DB, g *Graph) (*ledger, error) {
+	l := &ledger{d: d, g: g}
+	prep := func(dst **sql.Stmt, q string) error {
+		s, err := d.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q, err)
+		}
+		*dst = s
+		return nil
+	}
+	for _, p := range []struct {
+		dst **sql.Stmt
+		q   string
+	}{
+		{&l.st.start, `UPDATE build_state SET state = 'in_processing', detail = '', attempts = attempts + 1,
+			worker = ?, started_at = ?, finished_at = NULL, wall_ms = NULL WHERE pkg_id = ?`},
+		{&l.st.finish, `UPDATE build_state SET state = ?, detail = ?, finished_at = ?, wall_ms = ?, result = ?,
+			crashes = crashes + ? WHERE pkg_id = ?`},
+		{&l.st.requeue, `UPDATE build_state SET state = ?, detail = ?, crashes = crashes + ? WHERE pkg_id = ?`},
+		{&l.st.event, `INSERT INTO events (at, pkg_id, event, detail) VALUES (?, ?, ?, ?)`},
+		{&l.st.history, `INSERT OR REPLACE INTO history (pkgpath, pkgname, finished_at, state, wall_ms, cpu_ms) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&l.st.record, `SELECT record FROM packages WHERE id = ?`},
+	} {
+		if err := prep(p.dst, p.q); err != nil {
+			l.close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *ledger) close() {
+	for _, s := range []*sql.Stmt{l.st.start, l.st.finish, l.st.requeue, l.st.event, l.st.history, l.st.record} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+func (l *ledger) tx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	tx, err := l.d.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: commit: %w", what, err)
+	}
+	return nil
+}
+
+func (l *ledger) record(ctx context.Context, i int32) ([]byte, error) {
+	var rec []byte
+	if err := l.st.record.QueryRowContext(ctx, l.g.ID[i]).Scan(&rec); err != nil {
+		return nil, fmt.Errorf("read presolve record of %s: %w", l.g.Name[i], err)
+	}
+	return rec, nil
+}
+
+// start records that i was handed to worker.
+func (l *ledger) start(ctx context.Context, i int32, worker string, at int64) error {
+	return l.tx(ctx, "record start of "+l.g.Name[i], func(tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, l.st.start).ExecContext(ctx, worker, at, l.g.ID[i]); err != nil {
+			return err
+		}
+		_, err := tx.StmtContext(ctx, l.st.event).ExecContext(ctx, at, l.g.ID[i], "start", worker)
+		return err
+	})
+}
+
+// outcome is what happened to one job, for finish.
+type outcome struct {
+	at, wallMS int64
+	crash      bool   // the builder crashed (counted in crashes)
+	result     []byte // pkgrun's JSON result, nil when there is none
+	hist       *histRow
+	event      string // event of the job itself when not its new state (crash)
+}
+
+type histRow struct {
+	state         string
+	wallMS, cpuMS int64
+}
+
+// finish records changes as one transaction: the job's own change first
+// (with its result and history row), then the dependents it failed.
+func (l *ledger) finish(ctx context.Context, changes []Change, o outcome) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	first := changes[0].Node
+	return l.tx(ctx, "record result of "+l.g.Name[first], func(tx *sql.Tx) error {
+		ev := tx.StmtContext(ctx, l.st.event)
+		crash := 0
+		if o.crash {
+			crash = 1
+		}
+		for k, c := range changes {
+			id := l.g.ID[c.Node]
+			if k == 0 && c.From == InProcessing && c.To != Open {
+				var res any
+				if o.result != nil {
+					res = string(o.result)
+				}
+				if _, err := tx.StmtContext(ctx, l.st.finish).ExecContext(ctx, string(c.To), c.Detail, o.at, o.wallMS, res, crash, id); err != nil {
+					return err
+				}
+				if o.event != "" {
+					if _, err := ev.ExecContext(ctx, o.at, id, o.event, c.Detail); err != nil {
+						return err
+					}
+				}
+			} else {
+				cr := 0
+				if k == 0 {
+					cr = crash
+					if o.event != "" {
+						if _, err := ev.ExecContext(ctx, o.at, id, o.event, c.Detail); err != nil {
+							return err
+						}
+					}
+				}
+				if _, err := tx.StmtContext(ctx, l.st.requeue).ExecContext(ctx, string(c.To), c.Detail, cr, id); err != nil {
+					return err
+				}
+			}
+			name := string(c.To)
+			if c.To == Open {
+				name = "requeue"
+			}
+			if _, err := ev.ExecContext(ctx, o.at, id, name, c.Detail); err != nil {
+				return err
+			}
+		}
+		if h := o.hist; h != nil {
+			if _, err := tx.StmtContext(ctx, l.st.history).ExecContext(ctx, l.g.Path[first], l.g.Name[first], o.at, h.state, h.wallMS, h.cpuMS); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// loadStates reads build_state. fresh is true when the table has no row
+// for this build set yet.
+func loadStates(ctx context.Context, d *sql.DB, g *Graph) (state []State, detail []string, attempts, crashes []int, fresh bool, err error) {
+	n := g.Len()
+	state = make([]State, n)
+	detail = make([]string, n)
+	attempts = make([]int, n)
+	crashes = make([]int, n)
+	idx := make(map[int64]int32, n)
+	for i, id := range g.ID {
+		idx[id] = int32(i)
+	}
+	rows, err := d.QueryContext(ctx, `SELECT pkg_id, state, detail, attempts, crashes FROM build_state`)
+	if err != nil {
+		return nil, nil, nil, nil, false, fmt.Errorf("read build_state: %w", err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var id int64
+		var s, det string
+		var a, c int
+		if err := rows.Scan(&id, &s, &det, &a, &c); err != nil {
+			return nil, nil, nil, nil, false, fmt.Errorf("read build_state: %w", err)
+		}
+		i, ok := idx[id]
+		if !ok {
+			continue
+		}
+		st, err := ParseState(s)
+		if err != nil {
+			return nil, nil, nil, nil, false, fmt.Errorf("build_state of %s: %w", g.Name[i], err)
+		}
+		state[i], detail[i], attempts[i], crashes[i] = st, det, a, c
+		seen++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, nil, nil, false, fmt.Errorf("read build_state: %w", err)
+	}
+	if seen == 0 {
+		return state, detail, attempts, crashes, true, nil
+	}
+	if seen != n {
+		return nil, nil, nil, nil, false, fmt.Errorf("build_state has rows for %d of the %d selected packages: the database was changed under a run (rebuild it with pkgdag, or delete build_state to start over)", seen, n)
+	}
+	return state, detail, attempts, crashes, false, nil
+}
+
+// initStates writes the first build_state rows: every selected package in
+// its start state, with propagated indirect-prefailed roots named.
+func initStates(ctx context.Context, d *sql.DB, g *Graph, state []State, detail []string, at int64) error {
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("create build_state: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `INSERT INTO build_state (pkg_id, state, detail) VALUES (?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("create build_state: %w", err)
+	}
+	defer st.Close()
+	for i := range g.Len() {
+		if _, err := st.ExecContext(ctx, g.ID[i], string(state[i]), detail[i]); err != nil {
+			return fmt.Errorf("create build_state for %s: %w", g.Name[i], err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO events (at, pkg_id, event, detail) VALUES (?, NULL, 'init', ?)`, at, fmt.Sprintf("%d packages", g.Len())); err != nil {
+		return fmt.Errorf("create build_state: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("create build_state: %w", err)
+	}
+	return nil
+}

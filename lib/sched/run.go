@@ -1,0 +1,353 @@
+package sched
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/executor"
+)
+
+// DefaultMaxCrashes bounds how often a package's builder may crash before
+// the package is failed.
+const DefaultMaxCrashes = 3
+
+// RunOptions configure Run.
+type RunOptions struct {
+	Exec       executor.Executor
+	Order      Order  // default OrderPath
+	User       []bool // the user's priority list (ReadPriority), nil for none
+	MaxCrashes int    // default DefaultMaxCrashes
+	// Progress receives a one-line status every ProgressEvery (default 1s)
+	// when not nil: the terminal's stderr.
+	Progress      io.Writer
+	ProgressEvery time.Duration
+	Now           func() time.Time // default time.Now
+}
+
+// Summary is what a run did.
+type Summary struct {
+	Counts      map[State]int `json:"counts"`
+	UpToDate    int           `json:"up_to_date"` // done with detail up-to-date
+	Jobs        int           `json:"jobs"`       // builder runs started
+	Crashes     int           `json:"crashes"`    // builder runs that crashed
+	Capacity    int           `json:"capacity"`   // slots
+	ElapsedMS   int64         `json:"elapsed_ms"`
+	BusyMS      int64         `json:"busy_ms"`     // sum of job wall times
+	Utilisation float64       `json:"utilisation"` // BusyMS / (Capacity × ElapsedMS)
+	Interrupted bool          `json:"interrupted"`
+}
+
+// Unfinished is the number of packages neither done nor failed.
+func (s *Summary) Unfinished() int { return s.Counts[Open] + s.Counts[InProcessing] }
+
+// Failures is the number of packages that did not build.
+func (s *Summary) Failures() int {
+	n := 0
+	for st, c := range s.Counts {
+		if st.Failure() {
+			n += c
+		}
+	}
+	return n
+}
+
+// Run builds the database's selected packages with opts.Exec until
+// nothing is left to start, ctx ends or the database cannot be written.
+//
+// Every decision is committed before it is acted on: a package is
+// in_processing in the database before its builder starts, and a result
+// (with the failures it propagates) is committed before any dependent it
+// releases is handed out. A run killed at any moment therefore resumes
+// from the database: in_processing packages go back to open, everything
+// decided stays decided.
+//
+// When ctx ends, Run stops handing out jobs, cancels the running ones,
+// puts them back to open and returns the summary with Interrupted set and
+// ctx's error.
+func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
+	if opts.Exec == nil {
+		return nil, errors.New("sched.Run: no executor")
+	}
+	if opts.MaxCrashes <= 0 {
+		opts.MaxCrashes = DefaultMaxCrashes
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ProgressEvery <= 0 {
+		opts.ProgressEvery = time.Second
+	}
+	now := func() int64 { return opts.Now().UnixMilli() }
+	began := opts.Now()
+
+	g, err := LoadGraph(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	state, detail, attempts, crashes, fresh, err := loadStates(ctx, d, g)
+	if err != nil {
+		return nil, err
+	}
+	if fresh {
+		for i := range state {
+			state[i], detail[i] = g.Initial[i], g.Reason[i]
+			if state[i] == IndirectPrefailed {
+				state[i] = Open // propagation below names its root
+			}
+		}
+	}
+	hist, err := HistoryDurations(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if opts.User != nil && len(opts.User) != g.Len() {
+		return nil, fmt.Errorf("sched.Run: priority list for %d packages, build set has %d", len(opts.User), g.Len())
+	}
+	keys := Keys(g, Durations(g, hist), opts.Order, opts.User)
+	core, changes := NewCore(g, keys, state, detail)
+	if fresh {
+		forced := false
+		for i := range g.Len() {
+			if g.Initial[i] == IndirectPrefailed && core.state[i] == Open {
+				// pkgdag knows better (e.g. a dependency outside the selection).
+				core.state[i] = IndirectPrefailed
+				forced = true
+			}
+		}
+		if forced {
+			core, _ = NewCore(g, keys, core.state, core.detail)
+		}
+		if err := initStates(ctx, d, g, core.state, core.detail, now()); err != nil {
+			return nil, err
+		}
+		changes = nil
+	}
+	led, err := newLedger(ctx, d, g)
+	if err != nil {
+		return nil, err
+	}
+	defer led.close()
+	if len(changes) > 0 {
+		at := now()
+		for _, c := range changes {
+			if err := led.finish(ctx, []Change{c}, outcome{at: at}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if _, err := d.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES ('pkgsched.slots', ?)`, strconv.Itoa(opts.Exec.Capacity())); err != nil {
+		return nil, fmt.Errorf("write meta: %w", err)
+	}
+
+	sum := &Summary{Capacity: opts.Exec.Capacity()}
+	r := &runner{ctx: ctx, d: d, g: g, core: core, led: led, opts: opts, now: now,
+		attempts: attempts, crashes: crashes, sum: sum}
+	err = r.loop()
+	sum.Counts = make(map[State]int)
+	for i := range g.Len() {
+		st, det := core.State(int32(i))
+		sum.Counts[st]++
+		if st == Done && det == "up-to-date" {
+			sum.UpToDate++
+		}
+	}
+	sum.ElapsedMS = opts.Now().Sub(began).Milliseconds()
+	if sum.ElapsedMS > 0 && sum.Capacity > 0 {
+		sum.Utilisation = float64(sum.BusyMS) / float64(int64(sum.Capacity)*sum.ElapsedMS)
+	}
+	if err == nil && ctx.Err() != nil {
+		sum.Interrupted = true
+		err = fmt.Errorf("interrupted: %d packages left open; run again to resume: %w", sum.Unfinished(), ctx.Err())
+	}
+	return sum, err
+}
+
+type runner struct {
+	ctx      context.Context
+	d        *sql.DB
+	g        *Graph
+	core     *Core
+	led      *ledger
+	opts     RunOptions
+	now      func() int64
+	attempts []int
+	crashes  []int
+	sum      *Summary
+	running  map[int32]string
+}
+
+type acquired struct {
+	slot executor.Slot
+	err  error
+}
+
+type finished struct {
+	node       int32
+	worker     string
+	start, end int64
+	out        *executor.Outcome
+	err        error
+}
+
+func (r *runner) loop() error {
+	// Jobs run under jobCtx: the caller's ctx, or a fatal error here.
+	jobCtx, cancelJobs := context.WithCancel(r.ctx)
+	defer cancelJobs()
+	// Database writes must still happen after an interrupt.
+	dbCtx := context.WithoutCancel(r.ctx)
+	r.running = make(map[int32]string)
+	acqCh := make(chan acquired, 1)
+	results := make(chan finished)
+	acquiring := false
+	acqCancel := context.CancelFunc(func() {})
+	defer func() { acqCancel() }()
+	stopping := false
+	var fatal error
+	stop := func(err error) {
+		if fatal == nil && err != nil {
+			fatal = err
+		}
+		stopping = true
+		acqCancel()
+		cancelJobs()
+	}
+	done := r.ctx.Done()
+	var tick <-chan time.Time
+	if r.opts.Progress != nil {
+		t := time.NewTicker(r.opts.ProgressEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		if !stopping && !acquiring && r.core.Ready() > 0 {
+			actx, cancel := context.WithCancel(jobCtx)
+			acqCancel = cancel
+			acquiring = true
+			go func() {
+				s, err := r.opts.Exec.Acquire(actx)
+				acqCh <- acquired{s, err}
+			}()
+		}
+		if len(r.running) == 0 && !acquiring {
+			break
+		}
+		select {
+		case a := <-acqCh:
+			acquiring = false
+			acqCancel()
+			if a.err != nil {
+				if !stopping && r.ctx.Err() == nil {
+					stop(fmt.Errorf("executor: %w", a.err))
+				}
+				continue
+			}
+			i, ok := r.core.Pop()
+			if stopping || !ok {
+				if ok {
+					r.core.Requeue(i, "")
+				}
+				a.slot.Release()
+				continue
+			}
+			if err := r.dispatch(jobCtx, dbCtx, i, a.slot, results); err != nil {
+				stop(err)
+			}
+		case f := <-results:
+			delete(r.running, f.node)
+			if err := r.handle(dbCtx, jobCtx, f); err != nil {
+				stop(err)
+			}
+		case <-done:
+			done = nil
+			stop(nil)
+		case <-tick:
+			r.progress(false)
+		}
+	}
+	if r.opts.Progress != nil {
+		r.progress(true)
+	}
+	return fatal
+}
+
+func (r *runner) dispatch(jobCtx, dbCtx context.Context, i int32, slot executor.Slot, results chan<- finished) error {
+	rec, err := r.led.record(dbCtx, i)
+	if err == nil {
+		err = r.led.start(dbCtx, i, slot.Name(), r.now())
+	}
+	if err != nil {
+		slot.Release()
+		r.core.Requeue(i, "")
+		return err
+	}
+	r.attempts[i]++
+	r.sum.Jobs++
+	r.running[i] = slot.Name()
+	j := executor.Job{PkgName: r.g.Name[i], PkgPath: r.g.Path[i], Record: rec, Attempt: r.attempts[i]}
+	go func() {
+		start := r.now()
+		out, err := slot.Run(jobCtx, j)
+		results <- finished{node: i, worker: slot.Name(), start: start, end: r.now(), out: out, err: err}
+	}()
+	return nil
+}
+
+func (r *runner) handle(dbCtx, jobCtx context.Context, f finished) error {
+	i := f.node
+	wall := max(f.end-f.start, 0)
+	r.sum.BusyMS += wall
+	o := outcome{at: f.end, wallMS: wall}
+	var changes []Change
+	switch {
+	case f.err == nil && f.out != nil && f.out.Result != nil:
+		res := f.out.Result
+		st, detail := stateOf(res)
+		if b, err := json.Marshal(res); err == nil {
+			o.result = b
+		}
+		hw := res.WallMS
+		if hw <= 0 {
+			hw = wall
+		}
+		o.hist = &histRow{state: string(res.Status), wallMS: hw, cpuMS: res.CPUMS}
+		changes = r.core.Finish(i, st, detail)
+	case jobCtx.Err() != nil:
+		// Interrupted (or stopped by a fatal error): not the builder's fault.
+		changes = []Change{r.core.Requeue(i, "interrupted")}
+	default:
+		err := f.err
+		if err == nil {
+			err = &executor.CrashError{Worker: f.worker, Reason: "executor returned neither result nor error"}
+		}
+		r.crashes[i]++
+		r.sum.Crashes++
+		o.crash = true
+		o.event = "crash"
+		if r.crashes[i] >= r.opts.MaxCrashes {
+			changes = r.core.Finish(i, Failed, fmt.Sprintf("builder crashed %d times; last: %v", r.crashes[i], err))
+		} else {
+			changes = []Change{r.core.Requeue(i, fmt.Sprintf("crash %d of %d: %v", r.crashes[i], r.opts.MaxCrashes, err))}
+		}
+	}
+	return r.led.finish(dbCtx, changes, o)
+}
+
+func (r *runner) progress(final bool) {
+	c := r.core
+	n := r.g.Len()
+	dec := n - c.Count(Open) - c.Count(InProcessing)
+	end := "\r"
+	if final {
+		end = "\n"
+	}
+	fmt.Fprintf(r.opts.Progress, "\x1b[2K[%d/%d] running %d, ready %d, done %d, failed %d, indirect %d%s",
+		dec, n, len(r.running), c.Ready(), c.Count(Done),
+		c.Count(Failed)+c.Count(Skew)+c.Count(Timeout)+c.Count(Prefailed),
+		c.Count(IndirectFailed)+c.Count(IndirectPrefailed), end)
+}
