@@ -1,0 +1,82 @@
+package sftpstore_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/store"
+	"github.com/pkgbulk/pkgbulk/lib/store/sftpstore"
+	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
+)
+
+func open(t *testing.T, srv *storetest.SSHServer, sub, knownHosts string) (*sftpstore.Store, error) {
+	cfg, err := sftpstore.ParseURL(srv.URL(sub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HostKeyCallback, cfg.HostKeyAlgorithms, err = sftpstore.HostKeyChecker(knownHosts, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Auth, _, err = sftpstore.Auth(sftpstore.AuthOptions{IdentityFile: srv.IdentityFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Timeout = 10 * time.Second
+	return sftpstore.New(context.Background(), cfg)
+}
+
+func TestSuite(t *testing.T) {
+	srv := storetest.StartSSHD(t)
+	var n atomic.Int32
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := open(t, srv, fmt.Sprintf("suite%d/store", n.Add(1)), srv.KnownHosts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestParseURL(t *testing.T) {
+	for _, c := range []struct {
+		url     string
+		want    sftpstore.Config
+		wantErr string
+	}{
+		{url: "sftp://pkg@build.example.org/srv/packages", want: sftpstore.Config{User: "pkg", Host: "build.example.org", Dir: "/srv/packages"}},
+		{url: "sftp://pkg@[::1]:2222/p/", want: sftpstore.Config{User: "pkg", Host: "::1", Port: 2222, Dir: "/p"}},
+		{url: "sftp://pkg@h", want: sftpstore.Config{User: "pkg", Host: "h", Dir: "/"}},
+		{url: "sftp://h/dir", wantErr: "no user"},
+		{url: "sftp://u:pw@h/dir", wantErr: "passwords"},
+		{url: "sftp://u@h:99999/dir", wantErr: "bad port"},
+		{url: "sftp://u@/dir", wantErr: "no host"},
+	} {
+		got, err := sftpstore.ParseURL(c.url)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("ParseURL(%q) error = %v, want %q", c.url, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || got.User != c.want.User || got.Host != c.want.Host || got.Port != c.want.Port || got.Dir != c.want.Dir {
+			t.Errorf("ParseURL(%q) = %+v, %v; want %+v", c.url, got, err, c.want)
+		}
+	}
+}
+
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{"sftp://u@h/d", "sftp://u@[::1]:22/x", "sftp://u:p@h", "sftp://%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := sftpstore.ParseURL(s)
+		if err == nil && (c.Host == "" || c.User == "" || !strings.HasPrefix(c.Dir, "/")) {
+			t.Fatalf("ParseURL(%q) accepted %+v", s, c)
+		}
+	})
+}
