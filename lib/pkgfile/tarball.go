@@ -63,10 +63,16 @@ func readTarball(br *bufio.Reader, m *Meta) error {
 		return err
 	}
 	defer closeFn()
-	tr := tar.NewReader(dr)
+	cr := &countingReader{r: dr}
+	tr := tar.NewReader(cr)
 	m.Files = make(map[string][]byte, 8)
 	for i := 0; ; i++ {
 		h, err := tr.Next()
+		if err == io.EOF && cr.n%512 != 0 {
+			// Go's tar reader reports a stream cut inside the padding
+			// of a member as a clean end; a tar stream is whole blocks.
+			err = io.ErrUnexpectedEOF
+		}
 		if err == io.EOF {
 			if i == 0 {
 				return fmt.Errorf("%w: no %s: empty tar archive (%s)", ErrFormat, ContentsName, c)
@@ -108,4 +114,16 @@ func readTarball(br *bufio.Reader, m *Meta) error {
 		}
 	}
 	return nil
+}
+
+// countingReader counts the bytes the tar reader consumed.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
