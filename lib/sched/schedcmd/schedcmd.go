@@ -1,0 +1,403 @@
+// Package schedcmd is pkgsched's command line: the kong grammar and the
+// Run methods of its subcommands, kept out of cmd/pkgsched so the binary's
+// main stays a few lines and tests can drive the commands in-process.
+package schedcmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/executor/local"
+	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/sched"
+)
+
+// Description is pkgsched's --help text.
+const Description = `Drive a bulk build from the build database that pkgdag wrote.
+
+pkgsched run hands every selected package to pkgrun once all its
+dependencies are built, longest remaining path first (on durations learned
+from earlier runs, PBULK_WEIGHT when there is no history), a user priority
+list on top. Every state change is committed to the database before it is
+acted on, so a killed pkgsched resumes with 'pkgsched run' again: nothing
+finished is lost or built again, what was running is started again.
+
+States are pbulk's (open, in_processing, done, failed, prefailed,
+indirect-failed, indirect-prefailed) plus skew and timeout, which fail
+dependents like failed; up-to-date packages are done with detail
+'up-to-date'. A crashed pkgrun (exit 2, a signal, garbage on stdout) is
+retried up to --max-crashes times and counted apart from failed builds.
+
+Exit codes:
+  0  every selected package is done (built or up to date)
+  1  some package failed, was prefailed, skewed, timed out or depends on one
+  2  bad usage or input (missing database, other schema version, unknown
+     package in the priority list), an I/O error, or an interrupted run`
+
+// CLI is pkgsched's grammar.
+type CLI struct {
+	Run      RunCmd      `cmd:"" help:"Build the selected packages of a build database."`
+	Status   StatusCmd   `cmd:"" help:"Show counts per state, running jobs and the time left."`
+	Simulate SimulateCmd `cmd:"" help:"Simulate a build on a virtual clock: makespan, utilisation, lower bound."`
+}
+
+// RunCmd is pkgsched run.
+type RunCmd struct {
+	DB         string `name:"db" required:"" type:"existingfile" placeholder:"FILE" help:"Build database (pkgdag's output)."`
+	Jobs       int    `short:"j" default:"0" placeholder:"N" help:"Parallel builds (pkgrun processes); 0 means one per CPU."`
+	Priority   string `placeholder:"FILE" type:"existingfile" help:"Priority list: pkgpaths or PKGNAMEs, one a line; they and their dependencies go first."`
+	Order      string `enum:"path,pbulk" default:"path" help:"Ready-queue order: path (longest remaining path) or pbulk (pbulk-build's weight order)."`
+	MaxCrashes int    `default:"3" placeholder:"N" help:"Builder crashes of one package before it is failed."`
+	Pkgrun     string `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
+	JSON       bool   `name:"json" help:"Print the summary as JSON."`
+
+	JobFile      string   `name:"job" placeholder:"FILE" type:"existingfile" help:"pkgrun settings as a JSON file (job.Settings); the flags below override it."`
+	Pkgsrc       string   `placeholder:"DIR" help:"pkgsrc tree."`
+	Store        string   `placeholder:"URL" help:"Package store URL (file://, sftp://, s3://)."`
+	WorkRoot     string   `placeholder:"DIR" help:"Where pkgrun makes its per-job prefixes and work dirs."`
+	MaxTime      string   `placeholder:"DURATION" help:"Maximum wall time of one build (Go duration)."`
+	NoOutputTime string   `placeholder:"DURATION" help:"Maximum time a build may print nothing."`
+	Make         string   `placeholder:"PROG" help:"make program (pkgrun's default: bmake)."`
+	BootstrapKit string   `placeholder:"FILE" help:"Bootstrap kit tar.gz unpacked into each fresh prefix."`
+	PkgSuffix    string   `placeholder:"SUFFIX" help:"Binary package suffix (default .tgz)."`
+	KeepWorkdir  bool     `help:"Keep the work dir of failed builds."`
+	SkipAgeCheck bool     `help:"Skip the age check of the up-to-date test."`
+	Force        bool     `help:"Build even packages that are up to date."`
+	Env          []string `placeholder:"KEY=VALUE" help:"Extra make environment (repeatable)."`
+}
+
+func (c *RunCmd) settings() (job.Settings, error) {
+	var s job.Settings
+	if c.JobFile != "" {
+		b, err := os.ReadFile(c.JobFile)
+		if err != nil {
+			return s, fmt.Errorf("read job settings: %w", err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&s); err != nil {
+			return s, fmt.Errorf("job settings %s: %w", c.JobFile, err)
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&s.Pkgsrc, c.Pkgsrc)
+	set(&s.Store, c.Store)
+	set(&s.WorkRoot, c.WorkRoot)
+	set(&s.MaxTime, c.MaxTime)
+	set(&s.NoOutputTime, c.NoOutputTime)
+	set(&s.Make, c.Make)
+	set(&s.BootstrapKit, c.BootstrapKit)
+	set(&s.PkgSuffix, c.PkgSuffix)
+	for _, d := range []string{s.MaxTime, s.NoOutputTime} {
+		if d != "" {
+			if _, err := time.ParseDuration(d); err != nil {
+				return s, fmt.Errorf("bad duration %q: %w", d, err)
+			}
+		}
+	}
+	s.KeepWorkdir = s.KeepWorkdir || c.KeepWorkdir
+	s.SkipAgeCheck = s.SkipAgeCheck || c.SkipAgeCheck
+	s.Force = s.Force || c.Force
+	for _, e := range c.Env {
+		if !strings.Contains(e, "=") {
+			return s, fmt.Errorf("--env %q: want KEY=VALUE", e)
+		}
+	}
+	s.Environment = append(s.Environment, c.Env...)
+	return s, nil
+}
+
+// Run builds.
+func (c *RunCmd) Run(ctx context.Context, g *cli.Globals) error {
+	settings, err := c.settings()
+	if err != nil {
+		return err
+	}
+	jobs := c.Jobs
+	if jobs <= 0 {
+		jobs = runtime.NumCPU()
+	}
+	abs, err := filepath.Abs(c.DB)
+	if err != nil {
+		return err
+	}
+	// Opening checks the schema; a bad database stops us before any
+	// builder starts.
+	d, err := db.Open(ctx, abs)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	var user []bool
+	if c.Priority != "" {
+		gr, err := sched.LoadGraph(ctx, d)
+		if err != nil {
+			return err
+		}
+		if user, err = sched.ReadPriorityFile(gr, c.Priority); err != nil {
+			return err
+		}
+	}
+	// Builders of a pkgsched that was killed (kill -9) carry this tag.
+	if n, err := local.KillOrphans(abs); err != nil {
+		fmt.Fprintf(g.Stderr, "pkgsched: looking for orphaned builders: %v\n", err)
+	} else if n > 0 {
+		fmt.Fprintf(g.Stderr, "pkgsched: killed %d orphaned builder processes of an earlier run\n", n)
+	}
+	ex, err := local.New(local.Config{Pkgrun: c.Pkgrun, Slots: jobs, Settings: settings, Tag: abs})
+	if err != nil {
+		return err
+	}
+	defer ex.Close()
+	opts := sched.RunOptions{Exec: ex, Order: sched.Order(c.Order), User: user, MaxCrashes: c.MaxCrashes}
+	if cli.IsTerminal(g.Stderr) {
+		opts.Progress = g.Stderr
+	}
+	sum, runErr := sched.Run(ctx, d, opts)
+	if sum != nil {
+		if err := printSummary(g.Stdout, sum, c.JSON); err != nil {
+			return err
+		}
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if n := sum.Failures(); n > 0 {
+		return cli.Failed("%d of %d packages not built (failed, prefailed or depending on a failure); see pkgsched status or the build_state table of %s", n, total(sum.Counts), c.DB)
+	}
+	if n := sum.Unfinished(); n > 0 {
+		return fmt.Errorf("%d packages left open", n)
+	}
+	return nil
+}
+
+func total(m map[sched.State]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func printSummary(w io.Writer, s *sched.Summary, asJSON bool) error {
+	if asJSON {
+		b, err := json.MarshalIndent(s, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	fmt.Fprintf(w, "packages: %d\n", total(s.Counts))
+	printCounts(w, s.Counts, s.UpToDate)
+	fmt.Fprintf(w, "builder runs: %d (%d crashed)\n", s.Jobs, s.Crashes)
+	fmt.Fprintf(w, "elapsed: %s on %d slots, utilisation %.1f%%\n", dur(s.ElapsedMS), s.Capacity, 100*s.Utilisation)
+	return nil
+}
+
+func printCounts(w io.Writer, counts map[sched.State]int, upToDate int) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, st := range sched.States {
+		if n := counts[st]; n > 0 {
+			extra := ""
+			if st == sched.Done && upToDate > 0 {
+				extra = fmt.Sprintf("\t(%d up to date)", upToDate)
+			}
+			fmt.Fprintf(tw, "  %s\t%d%s\n", st, n, extra)
+		}
+	}
+	tw.Flush()
+}
+
+func dur(ms int64) string {
+	return (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
+}
+
+// StatusCmd is pkgsched status.
+type StatusCmd struct {
+	DB   string `name:"db" required:"" type:"existingfile" placeholder:"FILE" help:"Build database."`
+	JSON bool   `name:"json" help:"Print the status as JSON."`
+}
+
+// Run prints the status.
+func (c *StatusCmd) Run(ctx context.Context, g *cli.Globals) error {
+	d, err := db.Open(ctx, c.DB)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	st, err := sched.ReadStatus(ctx, d, time.Now())
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		b, err := json.MarshalIndent(st, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(g.Stdout, "%s\n", b)
+		return err
+	}
+	w := g.Stdout
+	fmt.Fprintf(w, "%s: %d packages", c.DB, st.Total)
+	if !st.Started {
+		fmt.Fprint(w, " (no build started yet)")
+	}
+	fmt.Fprintln(w)
+	printCounts(w, st.Counts, st.UpToDate)
+	if len(st.Running) > 0 {
+		fmt.Fprintln(w, "running:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, r := range st.Running {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t(estimate %s)\n", r.PkgName, r.Worker, dur(r.AgeMS), dur(r.EstimateMS))
+		}
+		tw.Flush()
+	}
+	left := st.Counts[sched.Open] + st.Counts[sched.InProcessing]
+	if left > 0 {
+		fmt.Fprintf(w, "left: %d packages, about %s on %d slots\n", left, dur(st.ETAMS), max(st.Slots, 1))
+	}
+	return nil
+}
+
+// SimulateCmd is pkgsched simulate.
+type SimulateCmd struct {
+	DB       string  `name:"db" xor:"input" type:"existingfile" placeholder:"FILE" help:"Build database to simulate."`
+	Presolve string  `xor:"input" type:"existingfile" placeholder:"FILE" help:"Presolve file (pbulk-resolve or pkgdag output; .zst allowed) instead of a database."`
+	Workers  []int   `short:"W" default:"8" placeholder:"N" help:"Builders (repeat or comma-separate for several simulations)."`
+	Order    string  `enum:"path,pbulk,both" default:"path" help:"path (ours), pbulk (pbulk-build's order) or both."`
+	History  string  `type:"existingfile" placeholder:"CSV" help:"Durations per pkgpath from a CSV with pkgpath and duration (ms) columns (bob's history format); others are estimated."`
+	Generate bool    `help:"Draw durations from a lognormal distribution even when the database has history."`
+	Median   int64   `default:"60000" placeholder:"MS" help:"Median of generated durations."`
+	Sigma    float64 `default:"1.5" help:"Sigma of generated (lognormal) durations."`
+	Cap      float64 `default:"200" help:"Cap of generated durations, as a multiple of the median."`
+	Seed     uint64  `default:"1" help:"Seed of generated durations."`
+	Priority string  `type:"existingfile" placeholder:"FILE" help:"Priority list, as for run."`
+	JSON     bool    `name:"json" help:"Print results as JSON."`
+}
+
+// Run simulates.
+func (c *SimulateCmd) Run(ctx context.Context, g *cli.Globals) error {
+	var gr *sched.Graph
+	hist := map[string]int64{}
+	switch {
+	case c.DB != "":
+		d, err := db.Open(ctx, c.DB)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		if gr, err = sched.LoadGraph(ctx, d); err != nil {
+			return err
+		}
+		if hist, err = sched.HistoryDurations(ctx, d); err != nil {
+			return err
+		}
+	case c.Presolve != "":
+		var err error
+		if gr, err = readPresolve(c.Presolve); err != nil {
+			return err
+		}
+	default:
+		return errors.New("simulate: give --db or --presolve")
+	}
+	if c.History != "" {
+		var err error
+		if hist, err = sched.ReadHistoryCSVFile(c.History); err != nil {
+			return err
+		}
+	}
+	var durs []int64
+	source := ""
+	if len(hist) == 0 || c.Generate {
+		l := sched.Lognormal{MedianMS: c.Median, Sigma: c.Sigma, Cap: c.Cap, Seed: c.Seed}
+		durs = l.Generate(gr.Len())
+		source = fmt.Sprintf("lognormal median %s sigma %g cap %gx seed %d", dur(c.Median), c.Sigma, c.Cap, c.Seed)
+	} else {
+		durs = sched.Durations(gr, hist)
+		known := 0
+		for _, p := range gr.Path {
+			if _, ok := hist[p]; ok {
+				known++
+			}
+		}
+		source = fmt.Sprintf("history of %d of %d packages, the rest estimated", known, gr.Len())
+	}
+	var user []bool
+	if c.Priority != "" {
+		var err error
+		if user, err = sched.ReadPriorityFile(gr, c.Priority); err != nil {
+			return err
+		}
+	}
+	orders := []sched.Order{sched.Order(c.Order)}
+	if c.Order == "both" {
+		orders = []sched.Order{sched.OrderPath, sched.OrderPbulk}
+	}
+	var results []*sched.SimResult
+	for _, w := range c.Workers {
+		for _, o := range orders {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r, err := sched.Simulate(gr, sched.SimOptions{Workers: w, Order: o, User: user, Dur: durs})
+			if err != nil {
+				return err
+			}
+			results = append(results, r)
+		}
+	}
+	if c.JSON {
+		b, err := json.MarshalIndent(map[string]any{"durations": source, "results": results}, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(g.Stdout, "%s\n", b)
+		return err
+	}
+	fmt.Fprintf(g.Stdout, "%d packages; durations: %s\n", gr.Len(), source)
+	tw := tabwriter.NewWriter(g.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workers\torder\tbuilt\tmakespan\tlower bound\tcritical path\twork/W\tmakespan/LB\tutilisation\t")
+	sort.SliceStable(results, func(a, b int) bool { return results[a].Workers < results[b].Workers })
+	for _, r := range results {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%.4f\t%.1f%%\t\n", r.Workers, r.Order, r.Jobs, dur(r.MakespanMS),
+			dur(r.LowerBoundMS), dur(r.CriticalMS), dur(r.TotalWorkMS/int64(r.Workers)), r.Ratio, 100*r.Utilisation)
+	}
+	return tw.Flush()
+}
+
+func readPresolve(path string) (*sched.Graph, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".zst") {
+		zr, err := zstd.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	return sched.ParsePresolve(r, path)
+}
