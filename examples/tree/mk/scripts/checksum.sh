@@ -1,0 +1,36 @@
+#!/bin/sh
+# checksum.sh DISTINFO DISTDIR FILE...: verify each distfile's SHA256 and
+# size against distinfo.  Any missing file, missing entry or mismatch is
+# an error; nothing is fetched.
+set -eu
+distinfo=$1 distdir=$2
+shift 2
+[ $# -gt 0 ] || exit 0
+if [ ! -f "$distinfo" ]; then
+	echo "checksum: $distinfo does not exist (run '${MAKE:-bmake} distinfo')" >&2
+	exit 1
+fi
+status=0
+for f in "$@"; do
+	if [ ! -f "$distdir/$f" ]; then
+		echo "checksum: distfile $distdir/$f is missing (this tree never fetches)" >&2
+		status=1; continue
+	fi
+	want=$(sed -n "s/^SHA256 ($f) = //p" "$distinfo")
+	if [ -z "$want" ]; then
+		echo "checksum: $distinfo has no SHA256 entry for $f" >&2
+		status=1; continue
+	fi
+	got=$(sha256sum < "$distdir/$f" | cut -d' ' -f1)
+	if [ "$got" != "$want" ]; then
+		echo "checksum: SHA256 MISMATCH for $distdir/$f: distinfo says $want, the file has $got" >&2
+		status=1; continue
+	fi
+	size=$(sed -n "s/^Size ($f) = \([0-9]*\) bytes\$/\1/p" "$distinfo")
+	if [ -n "$size" ] && [ "$size" != "$(wc -c < "$distdir/$f" | tr -d ' ')" ]; then
+		echo "checksum: size mismatch for $distdir/$f (distinfo says $size bytes)" >&2
+		status=1; continue
+	fi
+	echo "=> Checksum SHA256 OK for $f"
+done
+exit $status
