@@ -1,0 +1,267 @@
+package sched_test
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
+	"github.com/pkgbulk/pkgbulk/lib/executor/local"
+	"github.com/pkgbulk/pkgbulk/lib/sched"
+	"github.com/pkgbulk/pkgbulk/lib/sched/schedtest"
+)
+
+func TestMain(m *testing.M) { executortest.Main(m) }
+
+// mixedDAG is a random DAG with some packages that fail, skew, crash once
+// or are skipped, and the states pbulk's rules give them.
+func mixedDAG(seed uint64, n int) ([]schedtest.Pkg, map[string]string) {
+	pkgs := schedtest.RandomDAG(seed, n)
+	rename := map[string]string{}
+	for i := range pkgs {
+		old := pkgs[i].Name
+		switch {
+		case i%37 == 5:
+			pkgs[i].Name = "fail" + old
+		case i%53 == 7:
+			pkgs[i].Name = "skew" + old
+		case i%41 == 3:
+			pkgs[i].Name = "crashonce" + old
+		case i%61 == 11:
+			pkgs[i].Skip = "not here"
+		}
+		rename[old] = pkgs[i].Name
+	}
+	want := map[string]string{}
+	for i := range pkgs {
+		for k, d := range pkgs[i].Deps {
+			pkgs[i].Deps[k] = rename[d]
+		}
+		p := pkgs[i]
+		pre, fail := false, false
+		for _, d := range p.Deps {
+			switch want[d] {
+			case "prefailed", "indirect-prefailed":
+				pre = true
+			case "failed", "indirect-failed", "skew":
+				fail = true
+			}
+		}
+		switch {
+		case p.Skip != "":
+			want[p.Name] = "prefailed"
+		case pre:
+			want[p.Name] = "indirect-prefailed"
+		case fail:
+			want[p.Name] = "indirect-failed"
+		case strings.HasPrefix(p.Name, "fail"):
+			want[p.Name] = "failed"
+		case strings.HasPrefix(p.Name, "skew"):
+			want[p.Name] = "skew"
+		default:
+			want[p.Name] = "done"
+		}
+	}
+	return pkgs, want
+}
+
+func newDB(t *testing.T, pkgs []schedtest.Pkg) (*sql.DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "bulk.db")
+	ctx := context.Background()
+	if err := schedtest.WriteDB(ctx, path, pkgs); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d, path
+}
+
+func newExec(t *testing.T, dir string, slots int, sleep time.Duration) *local.Executor {
+	t.Helper()
+	e, err := local.New(local.Config{Pkgrun: executortest.FakePkgrun(t), Slots: slots,
+		Settings: executortest.Settings(dir, sleep), Tag: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+func states(t *testing.T, d *sql.DB) map[string]string {
+	t.Helper()
+	rows, err := d.Query(`SELECT p.pkgname, b.state FROM build_state b JOIN packages p ON p.id = b.pkg_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	m := map[string]string{}
+	for rows.Next() {
+		var n, s string
+		if err := rows.Scan(&n, &s); err != nil {
+			t.Fatal(err)
+		}
+		m[n] = s
+	}
+	return m
+}
+
+// builds counts the fake builder's finished runs per package and fails
+// on anything it caught (double runs, wrong order).
+func builds(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	b, _ := os.ReadFile(filepath.Join(dir, executortest.LogName))
+	m := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l == "" {
+			continue
+		}
+		if strings.HasPrefix(l, "DOUBLE") || strings.HasPrefix(l, "ORDER") {
+			t.Errorf("fake builder: %s", l)
+			continue
+		}
+		name, _, _ := strings.Cut(l, " ")
+		m[name]++
+	}
+	return m
+}
+
+func TestRunMixedDAG(t *testing.T) {
+	pkgs, want := mixedDAG(3, 150)
+	d, _ := newDB(t, pkgs)
+	dir := t.TempDir()
+	sum, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 3, time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := states(t, d)
+	for n, w := range want {
+		if got[n] != w {
+			t.Errorf("%s: %s, want %s", n, got[n], w)
+		}
+	}
+	built := builds(t, dir)
+	for n, w := range want {
+		c := built[n]
+		if (w == "done" || w == "failed" || w == "skew") && c != 1 {
+			t.Errorf("%s (%s) built %d times, want once", n, w, c)
+		}
+		if strings.HasPrefix(w, "indirect") || w == "prefailed" {
+			if c != 0 {
+				t.Errorf("%s (%s) built %d times, want never", n, w, c)
+			}
+		}
+	}
+	if sum.Failures() == 0 || sum.Unfinished() != 0 || sum.Crashes == 0 {
+		t.Errorf("summary %+v", sum)
+	}
+	var hist, events int
+	d.QueryRow(`SELECT count(*) FROM history`).Scan(&hist)
+	d.QueryRow(`SELECT count(*) FROM events WHERE event = 'start'`).Scan(&events)
+	if hist != sum.Jobs-sum.Crashes || events != sum.Jobs {
+		t.Errorf("history rows %d, start events %d; jobs %d crashes %d", hist, events, sum.Jobs, sum.Crashes)
+	}
+	// A second run over the finished database builds nothing.
+	sum2, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 3, 0)})
+	if err != nil || sum2.Jobs != 0 {
+		t.Errorf("second run: %d jobs, %v", sum2.Jobs, err)
+	}
+}
+
+// TestRunInterrupt cancels a run in the middle: running jobs go back to
+// open, nothing decided is lost, and the next run finishes the rest
+// without building anything twice (except the interrupted jobs).
+func TestRunInterrupt(t *testing.T) {
+	pkgs := schedtest.RandomDAG(5, 120)
+	d, _ := newDB(t, pkgs)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once a third of the packages are built.
+		for ctx.Err() == nil {
+			b, _ := os.ReadFile(filepath.Join(dir, executortest.LogName))
+			if strings.Count(string(b), "\n") >= 40 {
+				cancel()
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	sum, err := sched.Run(ctx, d, sched.RunOptions{Exec: newExec(t, dir, 4, 3*time.Millisecond)})
+	if err == nil || !sum.Interrupted {
+		t.Fatalf("interrupted run: %v, %+v", err, sum)
+	}
+	st := states(t, d)
+	done := 0
+	for _, s := range st {
+		if s == "in_processing" {
+			t.Errorf("a package is still in_processing after an interrupt")
+		}
+		if s == "done" {
+			done++
+		}
+	}
+	if done < 30 || done == len(pkgs) {
+		t.Errorf("%d done after the interrupt", done)
+	}
+	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 4, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Counts[sched.Done] != len(pkgs) {
+		t.Errorf("after resume: %v", sum.Counts)
+	}
+	// A job killed by the interrupt may have finished its build but not
+	// reported it: it may be built once more, nothing else may.
+	requeued := map[string]int{}
+	rows, err := d.Query(`SELECT p.pkgname FROM events e JOIN packages p ON p.id = e.pkg_id WHERE e.event = 'requeue' AND e.detail = 'interrupted'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		requeued[n]++
+	}
+	rows.Close()
+	for n, c := range builds(t, dir) {
+		if c < 1 || c > 1+requeued[n] {
+			t.Errorf("%s built %d times, requeued by the interrupt %d times", n, c, requeued[n])
+		}
+	}
+	t.Logf("%d done at the interrupt, %d jobs requeued", done, len(requeued))
+}
+
+func TestStatus(t *testing.T) {
+	pkgs := schedtest.RandomDAG(9, 30)
+	pkgs[3].Skip = "skipped"
+	d, _ := newDB(t, pkgs)
+	st, err := sched.ReadStatus(context.Background(), d, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Started || st.Total != 30 || st.Counts[sched.Prefailed] != 1 || st.ETAMS <= 0 {
+		t.Errorf("status before the run: %+v", st)
+	}
+	// Pretend a run was killed while building p0000.
+	if _, err := d.Exec(`INSERT INTO build_state (pkg_id, state) SELECT id, initial_state FROM packages`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(`UPDATE build_state SET state = 'in_processing', worker = 'local/1', started_at = ? WHERE pkg_id = 1`, time.Now().Add(-time.Minute).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	st, err = sched.ReadStatus(context.Background(), d, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Started || len(st.Running) != 1 || st.Running[0].PkgName != "p0000-1.0" || st.Running[0].AgeMS < 59_000 {
+		t.Errorf("status: %+v", st)
+	}
+}
