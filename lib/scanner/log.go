@@ -93,7 +93,7 @@ func progressLine(done, total, reused int64, elapsed time.Duration) string {
 	}
 	eta := "?"
 	if rate > 0 && total >= done {
-		eta = (time.Duration(float64(total-done)/rate*float64(time.Second))).Round(time.Second).String()
+		eta = (time.Duration(float64(total-done) / rate * float64(time.Second))).Round(time.Second).String()
 	}
 	return fmt.Sprintf("scanning %d/%d (%d reused) %.1f/s ETA %s", done, total, reused, rate, eta)
 }
