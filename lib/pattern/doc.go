@@ -58,7 +58,9 @@
 // backslash matches a literal backslash (NetBSD; glibc would fail the match).
 // Characters are bytes, compared without locale or case folding; POSIX
 // character classes such as [[:digit:]] are not supported (pkgsrc does not
-// use them; '[' ':' etc. are then ordinary members of the set).
+// use them; '[' ':' etc. are then ordinary members of the set). Names and
+// patterns are Go strings: a NUL byte is an ordinary byte, where the C code
+// would stop at it.
 //
 // # Versions
 //

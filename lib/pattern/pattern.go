@@ -11,6 +11,10 @@ import (
 // to; Compile rejects patterns beyond it instead of matching for ages.
 const MaxExpansions = 4096
 
+// maxExpansionBytes bounds the text built while expanding alternates (deeply
+// nested single alternatives re-copy the pattern at every level).
+const maxExpansionBytes = 1 << 22
+
 // maxLowerBound is the longest lower-bound version of a dewey range the C code
 // keeps (it copies it into a 1024-byte buffer).
 const maxLowerBound = 1023
@@ -93,13 +97,13 @@ type Pattern struct {
 // Compile prepares s for matching. It fails only for unbalanced braces and for
 // alternates that expand to more than MaxExpansions strings.
 func Compile(s string) (*Pattern, error) {
-	exps := make([]string, 0, 1)
-	if err := expand(s, &exps); err != nil {
+	x := expander{out: make([]string, 0, 1)}
+	if err := x.expand(s); err != nil {
 		return nil, fmt.Errorf("pattern %q: %w", s, err)
 	}
-	p := &Pattern{src: s, leaves: make([]leaf, 0, len(exps))}
-	seen := make(map[string]bool, len(exps))
-	for _, e := range exps {
+	p := &Pattern{src: s, leaves: make([]leaf, 0, len(x.out))}
+	seen := make(map[string]bool, len(x.out))
+	for _, e := range x.out {
 		if seen[e] {
 			continue
 		}
@@ -109,15 +113,24 @@ func Compile(s string) (*Pattern, error) {
 	return p, nil
 }
 
-// expand appends the brace-free expansions of s to out, in the order the C
+type expander struct {
+	out   []string
+	bytes int
+}
+
+// expand appends the brace-free expansions of s to x.out, in the order the C
 // code tries them.
-func expand(s string, out *[]string) error {
+func (x *expander) expand(s string) error {
+	x.bytes += len(s)
+	if x.bytes > maxExpansionBytes {
+		return fmt.Errorf("%w: expanding builds more than %d bytes", ErrTooManyAlternates, maxExpansionBytes)
+	}
 	open := strings.IndexByte(s, '{')
 	if open < 0 {
-		if len(*out) >= MaxExpansions {
+		if len(x.out) >= MaxExpansions {
 			return fmt.Errorf("%w: more than %d expansions", ErrTooManyAlternates, MaxExpansions)
 		}
-		*out = append(*out, s)
+		x.out = append(x.out, s)
 		return nil
 	}
 	depth, closing := 0, -1
@@ -155,7 +168,7 @@ func expand(s string, out *[]string) error {
 		default:
 			continue
 		}
-		if err := expand(prefix+s[start:i]+suffix, out); err != nil {
+		if err := x.expand(prefix + s[start:i] + suffix); err != nil {
 			return err
 		}
 		start = i + 1

@@ -215,6 +215,7 @@ func TestCompileErrors(t *testing.T) {
 		{"a{b}{c", ErrMalformedAlternate},
 		{"{a,{b}", ErrMalformedAlternate},
 		{strings.Repeat("{a,b}", 13), ErrTooManyAlternates},
+		{strings.Repeat("{a,b}", 12) + strings.Repeat("{x}", 1000), ErrTooManyAlternates},
 		{"foo}", nil},
 		{"foo{a,b}}", nil},
 		{"{}foo-1.0", nil},

@@ -159,7 +159,13 @@ func refCmp(a, o, b string) bool {
 
 func refParse(s string) (comps []*big.Int, nb *big.Int) {
 	nb = new(big.Int)
-	low := strings.ToLower(s)
+	lb := []byte(s)
+	for i, c := range lb {
+		if 'A' <= c && c <= 'Z' {
+			lb[i] = c + 'a' - 'A'
+		}
+	}
+	low := string(lb) // ASCII only: strings.ToLower would rewrite invalid UTF-8
 	digits := func(i int) (*big.Int, int) {
 		j := i
 		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
