@@ -60,6 +60,7 @@ type Cmd struct {
 	// child directly, so a grandchild holding it open cannot make Run
 	// wait; anything else goes through a pipe.
 	Output io.Writer
+	Stderr io.Writer // nil: Output
 	Stdin  io.Reader // nil: /dev/null
 
 	// Deadline is the wall-clock time at which the command is killed;
@@ -106,6 +107,9 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd.Stdin = c.Stdin
 	cmd.Stdout = c.Output
 	cmd.Stderr = c.Output
+	if c.Stderr != nil {
+		cmd.Stderr = c.Stderr
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.Credential}
 	// A pipe copier would wait for every grandchild holding the pipe;
 	// the group is killed below, so this only bounds a pathological case.

@@ -1,0 +1,15 @@
+// Command pkgrun builds one package in a clean sandbox, the way pbulk's
+// pkg-build does, and prints a JSON result. See `pkgrun --help` and
+// lib/build.
+package main
+
+import (
+	"os"
+
+	"github.com/pkgbulk/pkgbulk/lib/build"
+	"github.com/pkgbulk/pkgbulk/lib/cli"
+)
+
+func main() {
+	os.Exit(cli.Main("pkgrun", build.Description, &build.Command{}, os.Args[1:], nil))
+}

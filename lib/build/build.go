@@ -1,0 +1,574 @@
+// Package build builds one package the way pbulk's pkg-build does, in a
+// sandbox of its own, and reports a job.Result.
+//
+// A job (Builder.Run) goes through these steps; spec build-and-report.md
+// §2 is the contract, the differences are listed at the end.
+//
+//  1. Version skew: `make show-var VARNAME=PKGNAME <MULTI_VERSION>` in the
+//     package directory must print the job's PKGNAME, else the status is
+//     "skew" and nothing is built. A PKG_LOCATION missing from the tree is a
+//     skew too.
+//  2. Up to date (pbulk's pkg-up-to-date, §2.4, unless Settings.Force):
+//     All/<PKGNAME><suffix> is in the store, every +BUILD_VERSION file still
+//     has its id (SHA256 hex or $NetBSD keyword), every @blddep is among
+//     the job's DEPENDS and, unless skip_age_check, every such dependency's
+//     package is older than the package. Status "up-to-date"; the missing
+//     pkg_summary fragment of such a package is written.
+//  3. A fresh job directory under Settings.WorkRoot, unique per job:
+//     prefix/ (PREFIX, with the bootstrap kit unpacked), pkgdb/ (PKG_DBDIR),
+//     work/ (WRKOBJDIR), packages/ (PACKAGES), logs/ and deps/.
+//  4. The phases, one log each in logs/: pre-clean (make clean), depends
+//     (the DEPENDS packages fetched from the store's All/ and installed into
+//     the prefix), checksum, configure, build (all), install
+//     (stage-install), package (stage-package-create, then the install
+//     test of STAGE_PKGFILE into the prefix), deinstall (its removal), then
+//     the package is stored and clean runs. Every make runs as
+//     `<make> <target> BATCH=1 DEPENDS_TARGET=/nonexistent <MULTI_VERSION>
+//     WRKLOG=<logs>/work.log <tree variables>` in its own process group,
+//     under the job's wall-time and no-output limits; create-usergroup runs
+//     where USERGROUP_PHASE says.
+//  5. Success: All/<PKGNAME><suffix> and index/<PKGNAME>.pkginfo (the
+//     pkg_summary entry of the stored file) are put into the store, stale
+//     logs under bulklog/<PKGNAME>/ are deleted (pbulk: a log directory
+//     exists iff the last attempt failed) and the job directory is removed.
+//     Failure or timeout: the logs go to bulklog/<PKGNAME>/ and the job
+//     directory is removed unless keep_workdir (then WRKDIR is also saved
+//     as bulklog/<PKGNAME>/wrkdir.tar.gz by make pbulk-save-wrkdir).
+//
+// Dependencies and the built package are installed with pkg_install's
+// pkg_add/pkg_delete when both are on PATH, otherwise by the built-in
+// installer (see installer), which relocates the package's first @cwd to
+// the job's prefix as pkg_add -p does.
+//
+// Differences from pkg-build: the failure path runs no `make clean` (the
+// work directory is inside the job directory, which is removed), a failed
+// final `make clean` is recorded but does not fail the job (pkg-build 1.29),
+// per-category package links are not made (a store has no links), and the
+// fragment is written for every package, NO_BIN_ON_FTP or not, because
+// pbulk's pkg_summary lists every successful package.
+package build
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/proc"
+	"github.com/pkgbulk/pkgbulk/lib/store"
+	"github.com/pkgbulk/pkgbulk/lib/summary"
+)
+
+// Builder builds jobs with one set of settings into one store.
+type Builder struct {
+	Settings job.Settings
+	Store    store.Store
+	// Progress, when not nil, receives one line per step for a human.
+	Progress io.Writer
+
+	maxTime, noOutput time.Duration
+	pkgAdd, pkgDelete string
+}
+
+// Check validates the settings and fills the defaults; Run calls it.
+func (b *Builder) Check() error {
+	s := &b.Settings
+	if s.Pkgsrc == "" {
+		return errors.New("no pkgsrc tree given")
+	}
+	if fi, err := os.Stat(s.Pkgsrc); err != nil || !fi.IsDir() {
+		return fmt.Errorf("pkgsrc tree %s is not a directory", s.Pkgsrc)
+	}
+	abs, err := filepath.Abs(s.Pkgsrc)
+	if err != nil {
+		return err
+	}
+	s.Pkgsrc = abs
+	if b.Store == nil {
+		return errors.New("no store given")
+	}
+	if s.Make == "" {
+		s.Make = "bmake"
+	}
+	if s.PkgSuffix == "" {
+		s.PkgSuffix = ".tgz"
+	}
+	if s.WorkRoot == "" {
+		s.WorkRoot = filepath.Join(os.TempDir(), "pkgrun")
+	}
+	if s.WorkRoot, err = filepath.Abs(s.WorkRoot); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name string
+		val  string
+		dst  *time.Duration
+	}{{"max_time", s.MaxTime, &b.maxTime}, {"no_output_time", s.NoOutputTime, &b.noOutput}} {
+		if d.val == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d.val)
+		if err != nil || v < 0 {
+			return fmt.Errorf("%s: invalid duration %q", d.name, d.val)
+		}
+		*d.dst = v
+	}
+	for _, kv := range s.Environment {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("environment: %q is not KEY=VALUE", kv)
+		}
+	}
+	if s.BootstrapKit != "" {
+		if _, err := os.Stat(s.BootstrapKit); err != nil {
+			return fmt.Errorf("bootstrap kit: %w", err)
+		}
+	}
+	b.pkgAdd, b.pkgDelete = "", ""
+	if a, err := exec.LookPath("pkg_add"); err == nil {
+		if d, err := exec.LookPath("pkg_delete"); err == nil {
+			b.pkgAdd, b.pkgDelete = a, d
+		}
+	}
+	return nil
+}
+
+func (b *Builder) suffix() string { return b.Settings.PkgSuffix }
+func (b *Builder) pkgsrc() string { return b.Settings.Pkgsrc }
+
+// run is the state of one job.
+type run struct {
+	*Builder
+	job      *Job
+	res      *job.Result
+	start    time.Time
+	deadline time.Time
+
+	root, prefix, pkgdb, work, packages, logdir, depsdir string
+	pkgdir                                               string
+
+	lastWhy proc.Why // what ended the last failed command
+
+	mu       sync.Mutex
+	peakDisk int64
+}
+
+// Run builds j. The Result says what happened to the package; the error is
+// for a job that could not be run at all (bad settings, an unreachable
+// store, no work directory, a cancelled context), which a scheduler
+// retries rather than counting as a failed package.
+func (b *Builder) Run(ctx context.Context, j *Job) (*job.Result, error) {
+	if err := b.Check(); err != nil {
+		return nil, err
+	}
+	r := &run{Builder: b, job: j, start: time.Now()}
+	r.res = &job.Result{PkgName: j.PkgName, PkgPath: j.PkgLocation}
+	r.res.Host, _ = os.Hostname()
+	if b.maxTime > 0 {
+		r.deadline = r.start.Add(b.maxTime)
+	}
+	r.pkgdir = filepath.Join(b.pkgsrc(), filepath.FromSlash(j.PkgLocation))
+	err := r.do(ctx)
+	r.res.WallMS = time.Since(r.start).Milliseconds()
+	r.res.DiskBytes = r.peakDisk
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("%s: interrupted: %w", j.PkgName, ctx.Err())
+	}
+	return r.res, nil
+}
+
+func (r *run) progress(format string, args ...any) {
+	if r.Progress != nil {
+		fmt.Fprintf(r.Progress, "%s: "+format+"\n", append([]any{r.job.PkgName}, args...)...)
+	}
+}
+
+func (r *run) do(ctx context.Context) error {
+	j := r.job
+	if fi, err := os.Stat(r.pkgdir); err != nil || !fi.IsDir() {
+		r.res.Status = job.StatusSkew
+		r.res.Message = fmt.Sprintf("%s: PKG_LOCATION %s does not exist in the tree %s", j.PkgName, j.PkgLocation, r.pkgsrc())
+		return nil
+	}
+	if err := os.MkdirAll(r.WorkRoot(), 0o755); err != nil {
+		return fmt.Errorf("work root: %w", err)
+	}
+	root, err := os.MkdirTemp(r.WorkRoot(), j.PkgName+".")
+	if err != nil {
+		return fmt.Errorf("job directory: %w", err)
+	}
+	r.root = root
+	keep := false
+	defer func() {
+		if !keep {
+			os.RemoveAll(root)
+		}
+	}()
+	r.prefix = filepath.Join(root, "prefix")
+	r.pkgdb = filepath.Join(root, "pkgdb")
+	r.work = filepath.Join(root, "work")
+	r.packages = filepath.Join(root, "packages")
+	r.logdir = filepath.Join(root, "logs")
+	r.depsdir = filepath.Join(root, "deps")
+	for _, d := range []string{r.prefix, r.pkgdb, r.work, r.packages, r.logdir, r.depsdir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+
+	// 1. Version skew.
+	r.progress("checking the tree's PKGNAME")
+	name, msg, err := r.showVar(ctx, "PKGNAME")
+	if err != nil {
+		return err
+	}
+	if msg != "" {
+		r.res.Status, r.res.FailedPhase, r.res.Message = job.StatusFailed, "skew-check", msg
+		return r.checkTimeout(ctx, "skew-check")
+	}
+	if name != j.PkgName {
+		r.res.Status = job.StatusSkew
+		r.res.Message = fmt.Sprintf("version skew: the job is %s but %s in the tree makes %s", j.PkgName, j.PkgLocation, name)
+		return nil
+	}
+
+	// 2. Up to date.
+	pkgName := "All/" + j.PkgName + r.suffix()
+	if !r.Settings.Force {
+		ok, why, err := r.upToDate(ctx, j)
+		if err != nil {
+			return err
+		}
+		if ok {
+			r.progress("up to date")
+			r.res.Status = job.StatusUpToDate
+			r.res.Package = pkgName
+			return r.finishUpToDate(ctx)
+		}
+		r.progress("not up to date: %s", why)
+		r.res.Message = "not up to date: " + why
+	}
+
+	// 3. The sandbox.
+	if kit := r.Settings.BootstrapKit; kit != "" {
+		if err := extractKit(kit, r.prefix); err != nil {
+			return fmt.Errorf("bootstrap kit %s: %w", kit, err)
+		}
+	}
+	if err := os.WriteFile(r.workLog(), nil, 0o644); err != nil {
+		return err
+	}
+	stopSampler := r.sampleDisk()
+	defer stopSampler()
+
+	ok, err := r.phases(ctx)
+	if err != nil {
+		return err
+	}
+	r.sample()
+	if !ok {
+		if r.Settings.KeepWorkdir {
+			keep = true
+			r.saveWrkdir(ctx)
+			r.res.Message += " (job directory kept: " + root + ")"
+		}
+		return r.storeLogs(ctx)
+	}
+	return nil
+}
+
+func (r *run) WorkRoot() string { return r.Settings.WorkRoot }
+func (r *run) workLog() string  { return filepath.Join(r.logdir, "work.log") }
+
+// treeVars are the variables that point a package's make at the job's
+// sandbox (examples/README.md lists them for the example tree; pkgsrc
+// knows them all).
+func (r *run) treeVars() []string {
+	return []string{
+		"PREFIX=" + r.prefix,
+		"LOCALBASE=" + r.prefix,
+		"PKG_DBDIR=" + r.pkgdb,
+		"WRKOBJDIR=" + r.work,
+		"PACKAGES=" + r.packages,
+	}
+}
+
+// env is the environment of every make: the caller's, without the
+// variables of an enclosing make, plus Settings.Environment.
+func (r *run) env() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOBJDIR", "MAKEOBJDIRPREFIX", ".MAKE.LEVEL.ENV":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, r.Settings.Environment...)
+}
+
+// makeArgs is the argument list of a phase target (spec §2.2).
+func (r *run) makeArgs(target string, extra ...string) []string {
+	args := []string{target, "BATCH=1", "DEPENDS_TARGET=/nonexistent"}
+	args = append(args, r.job.MultiVersion...)
+	args = append(args, "WRKLOG="+r.workLog())
+	args = append(args, r.treeVars()...)
+	return append(args, extra...)
+}
+
+// plainArgs is the argument list of make clean, which pkg-build runs
+// without BATCH and WRKLOG.
+func (r *run) plainArgs(target string) []string {
+	args := append([]string{target}, r.job.MultiVersion...)
+	return append(args, r.treeVars()...)
+}
+
+// showVar runs make show-var VARNAME=name. msg is non-empty when make
+// failed (the message names the package and quotes make's error).
+func (r *run) showVar(ctx context.Context, name string) (val, msg string, err error) {
+	var out, errb bytes.Buffer
+	res, err := proc.Run(ctx, proc.Cmd{
+		Path: r.Settings.Make, Args: append(r.makeArgs("show-var"), "VARNAME="+name),
+		Dir: r.pkgdir, Env: r.env(), Output: &out, Stderr: &errb, Deadline: r.deadline,
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", r.job.PkgName, err)
+	}
+	r.lastWhy = res.Why
+	if !res.OK() {
+		return "", fmt.Sprintf("%s: make show-var VARNAME=%s in %s: %s: %s", r.job.PkgName, name, r.job.PkgLocation,
+			describe(res), clip(strings.TrimSpace(errb.String()))), nil
+	}
+	return strings.TrimSpace(out.String()), "", nil
+}
+
+func describe(res proc.Result) string {
+	if res.Why != proc.Finished {
+		return res.Why.String() + " reached"
+	}
+	if res.ExitCode < 0 {
+		return "killed by a signal"
+	}
+	return fmt.Sprintf("exit status %d", res.ExitCode)
+}
+
+// checkTimeout turns a failure caused by a limit into a timeout and a
+// cancellation into an error.
+func (r *run) checkTimeout(ctx context.Context, phase string) error {
+	switch r.lastWhy {
+	case proc.Canceled:
+		return fmt.Errorf("%s: interrupted during %s: %w", r.job.PkgName, phase, context.Canceled)
+	case proc.WallTime:
+		r.res.Status = job.StatusTimeout
+		r.res.Message = fmt.Sprintf("%s: wall-time limit %v reached during %s; process group killed", r.job.PkgName, r.maxTime, phase)
+	case proc.NoOutput:
+		r.res.Status = job.StatusTimeout
+		r.res.Message = fmt.Sprintf("%s: no output for %v during %s; process group killed", r.job.PkgName, r.noOutput, phase)
+	}
+	return nil
+}
+
+// sampleDisk measures the job directory every few seconds until stopped.
+func (r *run) sampleDisk() func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				r.sample()
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
+func (r *run) sample() {
+	n := diskUsage(r.root)
+	r.mu.Lock()
+	if n > r.peakDisk {
+		r.peakDisk = n
+	}
+	r.mu.Unlock()
+}
+
+// diskUsage is the space allocated to the files below dir, each inode
+// counted once.
+func diskUsage(dir string) int64 {
+	var n int64
+	seen := map[uint64]bool{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			if st.Nlink > 1 {
+				if seen[st.Ino] {
+					return nil
+				}
+				seen[st.Ino] = true
+			}
+			n += st.Blocks * 512
+			return nil
+		}
+		n += fi.Size()
+		return nil
+	})
+	return n
+}
+
+// storeLogs puts the job's logs into bulklog/<PKGNAME>/ and removes older
+// objects there that this attempt did not write.
+func (r *run) storeLogs(ctx context.Context) error {
+	dir := "bulklog/" + r.job.PkgName + "/"
+	entries, err := os.ReadDir(r.logdir)
+	if err != nil {
+		return err
+	}
+	written := map[string]bool{}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		name := dir + e.Name()
+		if err := r.putFile(ctx, name, filepath.Join(r.logdir, e.Name())); err != nil {
+			return err
+		}
+		written[name] = true
+	}
+	for i := range r.res.Phases {
+		p := &r.res.Phases[i]
+		if written[dir+p.Name+".log"] {
+			p.Log = dir + p.Name + ".log"
+		}
+	}
+	r.res.LogDir = dir
+	return r.deleteLogs(ctx, written)
+}
+
+// deleteLogs removes the objects under bulklog/<PKGNAME>/ except keep.
+func (r *run) deleteLogs(ctx context.Context, keep map[string]bool) error {
+	dir := "bulklog/" + r.job.PkgName + "/"
+	var stale []string
+	err := r.Store.List(ctx, dir, func(i store.Info) error {
+		if !keep[i.Name] {
+			stale = append(stale, i.Name)
+		}
+		return nil
+	})
+	if err != nil && !store.IsNotExist(err) {
+		return fmt.Errorf("list %s in %s: %w", dir, r.Store, err)
+	}
+	sort.Strings(stale)
+	for _, n := range stale {
+		if err := r.Store.Delete(ctx, n); err != nil {
+			return fmt.Errorf("delete %s from %s: %w", n, r.Store, err)
+		}
+	}
+	return nil
+}
+
+func (r *run) putFile(ctx context.Context, name, file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := r.Store.Put(ctx, name, f, fi.Size()); err != nil {
+		return fmt.Errorf("put %s to %s: %w", name, r.Store, err)
+	}
+	return nil
+}
+
+// finishUpToDate writes the fragment of an up-to-date package when the
+// store lacks it and removes a stale log directory.
+func (r *run) finishUpToDate(ctx context.Context) error {
+	frag := "index/" + r.job.PkgName + ".pkginfo"
+	_, err := r.Store.Stat(ctx, frag)
+	switch {
+	case store.IsNotExist(err):
+		local := filepath.Join(r.root, r.job.PkgName+r.suffix())
+		if err := r.getFile(ctx, "All/"+r.job.PkgName+r.suffix(), local); err != nil {
+			return err
+		}
+		if err := r.putFragment(ctx, local); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("stat %s in %s: %w", frag, r.Store, err)
+	}
+	r.res.Fragment = frag
+	return r.deleteLogs(ctx, nil)
+}
+
+func (r *run) putFragment(ctx context.Context, local string) error {
+	entry, err := summary.EntryFromFile(local)
+	if err != nil {
+		return fmt.Errorf("%s: pkg_summary entry: %w", r.job.PkgName, err)
+	}
+	frag := "index/" + r.job.PkgName + ".pkginfo"
+	if err := r.Store.Put(ctx, frag, bytes.NewReader(entry), int64(len(entry))); err != nil {
+		return fmt.Errorf("put %s to %s: %w", frag, r.Store, err)
+	}
+	r.res.Fragment = frag
+	return nil
+}
+
+// getFile copies a store object to a local file.
+func (r *run) getFile(ctx context.Context, name, local string) error {
+	rc, err := r.Store.Get(ctx, name)
+	if err != nil {
+		return fmt.Errorf("get %s from %s: %w", name, r.Store, err)
+	}
+	defer rc.Close()
+	f, err := os.Create(local)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		f.Close()
+		return fmt.Errorf("get %s from %s: %w", name, r.Store, err)
+	}
+	return f.Close()
+}
+
+// saveWrkdir runs make pbulk-save-wrkdir into the log directory (pbulk's
+// keep_wrkdir); its failure only loses the archive.
+func (r *run) saveWrkdir(ctx context.Context) {
+	f, err := os.OpenFile(filepath.Join(r.root, "save-wrkdir.out"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	proc.Run(ctx, proc.Cmd{
+		Path: r.Settings.Make, Args: append(r.makeArgs("pbulk-save-wrkdir"), "INTO="+filepath.Join(r.logdir, "wrkdir.tar.gz")),
+		Dir: r.pkgdir, Env: r.env(), Output: f, Deadline: time.Now().Add(10 * time.Minute),
+	})
+}

@@ -1,0 +1,550 @@
+package build
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/store"
+	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
+	"github.com/pkgbulk/pkgbulk/lib/summary"
+	"github.com/pkgbulk/pkgbulk/lib/testenv"
+)
+
+// env is one test's pkgsrc tree, store and work root.
+type env struct {
+	t        *testing.T
+	tree     string
+	storeDir string
+	store    store.Store
+	work     string
+	make     string
+}
+
+// newEnv copies the example tree (examples/tree, its mk/ and packages) and
+// this package's fixture packages (testdata/tree) into a temporary tree,
+// so tests can change tree files, and opens a file:// store.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	mk := testenv.Program(t, "bmake")
+	root := testenv.RepoRoot(t)
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	if err := os.CopyFS(tree, os.DirFS(filepath.Join(root, "examples", "tree"))); err != nil {
+		t.Fatalf("copy the example tree: %v", err)
+	}
+	if err := os.CopyFS(filepath.Join(dir, "fixtures"), os.DirFS("testdata/tree")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "fixtures", "fixture"), filepath.Join(tree, "fixture")); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, tree: tree, storeDir: filepath.Join(dir, "store"), work: filepath.Join(dir, "work"), make: mk}
+	st, err := storeopen.Open(context.Background(), "file://"+e.storeDir, storeopen.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e.store = st
+	return e
+}
+
+func (e *env) builder(mod func(*job.Settings)) *Builder {
+	s := job.Settings{Pkgsrc: e.tree, Make: e.make, WorkRoot: e.work, NoOutputTime: "2m", MaxTime: "5m"}
+	if mod != nil {
+		mod(&s)
+	}
+	return &Builder{Settings: s, Store: e.store}
+}
+
+func (e *env) run(b *Builder, record string) *job.Result {
+	e.t.Helper()
+	j, err := ParseJob("test", strings.NewReader(record))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	res, err := b.Run(context.Background(), j)
+	if err != nil {
+		e.t.Fatalf("%s: Run: %v", j.PkgName, err)
+	}
+	return res
+}
+
+func (e *env) exists(name string) bool {
+	_, err := os.Stat(filepath.Join(e.storeDir, filepath.FromSlash(name)))
+	return err == nil
+}
+
+func (e *env) read(name string) string {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.storeDir, filepath.FromSlash(name)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// count is the number of store objects under prefix.
+func (e *env) count(prefix string) int {
+	n := 0
+	e.store.List(context.Background(), prefix, func(store.Info) error { n++; return nil })
+	return n
+}
+
+// workRootEntries lists what jobs left in the work root.
+func (e *env) workRootEntries() []string {
+	ents, _ := os.ReadDir(e.work)
+	var out []string
+	for _, d := range ents {
+		out = append(out, d.Name())
+	}
+	return out
+}
+
+const (
+	helloJob   = "PKGNAME=hello-1.0\nPKG_LOCATION=fixture/hello\nALL_DEPENDS=\nCATEGORIES=fixture\nDEPENDS=\n"
+	greeterJob = "PKGNAME=greeter-2.0\nPKG_LOCATION=fixture/greeter\nCATEGORIES=fixture\nDEPENDS=hello-1.0\n"
+	brokenJob  = "PKGNAME=broken-0.1\nPKG_LOCATION=fixture/broken\nDEPENDS=\n"
+	sleeperJob = "PKGNAME=sleeper-1.0\nPKG_LOCATION=fixture/sleeper\nDEPENDS=\n"
+)
+
+// tarMembers lists a package's members and their contents.
+func tarMembers(t *testing.T, file string) ([]string, map[string]string) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var names []string
+	data := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		names = append(names, h.Name)
+		data[h.Name] = string(b)
+	}
+	return names, data
+}
+
+func phaseNames(r *job.Result) string {
+	var n []string
+	for _, p := range r.Phases {
+		n = append(n, p.Name)
+	}
+	return strings.Join(n, " ")
+}
+
+func TestBuildLeaf(t *testing.T) {
+	e := newEnv(t)
+	// A stale failure log must disappear when the package builds.
+	if err := e.store.Put(context.Background(), "bulklog/hello-1.0/build.log", strings.NewReader("old failure\n"), -1); err != nil {
+		t.Fatal(err)
+	}
+	res := e.run(e.builder(nil), helloJob)
+	if res.Status != job.StatusDone {
+		t.Fatalf("status %s (%s), want done", res.Status, res.Message)
+	}
+	want := "pre-clean depends checksum configure build install package deinstall clean"
+	if got := phaseNames(res); got != want {
+		t.Errorf("phases %q, want %q", got, want)
+	}
+	for _, p := range res.Phases {
+		if !p.OK {
+			t.Errorf("phase %s not ok", p.Name)
+		}
+	}
+	if res.Package != "All/hello-1.0.tgz" || res.Fragment != "index/hello-1.0.pkginfo" {
+		t.Errorf("package %q fragment %q", res.Package, res.Fragment)
+	}
+	pkg := filepath.Join(e.storeDir, "All", "hello-1.0.tgz")
+	names, data := tarMembers(t, pkg)
+	if len(names) == 0 || names[0] != "+CONTENTS" {
+		t.Errorf("package members %v: +CONTENTS is not first", names)
+	}
+	if !strings.Contains(data["share/hello/greeting"], "hello from pkgrun") {
+		t.Errorf("greeting = %q", data["share/hello/greeting"])
+	}
+	// The fragment is the pkg_summary entry of the stored file.
+	entry, err := summary.EntryFromFile(pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.read("index/hello-1.0.pkginfo"); got != string(entry) {
+		t.Errorf("fragment:\n%s\nwant:\n%s", got, entry)
+	}
+	if !strings.Contains(string(entry), "FILE_NAME=hello-1.0.tgz\n") {
+		t.Errorf("fragment lacks FILE_NAME: %s", entry)
+	}
+	if n := e.count("bulklog/hello-1.0/"); n != 0 {
+		t.Errorf("bulklog/hello-1.0/ holds %d objects after a successful build", n)
+	}
+	if left := e.workRootEntries(); len(left) != 0 {
+		t.Errorf("job directories left behind: %v", left)
+	}
+	if res.WallMS <= 0 || res.CPUMS <= 0 || res.DiskBytes <= 0 || res.Host == "" {
+		t.Errorf("accounting: wall %d cpu %d disk %d host %q", res.WallMS, res.CPUMS, res.DiskBytes, res.Host)
+	}
+	var buf bytes.Buffer
+	if err := res.Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	back, err := job.DecodeResult(buf.Bytes())
+	if err != nil || back.Status != job.StatusDone {
+		t.Errorf("result does not round-trip: %v %+v", err, back)
+	}
+}
+
+func TestBuildDependent(t *testing.T) {
+	e := newEnv(t)
+	b := e.builder(nil)
+	if res := e.run(b, helloJob); res.Status != job.StatusDone {
+		t.Fatalf("hello: %s %s", res.Status, res.Message)
+	}
+	res := e.run(b, greeterJob)
+	if res.Status != job.StatusDone {
+		t.Fatalf("greeter: %s (%s) in %s", res.Status, res.Message, res.FailedPhase)
+	}
+	_, data := tarMembers(t, filepath.Join(e.storeDir, "All", "greeter-2.0.tgz"))
+	// The build read the installed dependency's file from the prefix.
+	if msg := data["share/greeter/message"]; msg != "greeter says: hello from pkgrun\n" {
+		t.Errorf("message = %q", msg)
+	}
+	if !strings.Contains(data["+CONTENTS"], "@blddep hello-1.0\n") || !strings.Contains(data["+CONTENTS"], "@pkgdep hello>=1.0\n") {
+		t.Errorf("+CONTENTS lacks the dependency:\n%s", data["+CONTENTS"])
+	}
+}
+
+func TestMissingDependency(t *testing.T) {
+	e := newEnv(t)
+	res := e.run(e.builder(nil), greeterJob)
+	if res.Status != job.StatusFailed || res.FailedPhase != "depends" {
+		t.Fatalf("status %s phase %q, want failed in depends", res.Status, res.FailedPhase)
+	}
+	if !strings.Contains(res.Message, "hello-1.0") || !strings.Contains(res.Message, "not in the store") {
+		t.Errorf("message %q does not name the missing package", res.Message)
+	}
+	if log := e.read("bulklog/greeter-2.0/depends.log"); !strings.Contains(log, "All/hello-1.0.tgz missing") {
+		t.Errorf("depends.log:\n%s", log)
+	}
+	if e.exists("All/greeter-2.0.tgz") {
+		t.Error("a package was stored")
+	}
+}
+
+func TestBuildFailure(t *testing.T) {
+	e := newEnv(t)
+	// An object from an older attempt that this attempt does not write.
+	e.store.Put(context.Background(), "bulklog/broken-0.1/install.log", strings.NewReader("stale\n"), -1)
+	res := e.run(e.builder(nil), brokenJob)
+	if res.Status != job.StatusFailed || res.FailedPhase != "build" {
+		t.Fatalf("status %s phase %q, want failed in build", res.Status, res.FailedPhase)
+	}
+	if res.LogDir != "bulklog/broken-0.1/" {
+		t.Errorf("log dir %q", res.LogDir)
+	}
+	last := res.Phases[len(res.Phases)-1]
+	if last.Name != "build" || last.OK || last.Log != "bulklog/broken-0.1/build.log" {
+		t.Errorf("last phase %+v", last)
+	}
+	if log := e.read("bulklog/broken-0.1/build.log"); !strings.Contains(log, "this package never builds") {
+		t.Errorf("build.log:\n%s", log)
+	}
+	for _, l := range []string{"pre-clean.log", "depends.log", "checksum.log", "configure.log", "work.log"} {
+		if !e.exists("bulklog/broken-0.1/" + l) {
+			t.Errorf("%s missing from the store", l)
+		}
+	}
+	if e.exists("bulklog/broken-0.1/install.log") {
+		t.Error("a stale log of an earlier attempt survived")
+	}
+	if e.exists("All/broken-0.1.tgz") || e.exists("index/broken-0.1.pkginfo") {
+		t.Error("a failed build stored a package or fragment")
+	}
+	if left := e.workRootEntries(); len(left) != 0 {
+		t.Errorf("job directories left behind: %v", left)
+	}
+}
+
+func TestSkew(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct{ record, want string }{
+		{"PKGNAME=hello-0.9\nPKG_LOCATION=fixture/hello\n", "makes hello-1.0"},
+		{"PKGNAME=gone-1.0\nPKG_LOCATION=fixture/gone\n", "does not exist"},
+	} {
+		res := e.run(e.builder(nil), tc.record)
+		if res.Status != job.StatusSkew {
+			t.Errorf("%q: status %s, want skew", tc.record, res.Status)
+		}
+		if !strings.Contains(res.Message, tc.want) || !strings.Contains(res.Message, res.PkgName) {
+			t.Errorf("message %q should name %s and contain %q", res.Message, res.PkgName, tc.want)
+		}
+		if len(res.Phases) != 0 {
+			t.Errorf("phases ran: %v", phaseNames(res))
+		}
+	}
+	ents, _ := os.ReadDir(e.storeDir)
+	if len(ents) != 0 {
+		t.Errorf("skew wrote to the store: %v", ents)
+	}
+}
+
+func TestUpToDate(t *testing.T) {
+	e := newEnv(t)
+	b := e.builder(nil)
+	mustStatus := func(record string, b *Builder, want job.Status) *job.Result {
+		t.Helper()
+		res := e.run(b, record)
+		if res.Status != want {
+			t.Fatalf("%s: status %s (%s), want %s", res.PkgName, res.Status, res.Message, want)
+		}
+		return res
+	}
+	mustStatus(helloJob, b, job.StatusDone)
+	mustStatus(greeterJob, b, job.StatusDone)
+	res := mustStatus(helloJob, b, job.StatusUpToDate)
+	if len(res.Phases) != 0 || res.Package != "All/hello-1.0.tgz" {
+		t.Errorf("up-to-date ran %q, package %q", phaseNames(res), res.Package)
+	}
+	mustStatus(greeterJob, b, job.StatusUpToDate)
+
+	// A missing fragment of an up-to-date package is written.
+	os.Remove(filepath.Join(e.storeDir, "index", "hello-1.0.pkginfo"))
+	mustStatus(helloJob, b, job.StatusUpToDate)
+	if !e.exists("index/hello-1.0.pkginfo") {
+		t.Error("fragment not restored")
+	}
+
+	// A dependency the binary was built with that the job no longer has.
+	res = mustStatus("PKGNAME=greeter-2.0\nPKG_LOCATION=fixture/greeter\nDEPENDS=hello-1.1\n", b, job.StatusFailed)
+	if res.FailedPhase != "depends" {
+		t.Errorf("greeter with a new dependency failed in %q", res.FailedPhase)
+	}
+
+	// --force rebuilds.
+	mustStatus(helloJob, e.builder(func(s *job.Settings) { s.Force = true }), job.StatusDone)
+	// hello is now newer than greeter: the age check rebuilds greeter,
+	// skip_age_check keeps it.
+	mustStatus(greeterJob, e.builder(func(s *job.Settings) { s.SkipAgeCheck = true }), job.StatusUpToDate)
+	res = mustStatus(greeterJob, b, job.StatusDone)
+	if !strings.Contains(res.Message, "not older") {
+		t.Errorf("rebuild reason %q", res.Message)
+	}
+
+	// A changed tree file makes the package out of date.
+	mk := filepath.Join(e.tree, "fixture", "hello", "DESCR")
+	f, err := os.OpenFile(mk, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("One more line.\n")
+	f.Close()
+	res = mustStatus(helloJob, b, job.StatusDone)
+	if !strings.Contains(res.Message, "fixture/hello/DESCR") {
+		t.Errorf("rebuild reason %q does not name the changed file", res.Message)
+	}
+	mustStatus(helloJob, b, job.StatusUpToDate)
+}
+
+// alive reports whether pid is a live (not zombie) process.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+func checkKilled(t *testing.T, pidfile string) {
+	t.Helper()
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatalf("the build never started its grandchild: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("pid file: %q", b)
+	}
+	for i := 0; i < 100 && alive(pid); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alive(pid) {
+		t.Errorf("grandchild %d survived the kill", pid)
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		settings func(*job.Settings)
+		want     string
+	}{
+		{"wall", func(s *job.Settings) { s.MaxTime = "3s"; s.NoOutputTime = "" }, "wall-time limit 3s"},
+		{"no-output", func(s *job.Settings) { s.MaxTime = ""; s.NoOutputTime = "1500ms" }, "no output for 1.5s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			pidfile := filepath.Join(t.TempDir(), "grandchild.pid")
+			b := e.builder(func(s *job.Settings) {
+				tc.settings(s)
+				s.Environment = []string{"SLEEPER_PIDFILE=" + pidfile}
+			})
+			start := time.Now()
+			res := e.run(b, sleeperJob)
+			if res.Status != job.StatusTimeout || res.FailedPhase != "build" {
+				t.Fatalf("status %s phase %q (%s), want timeout in build", res.Status, res.FailedPhase, res.Message)
+			}
+			if !strings.Contains(res.Message, tc.want) {
+				t.Errorf("message %q, want %q", res.Message, tc.want)
+			}
+			if el := time.Since(start); el > 60*time.Second {
+				t.Errorf("took %v", el)
+			}
+			checkKilled(t, pidfile)
+			if log := e.read("bulklog/sleeper-1.0/build.log"); !strings.Contains(log, "starting a build that hangs") {
+				t.Errorf("build.log not kept:\n%s", log)
+			}
+		})
+	}
+}
+
+func TestCancel(t *testing.T) {
+	e := newEnv(t)
+	pidfile := filepath.Join(t.TempDir(), "grandchild.pid")
+	b := e.builder(func(s *job.Settings) { s.Environment = []string{"SLEEPER_PIDFILE=" + pidfile} })
+	j, _ := ParseJob("test", strings.NewReader(sleeperJob))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for i := 0; i < 3000; i++ {
+			if _, err := os.Stat(pidfile); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
+	start := time.Now()
+	res, err := b.Run(ctx, j)
+	if err == nil {
+		t.Fatalf("no error after cancel; result %+v", res)
+	}
+	if el := time.Since(start); el > 60*time.Second {
+		t.Errorf("took %v", el)
+	}
+	checkKilled(t, pidfile)
+	if left := e.workRootEntries(); len(left) != 0 {
+		t.Errorf("job directories left behind: %v", left)
+	}
+}
+
+// TestParallelJobs runs two builds of one package directory at once with
+// one work root: each must get its own prefix and work directory.
+func TestParallelJobs(t *testing.T) {
+	e := newEnv(t)
+	b := e.builder(func(s *job.Settings) { s.KeepWorkdir = true })
+	stores := make([]store.Store, 2)
+	results := make([]*job.Result, 2)
+	var wg sync.WaitGroup
+	for i := range stores {
+		st, err := storeopen.Open(context.Background(), "file://"+filepath.Join(t.TempDir(), "s"), storeopen.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		stores[i] = st
+		bi := *b
+		bi.Store = st
+		j, _ := ParseJob("test", strings.NewReader(brokenJob))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := bi.Run(context.Background(), j)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	dirs := e.workRootEntries()
+	if len(dirs) != 2 || dirs[0] == dirs[1] {
+		t.Fatalf("job directories %v, want two distinct ones", dirs)
+	}
+	for i, st := range stores {
+		if results[i] == nil || results[i].Status != job.StatusFailed {
+			t.Fatalf("job %d: %+v", i, results[i])
+		}
+		rc, err := st.Get(context.Background(), "bulklog/broken-0.1/build.log")
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, _ := io.ReadAll(rc)
+		rc.Close()
+		var own, other int
+		for _, d := range dirs {
+			if strings.Contains(string(log), filepath.Join(e.work, d)+"/") {
+				if strings.Contains(results[i].Message, d) {
+					own++
+				} else {
+					other++
+				}
+			}
+		}
+		if own != 1 || other != 0 {
+			t.Errorf("job %d build.log mentions own dir %d times, the other job's %d times:\n%s", i, own, other, log)
+		}
+	}
+}
+
+// TestBootstrapKit checks that the kit is unpacked into the fresh prefix.
+func TestBootstrapKit(t *testing.T) {
+	e := newEnv(t)
+	kit := filepath.Join(t.TempDir(), "kit.tar.gz")
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	body := "kit marker\n"
+	tw.WriteHeader(&tar.Header{Name: "etc/kit-marker", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
+	tw.Write([]byte(body))
+	tw.Close()
+	zw.Close()
+	os.WriteFile(kit, buf.Bytes(), 0o644)
+	res := e.run(e.builder(func(s *job.Settings) { s.BootstrapKit = kit; s.KeepWorkdir = true }), brokenJob)
+	if res.Status != job.StatusFailed {
+		t.Fatalf("status %s", res.Status)
+	}
+	dirs := e.workRootEntries()
+	if len(dirs) != 1 {
+		t.Fatalf("work root %v", dirs)
+	}
+	got, err := os.ReadFile(filepath.Join(e.work, dirs[0], "prefix", "etc", "kit-marker"))
+	if err != nil || string(got) != body {
+		t.Errorf("kit not unpacked into the prefix: %q %v", got, err)
+	}
+}

@@ -1,0 +1,162 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
+)
+
+// Description is pkgrun's --help text.
+const Description = `Build one package in a clean sandbox, the way pbulk's pkg-build does.
+
+Input: the package's presolve record on stdin (or --input FILE), as
+pbulk-build hands it to pkg-build: PKGNAME=, PKG_LOCATION=, DEPENDS=,
+CATEGORIES=, MULTI_VERSION=, USE_DESTDIR=, BOOTSTRAP_PKG=, USERGROUP_PHASE=,
+NO_BIN_ON_FTP= (other keys are ignored; when a key repeats, the last value
+wins). Settings come from flags, or from a JSON job document (--job FILE,
+the lib/job Settings object: {"pkgsrc": ..., "store": ..., "max_time":
+"2h", ...}); a flag given on the command line overrides the document.
+
+Steps: version-skew check (make show-var VARNAME=PKGNAME must equal the
+job's PKGNAME), up-to-date check against the store (unless --force), a fresh
+prefix and work directory under --work-root, the DEPENDS packages fetched
+from the store's All/ and installed into the prefix, the phases pre-clean,
+depends, checksum, configure, build, install, package (with an install
+test), deinstall, clean, each with a log. The package goes to the store as
+All/<PKGNAME>.tgz with its pkg_summary fragment index/<PKGNAME>.pkginfo;
+the logs of a failed build go to bulklog/<PKGNAME>/, and a successful build
+removes that directory (it exists iff the last attempt failed).
+
+Output: one JSON object on stdout (lib/job Result, "version": 1):
+  {"version":1,"pkgname":"foo-1.0","pkgpath":"cat/foo","status":"done",
+   "failed_phase":"","message":"","phases":[{"name":"build","ok":true,
+   "wall_ms":1200,"cpu_ms":900,"log":""},...],"wall_ms":..,"cpu_ms":..,
+   "disk_bytes":..,"package":"All/foo-1.0.tgz",
+   "fragment":"index/foo-1.0.pkginfo","log_dir":"","host":"..."}
+status is done, up-to-date, failed, skew or timeout.
+
+Exit status: 0 done or up-to-date; 1 failed, skew or timeout (the JSON says
+which); 2 the job could not be run (bad input or settings, store
+unreachable, interrupted by SIGINT/SIGTERM); then nothing is printed on
+stdout. On SIGINT/SIGTERM the build's process group is killed at once.`
+
+// Command is pkgrun's command line.
+type Command struct {
+	Job          string        `help:"JSON job settings document (lib/job Settings)." type:"existingfile" placeholder:"FILE"`
+	Input        string        `help:"Read the presolve record from FILE instead of stdin." type:"existingfile" placeholder:"FILE"`
+	Pkgsrc       string        `help:"pkgsrc tree root." placeholder:"DIR"`
+	Store        string        `help:"Store URL: file:///dir, sftp://user@host/dir, s3://bucket/prefix." placeholder:"URL"`
+	Make         string        `help:"make program (default bmake)." placeholder:"PROG"`
+	WorkRoot     string        `help:"Directory for the per-job prefix and work directories (default $TMPDIR/pkgrun)." placeholder:"DIR"`
+	BootstrapKit string        `help:"tar.gz unpacked into every fresh prefix." placeholder:"FILE"`
+	MaxTime      time.Duration `help:"Wall-time limit of the job (0: none), e.g. 2h." placeholder:"DURATION"`
+	NoOutputTime time.Duration `help:"Kill the build when no log grew for this long (0: never)." placeholder:"DURATION"`
+	KeepWorkdir  bool          `help:"Keep the job directory of a failed build (and store WRKDIR as wrkdir.tar.gz)."`
+	SkipAgeCheck bool          `help:"Up-to-date check: do not require dependencies to be older than the package."`
+	Force        bool          `help:"Build even when the package in the store is up to date."`
+	PkgSuffix    string        `help:"Package file suffix (default .tgz)." placeholder:"SUFFIX"`
+	Env          []string      `sep:"none" help:"Extra KEY=VALUE for the environment of make (repeatable)." placeholder:"KEY=VALUE"`
+	SSHIdentity  string        `help:"SSH private key for sftp:// stores." placeholder:"FILE"`
+	KnownHosts   string        `help:"known_hosts file for sftp:// stores." placeholder:"FILE"`
+}
+
+// Run is pkgrun.
+func (c *Command) Run(ctx context.Context, g *cli.Globals) error {
+	s, err := c.settings()
+	if err != nil {
+		return err
+	}
+	in := g.Stdin
+	inName := "stdin"
+	if c.Input != "" {
+		f, err := os.Open(c.Input)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in, inName = f, c.Input
+	}
+	j, err := ParseJob(inName, in)
+	if err != nil {
+		return err
+	}
+	if s.Store == "" {
+		return fmt.Errorf("no store: give --store or \"store\" in the job document")
+	}
+	st, err := storeopen.Open(ctx, s.Store, storeopen.Options{SSHIdentity: c.SSHIdentity, KnownHosts: c.KnownHosts})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", s.Store, err)
+	}
+	defer st.Close()
+	b := &Builder{Settings: s, Store: st}
+	if cli.IsTerminal(g.Stderr) {
+		b.Progress = g.Stderr
+	}
+	res, err := b.Run(ctx, j)
+	if err != nil {
+		return err
+	}
+	if err := res.Encode(g.Stdout); err != nil {
+		return err
+	}
+	if !res.Status.Success() {
+		return cli.Failed("%s: %s: %s", j.PkgName, res.Status, res.Message)
+	}
+	return nil
+}
+
+// settings merges the job document and the flags.
+func (c *Command) settings() (job.Settings, error) {
+	var s job.Settings
+	if c.Job != "" {
+		b, err := os.ReadFile(c.Job)
+		if err != nil {
+			return s, err
+		}
+		if err := decodeSettings(c.Job, b, &s); err != nil {
+			return s, err
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&s.Pkgsrc, c.Pkgsrc)
+	set(&s.Store, c.Store)
+	set(&s.Make, c.Make)
+	set(&s.WorkRoot, c.WorkRoot)
+	set(&s.BootstrapKit, c.BootstrapKit)
+	set(&s.PkgSuffix, c.PkgSuffix)
+	if c.MaxTime > 0 {
+		s.MaxTime = c.MaxTime.String()
+	}
+	if c.NoOutputTime > 0 {
+		s.NoOutputTime = c.NoOutputTime.String()
+	}
+	s.KeepWorkdir = s.KeepWorkdir || c.KeepWorkdir
+	s.SkipAgeCheck = s.SkipAgeCheck || c.SkipAgeCheck
+	s.Force = s.Force || c.Force
+	s.Environment = append(s.Environment, c.Env...)
+	return s, nil
+}
+
+func decodeSettings(name string, b []byte, s *job.Settings) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(s); err != nil {
+		return fmt.Errorf("job document %s: %w", name, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("job document %s: trailing data after the settings object", name)
+	}
+	return nil
+}
