@@ -135,7 +135,7 @@ func Fake(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// Running marker: a live fake for the same package means a double run.
 	running := filepath.Join(dir, "running."+name)
 	if b, err := os.ReadFile(running); err == nil {
-		if pid, err := strconv.Atoi(string(b)); err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) == nil {
+		if pid, err := strconv.Atoi(string(b)); err == nil && pid != os.Getpid() && alive(pid) {
 			appendLog("DOUBLE " + name)
 		}
 	}
@@ -198,4 +198,21 @@ func Fake(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	return code
+}
+
+// alive reports whether pid runs: a zombie (killed, not yet reaped) does
+// not count, it can do nothing more.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !os.IsNotExist(err) // no /proc: trust kill(2)
+	}
+	// The state follows the parenthesised command name.
+	if k := bytes.LastIndexByte(b, ')'); k >= 0 && k+2 < len(b) {
+		return b[k+2] != 'Z' && b[k+2] != 'X'
+	}
+	return true
 }

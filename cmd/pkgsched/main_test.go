@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
+	"github.com/pkgbulk/pkgbulk/lib/sched/schedcmd"
+	"github.com/pkgbulk/pkgbulk/lib/sched/schedtest"
+)
+
+// asMain makes the test binary act as pkgsched itself, so the kill -9
+// test can kill a real pkgsched process.
+const asMain = "PKGSCHED_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(executortest.FakeEnv) != "1" && os.Getenv(asMain) == "1" {
+		main()
+	}
+	executortest.Main(m)
+}
+
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := cli.Run(context.Background(), "pkgsched", schedcmd.Description, &schedcmd.CLI{}, args,
+		&cli.Globals{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb})
+	return code, out.String(), errb.String()
+}
+
+func writeDB(t *testing.T, pkgs []schedtest.Pkg) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bulk.db")
+	if err := schedtest.WriteDB(context.Background(), p, pkgs); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestHelp(t *testing.T) {
+	code, out, _ := run(t, "--help")
+	if code != 0 || !strings.Contains(out, "Exit codes") {
+		t.Errorf("--help: exit %d\n%s", code, out)
+	}
+	code, out, _ = run(t, "run", "--help")
+	if code != 0 || !strings.Contains(out, "--priority") || !strings.Contains(out, "--max-time") {
+		t.Errorf("run --help: exit %d\n%s", code, out)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	// A database of another schema version.
+	other := filepath.Join(dir, "other.db")
+	d, err := sql.Open("sqlite3", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(`CREATE TABLE packages (id INTEGER); PRAGMA user_version = 99`); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	code, _, errs := run(t, "run", "--db", other, "-j", "1", "--pkgrun", "/bin/true")
+	if code != 2 || !strings.Contains(errs, other) || !strings.Contains(errs, "99") || !strings.Contains(errs, fmt.Sprint(db.SchemaVersion)) {
+		t.Errorf("other schema: exit %d, stderr %q", code, errs)
+	}
+	code, _, errs = run(t, "status", "--db", filepath.Join(dir, "missing.db"))
+	if code != 2 || !strings.Contains(errs, "missing.db") {
+		t.Errorf("missing database: exit %d, stderr %q", code, errs)
+	}
+	good := writeDB(t, schedtest.RandomDAG(1, 5))
+	prio := filepath.Join(dir, "prio")
+	os.WriteFile(prio, []byte("p0001-1.0\nno/such\n"), 0o644)
+	code, _, errs = run(t, "run", "--db", good, "--priority", prio, "--pkgrun", "/bin/true")
+	if code != 2 || !strings.Contains(errs, prio+":2") {
+		t.Errorf("bad priority list: exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestRunCommand runs pkgsched run in-process against the fake builder:
+// exit codes, the summary, status afterwards, and a builder that prints
+// garbage (retried, then failed with the crash named).
+func TestRunCommand(t *testing.T) {
+	fake := executortest.FakePkgrun(t)
+	work := t.TempDir()
+	ok := writeDB(t, schedtest.RandomDAG(2, 40))
+	code, out, errs := run(t, "run", "--db", ok, "-j", "3", "--pkgrun", fake, "--work-root", work)
+	if code != 0 || !strings.Contains(out, "done  40") {
+		t.Errorf("all good: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, _ = run(t, "status", "--db", ok)
+	if code != 0 || !strings.Contains(out, "done  40") {
+		t.Errorf("status: exit %d\n%s", code, out)
+	}
+	code, out, _ = run(t, "simulate", "--db", ok, "-W", "2,4", "--order", "both")
+	if code != 0 || strings.Count(out, "\n") != 6 {
+		t.Errorf("simulate: exit %d\n%s", code, out)
+	}
+
+	bad := writeDB(t, []schedtest.Pkg{{Name: "garbage-1.0"}, {Name: "app-1.0", Deps: []string{"garbage-1.0"}}, {Name: "fine-1.0"}})
+	code, out, errs = run(t, "run", "--db", bad, "-j", "2", "--pkgrun", fake, "--work-root", work, "--json")
+	if code != 1 || !strings.Contains(out, `"crashes": 3`) || !strings.Contains(errs, "2 of 3 packages not built") {
+		t.Errorf("crashing builder: exit %d\n%s\n%s", code, out, errs)
+	}
+	d, err := db.Open(context.Background(), bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var state, detail string
+	var crashes int
+	d.QueryRow(`SELECT state, detail, crashes FROM build_state WHERE pkg_id = 1`).Scan(&state, &detail, &crashes)
+	if state != "failed" || crashes != 3 || !strings.Contains(detail, "garbage on pkgrun's stdout") {
+		t.Errorf("garbage-1.0: %s crashes %d detail %q", state, crashes, detail)
+	}
+}
+
+// TestKill9 kills pkgsched with SIGKILL at random moments, restarts it,
+// and checks at the end that every package has its right state, that no
+// finished package was built again and that only packages running at a
+// kill were built more than once.
+func TestKill9(t *testing.T) {
+	n, kills := 300, 6
+	if testing.Short() {
+		n, kills = 120, 3
+	}
+	pkgs := schedtest.RandomDAG(11, n)
+	want := map[string]string{}
+	for i := range pkgs {
+		if i%47 == 30 {
+			pkgs[i].Name = "fail" + pkgs[i].Name
+		}
+	}
+	// Fix up references to renamed packages and compute the wanted states.
+	names := map[string]string{}
+	for i := range pkgs {
+		names[strings.TrimPrefix(pkgs[i].Name, "fail")] = pkgs[i].Name
+	}
+	for i := range pkgs {
+		for k, d := range pkgs[i].Deps {
+			pkgs[i].Deps[k] = names[d]
+		}
+		w := "done"
+		if strings.HasPrefix(pkgs[i].Name, "fail") {
+			w = "failed"
+		}
+		for _, d := range pkgs[i].Deps {
+			if want[d] != "done" {
+				w = "indirect-failed"
+			}
+		}
+		want[pkgs[i].Name] = w
+	}
+	path := writeDB(t, pkgs)
+	fake := executortest.FakePkgrun(t)
+	work := t.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	start := func() *exec.Cmd {
+		cmd := exec.Command(self, "run", "--db", path, "-j", "4", "--pkgrun", fake, "--work-root", work, "--env", "FAKE_SLEEP_MS=20")
+		cmd.Env = append(os.Environ(), asMain+"=1")
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		cmd.Stdout = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("pkgsched output:\n%s", errb.String())
+			}
+		})
+		return cmd
+	}
+	killed := 0
+	for k := range kills {
+		cmd := start()
+		wait := time.Duration(30+rng.IntN(270)) * time.Millisecond
+		time.Sleep(wait)
+		cmd.Process.Signal(syscall.SIGKILL)
+		err := cmd.Wait()
+		t.Logf("kill %d after %v: %v", k+1, wait, err)
+		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == -1 {
+			killed++
+		}
+	}
+	if killed < 2 {
+		t.Errorf("pkgsched was killed only %d times before it finished: make the build longer", killed)
+	}
+	cmd := start()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("final run: %v, want exit 1 (some packages fail)", err)
+	}
+
+	d, err := db.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	got := map[string]string{}
+	rows, err := d.Query(`SELECT p.pkgname, b.state FROM build_state b JOIN packages p ON p.id = b.pkg_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n, s string
+		rows.Scan(&n, &s)
+		got[n] = s
+	}
+	rows.Close()
+	for n, w := range want {
+		if got[n] != w {
+			t.Errorf("%s: %s, want %s", n, got[n], w)
+		}
+	}
+	restarts := map[string]int{}
+	rows, err = d.Query(`SELECT p.pkgname FROM events e JOIN packages p ON p.id = e.pkg_id WHERE e.event = 'requeue' AND e.detail = 'requeued after restart'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		restarts[n]++
+	}
+	rows.Close()
+	b, _ := os.ReadFile(filepath.Join(work, executortest.LogName))
+	built := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.HasPrefix(l, "DOUBLE") || strings.HasPrefix(l, "ORDER") {
+			t.Errorf("fake builder: %s", l)
+			continue
+		}
+		name, _, _ := strings.Cut(l, " ")
+		built[name]++
+	}
+	again := 0
+	for n, w := range want {
+		c := built[n]
+		switch {
+		case w == "indirect-failed" && c != 0:
+			t.Errorf("%s is indirect-failed but was built %d times", n, c)
+		case w != "indirect-failed" && (c < 1 || c > 1+restarts[n]):
+			t.Errorf("%s built %d times; in_processing at %d kills", n, c, restarts[n])
+		}
+		if c > 1 {
+			again++
+		}
+	}
+	var doneEvents, dupDone int
+	d.QueryRow(`SELECT count(*) FROM events WHERE event = 'done'`).Scan(&doneEvents)
+	d.QueryRow(`SELECT count(*) FROM (SELECT pkg_id FROM events WHERE event IN ('done', 'failed') GROUP BY pkg_id HAVING count(*) > 1)`).Scan(&dupDone)
+	if dupDone != 0 {
+		t.Errorf("%d packages were decided twice", dupDone)
+	}
+	t.Logf("%d packages, %d kills, %d packages requeued at a restart, %d built again", n, kills, len(restarts), again)
+}
