@@ -26,6 +26,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -178,7 +179,7 @@ func EntryFromFileOpts(path string, o EntryOptions) ([]byte, error) {
 		return nil, err
 	}
 	var r io.Reader = f
-	var h = sha256.New()
+	h := NewCksum()
 	if o.Cksum {
 		r = io.TeeReader(f, h)
 	}
@@ -191,7 +192,22 @@ func EntryFromFileOpts(path string, o EntryOptions) ([]byte, error) {
 		if _, err := io.Copy(h, f); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		file.Cksum = "sha256 " + hex.EncodeToString(h.Sum(nil))
+		file.Cksum = h.String()
 	}
 	return AppendEntry(nil, m, file), nil
 }
+
+// Hash accumulates a FILE_CKSUM value.
+type Hash interface {
+	io.Writer
+	String() string // "<algorithm> <hex>"
+}
+
+// NewCksum returns the FILE_CKSUM hash pkgindex writes: SHA-256, as
+// pkgsrc-rs and bob do ("sha256 <64 hex digits>").
+func NewCksum() Hash { return &sha256Cksum{h: sha256.New()} }
+
+type sha256Cksum struct{ h hash.Hash }
+
+func (c *sha256Cksum) Write(p []byte) (int, error) { return c.h.Write(p) }
+func (c *sha256Cksum) String() string              { return "sha256 " + hex.EncodeToString(c.h.Sum(nil)) }

@@ -1,0 +1,187 @@
+// Package indexcli is the command line of pkgindex: the kong grammar and
+// the Run methods, which only parse flags and call lib/summary and
+// lib/summary/merge.
+package indexcli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
+	"github.com/pkgbulk/pkgbulk/lib/summary"
+	"github.com/pkgbulk/pkgbulk/lib/summary/merge"
+)
+
+// Description is pkgindex's --help text.
+const Description = `Build pkg_summary(5) files from binary packages or from the per-package
+fragments pkgrun stores, and publish them atomically.
+
+  pkgindex fragment PKGFILE...      print each package's entry exactly as
+                                    'pkg_info -X PKGFILE' would
+  pkgindex merge --store URL        collect index/<PKGNAME>.pkginfo fragments
+                                    (computing missing or stale ones from
+                                    All/<PKGNAME>.tgz), publish
+                                    All/pkg_summary.{gz,bz2,xz} and, with
+                                    --sha512, SHA512.bz2
+
+Packages are read as pkg_add reads them: gzip, bzip2, xz, zstd or plain tar,
+or signed ar containers, detected from their contents. Only the metadata in
+front of the payload is read, unless --cksum or --sha512 needs every byte.
+
+Store URLs: file:///dir or a plain directory path, sftp://user@host/dir,
+s3://bucket/prefix (see docs/stores.md).
+
+Exit status: 0 success; 1 some packages could not be read (they are left
+out, everything else is done); 2 bad usage, bad input or a store/I-O error.`
+
+// Command is the pkgindex grammar.
+type Command struct {
+	Fragment FragmentCmd `cmd:"" help:"Print the pkg_summary entry of each package file, as pkg_info -X does."`
+	Merge    MergeCmd    `cmd:"" help:"Merge fragments and packages of a store into pkg_summary and publish it."`
+}
+
+// FragmentCmd is "pkgindex fragment".
+type FragmentCmd struct {
+	Cksum bool     `name:"cksum" help:"Add FILE_CKSUM=sha256 <hex> after FILE_SIZE (reads the whole file)."`
+	Files []string `arg:"" name:"pkgfile" help:"Binary package files."`
+}
+
+// Help is the long help of "pkgindex fragment".
+func (c *FragmentCmd) Help() string {
+	return `Entries are printed in argument order, each ending with a blank line, so that
+'pkgindex fragment $(ls All/*.tgz | sort)' equals pbulk's pkg_summary. A file
+that cannot be read is reported on stderr, skipped, and makes the exit
+status 1.`
+}
+
+// Run prints the entries.
+func (c *FragmentCmd) Run(ctx context.Context, g *cli.Globals) error {
+	w := bufio.NewWriterSize(g.Stdout, 64<<10)
+	var failed []string
+	for _, f := range c.Files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e, err := summary.EntryFromFileOpts(f, summary.EntryOptions{Cksum: c.Cksum})
+		if err != nil {
+			fmt.Fprintf(g.Stderr, "pkgindex: %v\n", err)
+			failed = append(failed, f)
+			continue
+		}
+		if _, err := w.Write(e); err != nil {
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return cli.Failed("%d of %d packages could not be read", len(failed), len(c.Files))
+	}
+	return nil
+}
+
+// MergeCmd is "pkgindex merge".
+type MergeCmd struct {
+	Store       string `name:"store" required:"" placeholder:"URL" help:"Package store (file:///dir, a directory, sftp://, s3://)."`
+	Suffix      string `name:"suffix" default:".tgz" help:"Package file suffix in All/ (pbulk's pkg_sufx)."`
+	Success     string `name:"success" placeholder:"FILE" help:"Only packages listed in FILE (pbulk's meta/success: one PKGNAME a line); a listed package without a file fails."`
+	Exclude     string `name:"exclude" placeholder:"FILE" help:"Leave out the PKGNAMEs listed in FILE (e.g. NO_BIN_ON_FTP packages; pbulk includes them)."`
+	Formats     string `name:"formats" default:"gz,bz2,xz" help:"Comma-separated forms to publish: gz, bz2, xz, zst, plain (All/pkg_summary)."`
+	SHA512      bool   `name:"sha512" help:"Also publish SHA512.bz2 (digest SHA512 lines of every package and pkg_summary file)."`
+	Cksum       bool   `name:"cksum" help:"Recompute every entry with FILE_CKSUM=sha256 (reads every package whole; ignores fragments)."`
+	NoWriteBack bool   `name:"no-write-back" help:"Do not save computed fragments and digests in index/."`
+	Jobs        int    `name:"jobs" short:"j" default:"0" help:"Packages to read at once (default 4 x CPUs)."`
+	Stdout      bool   `name:"stdout" help:"Write the uncompressed pkg_summary to stdout and publish nothing."`
+	JSON        bool   `name:"json" help:"Print a JSON summary of the merge on stdout (not with --stdout)."`
+	Verbose     bool   `name:"verbose" short:"v" help:"Print a summary line on stderr (always shown on a terminal)."`
+}
+
+// Help is the long help of "pkgindex merge".
+func (c *MergeCmd) Help() string {
+	return `Entries are sorted by package file name in byte order, as pbulk's
+'sort | xargs pkg_info -X' does. A fragment index/<PKGNAME>.pkginfo is used when
+it is not older than its package and its FILE_NAME and FILE_SIZE match the
+stored file (a signed package differs in size, so its fragment is redone);
+otherwise the entry is computed from the package and saved as its fragment.
+
+Every file is replaced atomically (temporary name, then rename). The
+pkg_summary files are published first, SHA512.bz2 last: a client that fetches
+SHA512.bz2 and then the files it lists gets matching files. The JSON summary
+has: store, packages, from_fragments, computed, stale, excluded, failed
+[{pkgname, error}], published, summary_bytes, seconds.`
+}
+
+// Run merges and publishes.
+func (c *MergeCmd) Run(ctx context.Context, g *cli.Globals) error {
+	if c.Stdout && c.JSON {
+		return fmt.Errorf("--json and --stdout both write to stdout; pick one")
+	}
+	o := merge.Options{
+		Suffix: c.Suffix, SHA512: c.SHA512, Cksum: c.Cksum, NoWriteBack: c.NoWriteBack, Workers: c.Jobs,
+	}
+	for _, f := range strings.Split(c.Formats, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			o.Formats = append(o.Formats, f)
+		}
+	}
+	if len(o.Formats) == 0 && !c.Stdout {
+		return fmt.Errorf("--formats is empty")
+	}
+	if c.Success != "" {
+		l, err := merge.ReadList(c.Success)
+		if err != nil {
+			return err
+		}
+		o.Success = l
+		if o.Success == nil {
+			o.Success = []string{}
+		}
+	}
+	if c.Exclude != "" {
+		l, err := merge.ReadList(c.Exclude)
+		if err != nil {
+			return err
+		}
+		o.Exclude = map[string]bool{}
+		for _, n := range l {
+			o.Exclude[n] = true
+		}
+	}
+	if c.Stdout {
+		o.Output = g.Stdout
+	}
+	if cli.IsTerminal(g.Stderr) {
+		o.Progress = g.Stderr
+	}
+	s, err := storeopen.Open(ctx, c.Store, storeopen.Options{})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	res, err := merge.Merge(ctx, s, o)
+	if err != nil {
+		return err
+	}
+	for _, f := range res.Failed {
+		fmt.Fprintf(g.Stderr, "pkgindex: %s: %s\n", f.PkgName, f.Error)
+	}
+	if c.JSON {
+		enc := json.NewEncoder(g.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else if c.Verbose || cli.IsTerminal(g.Stderr) {
+		fmt.Fprintf(g.Stderr, "pkgindex: %d packages (%d from fragments, %d computed, %d failed) published to %s: %s\n",
+			res.Packages, res.FromFragments, res.Computed, len(res.Failed), res.Store, strings.Join(res.Published, " "))
+	}
+	if len(res.Failed) > 0 {
+		return cli.Failed("%d packages could not be indexed", len(res.Failed))
+	}
+	return nil
+}

@@ -1,0 +1,533 @@
+// Package merge builds a repository's pkg_summary from a package store and
+// publishes it, the way pbulk's build script does after a bulk build
+// (spec build-and-report.md §1.2), in one of its two modes or both mixed:
+//
+//   - from fragments: index/<PKGNAME>.pkginfo, the `pkg_info -X` entry of
+//     All/<PKGNAME><suffix> that pkgrun stores next to each package
+//     (Joyent pbulk's pkginfo/<PKGNAME>.pkginfo);
+//   - from the packages themselves: for a package without a usable
+//     fragment, its metadata is read from the store (only the members in
+//     front of the payload are read) and its entry computed, exactly as
+//     `pkg_info -X` prints it (lib/summary). The computed fragment is
+//     written back to index/ so that the next merge finds it.
+//
+// # Which packages
+//
+// Every All/*<suffix> file (suffix ".tgz" by default, pbulk's pkg_sufx),
+// or, when a success list is given (pbulk's meta/success: one PKGNAME a
+// line), exactly the listed packages; a listed package without a file is
+// reported as failed. An exclude list removes PKGNAMEs (for example the
+// NO_BIN_ON_FTP ones). Like pbulk, the default includes restricted
+// (NO_BIN_ON_FTP) packages: pbulk lists every successfully built package
+// and leaves it to the upload step to skip restricted files.
+//
+// # When a fragment is used
+//
+// A fragment is used when it is not older than its package and its
+// FILE_NAME and FILE_SIZE match the package file as stored. The size check
+// catches what modification times cannot on stores with one-second
+// resolution: signing a package (pkgsign) rewrites it as an ar container
+// whose size always differs, so its fragment is recomputed. A fragment that
+// does not parse is recomputed too (and counted in Result.Stale).
+//
+// # Order and format
+//
+// Entries are concatenated in the byte order of the package file names
+// (pbulk: `sed 's/$/.tgz/' < success | sort`, under LC_ALL=C), each ending
+// with its blank line, so the result is byte-identical to pbulk's
+// `xargs pkg_info -X` output over the same files.
+//
+// # Publishing
+//
+// The summary is published as All/pkg_summary.gz, All/pkg_summary.bz2 and
+// All/pkg_summary.xz (pbulk publishes gz and bz2; newer pbulk scripts also
+// xz); Formats selects others, including "plain" for All/pkg_summary and
+// "zst" (bob's pkg_summary.zst). With SHA512, SHA512.bz2 is written at the
+// store root like pbulk's: `digest SHA512` lines "SHA512 (All/x.tgz) =
+// <hex>" for every package in the summary and for the published
+// All/pkg_summary.* files, sorted by path. Package digests are cached in
+// index/<PKGNAME>.sha512 (the digest line and a FILE_SIZE= line), valid
+// under the same rule as fragments.
+//
+// Every file is written with the store's atomic Put (temporary name,
+// rename): a client sees the old file or the new one, never a part. The
+// set of files is published in a fixed order: all pkg_summary.* first, in
+// the order of Formats, then SHA512.bz2 last, after everything it lists.
+// So a client that fetches SHA512.bz2 first and the files it names next
+// always gets files matching those digests (unless a newer merge publishes
+// in between: then the check fails and a retry succeeds). A client that
+// fetches two pkg_summary.* files during a merge may get one old and one
+// new; each is complete and self-consistent.
+//
+// Packages whose metadata cannot be read are left out of the summary,
+// reported in Result.Failed, and the rest is still published (pbulk's
+// pipeline does the same: pkg_info complains and xargs goes on).
+package merge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pkgbulk/pkgbulk/lib/pkgfile"
+	"github.com/pkgbulk/pkgbulk/lib/store"
+	"github.com/pkgbulk/pkgbulk/lib/summary"
+)
+
+// Options configure Merge. The zero value publishes gz, bz2 and xz from all
+// packages under All/ with suffix ".tgz".
+type Options struct {
+	Suffix  string          // package file suffix; default ".tgz"
+	Success []string        // PKGNAMEs to include; nil means every package in All/
+	Exclude map[string]bool // PKGNAMEs to leave out
+	Formats []string        // of "gz", "bz2", "xz", "zst", "plain"; nil means gz, bz2, xz
+	SHA512  bool            // also publish SHA512.bz2
+	Cksum   bool            // add FILE_CKSUM=sha256 to computed entries (reads whole packages)
+	// NoWriteBack leaves computed fragments and digests unsaved.
+	NoWriteBack bool
+	// Workers bounds parallel package and fragment reads; default
+	// 4×GOMAXPROCS (remote stores are latency bound).
+	Workers int
+	// Output, when set, receives the uncompressed pkg_summary instead of
+	// publishing anything to the store.
+	Output io.Writer
+	// Progress, when set, receives a progress line now and then.
+	Progress io.Writer
+}
+
+// Failure is one package left out of the summary.
+type Failure struct {
+	PkgName string `json:"pkgname"`
+	Error   string `json:"error"`
+}
+
+// Result summarises a merge (pkgindex merge --json prints it).
+type Result struct {
+	Store         string    `json:"store"`
+	Packages      int       `json:"packages"`       // entries in the summary
+	FromFragments int       `json:"from_fragments"` // entries taken from index/
+	Computed      int       `json:"computed"`       // entries computed from packages
+	Stale         int       `json:"stale"`          // fragments present but unusable
+	Excluded      int       `json:"excluded"`       // packages left out by the exclude list or absent from the success list
+	Failed        []Failure `json:"failed"`
+	Published     []string  `json:"published"` // object names written, in order
+	SummaryBytes  int64     `json:"summary_bytes"`
+	Seconds       float64   `json:"seconds"`
+}
+
+// ErrNoPackages is returned when there is nothing to index and no success
+// list says that this is expected.
+var ErrNoPackages = errors.New("no packages")
+
+type pkg struct {
+	name     string // PKGNAME
+	file     string // All/<PKGNAME><suffix>
+	info     store.Info
+	frag     *store.Info // index/<PKGNAME>.pkginfo, if present
+	sum      *store.Info // index/<PKGNAME>.sha512, if present
+	entry    []byte
+	digest   string // hex SHA512 of the package file
+	computed bool
+	stale    bool
+	err      error
+}
+
+// Merge builds the pkg_summary of s and publishes it (see the package
+// comment).
+func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
+	start := time.Now()
+	if o.Suffix == "" {
+		o.Suffix = ".tgz"
+	}
+	if o.Formats == nil {
+		o.Formats = []string{"gz", "bz2", "xz"}
+	}
+	for _, f := range o.Formats {
+		if _, ok := formats[f]; !ok {
+			return nil, fmt.Errorf("unknown pkg_summary format %q (want gz, bz2, xz, zst or plain)", f)
+		}
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4 * runtime.GOMAXPROCS(0)
+	}
+	res := &Result{Store: s.String(), Failed: []Failure{}, Published: []string{}}
+
+	pkgs, err := collect(ctx, s, o, res)
+	if err != nil {
+		return nil, err
+	}
+	if len(pkgs) == 0 && o.Success == nil {
+		return nil, fmt.Errorf("%w: no All/*%s in %s", ErrNoPackages, o.Suffix, s)
+	}
+
+	var done atomic.Int64
+	stopProgress := progress(o.Progress, &done, len(pkgs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Workers)
+	for _, p := range pkgs {
+		if p.err != nil {
+			continue
+		}
+		g.Go(func() error {
+			err := process(gctx, s, o, p)
+			done.Add(1)
+			if err != nil && gctx.Err() == nil && !isPackageErr(err) {
+				return err // the store failed: stop everything
+			}
+			p.err = err
+			return nil
+		})
+	}
+	err = g.Wait()
+	stopProgress()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	var sum bytes.Buffer
+	for _, p := range pkgs {
+		if p.err != nil {
+			res.Failed = append(res.Failed, Failure{PkgName: p.name, Error: p.err.Error()})
+			continue
+		}
+		sum.Write(p.entry)
+		res.Packages++
+		if p.computed {
+			res.Computed++
+		} else {
+			res.FromFragments++
+		}
+		if p.stale {
+			res.Stale++
+		}
+	}
+	res.SummaryBytes = int64(sum.Len())
+
+	if o.Output != nil {
+		if _, err := o.Output.Write(sum.Bytes()); err != nil {
+			return nil, err
+		}
+	} else if err := publish(ctx, s, o, pkgs, sum.Bytes(), res); err != nil {
+		return nil, err
+	}
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// packageErr marks an error as the package's own fault (bad or missing
+// package): it excludes the package but does not stop the merge.
+type packageErr struct{ err error }
+
+func (e packageErr) Error() string { return e.err.Error() }
+func (e packageErr) Unwrap() error { return e.err }
+
+func isPackageErr(err error) bool {
+	var pe packageErr
+	return errors.As(err, &pe)
+}
+
+// collect lists All/ and index/ and returns the packages to index, sorted
+// by file name.
+func collect(ctx context.Context, s store.Store, o Options, res *Result) ([]*pkg, error) {
+	byName := map[string]*pkg{}
+	err := s.List(ctx, "All/", func(i store.Info) error {
+		base := strings.TrimPrefix(i.Name, "All/")
+		if strings.Contains(base, "/") || !strings.HasSuffix(base, o.Suffix) {
+			return nil
+		}
+		name := strings.TrimSuffix(base, o.Suffix)
+		if name == "" || strings.HasPrefix(base, "pkg_summary.") {
+			return nil
+		}
+		byName[name] = &pkg{name: name, file: i.Name, info: i}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list All/ in %s: %w", s, err)
+	}
+	err = s.List(ctx, "index/", func(i store.Info) error {
+		base := strings.TrimPrefix(i.Name, "index/")
+		for _, ext := range []string{".pkginfo", ".sha512"} {
+			if name, ok := strings.CutSuffix(base, ext); ok {
+				if p := byName[name]; p != nil {
+					i := i
+					if ext == ".pkginfo" {
+						p.frag = &i
+					} else {
+						p.sum = &i
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list index/ in %s: %w", s, err)
+	}
+
+	var pkgs []*pkg
+	if o.Success != nil {
+		seen := map[string]bool{}
+		for _, name := range o.Success {
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			if o.Exclude[name] {
+				continue
+			}
+			p := byName[name]
+			if p == nil {
+				p = &pkg{name: name, file: "All/" + name + o.Suffix,
+					err: fmt.Errorf("%s: listed as built but missing from %s", "All/"+name+o.Suffix, s)}
+			}
+			pkgs = append(pkgs, p)
+		}
+		// Everything in All/ that is not indexed was left out.
+		res.Excluded = len(byName) - countPresent(pkgs)
+	} else {
+		for name, p := range byName {
+			if o.Exclude[name] {
+				res.Excluded++
+				continue
+			}
+			pkgs = append(pkgs, p)
+		}
+	}
+	slices.SortFunc(pkgs, func(a, b *pkg) int { return strings.Compare(a.file, b.file) })
+	return pkgs, nil
+}
+
+func countPresent(ps []*pkg) int {
+	n := 0
+	for _, p := range ps {
+		if p.err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// fresh reports whether a cached object (fragment or digest) may stand for
+// the package.
+func fresh(cache *store.Info, p *pkg) bool {
+	return cache != nil && !cache.ModTime.Before(p.info.ModTime)
+}
+
+func process(ctx context.Context, s store.Store, o Options, p *pkg) error {
+	needDigest := o.SHA512
+	if needDigest && fresh(p.sum, p) {
+		if d, ok := readDigest(ctx, s, p); ok {
+			p.digest, needDigest = d, false
+		}
+	}
+	if fresh(p.frag, p) && !o.Cksum {
+		e, err := readFragment(ctx, s, p)
+		if err == nil {
+			p.entry = e
+		} else if ctx.Err() != nil {
+			return ctx.Err()
+		} else {
+			p.stale = true
+		}
+	} else if p.frag != nil {
+		p.stale = !o.Cksum
+	}
+	if p.entry != nil && !needDigest {
+		return nil
+	}
+	return compute(ctx, s, o, p, needDigest)
+}
+
+// readFragment returns the fragment of p if it is one well-formed entry
+// for the package file as stored.
+func readFragment(ctx context.Context, s store.Store, p *pkg) ([]byte, error) {
+	b, err := getAll(ctx, s, p.frag.Name)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := summary.Parse(p.frag.Name, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) != 1 {
+		return nil, fmt.Errorf("%s: %d entries, want 1", p.frag.Name, len(recs))
+	}
+	base := strings.TrimPrefix(p.file, "All/")
+	if fn, _ := recs[0].Get("FILE_NAME"); fn != base {
+		return nil, fmt.Errorf("%s: FILE_NAME %q, want %q", p.frag.Name, fn, base)
+	}
+	if fs, _ := recs[0].Get("FILE_SIZE"); fs != strconv.FormatInt(p.info.Size, 10) {
+		return nil, fmt.Errorf("%s: FILE_SIZE %s, but %s has %d bytes", p.frag.Name, fs, p.file, p.info.Size)
+	}
+	// Normalise the end: exactly one blank line, whatever the writer did.
+	b = append(bytes.TrimRight(b, "\n"), '\n', '\n')
+	return b, nil
+}
+
+func readDigest(ctx context.Context, s store.Store, p *pkg) (string, bool) {
+	b, err := getAll(ctx, s, p.sum.Name)
+	if err != nil {
+		return "", false
+	}
+	want := "SHA512 (" + p.file + ") = "
+	var digest string
+	sizeOK := false
+	for _, l := range strings.Split(string(b), "\n") {
+		if d, ok := strings.CutPrefix(l, want); ok && len(d) == 128 {
+			digest = d
+		}
+		if l == "FILE_SIZE="+strconv.FormatInt(p.info.Size, 10) {
+			sizeOK = true
+		}
+	}
+	return digest, digest != "" && sizeOK
+}
+
+func getAll(ctx context.Context, s store.Store, name string) ([]byte, error) {
+	rc, err := s.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// compute reads the package once: the metadata from its front and, when a
+// digest or FILE_CKSUM is needed, every byte through the hashes.
+func compute(ctx context.Context, s store.Store, o Options, p *pkg, needDigest bool) error {
+	rc, err := s.Get(ctx, p.file)
+	if err != nil {
+		if store.IsNotExist(err) {
+			return packageErr{err}
+		}
+		return err
+	}
+	defer rc.Close()
+	var r io.Reader = rc
+	h512 := sha512.New()
+	var hs []io.Writer
+	if needDigest {
+		hs = append(hs, h512)
+	}
+	var cks summary.Hash
+	if o.Cksum && p.entry == nil {
+		cks = summary.NewCksum()
+		hs = append(hs, cks)
+	}
+	if len(hs) > 0 {
+		r = io.TeeReader(rc, io.MultiWriter(hs...))
+	}
+	var m *pkgfile.Meta
+	if p.entry == nil {
+		m, err = pkgfile.ReadMeta(p.file, r)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, pkgfile.ErrFormat) {
+				return packageErr{err}
+			}
+			return fmt.Errorf("read %s: %w", p.file, err)
+		}
+	}
+	if len(hs) > 0 {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return fmt.Errorf("read %s: %w", p.file, err)
+		}
+	}
+	if needDigest {
+		p.digest = hex.EncodeToString(h512.Sum(nil))
+	}
+	if p.entry == nil {
+		f := summary.File{Name: strings.TrimPrefix(p.file, "All/"), Size: p.info.Size}
+		if cks != nil {
+			f.Cksum = cks.String()
+		}
+		p.entry = summary.AppendEntry(nil, m, f)
+		p.computed = true
+		if !o.NoWriteBack && o.Output == nil && !o.Cksum {
+			name := "index/" + p.name + ".pkginfo"
+			if err := s.Put(ctx, name, bytes.NewReader(p.entry), int64(len(p.entry))); err != nil {
+				return fmt.Errorf("save fragment: %w", err)
+			}
+		}
+	}
+	if needDigest && !o.NoWriteBack && o.Output == nil {
+		line := fmt.Sprintf("SHA512 (%s) = %s\nFILE_SIZE=%d\n", p.file, p.digest, p.info.Size)
+		if err := s.Put(ctx, "index/"+p.name+".sha512", strings.NewReader(line), int64(len(line))); err != nil {
+			return fmt.Errorf("save digest: %w", err)
+		}
+	}
+	return nil
+}
+
+// progress prints "merge: n/total" to w once a second until stopped.
+func progress(w io.Writer, done *atomic.Int64, total int) func() {
+	if w == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				fmt.Fprintf(w, "\rpkgindex: %d/%d packages\n", done.Load(), total)
+				return
+			case <-t.C:
+				fmt.Fprintf(w, "\rpkgindex: %d/%d packages", done.Load(), total)
+			}
+		}
+	}()
+	return func() { close(stop); wg.Wait() }
+}
+
+// ReadList reads a success or exclude list: one PKGNAME a line, blank
+// lines and "#" comments ignored.
+func ReadList(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var names []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.ContainsAny(l, " \t/") {
+			return nil, fmt.Errorf("%s:%d: %q is not a package name", path, line, l)
+		}
+		names = append(names, l)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return names, nil
+}
