@@ -162,6 +162,29 @@ func (l *ledger) finish(ctx context.Context, changes []Change, o outcome) error 
 	})
 }
 
+// repair commits the changes NewCore made to saved states (requeued
+// in_processing packages, repeated propagation) in one transaction.
+func (l *ledger) repair(ctx context.Context, changes []Change, at int64) error {
+	return l.tx(ctx, "repair build_state", func(tx *sql.Tx) error {
+		up := tx.StmtContext(ctx, l.st.requeue)
+		ev := tx.StmtContext(ctx, l.st.event)
+		for _, c := range changes {
+			id := l.g.ID[c.Node]
+			if _, err := up.ExecContext(ctx, string(c.To), c.Detail, 0, id); err != nil {
+				return err
+			}
+			name := string(c.To)
+			if c.To == Open {
+				name = "requeue"
+			}
+			if _, err := ev.ExecContext(ctx, at, id, name, c.Detail); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // loadStates reads build_state. fresh is true when the table has no row
 // for this build set yet.
 func loadStates(ctx context.Context, d *sql.DB, g *Graph) (state []State, detail []string, attempts, crashes []int, fresh bool, err error) {

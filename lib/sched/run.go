@@ -134,11 +134,8 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 	}
 	defer led.close()
 	if len(changes) > 0 {
-		at := now()
-		for _, c := range changes {
-			if err := led.finish(ctx, []Change{c}, outcome{at: at}); err != nil {
-				return nil, err
-			}
+		if err := led.repair(ctx, changes, now()); err != nil {
+			return nil, err
 		}
 	}
 	if _, err := d.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES ('pkgsched.slots', ?)`, strconv.Itoa(opts.Exec.Capacity())); err != nil {
