@@ -22,10 +22,13 @@ type Graph struct {
 	// pbulk's order: the reverse of the order the dependents were read,
 	// which is the order pbulk releases them in.
 	Dependents [][]int32
-	OwnWeight  []int64 // PBULK_WEIGHT (100 when absent)
-	Weight     []int64 // PBULK_WEIGHT summed over the node and its transitive dependents
-	Initial    []State // open, prefailed or indirect-prefailed
-	Reason     []string
+	OwnWeight  []int64  // PBULK_WEIGHT (100 when absent)
+	Weight     []int64  // PBULK_WEIGHT summed over the node and its transitive dependents
+	Initial    []State  // open, prefailed or indirect-prefailed
+	Reason     []string // why a package starts prefailed or indirect-prefailed
+	// InitialDetail is set when Reason comes from pkgdag's initial_detail,
+	// which names the root of an indirect-prefailed package too.
+	InitialDetail bool
 
 	byName map[string]int32
 }
@@ -140,8 +143,18 @@ func (g *Graph) computeWeights() error {
 // database was edited by hand.
 func LoadGraph(ctx context.Context, d *sql.DB) (*Graph, error) {
 	g := &Graph{}
-	rows, err := d.QueryContext(ctx, `SELECT id, pkgname, pkgpath, pbulk_weight, weight, initial_state,
-		CASE WHEN skip_reason != '' THEN skip_reason ELSE fail_reason END
+	// pkgdag's initial_detail (a later addition to the schema) says why a
+	// package starts prefailed; without it the skip or fail reason does.
+	why := `CASE WHEN skip_reason != '' THEN skip_reason ELSE fail_reason END`
+	var hasDetail int
+	if err := d.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('packages') WHERE name = 'initial_detail'`).Scan(&hasDetail); err != nil {
+		return nil, fmt.Errorf("read packages: %w", err)
+	}
+	if hasDetail > 0 {
+		why = "initial_detail"
+		g.InitialDetail = true
+	}
+	rows, err := d.QueryContext(ctx, `SELECT id, pkgname, pkgpath, pbulk_weight, weight, initial_state, `+why+`
 		FROM packages WHERE selected = 1 ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("read packages: %w", err)
@@ -177,7 +190,10 @@ func LoadGraph(ctx context.Context, d *sql.DB) (*Graph, error) {
 		}
 		pi, ok1 := byID[p]
 		di, ok2 := byID[dep]
-		if ok1 && ok2 {
+		// A package that starts prefailed is never built, so its own
+		// dependencies do not matter; dropping them also drops the
+		// dependency cycles pkgdag marked prefailed.
+		if ok1 && ok2 && g.Initial[pi] == Open {
 			g.Deps[pi] = append(g.Deps[pi], di)
 		}
 	}

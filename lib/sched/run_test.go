@@ -265,3 +265,32 @@ func TestStatus(t *testing.T) {
 		t.Errorf("status: %+v", st)
 	}
 }
+
+// TestPrefailedCycle: pkgdag marks a dependency cycle prefailed instead of
+// stopping; the scheduler must load it and build the rest.
+func TestPrefailedCycle(t *testing.T) {
+	pkgs := []schedtest.Pkg{
+		{Name: "a-1.0", Deps: []string{"b-1.0"}, Fail: "dependency cycle"},
+		{Name: "b-1.0", Deps: []string{"a-1.0"}, Fail: "dependency cycle"},
+		{Name: "c-1.0", Deps: []string{"a-1.0"}},
+		{Name: "d-1.0"},
+	}
+	d, _ := newDB(t, pkgs)
+	dir := t.TempDir()
+	sum, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 2, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Counts[sched.Done] != 1 || sum.Counts[sched.Prefailed] != 2 || sum.Counts[sched.IndirectPrefailed] != 1 {
+		t.Errorf("counts %v", sum.Counts)
+	}
+	var detail string
+	d.QueryRow(`SELECT detail FROM build_state WHERE pkg_id = 3`).Scan(&detail)
+	if detail != "a-1.0" {
+		t.Errorf("c-1.0 detail %q, want the prefailed dependency a-1.0", detail)
+	}
+	d.QueryRow(`SELECT detail FROM build_state WHERE pkg_id = 1`).Scan(&detail)
+	if !strings.Contains(detail, "dependency cycle") {
+		t.Errorf("a-1.0 detail %q, want the fail reason", detail)
+	}
+}

@@ -64,6 +64,7 @@ func WriteDB(ctx context.Context, path string, pkgs []Pkg) error {
 		return p.Weight
 	}
 	initial := make([]string, len(pkgs))
+	detail := make([]string, len(pkgs))
 	for i := range initial {
 		initial[i] = "open"
 	}
@@ -71,10 +72,15 @@ func WriteDB(ctx context.Context, path string, pkgs []Pkg) error {
 		if p.Skip != "" || p.Fail != "" {
 			for k := range closure(i) {
 				if k != i && initial[k] == "open" {
-					initial[k] = "indirect-prefailed"
+					initial[k], detail[k] = "indirect-prefailed", p.Name
 				}
 			}
 			initial[i] = "prefailed"
+			if p.Skip != "" {
+				detail[i] = "PKG_SKIP_REASON=" + p.Skip
+			} else {
+				detail[i] = "PKG_FAIL_REASON=" + p.Fail
+			}
 		}
 	}
 	d, err := db.Create(ctx, path)
@@ -117,6 +123,19 @@ func WriteDB(ctx context.Context, path string, pkgs []Pkg) error {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO depends (pkg_id, dep_id, pattern, ord) VALUES (?, ?, ?, ?)`,
 				i+1, idx[dn]+1, base(dn)+"-[0-9]*", ord); err != nil {
 				return fmt.Errorf("insert edge %s -> %s: %w", p.Name, dn, err)
+			}
+		}
+	}
+	// pkgdag also writes why a package starts prefailed, in schemas that
+	// have the column.
+	var hasDetail int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('packages') WHERE name = 'initial_detail'`).Scan(&hasDetail); err != nil {
+		return err
+	}
+	if hasDetail > 0 {
+		for i := range pkgs {
+			if _, err := tx.ExecContext(ctx, `UPDATE packages SET initial_detail = ? WHERE id = ?`, detail[i], i+1); err != nil {
+				return err
 			}
 		}
 	}
