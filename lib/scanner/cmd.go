@@ -53,8 +53,8 @@ Exit status:
 
 // Command is pkgscan's command line.
 type Command struct {
-	Pkgsrc    string   `name:"pkgsrc" short:"C" default:"." placeholder:"DIR" help:"Root of the pkgsrc tree."`
-	Make      string   `name:"make" short:"M" default:"bmake" placeholder:"PROG" help:"Make program, run as '<PROG> pbulk-index' (pbulk's -M)."`
+	Pkgsrc    string   `name:"pkgsrc" short:"C" default:"." placeholder:"DIR" help:"Root of the pkgsrc tree (default: ${default})."`
+	Make      string   `name:"make" short:"M" default:"bmake" placeholder:"PROG" help:"Make program, run as '<PROG> pbulk-index' (pbulk's -M; default: ${default})."`
 	Jobs      int      `name:"jobs" short:"j" default:"0" placeholder:"N" help:"Makes to run at once (default: number of CPUs)."`
 	List      string   `name:"list" short:"l" placeholder:"FILE" help:"Scan the locations listed in FILE ('-' for stdin), one per line."`
 	Reuse     string   `name:"reuse" short:"L" placeholder:"FILE" help:"Previous scan output: reuse its records where nothing they depend on changed (pbulk's -L)."`

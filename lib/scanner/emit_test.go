@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestEmit(t *testing.T) {
@@ -243,4 +244,48 @@ func FuzzEmit(f *testing.F) {
 			t.Fatalf("incomplete without a reason: %+v", res)
 		}
 	})
+}
+
+func TestProgressLine(t *testing.T) {
+	tests := []struct {
+		done, total, reused int64
+		elapsed             time.Duration
+		want                string
+	}{
+		{0, 100, 0, 0, "scanning 0/100 (0 reused) 0.0/s ETA ?"},
+		{50, 100, 10, 10 * time.Second, "scanning 50/100 (10 reused) 5.0/s ETA 10s"},
+		{100, 100, 0, 20 * time.Second, "scanning 100/100 (0 reused) 5.0/s ETA 0s"},
+	}
+	for _, tt := range tests {
+		if got := progressLine(tt.done, tt.total, tt.reused, tt.elapsed); got != tt.want {
+			t.Errorf("progressLine(%d, %d, %d, %v) = %q, want %q", tt.done, tt.total, tt.reused, tt.elapsed, got, tt.want)
+		}
+	}
+}
+
+func TestReadList(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string
+		wantErr string
+	}{
+		{"b/x\na/y\n\n# c/z\na/y  \t\n", "a/y b/x", ""},
+		{"cat/pkg#comment\n  \n", "cat/pkg", ""},
+		{"a/b/c\n", "a/b/c", ""},
+		{"ok/one\n/abs/path\n", "", "list:2: location \"/abs/path\" is absolute"},
+		{"x/../../etc\n", "", "list:1: location \"x/../../etc\" leaves the pkgsrc tree"},
+		{"", "", ""},
+	}
+	for _, tt := range tests {
+		got, err := ReadList("list", strings.NewReader(tt.in))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ReadList(%q) error %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, " ") != tt.want {
+			t.Errorf("ReadList(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
 }

@@ -1,12 +1,15 @@
 package scanner
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
 
 // rewrite replaces a file's content and dates it a minute back: a real
@@ -287,5 +290,55 @@ func TestReuseDuplicateRaw(t *testing.T) {
 	}
 	if want := e.fresh(); out != want {
 		t.Errorf("reused output differs from a fresh scan:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+func TestStatsJSON(t *testing.T) {
+	e := newReuseEnv(t)
+	first, _, _ := e.scan("")
+	stats := filepath.Join(e.dir, "stats.json")
+	e.scan(first, "--stats-json", stats)
+	var st Stats
+	if err := json.Unmarshal([]byte(readFile(t, stats)), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Locations != 9 || st.Reused != 9 || st.Scanned != 0 || st.MakeRuns != 0 || !st.CacheUsed || !st.WalkCached || st.Records != 10 || st.Duplicates != 1 {
+		t.Errorf("stats of an unchanged rescan: %+v", st)
+	}
+}
+
+// TestExampleTree scans the project's example tree (examples/, whose
+// pbulk-index contract is in examples/README.md) in place: the parallel
+// scan equals the plain sequential one, and an unchanged rescan runs no
+// make and gives the same bytes.
+func TestExampleTree(t *testing.T) {
+	testenv.Program(t, "bmake")
+	tree := filepath.Join(testenv.RepoRoot(t), "examples", "tree")
+	if _, err := os.Stat(filepath.Join(tree, "Makefile")); err != nil {
+		t.Fatalf("example tree missing: %v", err)
+	}
+	want := sequentialScan(t, tree)
+	mk, log := countingMake(t)
+	out := filepath.Join(t.TempDir(), "pscan")
+	_, stderr, code := pkgscan(t, "", "-C", tree, "-M", mk, "-j", "2", "-o", out)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	if got := readFile(t, out); got != want {
+		t.Fatalf("pkgscan output differs from the sequential scan:\n%s\nwant:\n%s", got, want)
+	}
+	if n := len(scanned(tree, calls(t, log))); n == 0 {
+		t.Fatal("no pbulk-index ran")
+	}
+	again := out + ".2"
+	_, stderr, code = pkgscan(t, "", "-C", tree, "-M", mk, "-j", "2", "--reuse", out, "-o", again)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	if c := calls(t, log); len(c) != 0 {
+		t.Errorf("unchanged example tree: %d make runs: %v", len(c), c)
+	}
+	if readFile(t, again) != want {
+		t.Errorf("reused output differs")
 	}
 }

@@ -323,7 +323,11 @@ func (s *scanner) run(ctx context.Context, locs []string, emit func(*result) err
 			}
 		}
 	}()
-	defer wg.Wait()
+	// Stop the workers before waiting for them (defers run last-first).
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 
 	pending := make(map[int]*result)
 	next := 0
