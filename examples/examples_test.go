@@ -501,10 +501,17 @@ func (b *builder) build(loc string, extra ...string) (string, error) {
 type member struct {
 	name string
 	mode int64
+	link string // symlink target, "" for a regular file
 	data []byte
 }
 
 func readPackage(t *testing.T, file string) []member {
+	t.Helper()
+	return readTarGz(t, file, false)
+}
+
+// readTarGz reads a gzip'ed tar; directories are an error in a package.
+func readTarGz(t *testing.T, file string, allowDirs bool) []member {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
@@ -529,7 +536,20 @@ func readPackage(t *testing.T, file string) []member {
 		if err != nil {
 			t.Fatalf("%s: %s: %v", file, h.Name, err)
 		}
-		ms = append(ms, member{h.Name, h.Mode, data})
+		var link string
+		switch h.Typeflag {
+		case tar.TypeSymlink:
+			link = h.Linkname
+		case tar.TypeReg:
+		case tar.TypeDir:
+			if allowDirs {
+				continue
+			}
+			t.Fatalf("%s: %s: directory member in a package", file, h.Name)
+		default:
+			t.Fatalf("%s: %s: unexpected tar type %q", file, h.Name, h.Typeflag)
+		}
+		ms = append(ms, member{h.Name, h.Mode, link, data})
 	}
 	return ms
 }
@@ -547,6 +567,12 @@ func (b *builder) install(file string) string {
 		}
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			b.t.Fatal(err)
+		}
+		if m.link != "" {
+			if err := os.Symlink(m.link, dst); err != nil {
+				b.t.Fatal(err)
+			}
+			continue
 		}
 		if err := os.WriteFile(dst, m.data, fs.FileMode(m.mode)&0o755|0o600); err != nil {
 			b.t.Fatal(err)
@@ -567,7 +593,7 @@ func (b *builder) checkPackage(file, loc, pkgname string, pkgdeps, blddeps []str
 		t.Fatalf("%s: %d members", file, len(ms))
 	}
 	meta := map[string]string{}
-	payload := map[string][]byte{}
+	payload := map[string]member{}
 	var payloadOrder []string
 	for i, m := range ms {
 		if i < len(metaOrder) {
@@ -580,7 +606,7 @@ func (b *builder) checkPackage(file, loc, pkgname string, pkgdeps, blddeps []str
 		if strings.HasPrefix(m.name, "+") || strings.HasPrefix(m.name, "/") {
 			t.Errorf("%s: payload member %q", file, m.name)
 		}
-		payload[m.name] = m.data
+		payload[m.name] = m
 		payloadOrder = append(payloadOrder, m.name)
 	}
 
@@ -610,11 +636,18 @@ func (b *builder) checkPackage(file, loc, pkgname string, pkgdeps, blddeps []str
 	for ; i+1 < len(lines) && lines[i] != "@cwd ."; i += 2 {
 		f, sum := lines[i], lines[i+1]
 		listed = append(listed, f)
-		h := md5.Sum(payload[f])
+		m := payload[f]
+		if m.link != "" {
+			if sum != "@comment Symlink:"+m.link {
+				t.Errorf("%s: %s: %q, want the symlink target %s", file, f, sum, m.link)
+			}
+			continue
+		}
+		h := md5.Sum(m.data)
 		if sum != "@comment MD5:"+hex.EncodeToString(h[:]) {
 			t.Errorf("%s: %s: %q does not match the member's MD5", file, f, sum)
 		}
-		size += len(payload[f])
+		size += len(m.data)
 	}
 	if !slices.Equal(listed, payloadOrder) || !slices.IsSorted(listed) {
 		t.Errorf("%s: packing list %v, payload members %v", file, listed, payloadOrder)
@@ -712,6 +745,17 @@ func TestBuildChain(t *testing.T) {
 	if _, err := bmake(t, filepath.Join(b.tree, "devel/libexbase"), append([]string{"clean"}, b.vars()...)...); err != nil {
 		t.Fatal(err)
 	}
+
+	// exwc: a patch from patches/, a symbolic link in the payload.
+	wc, err := b.build("textproc/exwc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.checkPackage(wc, "textproc/exwc", "exwc-1.3", nil, []string{"bootstrap-mk-files-20240312"})
+	b.install(wc)
+	if out, err := exec.Command(filepath.Join(b.prefix, "bin/exwordcount"), "-V").Output(); err != nil || string(out) != "exwc 1.3 (pkgsrc)\n" {
+		t.Errorf("patched exwc -V: %q, %v", out, err)
+	}
 	base, err := b.build("devel/libexbase")
 	if err != nil {
 		t.Fatal(err)
@@ -762,7 +806,7 @@ func TestBuildChain(t *testing.T) {
 	if _, err := bmake(t, filepath.Join(b.tree, "devel/libbroken"),
 		append([]string{"pbulk-save-wrkdir", "INTO=" + filepath.Join(b.dir, "wrkdir.tar.gz")}, b.vars()...)...); err != nil {
 		t.Error(err)
-	} else if ms := readPackage(t, filepath.Join(b.dir, "wrkdir.tar.gz")); !slices.ContainsFunc(ms, func(m member) bool {
+	} else if ms := readTarGz(t, filepath.Join(b.dir, "wrkdir.tar.gz"), true); !slices.ContainsFunc(ms, func(m member) bool {
 		return strings.HasSuffix(m.name, "broken.c")
 	}) {
 		t.Errorf("wrkdir.tar.gz lacks broken.c")

@@ -21,7 +21,7 @@
 # completion is a cookie file in ${WRKDIR}):
 #   checksum                verify the distfiles against distinfo (SHA256)
 #   depends                 check that every dependency is installed (never builds one)
-#   extract configure all   unpack, configure, build
+#   extract configure all   unpack (and apply patches/patch-*), configure, build
 #   stage-install           install into ${DESTDIR} = ${WRKDIR}/.destdir
 #   stage-package-create    create ${STAGE_PKGFILE}
 #   package                 the above, then copy it to ${PACKAGES}/All/
@@ -54,6 +54,7 @@ LICENSE?=	# none
 COMMENT?=	(no comment)
 DESCR_SRC?=	${.CURDIR}/DESCR
 DISTINFO_FILE?=	${.CURDIR}/distinfo
+PATCHDIR?=	${.CURDIR}/patches
 MACHINE_PLATFORM=	${OPSYS}-${OS_VERSION}-${MACHINE_ARCH}
 
 # ---- reasons not to build ---------------------------------------------------
@@ -123,7 +124,7 @@ _RUN=		${SH} ${EX_MK}/scripts/logrun.sh ${WRKLOG:U:Q}
 # The files whose contents define this build: +BUILD_VERSION lists them with
 # their SHA256, and pbulk's up-to-date check compares them with the tree.
 # Evaluated lazily: the scan never needs it.
-_BUILD_VERSION_FILES=	${:!cd ${PKGSRCDIR} && { find ${PKGPATH}/Makefile ${PKGPATH}/DESCR ${PKGPATH}/distinfo ${PKGPATH}/files -type f 2>/dev/null || true; } | LC_ALL=C sort!}
+_BUILD_VERSION_FILES=	${:!cd ${PKGSRCDIR} && { find ${PKGPATH}/Makefile ${PKGPATH}/DESCR ${PKGPATH}/distinfo ${PKGPATH}/files ${PKGPATH}/patches -type f 2>/dev/null || true; } | LC_ALL=C sort!}
 
 # ---- phases -----------------------------------------------------------------
 .PHONY: checksum depends extract configure build all stage-install \
@@ -168,6 +169,7 @@ _ex-extract:
 	@cd ${WRKDIR:Q} && ${_RUN} ${TAR} -xzf ${DISTDIR:Q}/${f:Q}
 .    endfor
 .  endif
+	@${SH} ${EX_MK}/scripts/patch.sh ${DISTINFO_FILE:Q} ${PATCHDIR:Q} ${WRKSRC:Q} ${WRKLOG:U:Q}
 	@touch ${_COOKIE.extract:Q}
 .endif
 
@@ -253,6 +255,10 @@ distinfo makesum:
 	  for f in ${DISTFILES}; do \
 	    echo "SHA256 ($$f) = $$(sha256sum < ${DISTDIR:Q}/$$f | cut -d' ' -f1)"; \
 	    echo "Size ($$f) = $$(wc -c < ${DISTDIR:Q}/$$f | tr -d ' ') bytes"; \
+	  done; \
+	  for p in ${PATCHDIR:Q}/patch-*; do \
+	    [ -f "$$p" ] || continue; \
+	    echo "SHA1 ($${p##*/}) = $$(grep -v '[$$]NetBSD' "$$p" | sha1sum | cut -d' ' -f1)"; \
 	  done; } > ${DISTINFO_FILE:Q}.tmp && mv ${DISTINFO_FILE:Q}.tmp ${DISTINFO_FILE:Q}
 
 show-var:
