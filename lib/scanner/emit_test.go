@@ -284,6 +284,9 @@ func TestReadList(t *testing.T) {
 			}
 			continue
 		}
+		if got == nil {
+			t.Errorf("ReadList(%q) = nil: nil means the whole tree", tt.in)
+		}
 		if err != nil || strings.Join(got, " ") != tt.want {
 			t.Errorf("ReadList(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}

@@ -36,7 +36,8 @@ func ReadList(name string, r io.Reader) ([]string, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	return SortUnique(locs), nil
+	// Never nil: an empty list scans nothing, while nil means the whole tree.
+	return append([]string{}, SortUnique(locs)...), nil
 }
 
 // CleanList applies ReadList's rules to locations given as arguments.
