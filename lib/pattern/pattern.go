@@ -149,6 +149,8 @@ func (x *expander) expand(s string) error {
 		return fmt.Errorf("%w: no '}' matching the '{' at byte %d of %q", ErrMalformedAlternate, open, s)
 	}
 	prefix, suffix := s[:open], s[closing+1:]
+	// Alternatives end at a comma outside nested groups or at the closing
+	// '}'; nested groups stay inside their alternative for the recursion.
 	start := open + 1
 	depth = 0
 	for i := open + 1; i <= closing; i++ {
