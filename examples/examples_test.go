@@ -891,3 +891,297 @@ func TestBuildMultiVersion(t *testing.T) {
 		t.Errorf("py312-six without python312: %v", err)
 	}
 }
+
+// ---- a whole bulk build, done the way pbulk would do it -------------------
+
+// expandBraces expands csh-style alternatives: {a,b}>=1 -> a>=1, b>=1.
+func expandBraces(p string) []string {
+	i := strings.Index(p, "{")
+	j := strings.Index(p, "}")
+	if i < 0 || j < i {
+		return []string{p}
+	}
+	var out []string
+	for _, alt := range strings.Split(p[i+1:j], ",") {
+		out = append(out, expandBraces(p[:i]+alt+p[j+1:])...)
+	}
+	return out
+}
+
+// compareVersions orders the versions of this tree (dotted numbers with an
+// optional nbN revision); it is not pkgsrc's full dewey comparison.
+func compareVersions(a, b string) int {
+	split := func(v string) ([]string, int) {
+		main, rev, _ := strings.Cut(v, "nb")
+		n, _ := strconv.Atoi(rev)
+		return strings.Split(main, "."), n
+	}
+	am, ar := split(a)
+	bm, br := split(b)
+	for i := 0; i < max(len(am), len(bm)); i++ {
+		x, y := "0", "0"
+		if i < len(am) {
+			x = am[i]
+		}
+		if i < len(bm) {
+			y = bm[i]
+		}
+		xi, errx := strconv.Atoi(x)
+		yi, erry := strconv.Atoi(y)
+		if errx == nil && erry == nil {
+			if c := xi - yi; c != 0 {
+				return c
+			}
+		} else if c := strings.Compare(x, y); c != 0 {
+			return c
+		}
+	}
+	return ar - br
+}
+
+func matchPattern(pat, name string) bool {
+	for _, alt := range expandBraces(pat) {
+		i := strings.IndexAny(alt, "<>")
+		if i < 0 {
+			if ok, _ := filepath.Match(alt, name); ok {
+				return true
+			}
+			continue
+		}
+		dash := strings.LastIndex(name, "-")
+		if dash < 0 || name[:dash] != alt[:i] {
+			continue
+		}
+		ver, cons, ok := name[dash+1:], alt[i:], true
+		for cons != "" && ok {
+			op := cons[:1]
+			if strings.HasPrefix(cons[1:], "=") {
+				op = cons[:2]
+			}
+			cons = cons[len(op):]
+			end := strings.IndexAny(cons, "<>")
+			if end < 0 {
+				end = len(cons)
+			}
+			c := compareVersions(ver, cons[:end])
+			cons = cons[end:]
+			switch op {
+			case ">=":
+				ok = c >= 0
+			case ">":
+				ok = c > 0
+			case "<=":
+				ok = c <= 0
+			case "<":
+				ok = c < 0
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// bestMatch picks the matching name with the greatest version.
+func bestMatch(pat string, names []string) string {
+	best := ""
+	for _, n := range names {
+		if !matchPattern(pat, n) {
+			continue
+		}
+		if best == "" || compareVersions(n[strings.LastIndex(n, "-")+1:], best[strings.LastIndex(best, "-")+1:]) > 0 {
+			best = n
+		}
+	}
+	return best
+}
+
+func TestMatchPattern(t *testing.T) {
+	for _, c := range []struct {
+		pat, name string
+		want      bool
+	}{
+		{"exwc>=99", "exwc-1.3", false},
+		{"exwc>=1.0", "exwc-1.3", true},
+		{"{exwc,exwc-ng}>=1.0", "exwc-1.3", true},
+		{"{exwc,exwc-ng}>=1.0", "exwc-ng-2", true},
+		{"exlog>=1.2nb1", "exlog-1.2nb2", true},
+		{"exlog>=1.2nb3", "exlog-1.2nb2", false},
+		{"libexbase-[0-9]*", "libexbase-1.0.2", true},
+		{"libexbase-[0-9]*", "libexbase-devel-1", false},
+		{"python312>=3.12", "python312-3.12.4", true},
+		{"python312>=3.12", "python311-3.11.9", false},
+		{"foo>=1<2", "foo-1.5", true},
+		{"foo>=1<2", "foo-2.0", false},
+	} {
+		if got := matchPattern(c.pat, c.name); got != c.want {
+			t.Errorf("matchPattern(%q, %q) = %v", c.pat, c.name, got)
+		}
+	}
+}
+
+// TestBulkBuildTree builds every package of the tree, each in a fresh
+// prefix holding only its dependencies (installed as pkg_add would: the
+// resolved DEPENDS and, recursively, their @pkgdep), and checks the outcome
+// the README promises.
+func TestBulkBuildTree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the whole tree; skipped with -short")
+	}
+	testenv.Program(t, "bmake")
+	testenv.Program(t, "cc")
+	root := treeDir(t, "tree")
+	recs := scan(t, root, enumerate(t, root))
+
+	var all []string
+	rec := map[string]record{}
+	for _, r := range recs {
+		all = append(all, r.name())
+		rec[r.name()] = r
+	}
+	status := map[string]string{}
+	deps := map[string][]string{}
+	for _, r := range recs {
+		n := r.name()
+		for _, d := range r.deps(t) {
+			m := bestMatch(d[0], all)
+			if m == "" {
+				status[n] = "prefailed"
+				continue
+			}
+			if !slices.Contains(deps[n], m) {
+				deps[n] = append(deps[n], m)
+			}
+		}
+		skip, _ := r.get("PKG_SKIP_REASON")
+		fail, _ := r.get("PKG_FAIL_REASON")
+		if skip != "" || fail != "" {
+			status[n] = "prefailed"
+		}
+	}
+
+	files := map[string]string{} // built PKGNAME -> package file
+	var mu sync.Mutex
+	sem := make(chan struct{}, 2)
+	for len(status) < len(recs) {
+		decided := len(status)
+		var ready []string
+		for _, n := range all {
+			if status[n] != "" {
+				continue
+			}
+			waiting := false
+			for _, d := range deps[n] {
+				switch status[d] {
+				case "done":
+				case "":
+					waiting = true
+				case "failed", "indirect-failed":
+					status[n] = "indirect-failed"
+				default:
+					if status[n] == "" {
+						status[n] = "indirect-prefailed"
+					}
+				}
+			}
+			if !waiting && status[n] == "" {
+				ready = append(ready, n)
+			}
+		}
+		if len(ready) == 0 {
+			if len(status) == decided {
+				t.Fatalf("no package can be built and none was decided: a cycle? %d of %d decided", decided, len(recs))
+			}
+			continue // only propagation happened this round
+		}
+		var wg sync.WaitGroup
+		for _, n := range ready {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				b := newBuilder(t, strings.ReplaceAll(n, "/", "_"))
+				mu.Lock()
+				queue := slices.Clone(deps[n])
+				mu.Unlock()
+				installed := map[string]bool{}
+				for len(queue) > 0 {
+					d := queue[0]
+					queue = queue[1:]
+					if installed[d] {
+						continue
+					}
+					installed[d] = true
+					mu.Lock()
+					f := files[d]
+					mu.Unlock()
+					b.install(f)
+					for _, l := range strings.Split(string(readPackage(t, f)[0].data), "\n") {
+						if p, ok := strings.CutPrefix(l, "@pkgdep "); ok {
+							mu.Lock()
+							var built []string
+							for name := range files {
+								built = append(built, name)
+							}
+							mu.Unlock()
+							queue = append(queue, bestMatch(p, built))
+						}
+					}
+				}
+				var extra []string
+				if mv, ok := rec[n].get("MULTI_VERSION"); ok {
+					extra = strings.Fields(mv)
+				}
+				f, err := b.build(rec[n].location, extra...)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					status[n] = "failed"
+					t.Logf("%s failed: %.300s", n, err)
+					return
+				}
+				status[n] = "done"
+				files[n] = f
+				// @blddep is exactly the resolved dependencies: what
+				// pbulk's up-to-date check compares it with.
+				var bld []string
+				for _, l := range strings.Split(string(readPackage(t, f)[0].data), "\n") {
+					if p, ok := strings.CutPrefix(l, "@blddep "); ok {
+						bld = append(bld, p)
+					}
+				}
+				want := slices.Clone(deps[n])
+				slices.Sort(bld)
+				slices.Sort(want)
+				if !slices.Equal(bld, want) {
+					t.Errorf("%s: @blddep %v, resolved dependencies %v", n, bld, want)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+
+	got := map[string][]string{}
+	for n, s := range status {
+		got[s] = append(got[s], n)
+	}
+	for _, s := range got {
+		slices.Sort(s)
+	}
+	want := map[string][]string{
+		"failed":             {"libbroken-0.1"},
+		"indirect-failed":    {"exbroken-user-1.0", "exbroken-user2-1.0"},
+		"prefailed":          {"exbrokenflag-2.3", "exskip-1.0", "exunresolvable-1.0"},
+		"indirect-prefailed": {"exskip-user-1.0"},
+	}
+	for s, names := range want {
+		if !slices.Equal(got[s], names) {
+			t.Errorf("%s: %v, want %v", s, got[s], names)
+		}
+	}
+	if len(got["done"]) != 34 {
+		t.Errorf("%d packages built, want 34: %v", len(got["done"]), got["done"])
+	}
+}
