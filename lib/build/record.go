@@ -76,9 +76,9 @@ func ParseJob(name string, r io.Reader) (*Job, error) {
 	j := &Job{
 		PkgName:        vals["PKGNAME"],
 		PkgLocation:    vals["PKG_LOCATION"],
-		Depends:        strings.Fields(vals["DEPENDS"]),
-		Categories:     strings.Fields(vals["CATEGORIES"]),
-		MultiVersion:   strings.Fields(vals["MULTI_VERSION"]),
+		Depends:        fields(vals["DEPENDS"]),
+		Categories:     fields(vals["CATEGORIES"]),
+		MultiVersion:   fields(vals["MULTI_VERSION"]),
 		UseDestdir:     strings.TrimSpace(vals["USE_DESTDIR"]),
 		BootstrapPkg:   strings.TrimSpace(vals["BOOTSTRAP_PKG"]),
 		UsergroupPhase: strings.TrimSpace(vals["USERGROUP_PHASE"]),
@@ -101,7 +101,7 @@ func (j *Job) validate() error {
 		return fmt.Errorf("%s: no PKG_LOCATION= line", j.PkgName)
 	}
 	loc := j.PkgLocation
-	if path.IsAbs(loc) || path.Clean(loc) != loc || loc == "." || strings.HasPrefix(loc, "../") || strings.ContainsAny(loc, " \t") {
+	if path.IsAbs(loc) || path.Clean(loc) != loc || loc == "." || loc == ".." || strings.HasPrefix(loc, "../") || strings.ContainsAny(loc, " \t") {
 		return fmt.Errorf("%s: invalid PKG_LOCATION %q (want category/dir inside the tree)", j.PkgName, clip(loc))
 	}
 	for _, d := range j.Depends {
@@ -122,4 +122,12 @@ func clip(s string) string {
 		return s[:80] + "..."
 	}
 	return s
+}
+
+// fields splits a word list; an empty list is nil.
+func fields(s string) []string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f
+	}
+	return nil
 }
