@@ -1,0 +1,126 @@
+#!/bin/sh
+# bulk.sh: one bulk build, start to end, by chaining the pkgbulk tools:
+#
+#   pkgscan -> pkgdag -> pkgsched run -> pkgsched report -> [pkgsign] -> pkgindex merge
+#
+# Usage: scripts/bulk.sh [-c CONFIG]
+#
+# CONFIG is a shell fragment that sets any of the variables below (like
+# pbulk.conf); everything it does not set keeps the embedded default, which
+# builds the bundled example tree (examples/tree) with the local executor
+# into a file:// package store under ./work/bulk. Every stage can also be run
+# by hand: this script only passes paths along.
+#
+# Exit status: 0 every package was built (or up to date); 1 the build ran
+# but some packages failed (see the report); 2 a stage could not run.
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+
+# ---- embedded defaults ----------------------------------------------------
+pkgsrc=$top/examples/tree           # the pkgsrc tree to build
+bulkdir=$top/work/bulk              # meta/ (scan, database, report), work/
+store=file://$top/work/bulk/packages  # package store: file:///dir, sftp://user@host/dir, s3://bucket/prefix
+make=bmake                          # make program
+jobs=0                              # parallel builds (0: one per CPU)
+scan_jobs=0                         # parallel scans (0: one per CPU)
+reuse_scan_results=yes              # rescan only what changed since the last scan
+limited_list=                       # file of pkgpaths: build only these and their dependencies
+priority=                           # file of pkgpaths/PKGNAMEs to build first
+max_time=2h                         # wall-time limit of one package build
+no_output_time=30m                  # kill a build that logs nothing for this long
+bootstrapkit=                       # tar.gz unpacked into every fresh build prefix
+sign=no                             # no, gpg or x509 (pkgsign runs before pkgindex)
+gpg_key=                            # armoured OpenPGP secret key (sign=gpg)
+x509_key=                           # PEM private key (sign=x509)
+x509_cert=                          # PEM code-signing certificate (sign=x509)
+passphrase_file=                    # passphrase of the signing key, if any
+summary_formats=gz,bz2,xz           # pkg_summary forms to publish
+checksum_packages=no                # yes: also publish SHA512.bz2
+bindir=$top/bin                     # where the pkgbulk tools are
+# ---------------------------------------------------------------------------
+
+config=
+while getopts c: opt; do
+	case $opt in
+	c) config=$OPTARG ;;
+	*) echo "usage: $0 [-c CONFIG]" >&2; exit 2 ;;
+	esac
+done
+if [ -n "$config" ]; then
+	[ -r "$config" ] || { echo "bulk.sh: cannot read config $config" >&2; exit 2; }
+	# shellcheck disable=SC1090
+	. "$config"
+fi
+
+# Build the tools when this checkout has none yet (or they are older than
+# the sources), so the script works straight after a clone.
+if [ ! -x "$bindir/pkgsched" ] || [ -n "$(find "$top/cmd" "$top/lib" -name '*.go' -newer "$bindir/pkgsched" 2>/dev/null | head -1)" ]; then
+	(cd "$top" && go build -o "$bindir/" ./cmd/...) || { echo "bulk.sh: building the tools failed" >&2; exit 2; }
+fi
+PATH=$bindir:$PATH
+export PATH
+
+meta=$bulkdir/meta
+mkdir -p "$meta" "$bulkdir/work"
+failed=0
+say() { echo "bulk.sh: $*" >&2; }
+
+# ---- scan -----------------------------------------------------------------
+say "scanning $pkgsrc"
+reuse=
+if [ "$reuse_scan_results" = yes ] && [ -f "$meta/pscan" ]; then
+	reuse="--reuse=$meta/pscan"
+fi
+rc=0
+pkgscan --pkgsrc="$pkgsrc" --make="$make" --jobs="$scan_jobs" $reuse --output="$meta/pscan.new" || rc=$?
+case $rc in
+0) ;;
+1) say "some locations failed to scan (see above); building the rest"; failed=1 ;;
+*) say "scan failed"; exit 2 ;;
+esac
+mv "$meta/pscan.new" "$meta/pscan"
+[ -f "$meta/pscan.new.cache" ] && mv "$meta/pscan.new.cache" "$meta/pscan.cache"
+
+# ---- resolve --------------------------------------------------------------
+say "resolving dependencies into $meta/bulk.db"
+limited=
+[ -n "$limited_list" ] && limited="--limited=$limited_list"
+pkgdag build $limited --output="$meta/bulk.db" "$meta/pscan" || exit 2
+pkgdag presolve --quiet "$meta/pscan" >"$meta/presolve.new" && mv "$meta/presolve.new" "$meta/presolve"
+
+# ---- build ----------------------------------------------------------------
+say "building with $jobs local slots (0 = one per CPU) into $store"
+prio=
+[ -n "$priority" ] && prio="--priority=$priority"
+kit=
+[ -n "$bootstrapkit" ] && kit="--bootstrap-kit=$bootstrapkit"
+rc=0
+pkgsched run --db="$meta/bulk.db" --jobs="$jobs" $prio $kit \
+	--pkgsrc="$pkgsrc" --store="$store" --make="$make" \
+	--work-root="$bulkdir/work" --max-time="$max_time" --no-output-time="$no_output_time" || rc=$?
+case $rc in
+0) ;;
+1) failed=1 ;;
+*) say "the build could not run"; exit 2 ;;
+esac
+
+# ---- report ---------------------------------------------------------------
+pkgsched report --db="$meta/bulk.db" --output="$meta" --store="$store" || exit 2
+
+# ---- sign, then index (the index must describe the signed files) ---------
+case $sign in
+no) ;;
+gpg)
+	pkgsign sign --store="$store" --gpg-key="$gpg_key" ${passphrase_file:+--passphrase-file="$passphrase_file"} || failed=1 ;;
+x509)
+	pkgsign sign --store="$store" --x509-key="$x509_key" --x509-cert="$x509_cert" ${passphrase_file:+--passphrase-file="$passphrase_file"} || failed=1 ;;
+*) say "unknown sign=$sign (no, gpg or x509)"; exit 2 ;;
+esac
+sha=
+[ "$checksum_packages" = yes ] && sha="--sha512"
+pkgindex merge --store="$store" --formats="$summary_formats" $sha || failed=1
+
+say "report: $meta/report.html"
+echo "$meta/report.html"
+exit $failed
