@@ -6,7 +6,9 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -546,5 +548,164 @@ func TestBootstrapKit(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(e.work, dirs[0], "prefix", "etc", "kit-marker"))
 	if err != nil || string(got) != body {
 		t.Errorf("kit not unpacked into the prefix: %q %v", got, err)
+	}
+}
+
+// bmakeOut runs bmake in a package directory of the test tree.
+func (e *env) bmakeOut(dir string, args ...string) string {
+	e.t.Helper()
+	cmd := exec.Command(e.make, args...)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		e.t.Fatalf("bmake %v in %s: %v", args, dir, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// record makes the presolve record of a (single-version) package of the
+// tree the way pbulk-scan and pbulk-resolve would: its pbulk-index-item
+// output with PKG_LOCATION inserted and DEPENDS set to the PKGNAMEs of the
+// directories of its ALL_DEPENDS (direct dependencies only).
+func (e *env) record(loc string) string {
+	e.t.Helper()
+	dir := filepath.Join(e.tree, loc)
+	item := e.bmakeOut(dir, "pbulk-index-item")
+	lines := strings.Split(item, "\n")
+	var deps []string
+	for _, l := range lines {
+		if v, ok := strings.CutPrefix(l, "ALL_DEPENDS="); ok {
+			for _, d := range strings.Fields(v) {
+				_, path, _ := strings.Cut(d, ":")
+				name := e.bmakeOut(filepath.Join(dir, path), "show-var", "VARNAME=PKGNAME")
+				if !slices.Contains(deps, name) {
+					deps = append(deps, name)
+				}
+			}
+		}
+	}
+	out := lines[0] + "\nPKG_LOCATION=" + loc + "\n" + strings.Join(lines[1:], "\n") + "\nDEPENDS=" + strings.Join(deps, " ") + "\n"
+	return out
+}
+
+// TestExampleTree builds real packages of examples/tree in dependency
+// order: a leaf, a dependent reading its dependency's data, a package
+// whose build needs a dependency's run-time dependency (which pkgrun must
+// fetch through @pkgdep, as pkg_add does), USERGROUP_PHASE, a bootstrap
+// package, a C library and a C build that fails.
+func TestExampleTree(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a dozen packages")
+	}
+	e := newEnv(t)
+	b := e.builder(nil)
+	build := func(loc string, want job.Status) (*job.Result, string) {
+		t.Helper()
+		rec := e.record(loc)
+		res := e.run(b, rec)
+		if res.Status != want {
+			log := ""
+			if res.FailedPhase != "" {
+				log = e.read("bulklog/" + res.PkgName + "/" + res.FailedPhase + ".log")
+			}
+			t.Fatalf("%s: status %s (%s), want %s\n%s", loc, res.Status, res.Message, want, log)
+		}
+		return res, rec
+	}
+	build("textproc/exwords", job.StatusDone)
+	build("lang/shlib", job.StatusDone)
+	res, _ := build("games/exfortune", job.StatusDone)
+	if names, _ := tarMembers(t, filepath.Join(e.storeDir, "All", res.PkgName+".tgz")); names[0] != "+CONTENTS" {
+		t.Errorf("%s: first member %s", res.PkgName, names[0])
+	}
+	build("sysutils/exlog", job.StatusDone)
+	build("sysutils/exconf", job.StatusDone)
+	res, rec := build("net/exfetch", job.StatusDone)
+	if strings.Contains(rec, "exlog") {
+		t.Fatalf("exfetch's record names exlog directly; the test needs it indirect:\n%s", rec)
+	}
+	_ = res
+	build("sysutils/exdaemon", job.StatusDone)
+
+	build("pkgtools/bootstrap-mk-files", job.StatusDone)
+	build("devel/libexbase", job.StatusDone)
+	res, _ = build("devel/libbroken", job.StatusFailed)
+	if res.FailedPhase != "build" {
+		t.Errorf("libbroken failed in %q, want build", res.FailedPhase)
+	}
+	if log := e.read("bulklog/" + res.PkgName + "/build.log"); !strings.Contains(log, "error") {
+		t.Errorf("libbroken build.log shows no compiler error:\n%s", log)
+	}
+
+	// Everything built is up to date on a second pass.
+	for _, loc := range []string{"textproc/exwords", "games/exfortune", "net/exfetch", "devel/libexbase"} {
+		build(loc, job.StatusUpToDate)
+	}
+}
+
+// TestMakeInvocations runs make through a wrapper that records every
+// invocation, and checks them against pkg-build's (spec §2.2/§2.3):
+// targets and order, BATCH=1 DEPENDS_TARGET=/nonexistent, the MULTI_VERSION
+// words and WRKLOG on every phase target, clean without them, and
+// create-usergroup before stage-install for USERGROUP_PHASE=pre-install.
+func TestMakeInvocations(t *testing.T) {
+	e := newEnv(t)
+	calls := filepath.Join(t.TempDir(), "calls")
+	wrapper := filepath.Join(t.TempDir(), "make")
+	os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"$*\" >> "+calls+"\nexec "+e.make+" \"$@\"\n"), 0o755)
+	b := e.builder(func(s *job.Settings) { s.Make = wrapper })
+	for _, loc := range []string{"lang/shlib", "sysutils/exlog"} {
+		if res := e.run(b, e.record(loc)); res.Status != job.StatusDone {
+			t.Fatalf("%s: %s %s", loc, res.Status, res.Message)
+		}
+	}
+	os.Remove(calls)
+	rec := strings.Replace(e.record("sysutils/exdaemon"), "MULTI_VERSION=", "", 1) + "MULTI_VERSION= EX_TEST_WORD=1\n"
+	if res := e.run(b, rec); res.Status != job.StatusDone {
+		t.Fatalf("exdaemon: %s %s", res.Status, res.Message)
+	}
+	data, _ := os.ReadFile(calls)
+	var targets []string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		args := strings.Fields(l)
+		targets = append(targets, args[0])
+		if !slices.Contains(args, "EX_TEST_WORD=1") {
+			t.Errorf("no MULTI_VERSION word in %q", l)
+		}
+		phase := args[0] != "clean"
+		for _, want := range []string{"BATCH=1", "DEPENDS_TARGET=/nonexistent"} {
+			if slices.Contains(args, want) != phase {
+				t.Errorf("%s: %s present=%v in %q", args[0], want, !phase, l)
+			}
+		}
+		if phase && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "WRKLOG=") && strings.HasSuffix(a, "/logs/work.log") }) {
+			t.Errorf("no WRKLOG in %q", l)
+		}
+		for _, v := range []string{"PREFIX=", "PKG_DBDIR=", "WRKOBJDIR=", "PACKAGES="} {
+			if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, v) }) {
+				t.Errorf("no %s in %q", v, l)
+			}
+		}
+	}
+	want := "show-var clean checksum configure all create-usergroup stage-install stage-package-create show-var clean"
+	if got := strings.Join(targets, " "); got != want {
+		t.Errorf("targets:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestSkewMultiVersion checks that the skew check passes the record's
+// MULTI_VERSION words: py-six builds py311-six only with
+// PYTHON_VERSION_REQD=311, and without the words it is a skew.
+func TestSkewMultiVersion(t *testing.T) {
+	e := newEnv(t)
+	b := e.builder(nil)
+	rec := "PKGNAME=py311-six-1.16.0\nPKG_LOCATION=devel/py-six\nMULTI_VERSION= PYTHON_VERSION_REQD=311\nDEPENDS=python311-3.11.9\n"
+	res := e.run(b, rec)
+	if res.Status != job.StatusFailed || res.FailedPhase != "depends" {
+		t.Errorf("with MULTI_VERSION: %s in %q (%s), want failed in depends (python311 is not in the store)", res.Status, res.FailedPhase, res.Message)
+	}
+	res = e.run(b, strings.Replace(rec, "MULTI_VERSION= PYTHON_VERSION_REQD=311\n", "", 1))
+	if res.Status != job.StatusSkew || !strings.Contains(res.Message, "py312-six-1.16.0") {
+		t.Errorf("without MULTI_VERSION: %s (%s), want skew naming py312-six-1.16.0", res.Status, res.Message)
 	}
 }

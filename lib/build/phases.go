@@ -247,56 +247,6 @@ func (r *run) phases(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// installDepends fetches every DEPENDS package from the store into deps/
-// and installs it into the prefix, in DEPENDS order.
-func (r *run) installDepends(ctx context.Context, p *phaseRun) (bool, error) {
-	j := r.job
-	if len(j.Depends) == 0 {
-		fmt.Fprintf(p.log, "pkgrun: %s has no dependencies\n", j.PkgName)
-		return true, nil
-	}
-	var files []string
-	for _, dep := range j.Depends {
-		name := "All/" + dep + r.suffix()
-		local := filepath.Join(r.depsdir, dep+r.suffix())
-		fmt.Fprintf(p.log, "pkgrun: fetching %s from %s\n", name, r.Store)
-		err := r.getFile(ctx, name, local)
-		if err != nil {
-			if isNotExist(err) {
-				p.msg = fmt.Sprintf("%s: dependency %s is not in the store %s (%s missing)", j.PkgName, dep, r.Store, name)
-				fmt.Fprintf(p.log, "pkgrun: %s\n", p.msg)
-				return false, nil
-			}
-			return false, err
-		}
-		files = append(files, local)
-	}
-	in := r.installer(p)
-	var failed error
-	if err := p.inProcess(func() error {
-		if in.pkgAdd != "" {
-			failed = in.pkgAddFiles(ctx, files...)
-			return nil
-		}
-		for _, f := range files {
-			if _, err := in.install(ctx, f); err != nil {
-				failed = err
-				return nil
-			}
-		}
-		return nil
-	}); err != nil {
-		return false, err
-	}
-	if failed != nil {
-		p.why = r.lastWhy
-		p.msg = fmt.Sprintf("%s: installing dependencies failed: %v", j.PkgName, failed)
-		fmt.Fprintf(p.log, "pkgrun: %v\n", failed)
-		return false, nil
-	}
-	return true, nil
-}
-
 // jobInstaller is the installer of one phase: built in, or pkg_install's
 // tools when present.
 type jobInstaller struct {
