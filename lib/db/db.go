@@ -24,7 +24,7 @@ var ErrSchema = errors.New("unsupported database schema")
 
 // Schema creates every table of a new database. Kept as one string so the
 // doc (docs/schema.md) and the code can be compared line by line.
-const Schema = `
+const Schema = `PRAGMA page_size = 65536;
 CREATE TABLE meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
@@ -48,15 +48,25 @@ CREATE TABLE packages (
   usergroup_phase TEXT NOT NULL,
   multi_version   TEXT,                  -- NULL when the record has no MULTI_VERSION line
   pbulk_weight    INTEGER NOT NULL,      -- PBULK_WEIGHT, 100 when absent or invalid
-  scan_depends    TEXT,                  -- NULL when the record has no SCAN_DEPENDS line
+  scan_depends    TEXT,                  -- always NULL when written by pkgdag: the value is in record, read it through the view package_scan_depends (storing it twice doubled the file)
   depends         TEXT,                  -- resolved DEPENDS line value; NULL when none is written
   record          TEXT NOT NULL,         -- the presolve record exactly as pbulk-resolve writes it
   depth           INTEGER NOT NULL,      -- pbulk's depth: distinct transitive dependents + 1
   weight          INTEGER NOT NULL,      -- sum of pbulk_weight over the package and its transitive dependents
   selected        INTEGER NOT NULL DEFAULT 1, -- 1 when in the build set (limited list closure)
-  initial_state   TEXT NOT NULL          -- open, prefailed or indirect-prefailed, as pbulk-build starts
+  initial_state   TEXT NOT NULL,         -- open, prefailed or indirect-prefailed, as pbulk-build starts
+  initial_detail  TEXT NOT NULL DEFAULT '' -- why: PKG_SKIP_REASON=..., PKG_FAIL_REASON=..., dependency cycle: ...; for indirect-prefailed the prefailed dependency's pkgname
 );
 CREATE INDEX packages_pkgpath ON packages(pkgpath);
+
+-- SCAN_DEPENDS of every package, cut out of the record on read.
+CREATE VIEW package_scan_depends (pkg_id, pkgname, scan_depends) AS
+  SELECT id, pkgname,
+    CASE WHEN instr(char(10) || record, char(10) || 'SCAN_DEPENDS=') > 0 THEN
+      substr(record, instr(char(10) || record, char(10) || 'SCAN_DEPENDS=') + 13,
+        instr(substr(record, instr(char(10) || record, char(10) || 'SCAN_DEPENDS=') + 13), char(10)) - 1)
+    END
+  FROM packages;
 
 CREATE TABLE depends (
   pkg_id  INTEGER NOT NULL REFERENCES packages(id),

@@ -152,6 +152,29 @@ func (r *Record) File() string { return r.file }
 // File, 0 for a hand-built record.
 func (r *Record) Line() int { return r.line }
 
+// LineOf returns the line number in File of the first line that starts
+// with key+"=", or the record's own line when there is none (so errors
+// about a missing field still point at the record).
+func (r *Record) LineOf(key string) int {
+	t := r.Text
+	start := 0
+	for i := 0; ; i++ {
+		end := bytes.IndexByte(t[start:], '\n')
+		if end < 0 {
+			end = len(t)
+		} else {
+			end += start + 1
+		}
+		if _, ok := lineValue(t[start:end], key); ok {
+			return r.line + i
+		}
+		if end >= len(t) {
+			return r.line
+		}
+		start = end
+	}
+}
+
 // NumLines returns the number of lines of the record.
 func (r *Record) NumLines() int {
 	if r.lines == nil {

@@ -72,6 +72,12 @@ func TestParse(t *testing.T) {
 	if recs[0].Line() != 1 || recs[1].Line() != 9 || recs[1].File() != "two" {
 		t.Errorf("positions: %s:%d %s:%d", recs[0].File(), recs[0].Line(), recs[1].File(), recs[1].Line())
 	}
+	if l := recs[1].LineOf(KeyAllDepends); l != 13 {
+		t.Errorf("LineOf(ALL_DEPENDS) = %d, want 13", l)
+	}
+	if l := recs[1].LineOf("MISSING"); l != 9 {
+		t.Errorf("LineOf(MISSING) = %d, want 9", l)
+	}
 	if n := recs[0].NumLines(); n != 8 {
 		t.Errorf("NumLines = %d, want 8", n)
 	}

@@ -1,0 +1,392 @@
+package dag
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/scan"
+)
+
+// Description is pkgdag's long help text.
+const Description = `Resolve pbulk scan records and write the build database or pbulk-resolve's output.
+
+Inputs are scan files in pbulk's format: pkgscan's or pbulk-scan's output
+(a "pscan" file), plain or compressed with zstd or gzip (recognised by
+content). "-" reads standard input. Several inputs are concatenated, and
+every record of every input is resolved and is a candidate for every
+dependency pattern. A presolve file (records that already carry a DEPENDS
+line) is accepted too: its DEPENDS lines are kept as they are.
+
+Every ALL_DEPENDS pattern is resolved exactly like pbulk-resolve: the best
+match among all records (greatest version, then the greater name), in
+ALL_DEPENDS order, skipping a pattern that an already chosen package
+matches. A pattern that matches nothing is reported ("No match found for
+dependency P of package X") and the package is written without DEPENDS,
+with PKG_FAIL_REASON="could not resolve dependency "P"", so it starts
+prefailed and its dependents indirect-prefailed.
+
+Commands:
+  build     write the build database (SQLite, see docs/schema.md)
+  presolve  print pbulk-resolve's output (the "presolve" file)
+
+Exit status:
+  0  done; unresolved patterns and dependency cycles are warnings
+  1  --strict and some pattern was unresolved or a cycle was found
+     (the output is still written completely)
+  2  bad usage or bad input (a line without '=', a record without PKGNAME,
+     a duplicate PKGNAME, a malformed dependency, a truncated file, an
+     unknown pkgpath in the limited list) or an I/O error; nothing is
+     written and an existing database is left untouched`
+
+// Inputs are the arguments shared by the commands.
+type Inputs struct {
+	Scan    []string `arg:"" name:"scan" help:"Scan files (pscan or presolve format, plain, .zst or .gz); - reads stdin." default:"-"`
+	Limited string   `name:"limited" short:"l" placeholder:"FILE" help:"Limited build: a file of pkgpaths (category/dir), one per line; '#' starts a comment. Selects those packages and their dependency closure."`
+	Strict  bool     `help:"Exit 1 when a pattern is unresolved or a dependency cycle exists (pbulk-resolve -s)."`
+	Quiet   bool     `short:"q" help:"Do not print warnings about unresolved patterns and cycles."`
+	JSON    bool     `name:"json" help:"Print a JSON summary (counts) on stdout when done."`
+}
+
+// Command is pkgdag's grammar.
+type Command struct {
+	Build    BuildCmd    `cmd:"" help:"Resolve the scan and write the build database."`
+	Presolve PresolveCmd `cmd:"" help:"Resolve the scan and print pbulk-resolve's output."`
+}
+
+// BuildCmd is "pkgdag build".
+type BuildCmd struct {
+	Output string `name:"output" short:"o" required:"" placeholder:"DB" help:"The database to write (replaced atomically; its history table is carried over)."`
+	Inputs `embed:""`
+}
+
+// Help is the long help of "pkgdag build".
+func (c *BuildCmd) Help() string {
+	return `Writes the build database: every package with all its fields and its exact
+presolve record, dependency edges with the pattern each came from,
+unresolved patterns, dependency cycles, pbulk's depth and PBULK_WEIGHT sums,
+each package's initial state (open, prefailed, indirect-prefailed) and, with
+--limited, which packages are selected. A package in a dependency cycle is
+prefailed ("dependency cycle: ..."), its dependents indirect-prefailed; the
+cycle's members and patterns are printed on stderr.
+
+The database is built in a temporary file beside DB and renamed over it,
+so DB is never left half written. Rows of the history table of an existing
+DB (build durations learned by pkgsched) are copied into the new one.`
+}
+
+// PresolveCmd is "pkgdag presolve".
+type PresolveCmd struct {
+	Output string `name:"output" short:"o" placeholder:"FILE" help:"Write to FILE atomically instead of stdout."`
+	Inputs `embed:""`
+}
+
+// Help is the long help of "pkgdag presolve".
+func (c *PresolveCmd) Help() string {
+	return `Prints every record as read, with PKG_FAIL_REASON rewritten for an
+unresolved pattern, followed by DEPENDS=<chosen pkgnames> when every
+pattern resolved and at least one package was chosen: byte for byte what
+pbulk-resolve writes. With --limited only the selected packages are
+printed, as pbulk's limited-list scan loop ends up with.`
+}
+
+// loaded is the resolved input shared by both commands.
+type loaded struct {
+	g       *Graph
+	limited []int // nil for a full build
+}
+
+func (in *Inputs) load(ctx context.Context, g *cli.Globals) (*loaded, error) {
+	var recs []scan.Record
+	for _, name := range in.Scan {
+		var rs []scan.Record
+		var err error
+		if name == "-" {
+			rs, err = scan.ReadAll("<stdin>", g.Stdin)
+		} else {
+			rs, err = scan.ReadFile(name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rs...)
+	}
+	graph, err := Resolve(ctx, recs, 0)
+	if err != nil {
+		return nil, err
+	}
+	l := &loaded{g: graph}
+	if in.Limited != "" {
+		paths, err := ReadLimitedFile(in.Limited)
+		if err != nil {
+			return nil, err
+		}
+		l.limited, err = graph.SelectPaths(paths)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// warnUnresolved prints pbulk-resolve's warning for every unresolved
+// pattern of a package in include.
+func warnUnresolved(w io.Writer, g *Graph, include func(int) bool) {
+	bw := bufio.NewWriter(w)
+	for i := range g.Pkgs {
+		if include != nil && !include(i) {
+			continue
+		}
+		for _, u := range g.Pkgs[i].Unresolved {
+			fmt.Fprintf(bw, "pkgdag: No match found for dependency %s of package %s\n", u.Pattern, g.Pkgs[i].Name)
+		}
+	}
+	bw.Flush()
+}
+
+// Run runs "pkgdag build".
+func (c *BuildCmd) Run(ctx context.Context, g *cli.Globals) error {
+	l, err := c.load(ctx, g)
+	if err != nil {
+		return err
+	}
+	a, counts, err := WriteDB(ctx, c.Output, l.g, l.limited, DBInfo{Inputs: c.Scan, Limited: c.Limited, Now: time.Now()})
+	if a != nil && !c.Quiet {
+		warnUnresolved(g.Stderr, l.g, nil)
+		WriteCycles(g.Stderr, l.g, a)
+	}
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		if err := writeJSON(g.Stdout, c.Output, counts); err != nil {
+			return err
+		}
+	} else if cli.IsTerminal(g.Stderr) {
+		fmt.Fprintf(g.Stderr, "pkgdag: %s: %d packages (%d selected), %d dependencies, %d unresolved, %d cycles, %d prefailed, %d indirect-prefailed, %d history rows kept\n",
+			c.Output, counts.Packages, counts.Selected, counts.Depends, counts.Unresolved, counts.Cycles,
+			counts.Prefailed, counts.IndirectPrefailed, counts.HistoryRows)
+	}
+	if c.Strict && (counts.Unresolved > 0 || counts.Cycles > 0) {
+		return cli.Failed("%d unresolved dependency patterns, %d dependency cycles (--strict)", counts.Unresolved, counts.Cycles)
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, output string, c Counts) error {
+	b, err := json.MarshalIndent(struct {
+		Output string `json:"output"`
+		Counts
+	}{output, c}, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// Run runs "pkgdag presolve".
+func (c *PresolveCmd) Run(ctx context.Context, g *cli.Globals) error {
+	if c.JSON && c.Output == "" {
+		return errors.New("--json needs --output: stdout carries the presolve records")
+	}
+	l, err := c.load(ctx, g)
+	if err != nil {
+		return err
+	}
+	var include func(int) bool
+	var counts Counts
+	counts.Packages = len(l.g.Pkgs)
+	if l.limited != nil {
+		sel := l.g.Closure(l.limited)
+		include = func(i int) bool { return sel[i] }
+		for _, s := range sel {
+			if s {
+				counts.Selected++
+			}
+		}
+	} else {
+		counts.Selected = counts.Packages
+	}
+	for i := range l.g.Pkgs {
+		if include == nil || include(i) {
+			counts.Depends += len(l.g.Pkgs[i].Deps)
+			counts.Unresolved += len(l.g.Pkgs[i].Unresolved)
+			if len(l.g.Pkgs[i].Unresolved) > 0 {
+				counts.UnresolvedPkgs++
+			}
+		}
+	}
+	if !c.Quiet {
+		warnUnresolved(g.Stderr, l.g, include)
+	}
+	if c.Output == "" {
+		if err := l.g.WritePresolve(g.Stdout, include); err != nil {
+			return fmt.Errorf("write presolve: %w", err)
+		}
+	} else {
+		err := writeAtomic(c.Output, func(w io.Writer) error { return l.g.WritePresolve(w, include) })
+		if err != nil {
+			return err
+		}
+		if c.JSON {
+			if err := writeJSON(g.Stdout, c.Output, counts); err != nil {
+				return err
+			}
+		}
+	}
+	if c.Strict && counts.Unresolved > 0 {
+		return cli.Failed("%d unresolved dependency patterns (--strict)", counts.Unresolved)
+	}
+	return nil
+}
+
+// writeAtomic writes path through a synced temporary file and a rename.
+func writeAtomic(path string, fn func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	err = fn(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := syncFile(dir); err != nil {
+		return fmt.Errorf("write %s: sync directory: %w", path, err)
+	}
+	return nil
+}
+
+// WriteCycles reports every cycle with its members and the patterns of the
+// edges that form it.
+func WriteCycles(w io.Writer, g *Graph, a *Analysis) {
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	for k, cyc := range a.Cycles {
+		names := make([]string, len(cyc))
+		for j, v := range cyc {
+			names[j] = g.Pkgs[v].Name
+		}
+		fmt.Fprintf(bw, "pkgdag: dependency cycle %d: %s (marked prefailed, dependents indirect-prefailed)\n", k+1, strings.Join(names, " "))
+		for _, v := range cyc {
+			r := &g.Recs[v]
+			for _, d := range g.Pkgs[v].Deps {
+				if slices.Contains(cyc, d.Pkg) {
+					fmt.Fprintf(bw, "pkgdag:   %s -> %s (pattern %s, %s:%d)\n", g.Pkgs[v].Name, g.Pkgs[d.Pkg].Name, d.Pattern, r.File(), r.LineOf(scan.KeyAllDepends))
+				}
+			}
+		}
+	}
+}
+
+// ParseLimited reads a limited list the way pbulk's scan script cleans it:
+// text from '#' to the end of the line is removed, then trailing blanks,
+// then empty lines; the result is sorted and de-duplicated. Each path is
+// returned with the line it came from.
+func ParseLimited(name string, data []byte) []LimitedPath {
+	var out []LimitedPath
+	seen := map[string]bool{}
+	for n, line := range bytes.Split(data, []byte("\n")) {
+		if i := bytes.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		line = bytes.TrimRight(line, " \t")
+		if len(line) == 0 || seen[string(line)] {
+			continue
+		}
+		seen[string(line)] = true
+		out = append(out, LimitedPath{Path: string(line), File: name, Line: n + 1})
+	}
+	slices.SortFunc(out, func(a, b LimitedPath) int { return strings.Compare(a.Path, b.Path) })
+	return out
+}
+
+// LimitedPath is one pkgpath of a limited list and where it was read.
+type LimitedPath struct {
+	Path string
+	File string
+	Line int
+}
+
+// ReadLimitedFile reads and parses a limited list ("-" is not allowed:
+// stdin may carry the scan).
+func ReadLimitedFile(path string) ([]LimitedPath, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read limited list: %w", err)
+	}
+	return ParseLimited(path, data), nil
+}
+
+// SelectPaths returns the packages of the listed pkgpaths (every record of
+// a pkgpath, as a limited pbulk scan yields all its multi-version variants),
+// or an error naming each pkgpath absent from the scan.
+func (g *Graph) SelectPaths(paths []LimitedPath) ([]int, error) {
+	byPath := map[string][]int{}
+	for i := range g.Pkgs {
+		byPath[g.Pkgs[i].Location] = append(byPath[g.Pkgs[i].Location], i)
+	}
+	sel := []int{}
+	var errs []error
+	for _, p := range paths {
+		ids, ok := byPath[p.Path]
+		if !ok {
+			errs = append(errs, &scan.Error{File: p.File, Line: p.Line, Msg: fmt.Sprintf("pkgpath %s is not in the scan", p.Path)})
+			continue
+		}
+		sel = append(sel, ids...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	slices.Sort(sel)
+	return sel, nil
+}
+
+// Closure returns the packages in roots and everything they depend on,
+// transitively.
+func (g *Graph) Closure(roots []int) []bool {
+	sel := make([]bool, len(g.Pkgs))
+	stack := make([]int, 0, len(roots))
+	for _, v := range roots {
+		if !sel[v] {
+			sel[v] = true
+			stack = append(stack, v)
+		}
+	}
+	for len(stack) > 0 {
+		v := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, d := range g.Pkgs[v].Deps {
+			if !sel[d.Pkg] {
+				sel[d.Pkg] = true
+				stack = append(stack, d.Pkg)
+			}
+		}
+	}
+	return sel
+}

@@ -1,0 +1,473 @@
+package dag
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/pattern"
+	"github.com/pkgbulk/pkgbulk/lib/scan"
+)
+
+// DBInfo is what WriteDB records in the meta table besides the counts.
+type DBInfo struct {
+	Inputs  []string // input file names as given ("-" for stdin)
+	Limited string   // the limited list file, "" for a full build
+	Now     time.Time
+}
+
+// Counts summarises a database (also pkgdag's --json output).
+type Counts struct {
+	Packages          int `json:"packages"`
+	Selected          int `json:"selected"`
+	Depends           int `json:"depends"`
+	Unresolved        int `json:"unresolved"`
+	UnresolvedPkgs    int `json:"unresolved_packages"`
+	Cycles            int `json:"cycles"`
+	CyclePkgs         int `json:"cycle_packages"`
+	Open              int `json:"open"`
+	Prefailed         int `json:"prefailed"`
+	IndirectPrefailed int `json:"indirect_prefailed"`
+	HistoryRows       int `json:"history_rows"`
+}
+
+// CountsOf computes the counts of a resolved and analysed graph (history
+// rows excepted, WriteDB fills them in).
+func CountsOf(g *Graph, a *Analysis) Counts {
+	c := Counts{Packages: len(g.Pkgs), Cycles: len(a.Cycles)}
+	for i := range g.Pkgs {
+		p := &g.Pkgs[i]
+		c.Depends += len(p.Deps)
+		c.Unresolved += len(p.Unresolved)
+		if len(p.Unresolved) > 0 {
+			c.UnresolvedPkgs++
+		}
+		if a.Selected[i] {
+			c.Selected++
+		}
+		switch a.State[i] {
+		case StateOpen:
+			c.Open++
+		case StatePrefailed:
+			c.Prefailed++
+		case StateIndirectPrefailed:
+			c.IndirectPrefailed++
+		}
+	}
+	for _, cyc := range a.Cycles {
+		c.CyclePkgs += len(cyc)
+	}
+	return c
+}
+
+// WriteDB analyses g (see Analyze; limited as there) and writes the build
+// database to path atomically: it is built in a temporary file in the same
+// directory, synced and renamed over path, so an existing database is
+// either replaced whole or left untouched. When path already holds a
+// database with a history table, its rows are carried over.
+//
+// The analysis runs concurrently with the first inserts (the edges), since
+// SQLite writes on one core only.
+func WriteDB(ctx context.Context, path string, g *Graph, limited []int, info DBInfo) (*Analysis, Counts, error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, Counts{}, fmt.Errorf("create database %s: %w", path, err)
+	}
+	tmp := f.Name()
+	f.Close()
+	os.Remove(tmp) // db.Create wants to create the file itself
+	ok := false
+	defer func() {
+		if !ok {
+			os.Remove(tmp)
+		}
+	}()
+
+	d, err := db.Create(ctx, tmp)
+	if err != nil {
+		return nil, Counts{}, err
+	}
+	stopFlush := startWriteback(tmp)
+	a, counts, err := fill(ctx, d, path, g, limited, info)
+	if cerr := d.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	stopFlush()
+	if err != nil {
+		return a, counts, fmt.Errorf("write database %s: %w", path, err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return a, counts, fmt.Errorf("write database %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return a, counts, fmt.Errorf("write database %s: %w", path, err)
+	}
+	ok = true
+	// A WAL or shm file left by an earlier pkgsched run belongs to the old
+	// database; beside the new file SQLite would try to replay it.
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		os.Remove(path + suffix)
+	}
+	if err := syncFile(dir); err != nil {
+		return a, counts, fmt.Errorf("write database %s: sync directory: %w", path, err)
+	}
+	return a, counts, nil
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// str aliases b as a string without copying. The scan buffer is never
+// modified, and SQLite copies bound text, so this is safe for binding.
+func str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// packagesColumns is the column list of the packages insert, in the order
+// the values are appended.
+var packagesColumns = []string{
+	"id", "pkgname", "pkgbase", "version", "pkgpath", "all_depends", "skip_reason", "fail_reason",
+	"no_bin_on_ftp", "restricted", "categories", "maintainer", "use_destdir", "bootstrap_pkg",
+	"usergroup_phase", "multi_version", "pbulk_weight", "depends", "record",
+	"depth", "weight", "selected", "initial_state", "initial_detail",
+}
+
+// dependsIndex is depends_dep of db.Schema. It is dropped during the bulk
+// insert and created afterwards (one sort instead of 200,000 random
+// inserts); TestSchemaMatchesCreate checks the result is identical.
+const dependsIndex = "CREATE INDEX depends_dep ON depends(dep_id)"
+
+// fill writes everything inside one transaction.
+func fill(ctx context.Context, d *sql.DB, path string, g *Graph, limited []int, info DBInfo) (*Analysis, Counts, error) {
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, Counts{}, err
+	}
+	defer tx.Rollback()
+
+	analysed := make(chan *Analysis, 1)
+	go func() { analysed <- g.Analyze(limited) }()
+	wait := func() *Analysis {
+		a := <-analysed
+		analysed <- a
+		return a
+	}
+	fail := func(err error) (*Analysis, Counts, error) {
+		a := wait()
+		return a, CountsOf(g, a), err
+	}
+
+	if _, err := tx.ExecContext(ctx, "DROP INDEX depends_dep"); err != nil {
+		return fail(err)
+	}
+	if err := insertDepends(ctx, tx, g); err != nil {
+		return fail(fmt.Errorf("insert depends: %w", err))
+	}
+	if _, err := tx.ExecContext(ctx, dependsIndex); err != nil {
+		return fail(err)
+	}
+	ins := newBatch(tx, "unresolved", []string{"pkg_id", "pattern", "location"}, 100)
+	for i := range g.Pkgs {
+		for _, u := range g.Pkgs[i].Unresolved {
+			if err := ins.add(ctx, i+1, u.Pattern, u.Location); err != nil {
+				return fail(fmt.Errorf("insert unresolved: %w", err))
+			}
+		}
+	}
+	if err := ins.flush(ctx); err != nil {
+		return fail(fmt.Errorf("insert unresolved: %w", err))
+	}
+
+	a := wait()
+	counts := CountsOf(g, a)
+	if err := insertPackages(ctx, tx, g, a); err != nil {
+		return a, counts, fmt.Errorf("insert packages: %w", err)
+	}
+	ins = newBatch(tx, "cycles", []string{"cycle", "pkg_id"}, 100)
+	for k, cyc := range a.Cycles {
+		for _, v := range cyc {
+			if err := ins.add(ctx, k+1, v+1); err != nil {
+				return a, counts, fmt.Errorf("insert cycles: %w", err)
+			}
+		}
+	}
+	if err := ins.flush(ctx); err != nil {
+		return a, counts, fmt.Errorf("insert cycles: %w", err)
+	}
+	hist, err := carryHistory(ctx, tx, path)
+	if err != nil {
+		return a, counts, err
+	}
+	counts.HistoryRows = hist
+	meta := [][2]string{
+		{"schema_version", strconv.Itoa(db.SchemaVersion)},
+		{"created", info.Now.UTC().Format(time.RFC3339)},
+		{"created_by", "pkgdag"},
+		{"inputs", strings.Join(info.Inputs, "\n")},
+		{"limited_list", info.Limited},
+		{"packages", strconv.Itoa(counts.Packages)},
+		{"selected", strconv.Itoa(counts.Selected)},
+		{"depends", strconv.Itoa(counts.Depends)},
+		{"unresolved", strconv.Itoa(counts.Unresolved)},
+		{"unresolved_packages", strconv.Itoa(counts.UnresolvedPkgs)},
+		{"cycles", strconv.Itoa(counts.Cycles)},
+		{"prefailed", strconv.Itoa(counts.Prefailed)},
+		{"indirect_prefailed", strconv.Itoa(counts.IndirectPrefailed)},
+		{"history_rows", strconv.Itoa(counts.HistoryRows)},
+	}
+	ins = newBatch(tx, "meta", []string{"key", "value"}, 50)
+	for _, kv := range meta {
+		if err := ins.add(ctx, kv[0], kv[1]); err != nil {
+			return a, counts, fmt.Errorf("insert meta: %w", err)
+		}
+	}
+	if err := ins.flush(ctx); err != nil {
+		return a, counts, fmt.Errorf("insert meta: %w", err)
+	}
+	return a, counts, tx.Commit()
+}
+
+func insertPackages(ctx context.Context, tx *sql.Tx, g *Graph, a *Analysis) error {
+	b := newBatch(tx, "packages", packagesColumns, 32)
+	var arena []byte
+	field := func(r *scan.Record, key string) string {
+		v, _ := r.GetBytes(key)
+		return str(v)
+	}
+	nullable := func(r *scan.Record, key string) any {
+		if v, ok := r.GetBytes(key); ok {
+			return str(v)
+		}
+		return nil
+	}
+	for i := range g.Pkgs {
+		if b.pending() == 0 {
+			// Records built for the previous statement were copied by
+			// SQLite when it ran: the arena can be reused.
+			arena = arena[:0]
+		}
+		r := &g.Recs[i]
+		p := &g.Pkgs[i]
+		base, version := pattern.SplitName(p.Name)
+		var depends any
+		if v, ok := g.DependsValue(i); ok {
+			depends = v
+		}
+		var record string
+		if p.Predepends || (len(p.Unresolved) == 0 && len(p.Deps) == 0) {
+			record = str(r.Text)
+		} else {
+			start := len(arena)
+			arena = g.AppendPresolve(arena, i)
+			record = str(arena[start:])
+		}
+		selected := 0
+		if a.Selected[i] {
+			selected = 1
+		}
+		err := b.add(ctx,
+			i+1, p.Name, base, version, p.Location,
+			field(r, scan.KeyAllDepends), field(r, scan.KeyPkgSkipReason), g.FailReason(i),
+			field(r, scan.KeyNoBinOnFTP), field(r, scan.KeyRestricted), field(r, scan.KeyCategories),
+			field(r, scan.KeyMaintainer), field(r, scan.KeyUseDestdir), field(r, scan.KeyBootstrapPkg),
+			field(r, scan.KeyUsergroupPhase), nullable(r, scan.KeyMultiVersion), scan.PbulkWeight(r),
+			depends, record,
+			a.Depth[i], a.Weight[i], selected, a.State[i], a.Detail[i],
+		)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.Name, err)
+		}
+	}
+	return b.flush(ctx)
+}
+
+func insertDepends(ctx context.Context, tx *sql.Tx, g *Graph) error {
+	b := newBatch(tx, "depends", []string{"pkg_id", "dep_id", "pattern", "ord"}, 200)
+	seen := map[int]bool{}
+	for i := range g.Pkgs {
+		p := &g.Pkgs[i]
+		if p.Predepends {
+			clear(seen)
+		}
+		for k, d := range p.Deps {
+			// Only a DEPENDS line given in the input can name a package
+			// twice; resolution never chooses one twice.
+			if p.Predepends {
+				if seen[d.Pkg] {
+					continue
+				}
+				seen[d.Pkg] = true
+			}
+			if err := b.add(ctx, i+1, d.Pkg+1, d.Pattern, k); err != nil {
+				return fmt.Errorf("%s: %w", p.Name, err)
+			}
+		}
+	}
+	return b.flush(ctx)
+}
+
+// carryHistory copies the history rows of the database at path, if there
+// is one, into the new database. Columns are matched by name so that an
+// older schema's history still carries over.
+func carryHistory(ctx context.Context, tx *sql.Tx, path string) (int, error) {
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("carry over history from %s: %w", path, err)
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("carry over history from %s (move the file away to start without history): %w", path, err)
+	}
+	if _, err := tx.ExecContext(ctx, "ATTACH DATABASE ? AS old", path); err != nil {
+		return 0, wrap(err)
+	}
+	defer tx.ExecContext(context.Background(), "DETACH DATABASE old")
+	rows, err := tx.QueryContext(ctx, "SELECT name FROM old.pragma_table_info('history')")
+	if err != nil {
+		return 0, wrap(err)
+	}
+	var oldCols []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			rows.Close()
+			return 0, wrap(err)
+		}
+		oldCols = append(oldCols, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, wrap(err)
+	}
+	if len(oldCols) == 0 {
+		return 0, nil // no history table: nothing to carry
+	}
+	rows, err = tx.QueryContext(ctx, "SELECT name FROM main.pragma_table_info('history')")
+	if err != nil {
+		return 0, wrap(err)
+	}
+	newCols := map[string]bool{}
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			rows.Close()
+			return 0, wrap(err)
+		}
+		newCols[c] = true
+	}
+	rows.Close()
+	var cols []string
+	for _, c := range oldCols {
+		if newCols[c] {
+			cols = append(cols, `"`+c+`"`)
+		}
+	}
+	list := strings.Join(cols, ", ")
+	res, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO main.history ("+list+") SELECT "+list+" FROM old.history")
+	if err != nil {
+		return 0, wrap(err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// batch inserts rows with multi-row INSERT statements of up to size rows,
+// which is several times faster than one statement per row.
+type batch struct {
+	tx    *sql.Tx
+	table string
+	cols  []string
+	size  int
+	full  *sql.Stmt
+	args  []any
+}
+
+func newBatch(tx *sql.Tx, table string, cols []string, size int) *batch {
+	return &batch{tx: tx, table: table, cols: cols, size: size, args: make([]any, 0, size*len(cols))}
+}
+
+func (b *batch) pending() int { return len(b.args) / len(b.cols) }
+
+func (b *batch) query(rows int) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "INSERT INTO %s (%s) VALUES ", b.table, strings.Join(b.cols, ", "))
+	one := "(" + strings.TrimSuffix(strings.Repeat("?,", len(b.cols)), ",") + ")"
+	for r := 0; r < rows; r++ {
+		if r > 0 {
+			s.WriteByte(',')
+		}
+		s.WriteString(one)
+	}
+	return s.String()
+}
+
+func (b *batch) add(ctx context.Context, values ...any) error {
+	b.args = append(b.args, values...)
+	if b.pending() < b.size {
+		return nil
+	}
+	if b.full == nil {
+		st, err := b.tx.PrepareContext(ctx, b.query(b.size))
+		if err != nil {
+			return err
+		}
+		b.full = st
+	}
+	err := run(b.full.QueryContext(ctx, b.args...))
+	b.args = b.args[:0]
+	return err
+}
+
+// run finishes an INSERT issued through Query. mattn/go-sqlite3 binds the
+// arguments of a Query in one cgo call instead of one per argument, which
+// halves the cost of the bulk inserts; the statement has run once Query
+// returns.
+func run(rows *sql.Rows, err error) error {
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+	}
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return err
+	}
+	return rows.Close()
+}
+
+func (b *batch) flush(ctx context.Context) error {
+	defer func() {
+		if b.full != nil {
+			b.full.Close()
+			b.full = nil
+		}
+	}()
+	if len(b.args) == 0 {
+		return nil
+	}
+	err := run(b.tx.QueryContext(ctx, b.query(b.pending()), b.args...))
+	b.args = b.args[:0]
+	return err
+}
