@@ -57,8 +57,10 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -79,6 +81,7 @@ type Builder struct {
 
 	maxTime, noOutput time.Duration
 	pkgAdd, pkgDelete string
+	unpriv            *syscall.Credential // nil: every phase runs as pkgrun's user
 }
 
 // Check validates the settings and fills the defaults; Run calls it.
@@ -133,6 +136,19 @@ func (b *Builder) Check() error {
 		if _, err := os.Stat(s.BootstrapKit); err != nil {
 			return fmt.Errorf("bootstrap kit: %w", err)
 		}
+	}
+	b.unpriv = nil
+	if s.UnprivUser != "" && os.Geteuid() == 0 {
+		u, err := user.Lookup(s.UnprivUser)
+		if err != nil {
+			return fmt.Errorf("unprivileged_user: %w", err)
+		}
+		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("unprivileged_user %s: non-numeric uid %q or gid %q", s.UnprivUser, u.Uid, u.Gid)
+		}
+		b.unpriv = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{uint32(gid)}}
 	}
 	b.pkgAdd, b.pkgDelete = "", ""
 	if a, err := exec.LookPath("pkg_add"); err == nil {
@@ -270,6 +286,19 @@ func (r *run) do(ctx context.Context) error {
 	}
 	if err := os.WriteFile(r.workLog(), nil, 0o644); err != nil {
 		return err
+	}
+	if c := r.unpriv; c != nil {
+		// pkg-build chowns work.log; the work directory must be the
+		// user's too, and the job directory (0700 from MkdirTemp)
+		// traversable.
+		if err := os.Chmod(root, 0o755); err != nil {
+			return err
+		}
+		for _, p := range []string{r.work, r.workLog()} {
+			if err := os.Chown(p, int(c.Uid), int(c.Gid)); err != nil {
+				return fmt.Errorf("unprivileged_user: %w", err)
+			}
+		}
 	}
 	stopSampler := r.sampleDisk()
 	defer stopSampler()

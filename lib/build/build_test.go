@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	osuser "os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -707,5 +708,39 @@ func TestSkewMultiVersion(t *testing.T) {
 	res = e.run(b, strings.Replace(rec, "MULTI_VERSION= PYTHON_VERSION_REQD=311\n", "", 1))
 	if res.Status != job.StatusSkew || !strings.Contains(res.Message, "py312-six-1.16.0") {
 		t.Errorf("without MULTI_VERSION: %s (%s), want skew naming py312-six-1.16.0", res.Status, res.Message)
+	}
+}
+
+// TestUnprivilegedUser checks spec §2.1: run as root with an unprivileged
+// user, configure, build and (for user-destdir) install run as that user,
+// the other targets as root.
+func TestUnprivilegedUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Skip(t, "root", "needs root to switch to an unprivileged user")
+	}
+	if _, err := osuser.Lookup("nobody"); err != nil {
+		testenv.Skip(t, "root", "no user nobody")
+	}
+	e := newEnv(t)
+	dir := filepath.Dir(e.tree)
+	// The temporary directories are 0700; the user must reach the tree.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		os.Chmod(d, 0o755)
+	}
+	calls := filepath.Join(dir, "calls")
+	os.WriteFile(calls, nil, 0o666)
+	os.Chmod(calls, 0o666)
+	wrapper := filepath.Join(dir, "make")
+	os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"$1 $(id -un)\" >> "+calls+"\nexec "+e.make+" \"$@\"\n"), 0o755)
+	b := e.builder(func(s *job.Settings) { s.Make = wrapper; s.UnprivUser = "nobody" })
+	res := e.run(b, "PKGNAME=hello-1.0\nPKG_LOCATION=fixture/hello\nUSE_DESTDIR=user-destdir\nUSERGROUP_PHASE=configure\nDEPENDS=\n")
+	if res.Status != job.StatusDone {
+		t.Fatalf("status %s (%s)", res.Status, res.Message)
+	}
+	got, _ := os.ReadFile(calls)
+	want := "show-var root\nclean root\nchecksum root\ncreate-usergroup root\nconfigure nobody\nall nobody\n" +
+		"stage-install nobody\nstage-package-create root\nshow-var root\nclean root\n"
+	if string(got) != want {
+		t.Errorf("make ran as:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -63,6 +63,7 @@ type Command struct {
 	SkipAgeCheck bool          `help:"Up-to-date check: do not require dependencies to be older than the package."`
 	Force        bool          `help:"Build even when the package in the store is up to date."`
 	PkgSuffix    string        `help:"Package file suffix (default .tgz)." placeholder:"SUFFIX"`
+	UnprivUser   string        `name:"unprivileged-user" help:"When run as root: run configure, build (and user-destdir install) as this user." placeholder:"USER"`
 	Env          []string      `sep:"none" help:"Extra KEY=VALUE for the environment of make (repeatable)." placeholder:"KEY=VALUE"`
 	SSHIdentity  string        `help:"SSH private key for sftp:// stores." placeholder:"FILE"`
 	KnownHosts   string        `help:"known_hosts file for sftp:// stores." placeholder:"FILE"`
@@ -136,6 +137,7 @@ func (c *Command) settings() (job.Settings, error) {
 	set(&s.WorkRoot, c.WorkRoot)
 	set(&s.BootstrapKit, c.BootstrapKit)
 	set(&s.PkgSuffix, c.PkgSuffix)
+	set(&s.UnprivUser, c.UnprivUser)
 	if c.MaxTime > 0 {
 		s.MaxTime = c.MaxTime.String()
 	}

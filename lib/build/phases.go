@@ -74,10 +74,16 @@ func (p *phaseRun) make(ctx context.Context, plain bool, target string, extra ..
 	if plain {
 		args = append(r.plainArgs(target), extra...)
 	}
-	fmt.Fprintf(p.log, "pkgrun: %s %s\n", r.Settings.Make, strings.Join(args, " "))
+	cred := r.credential(p.name, target)
+	as := ""
+	if cred != nil {
+		as = " (as " + r.Settings.UnprivUser + ")"
+	}
+	fmt.Fprintf(p.log, "pkgrun: %s %s%s\n", r.Settings.Make, strings.Join(args, " "), as)
 	res, err := proc.Run(ctx, proc.Cmd{
 		Path: r.Settings.Make, Args: args, Dir: r.pkgdir, Env: r.env(), Output: p.log,
 		Deadline: r.deadline, NoOutput: r.noOutput, Watch: []string{p.log.Name(), r.workLog()},
+		Credential: cred,
 	})
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", r.job.PkgName, err)
@@ -89,6 +95,25 @@ func (p *phaseRun) make(ctx context.Context, plain bool, target string, extra ..
 		return false, nil
 	}
 	return true, nil
+}
+
+// credential says whom a make target runs as (spec §2.1): when pkgrun is
+// root and an unprivileged user is configured, configure and build run as
+// that user, and install too for USE_DESTDIR=user-destdir; everything else
+// (and create-usergroup, which must create accounts) runs as root.
+func (r *run) credential(phase, target string) *syscall.Credential {
+	if r.unpriv == nil || target == "create-usergroup" {
+		return nil
+	}
+	switch phase {
+	case "configure", "build":
+		return r.unpriv
+	case "install":
+		if r.job.UseDestdir == "user-destdir" {
+			return r.unpriv
+		}
+	}
+	return nil
 }
 
 // inProcess runs Go code as (part of) a phase, charging the CPU time
