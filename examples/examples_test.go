@@ -584,8 +584,8 @@ func (b *builder) install(file string) string {
 var metaOrder = []string{"+CONTENTS", "+COMMENT", "+DESC", "+BUILD_VERSION", "+BUILD_INFO", "+SIZE_PKG", "+SIZE_ALL"}
 
 // checkPackage verifies layout and metadata of a package file against the
-// tree; pkgdeps and blddeps are the expected @pkgdep and @blddep lines.
-func (b *builder) checkPackage(file, loc, pkgname string, pkgdeps, blddeps []string) map[string]string {
+// tree; deps are the expected @blddep and @pkgdep lines after @name.
+func (b *builder) checkPackage(file, loc, pkgname string, deps ...string) map[string]string {
 	t := b.t
 	t.Helper()
 	ms := readPackage(t, file)
@@ -617,13 +617,7 @@ func (b *builder) checkPackage(file, loc, pkgname string, pkgdeps, blddeps []str
 	for ; i < len(lines) && !strings.HasPrefix(lines[i], "@cwd "); i++ {
 		head = append(head, lines[i])
 	}
-	wantHead := []string{"@name " + pkgname}
-	for _, p := range pkgdeps {
-		wantHead = append(wantHead, "@pkgdep "+p)
-	}
-	for _, p := range blddeps {
-		wantHead = append(wantHead, "@blddep "+p)
-	}
+	wantHead := append([]string{"@name " + pkgname}, deps...)
 	if !slices.Equal(head, wantHead) {
 		t.Errorf("%s: +CONTENTS starts %q, want %q", file, head, wantHead)
 	}
@@ -673,7 +667,7 @@ func (b *builder) checkPackage(file, loc, pkgname string, pkgdeps, blddeps []str
 		k, _, _ := strings.Cut(l, "=")
 		keys = append(keys, k)
 	}
-	if want := []string{"BUILD_DATE", "CATEGORIES", "HOMEPAGE", "LICENSE", "MACHINE_ARCH", "OPSYS", "OS_VERSION", "PKGPATH", "PKGTOOLS_VERSION"}; !slices.Equal(keys, want) {
+	if want := []string{"BUILD_DATE", "BUILD_HOST", "CATEGORIES", "HOMEPAGE", "LICENSE", "MACHINE_ARCH", "MAINTAINER", "OPSYS", "OS_VERSION", "PKGPATH", "PKGTOOLS_VERSION"}; !slices.Equal(keys, want) {
 		t.Errorf("%s: +BUILD_INFO keys %v, want %v", file, keys, want)
 	}
 	if !slices.Contains(info, "PKGPATH="+loc) || !slices.Contains(info, "PKGTOOLS_VERSION=20091115") {
@@ -738,7 +732,7 @@ func TestBuildChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.checkPackage(mkfiles, "pkgtools/bootstrap-mk-files", "bootstrap-mk-files-20240312", nil, nil)
+	b.checkPackage(mkfiles, "pkgtools/bootstrap-mk-files", "bootstrap-mk-files-20240312")
 	if name := b.install(mkfiles); name != "bootstrap-mk-files-20240312" {
 		t.Fatalf("installed %q", name)
 	}
@@ -751,7 +745,8 @@ func TestBuildChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.checkPackage(wc, "textproc/exwc", "exwc-1.3", nil, []string{"bootstrap-mk-files-20240312"})
+	// Tool dependencies are not recorded (pkgsrc does not either).
+	b.checkPackage(wc, "textproc/exwc", "exwc-1.3")
 	b.install(wc)
 	if out, err := exec.Command(filepath.Join(b.prefix, "bin/exwordcount"), "-V").Output(); err != nil || string(out) != "exwc 1.3 (pkgsrc)\n" {
 		t.Errorf("patched exwc -V: %q, %v", out, err)
@@ -760,8 +755,7 @@ func TestBuildChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A tool dependency is recorded as @blddep, not @pkgdep.
-	baseMeta := b.checkPackage(base, "devel/libexbase", "libexbase-1.0.2", nil, []string{"bootstrap-mk-files-20240312"})
+	baseMeta := b.checkPackage(base, "devel/libexbase", "libexbase-1.0.2")
 
 	// Registered but not unpacked: the build itself needs the files.
 	fake := filepath.Join(b.dbdir, "libexbase-1.0.2")
@@ -788,7 +782,7 @@ func TestBuildChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta := b.checkPackage(util, "devel/libexutil", "libexutil-2.1",
-		[]string{"libexbase>=1.0"}, []string{"bootstrap-mk-files-20240312", "libexbase-1.0.2"})
+		"@blddep libexbase-1.0.2", "@pkgdep libexbase>=1.0")
 	sizePkg, _ := strconv.Atoi(strings.TrimSpace(meta["+SIZE_PKG"]))
 	sizeBase, _ := strconv.Atoi(strings.TrimSpace(baseMeta["+SIZE_PKG"]))
 	if got := strings.TrimSpace(meta["+SIZE_ALL"]); got != strconv.Itoa(sizePkg+sizeBase) {
@@ -880,8 +874,8 @@ func TestBuildMultiVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.checkPackage(f, "devel/py-six", "py311-six-1.16.0",
-		[]string{"py311-setuptools-[0-9]*", "python311>=3.11"},
-		[]string{"py311-setuptools-69.5.1", "python311-3.11.9"})
+		"@blddep py311-setuptools-69.5.1", "@pkgdep py311-setuptools-[0-9]*",
+		"@blddep python311-3.11.9", "@pkgdep python311>=3.11")
 	ms := readPackage(t, f)
 	if got := ms[len(ms)-1].name; got != "lib/python3.11/site-packages/six/__init__.py" {
 		t.Errorf("py311-six payload %s", got)
@@ -1144,19 +1138,20 @@ func TestBulkBuildTree(t *testing.T) {
 				}
 				status[n] = "done"
 				files[n] = f
-				// @blddep is exactly the resolved dependencies: what
-				// pbulk's up-to-date check compares it with.
-				var bld []string
+				// Every @blddep is a resolved dependency (pbulk's
+				// up-to-date check requires it), and each @pkgdep
+				// follows the @blddep of the package it resolved to.
+				prev := ""
 				for _, l := range strings.Split(string(readPackage(t, f)[0].data), "\n") {
-					if p, ok := strings.CutPrefix(l, "@blddep "); ok {
-						bld = append(bld, p)
+					if p, ok := strings.CutPrefix(l, "@blddep "); ok && !slices.Contains(deps[n], p) {
+						t.Errorf("%s: @blddep %s is not among the resolved dependencies %v", n, p, deps[n])
 					}
-				}
-				want := slices.Clone(deps[n])
-				slices.Sort(bld)
-				slices.Sort(want)
-				if !slices.Equal(bld, want) {
-					t.Errorf("%s: @blddep %v, resolved dependencies %v", n, bld, want)
+					if p, ok := strings.CutPrefix(l, "@pkgdep "); ok {
+						if m := bestMatch(p, deps[n]); prev != "@blddep "+m && !strings.Contains(string(readPackage(t, f)[0].data), "@blddep "+m+"\n") {
+							t.Errorf("%s: @pkgdep %s without @blddep %s", n, p, m)
+						}
+					}
+					prev = l
 				}
 			}()
 		}

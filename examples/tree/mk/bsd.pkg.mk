@@ -123,8 +123,9 @@ _RUN=		${SH} ${EX_MK}/scripts/logrun.sh ${WRKLOG:U:Q}
 
 # The files whose contents define this build: +BUILD_VERSION lists them with
 # their SHA256, and pbulk's up-to-date check compares them with the tree.
+# Like pkgsrc: every file of the package directory, files/ and patches/.
 # Evaluated lazily: the scan never needs it.
-_BUILD_VERSION_FILES=	${:!cd ${PKGSRCDIR} && { find ${PKGPATH}/Makefile ${PKGPATH}/DESCR ${PKGPATH}/distinfo ${PKGPATH}/files ${PKGPATH}/patches -type f 2>/dev/null || true; } | LC_ALL=C sort!}
+_BUILD_VERSION_FILES=	${:!cd ${PKGSRCDIR} && { find ${PKGPATH} -maxdepth 1 -type f; find ${PKGPATH}/files ${PKGPATH}/patches -type f 2>/dev/null || true; } | LC_ALL=C sort!}
 
 # ---- phases -----------------------------------------------------------------
 .PHONY: checksum depends extract configure build all stage-install \
@@ -149,7 +150,8 @@ depends: _ex-reasons
 	@mkdir -p ${WRKDIR:Q}
 	@env PKGNAME=${PKGNAME:Q} PKG_DBDIR=${PKG_DBDIR:Q} PREFIX=${PREFIX:Q} \
 	    WRKDIR=${WRKDIR:Q} EX_MK=${EX_MK:Q} DEPENDS_TARGET=${DEPENDS_TARGET:U:Q} \
-	    EX_BUILD_DEPENDS=${TOOL_DEPENDS:Q}\ ${BUILD_DEPENDS:Q} EX_RUN_DEPENDS=${DEPENDS:Q} \
+	    EX_TOOL_DEPENDS=${TOOL_DEPENDS:Q} EX_BUILD_DEPENDS=${BUILD_DEPENDS:Q} \
+	    EX_RUN_DEPENDS=${DEPENDS:Q} \
 	    ${SH} ${EX_MK}/scripts/depends-check.sh
 	@touch ${_COOKIE.depends:Q}
 .endif
@@ -205,7 +207,7 @@ stage-package-create: stage-install
 	    PKG_DBDIR=${PKG_DBDIR:Q} WRKDIR=${WRKDIR:Q} STAGE_PKGFILE=${STAGE_PKGFILE:Q} \
 	    COMMENT=${COMMENT:Q} DESCR_SRC=${DESCR_SRC:Q} PKGSRCDIR=${PKGSRCDIR:Q} \
 	    PKGPATH=${PKGPATH:Q} CATEGORIES=${CATEGORIES:Q} HOMEPAGE=${HOMEPAGE:Q} \
-	    LICENSE=${LICENSE:Q} MACHINE_ARCH=${MACHINE_ARCH:Q} OPSYS=${OPSYS:Q} \
+	    LICENSE=${LICENSE:Q} MAINTAINER=${MAINTAINER:Q} MACHINE_ARCH=${MACHINE_ARCH:Q} OPSYS=${OPSYS:Q} \
 	    OS_VERSION=${OS_VERSION:Q} PKGTOOLS_VERSION=${PKGTOOLS_VERSION:Q} \
 	    BUILD_VERSION_FILES=${_BUILD_VERSION_FILES:Q} EX_MK=${EX_MK:Q} TAR=${TAR:Q} \
 	    ${SH} ${EX_MK}/scripts/create-package.sh

@@ -8,7 +8,7 @@
 #
 # Environment (set by bsd.pkg.mk): PKGNAME PREFIX DESTDIR PKG_DBDIR WRKDIR
 # STAGE_PKGFILE COMMENT DESCR_SRC PKGSRCDIR PKGPATH CATEGORIES HOMEPAGE
-# LICENSE MACHINE_ARCH OPSYS OS_VERSION PKGTOOLS_VERSION EX_MK
+# LICENSE MAINTAINER MACHINE_ARCH OPSYS OS_VERSION PKGTOOLS_VERSION EX_MK
 # BUILD_VERSION_FILES (paths relative to PKGSRCDIR) TAR
 set -eu
 . "$EX_MK/scripts/pkg-match.sh"
@@ -34,7 +34,7 @@ while IFS= read -r f; do
 done < "$meta/plist"
 size_all=$size_pkg
 : > "$meta/seen"
-queue=$(cat "$WRKDIR/.pkgdeps")
+queue=$(cut -d' ' -f1 "$WRKDIR/.rundeps")
 while [ -n "$queue" ]; do
 	next=
 	for pat in $queue; do
@@ -50,16 +50,21 @@ while [ -n "$queue" ]; do
 done
 
 printf '%s\n' "$COMMENT" > "$meta/+COMMENT"
-cp "$DESCR_SRC" "$meta/+DESC"
+{
+	cat "$DESCR_SRC"
+	if [ -n "$HOMEPAGE" ]; then printf '\nHomepage:\n%s\n' "$HOMEPAGE"; fi
+} > "$meta/+DESC"
 for f in $BUILD_VERSION_FILES; do
 	printf '%s: %s\n' "$f" "$(sha256sum < "$PKGSRCDIR/$f" | cut -d' ' -f1)"
 done | sort > "$meta/+BUILD_VERSION"
 {
 	printf 'BUILD_DATE=%s\n' "$(date -u '+%Y-%m-%d %H:%M:%S +0000')"
+	printf 'BUILD_HOST=%s\n' "$(uname -a)"
 	printf 'CATEGORIES=%s\n' "$CATEGORIES"
 	printf 'HOMEPAGE=%s\n' "$HOMEPAGE"
 	printf 'LICENSE=%s\n' "$LICENSE"
 	printf 'MACHINE_ARCH=%s\n' "$MACHINE_ARCH"
+	printf 'MAINTAINER=%s\n' "$MAINTAINER"
 	printf 'OPSYS=%s\n' "$OPSYS"
 	printf 'OS_VERSION=%s\n' "$OS_VERSION"
 	printf 'PKGPATH=%s\n' "$PKGPATH"
@@ -70,9 +75,22 @@ echo "$size_all" > "$meta/+SIZE_ALL"
 
 metafiles="+COMMENT +DESC +BUILD_VERSION +BUILD_INFO +SIZE_PKG +SIZE_ALL"
 {
+	# pkgsrc's order: each run-time dependency as the package it was
+	# built against and its pattern, then the build-only ones.
 	echo "@name $PKGNAME"
-	while IFS= read -r p; do echo "@pkgdep $p"; done < "$WRKDIR/.pkgdeps"
-	while IFS= read -r p; do echo "@blddep $p"; done < "$WRKDIR/.blddeps"
+	: > "$meta/blddeps"
+	while read -r pat name; do
+		if ! grep -qxF "$name" "$meta/blddeps"; then
+			echo "$name" >> "$meta/blddeps"
+			echo "@blddep $name"
+		fi
+		echo "@pkgdep $pat"
+	done < "$WRKDIR/.rundeps"
+	while IFS= read -r name; do
+		grep -qxF "$name" "$meta/blddeps" && continue
+		echo "$name" >> "$meta/blddeps"
+		echo "@blddep $name"
+	done < "$WRKDIR/.blddeps"
 	echo "@cwd $PREFIX"
 	while IFS= read -r f; do
 		echo "$f"
