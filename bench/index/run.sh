@@ -1,0 +1,94 @@
+#!/bin/sh
+# pkgindex benchmark. Two parts, both printing figures:
+#
+# 1. merge: F fragments (default 30000, real fluxer entries renamed) in a
+#    file store, merged and published by `pkgindex merge` as pkg_summary.gz
+#    only, and as gz+bz2+xz (the default); target: under 2 s for 30,000.
+# 2. fragments from packages: P real .tgz packages (default 200, 100 KB to
+#    5 MB, metadata first). Times `gzip -dc` over all files, `pkgindex
+#    fragment` over the same files (metadata only: one process, sequential),
+#    and `pkgindex fragment --cksum` (reads every byte for FILE_CKSUM);
+#    prints MB/s of package bytes and the ratio to gzip -dc (target >= 0.6).
+#
+# Usage: sh bench/index/run.sh                (from the repository root)
+#        F=30000 P=200 WORK=/tmp/idxbench sh bench/index/run.sh
+# The shared metadata must be at ../shared/data (or set META=path).
+set -eu
+cd "$(dirname "$0")/../.."
+F=${F:-30000}
+P=${P:-200}
+META=${META:-../shared/data/pkg_summary/fluxer-2022-metadata.tar.gz}
+WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/pkgindex-bench.XXXXXX")}
+mkdir -p "$WORK"
+
+now() { date +%s.%N; }
+# cpu CMD...: run CMD, print its user+sys CPU seconds to $WORK/cpu (the
+# wall time under contention says little; CPU time is what an idle
+# machine would mostly need).
+cpu() { /usr/bin/time -f "%U %S" -o "$WORK/cpu" "$@"; }
+cpus() { awk '{ printf "%.2f", $1 + $2 }' "$WORK/cpu"; }
+elapsed() { awk "BEGIN { printf \"%.3f\", $2 - $1 }"; }
+
+go build -o "$WORK/pkgindex" ./cmd/pkgindex
+go build -o "$WORK/genrepo" ./bench/index/genrepo
+echo "work: $WORK; load: $(cut -d' ' -f1-3 /proc/loadavg); cpus: $(nproc)"
+
+# --- 1. merge of fragments
+if [ ! -d "$WORK/frag/index" ]; then
+	"$WORK/genrepo" -mode fragments -n "$F" -o "$WORK/frag" -meta "$META"
+fi
+t0=$(now)
+cpu "$WORK/pkgindex" merge --store "$WORK/frag" --formats gz --json > "$WORK/merge-gz.json"
+t1=$(now)
+gz_s=$(elapsed "$t0" "$t1")
+gz_cpu=$(cpus)
+t0=$(now)
+cpu "$WORK/pkgindex" merge --store "$WORK/frag" --json > "$WORK/merge-all.json"
+t1=$(now)
+all_s=$(elapsed "$t0" "$t1")
+all_cpu=$(cpus)
+bytes=$(sed -n 's/.*"summary_bytes": \([0-9]*\).*/\1/p' "$WORK/merge-all.json")
+echo "merge: $F fragments, pkg_summary $bytes bytes"
+json() { sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" "$1"; }
+echo "merge: gz only:        ${gz_s} s wall, ${gz_cpu} s CPU (read $(json "$WORK/merge-gz.json" read_seconds) s, publish $(json "$WORK/merge-gz.json" publish_seconds) s) (target < 2 s)"
+echo "merge: gz + bz2 + xz:  ${all_s} s wall, ${all_cpu} s CPU (read $(json "$WORK/merge-all.json" read_seconds) s, publish $(json "$WORK/merge-all.json" publish_seconds) s)"
+ls -l "$WORK/frag/All/pkg_summary".* | awk '{ print "merge:   " $NF ": " $5 " bytes" }'
+
+# --- 2. fragments computed from packages
+if [ ! -f "$WORK/pkgs/done" ]; then
+	"$WORK/genrepo" -mode packages -n "$P" -o "$WORK/pkgs" -meta "$META"
+	touch "$WORK/pkgs/done"
+fi
+total=$(cat "$WORK"/pkgs/All/*.tgz | wc -c)
+mb=$(awk "BEGIN { printf \"%.1f\", $total / 1048576 }")
+cat "$WORK"/pkgs/All/*.tgz > /dev/null # warm the page cache for all three
+t0=$(now)
+cpu gzip -dc "$WORK"/pkgs/All/*.tgz > /dev/null
+t1=$(now)
+gzip_s=$(elapsed "$t0" "$t1")
+gzip_cpu=$(cpus)
+t0=$(now)
+cpu "$WORK/pkgindex" fragment "$WORK"/pkgs/All/*.tgz > "$WORK/fragments.txt"
+t1=$(now)
+frag_s=$(elapsed "$t0" "$t1")
+frag_cpu=$(cpus)
+t0=$(now)
+cpu "$WORK/pkgindex" fragment --cksum "$WORK"/pkgs/All/*.tgz > "$WORK/fragments-cksum.txt"
+t1=$(now)
+cksum_s=$(elapsed "$t0" "$t1")
+cksum_cpu=$(cpus)
+t0=$(now)
+cpu "$WORK/pkgindex" merge --store "$WORK/pkgs" --no-write-back --stdout > "$WORK/merged.txt"
+t1=$(now)
+merge_s=$(elapsed "$t0" "$t1")
+merge_cpu=$(cpus)
+cmp -s "$WORK/merged.txt" "$WORK/fragments.txt" || { echo "merge --stdout differs from pkgindex fragment over the sorted files" >&2; exit 1; }
+rate() { awk "BEGIN { printf \"%.1f\", $total / 1048576 / ($1 > 0 ? $1 : 0.001) }"; }
+ratio() { awk "BEGIN { printf \"%.2f\", ($2 > 0 ? $2 : 0.001) / ($1 > 0 ? $1 : 0.001) }"; }
+echo "packages: $P files, $mb MB"
+echo "                           wall               CPU"
+echo "gzip -dc:                  ${gzip_s} s $(rate "$gzip_s") MB/s   ${gzip_cpu} s $(rate "$gzip_cpu") MB/s"
+echo "pkgindex fragment:         ${frag_s} s $(rate "$frag_s") MB/s   ${frag_cpu} s $(rate "$frag_cpu") MB/s   ratio to gzip -dc: wall $(ratio "$frag_s" "$gzip_s"), CPU $(ratio "$frag_cpu" "$gzip_cpu") (target >= 0.6)"
+echo "pkgindex fragment --cksum: ${cksum_s} s $(rate "$cksum_s") MB/s   ${cksum_cpu} s $(rate "$cksum_cpu") MB/s   ratio to gzip -dc: wall $(ratio "$cksum_s" "$gzip_s"), CPU $(ratio "$cksum_cpu" "$gzip_cpu")"
+echo "pkgindex merge (computed): ${merge_s} s $(rate "$merge_s") MB/s   ${merge_cpu} s  (parallel, all entries computed from the packages)"
+echo "(figures taken on $(nproc) CPUs; load was $(cut -d' ' -f1-3 /proc/loadavg))"
