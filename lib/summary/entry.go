@@ -46,7 +46,7 @@ var buildInfoVars = []string{
 type File struct {
 	Name  string // FILE_NAME (the base name); "" omits FILE_NAME and FILE_SIZE
 	Size  int64  // FILE_SIZE
-	Cksum string // FILE_CKSUM value such as "sha256 <hex>"; "" omits it
+	Cksum string // FILE_CKSUM value such as "sha256 <hex>", after FILE_SIZE; "" omits it
 }
 
 // Entry returns the pkg_summary entry exactly as `pkg_info -X` prints it
@@ -102,11 +102,11 @@ func AppendEntry(dst []byte, m *pkgfile.Meta, f File) []byte {
 		b.WriteString("\nFILE_SIZE=")
 		b.WriteString(strconv.FormatInt(f.Size, 10))
 		b.WriteByte('\n')
-		if f.Cksum != "" {
-			b.WriteString("FILE_CKSUM=")
-			b.WriteString(f.Cksum)
-			b.WriteByte('\n')
-		}
+	}
+	if f.Cksum != "" {
+		b.WriteString("FILE_CKSUM=")
+		b.WriteString(f.Cksum)
+		b.WriteByte('\n')
 	}
 	writeAsVar(b, "DESCRIPTION", files[pkgfile.DescName])
 	b.WriteByte('\n')

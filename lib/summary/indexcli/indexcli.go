@@ -8,9 +8,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/pkgfile"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 	"github.com/pkgbulk/pkgbulk/lib/summary"
 	"github.com/pkgbulk/pkgbulk/lib/summary/merge"
@@ -47,7 +49,7 @@ type Command struct {
 // FragmentCmd is "pkgindex fragment".
 type FragmentCmd struct {
 	Cksum bool     `name:"cksum" help:"Add FILE_CKSUM=sha256 <hex> after FILE_SIZE (reads the whole file)."`
-	Files []string `arg:"" name:"pkgfile" help:"Binary package files."`
+	Files []string `arg:"" name:"pkgfile" help:"Binary package files ('-' reads one package from stdin, printed without FILE_NAME and FILE_SIZE, as pkg_info does for a URL)."`
 }
 
 // Help is the long help of "pkgindex fragment".
@@ -66,7 +68,13 @@ func (c *FragmentCmd) Run(ctx context.Context, g *cli.Globals) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		e, err := summary.EntryFromFileOpts(f, summary.EntryOptions{Cksum: c.Cksum})
+		var e []byte
+		var err error
+		if f == "-" {
+			e, err = entryFromStdin(g, c.Cksum)
+		} else {
+			e, err = summary.EntryFromFileOpts(f, summary.EntryOptions{Cksum: c.Cksum})
+		}
 		if err != nil {
 			fmt.Fprintf(g.Stderr, "pkgindex: %v\n", err)
 			failed = append(failed, f)
@@ -83,6 +91,27 @@ func (c *FragmentCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return cli.Failed("%d of %d packages could not be read", len(failed), len(c.Files))
 	}
 	return nil
+}
+
+func entryFromStdin(g *cli.Globals, cksum bool) ([]byte, error) {
+	var r io.Reader = g.Stdin
+	h := summary.NewCksum()
+	if cksum {
+		r = io.TeeReader(g.Stdin, h)
+	}
+	m, err := pkgfile.ReadMeta("<stdin>", r)
+	if err != nil {
+		return nil, err
+	}
+	if !cksum {
+		return summary.Entry(m, "", 0), nil
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return nil, fmt.Errorf("<stdin>: %w", err)
+	}
+	// Without a file name pkg_info prints no FILE_ lines; FILE_CKSUM is
+	// still useful for a pipeline, so it is printed on its own.
+	return summary.AppendEntry(nil, m, summary.File{Cksum: h.String()}), nil
 }
 
 // MergeCmd is "pkgindex merge".

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -125,5 +126,27 @@ func TestMergeCommand(t *testing.T) {
 	}
 	if code, _, _ := run(t, "merge", "--store", dir, "--formats", "rar"); code != 2 {
 		t.Errorf("bad format: exit %d, want 2", code)
+	}
+}
+
+func TestFragmentStdin(t *testing.T) {
+	paths := writePkgs(t, t.TempDir(), "s-1")
+	data, err := os.ReadFile(paths[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	g := &cli.Globals{Stdin: bytes.NewReader(data), Stdout: &out, Stderr: &errb}
+	if code := cli.Run(context.Background(), "pkgindex", Description, &Command{}, []string{"fragment", "-"}, g); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	file, err := summary.EntryFromFile(paths[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Same entry, without the FILE_ lines.
+	want := strings.Replace(string(file), "FILE_NAME=s-1.tgz\nFILE_SIZE="+strconv.Itoa(len(data))+"\n", "", 1)
+	if out.String() != want {
+		t.Errorf("stdin entry:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
