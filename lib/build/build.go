@@ -239,12 +239,6 @@ func (r *run) do(ctx context.Context) error {
 	r.packages = filepath.Join(root, "packages")
 	r.logdir = filepath.Join(root, "logs")
 	r.depsdir = filepath.Join(root, "deps")
-	for _, d := range []string{r.prefix, r.pkgdb, r.work, r.packages, r.logdir, r.depsdir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-
 	// 1. Version skew.
 	r.progress("checking the tree's PKGNAME")
 	name, msg, err := r.showVar(ctx, "PKGNAME")
@@ -279,6 +273,11 @@ func (r *run) do(ctx context.Context) error {
 	}
 
 	// 3. The sandbox.
+	for _, d := range []string{r.prefix, r.pkgdb, r.work, r.packages, r.logdir, r.depsdir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
 	if kit := r.Settings.BootstrapKit; kit != "" {
 		if err := extractKit(kit, r.prefix); err != nil {
 			return fmt.Errorf("bootstrap kit %s: %w", kit, err)

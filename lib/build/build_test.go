@@ -27,7 +27,7 @@ import (
 
 // env is one test's pkgsrc tree, store and work root.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	tree     string
 	storeDir string
 	store    store.Store
@@ -38,7 +38,7 @@ type env struct {
 // newEnv copies the example tree (examples/tree, its mk/ and packages) and
 // this package's fixture packages (testdata/tree) into a temporary tree,
 // so tests can change tree files, and opens a file:// store.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	mk := testenv.Program(t, "bmake")
 	root := testenv.RepoRoot(t)

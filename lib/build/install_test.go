@@ -78,7 +78,7 @@ func demoMembers(contents string) []member {
 	}
 }
 
-func newTestInstaller(t *testing.T) (*installer, string, *bytes.Buffer) {
+func newTestInstaller(t testing.TB) (*installer, string, *bytes.Buffer) {
 	dir := t.TempDir()
 	scriptLog := filepath.Join(dir, "scripts.log")
 	var log bytes.Buffer
