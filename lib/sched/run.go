@@ -40,7 +40,12 @@ type Summary struct {
 	ElapsedMS   int64         `json:"elapsed_ms"`
 	BusyMS      int64         `json:"busy_ms"`     // sum of job wall times
 	Utilisation float64       `json:"utilisation"` // BusyMS / (Capacity × ElapsedMS)
-	Interrupted bool          `json:"interrupted"`
+	// Idle slot time split by cause: packages were ready (dispatch
+	// latency, the scheduler's own cost) or nothing was ready (the
+	// dependency graph's tail, or waiting for running builds).
+	IdleReadyMS   int64 `json:"idle_ready_ms"`
+	IdleStarvedMS int64 `json:"idle_starved_ms"`
+	Interrupted   bool  `json:"interrupted"`
 }
 
 // Unfinished is the number of packages neither done nor failed.
@@ -146,6 +151,7 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 	r := &runner{ctx: ctx, d: d, g: g, core: core, led: led, opts: opts, now: now,
 		attempts: attempts, crashes: crashes, sum: sum}
 	err = r.loop()
+	sum.BusyMS = r.busy.Milliseconds()
 	sum.Counts = make(map[State]int)
 	for i := range g.Len() {
 		st, det := core.State(int32(i))
@@ -154,9 +160,10 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 			sum.UpToDate++
 		}
 	}
-	sum.ElapsedMS = opts.Now().Sub(began).Milliseconds()
-	if sum.ElapsedMS > 0 && sum.Capacity > 0 {
-		sum.Utilisation = float64(sum.BusyMS) / float64(int64(sum.Capacity)*sum.ElapsedMS)
+	elapsed := opts.Now().Sub(began)
+	sum.ElapsedMS = elapsed.Milliseconds()
+	if elapsed > 0 && sum.Capacity > 0 {
+		sum.Utilisation = float64(r.busy) / float64(time.Duration(sum.Capacity)*elapsed)
 	}
 	if err == nil && ctx.Err() != nil {
 		sum.Interrupted = true
@@ -177,6 +184,7 @@ type runner struct {
 	crashes  []int
 	sum      *Summary
 	running  map[int32]string
+	busy     time.Duration
 }
 
 type acquired struct {
@@ -187,7 +195,7 @@ type acquired struct {
 type finished struct {
 	node       int32
 	worker     string
-	start, end int64
+	start, end time.Time
 	out        *executor.Outcome
 	err        error
 }
@@ -221,7 +229,28 @@ func (r *runner) loop() error {
 		defer t.Stop()
 		tick = t.C
 	}
+	last := r.opts.Now()
+	var idleReady, idleStarved time.Duration
+	defer func() {
+		r.sum.IdleReadyMS, r.sum.IdleStarvedMS = idleReady.Milliseconds(), idleStarved.Milliseconds()
+	}()
+	idle, ready := 0, false // what the slots were doing since last
 	for {
+		// Account idle slots since the last event by cause, with the state
+		// they had until now; then note the state from now on.
+		t := r.opts.Now()
+		if idle > 0 {
+			if ready {
+				idleReady += time.Duration(idle) * t.Sub(last)
+			} else {
+				idleStarved += time.Duration(idle) * t.Sub(last)
+			}
+		}
+		last = t
+		idle, ready = 0, r.core.Ready() > 0
+		if !stopping {
+			idle = max(r.sum.Capacity-len(r.running), 0)
+		}
 		if !stopping && !acquiring && r.core.Ready() > 0 {
 			actx, cancel := context.WithCancel(jobCtx)
 			acqCancel = cancel
@@ -288,18 +317,18 @@ func (r *runner) dispatch(jobCtx, dbCtx context.Context, i int32, slot executor.
 	r.running[i] = slot.Name()
 	j := executor.Job{PkgName: r.g.Name[i], PkgPath: r.g.Path[i], Record: rec, Attempt: r.attempts[i]}
 	go func() {
-		start := r.now()
+		start := r.opts.Now()
 		out, err := slot.Run(jobCtx, j)
-		results <- finished{node: i, worker: slot.Name(), start: start, end: r.now(), out: out, err: err}
+		results <- finished{node: i, worker: slot.Name(), start: start, end: r.opts.Now(), out: out, err: err}
 	}()
 	return nil
 }
 
 func (r *runner) handle(dbCtx, jobCtx context.Context, f finished) error {
 	i := f.node
-	wall := max(f.end-f.start, 0)
-	r.sum.BusyMS += wall
-	o := outcome{at: f.end, wallMS: wall}
+	r.busy += max(f.end.Sub(f.start), 0)
+	wall := max(f.end.Sub(f.start).Milliseconds(), 0)
+	o := outcome{at: f.end.UnixMilli(), wallMS: wall}
 	var changes []Change
 	switch {
 	case f.err == nil && f.out != nil && f.out.Result != nil:
