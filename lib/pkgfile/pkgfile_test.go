@@ -1,6 +1,7 @@
 package pkgfile_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"errors"
 	"fmt"
@@ -276,4 +277,27 @@ func FuzzParseContents(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPaxGlobalHeader: a pax global header before +CONTENTS (GNU tar and
+// bsdtar can write one) is not a member.
+func TestPaxGlobalHeader(t *testing.T) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "pax_global_header",
+		PAXRecords: map[string]string{"comment": "made by a test"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range pkgtest.MetaMembers(sampleMeta) {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: m.Name, Size: int64(len(m.Data)), Mode: m.Mode}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(m.Data)
+	}
+	tw.Close()
+	m, err := pkgfile.ReadMeta("global.tar", &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSample(t, m)
 }

@@ -85,6 +85,11 @@ func readTarball(br *bufio.Reader, m *Meta) error {
 			}
 			return fmt.Errorf("tar member %d: %w", i+1, streamErr(c, err))
 		}
+		if h.Typeflag == tar.TypeXGlobalHeader {
+			// libarchive applies pax global headers silently; so do we.
+			i--
+			continue
+		}
 		if !IsMetaName(h.Name) {
 			if i == 0 {
 				return fmt.Errorf("%w: %s not first: the first member is %q", ErrFormat, ContentsName, h.Name)

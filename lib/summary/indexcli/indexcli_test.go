@@ -13,6 +13,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/pkgfile"
 	"github.com/pkgbulk/pkgbulk/lib/pkgfile/pkgtest"
+	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
 	"github.com/pkgbulk/pkgbulk/lib/summary"
 	"github.com/pkgbulk/pkgbulk/lib/summary/merge"
 )
@@ -148,5 +149,28 @@ func TestFragmentStdin(t *testing.T) {
 	want := strings.Replace(string(file), "FILE_NAME=s-1.tgz\nFILE_SIZE="+strconv.Itoa(len(data))+"\n", "", 1)
 	if out.String() != want {
 		t.Errorf("stdin entry:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
+
+// TestMergeSFTPFlags drives "merge --store sftp://..." with the ssh flags
+// against a real sshd on loopback.
+func TestMergeSFTPFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts sshd")
+	}
+	srv := storetest.StartSSHD(t)
+	repo := filepath.Join(srv.Dir, "repo")
+	writePkgs(t, repo, "a-1", "b-2")
+	code, out, errs := run(t, "merge", "--store", srv.URL("repo"), "--ssh-identity", srv.IdentityFile,
+		"--known-hosts", srv.KnownHosts, "--json", "--formats", "gz")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var res merge.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Packages != 2 {
+		t.Fatalf("result %q: %v", out, err)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "All", "pkg_summary.gz")); err != nil {
+		t.Error(err)
 	}
 }
