@@ -36,10 +36,10 @@ type Summary struct {
 	UpToDate    int           `json:"up_to_date"` // done with detail up-to-date
 	Jobs        int           `json:"jobs"`       // builder runs started
 	Crashes     int           `json:"crashes"`    // builder runs that crashed
-	Capacity    int           `json:"capacity"`   // slots
+	Capacity    int           `json:"capacity"`   // slots (the most seen)
 	ElapsedMS   int64         `json:"elapsed_ms"`
 	BusyMS      int64         `json:"busy_ms"`     // sum of job wall times
-	Utilisation float64       `json:"utilisation"` // BusyMS / (Capacity × ElapsedMS)
+	Utilisation float64       `json:"utilisation"` // BusyMS / slot time while dispatching (capacity sampled over time)
 	// Idle slot time split by cause: packages were ready (dispatch
 	// latency, the scheduler's own cost) or nothing was ready (the
 	// dependency graph's tail, or waiting for running builds).
@@ -162,8 +162,8 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 	}
 	elapsed := opts.Now().Sub(began)
 	sum.ElapsedMS = elapsed.Milliseconds()
-	if elapsed > 0 && sum.Capacity > 0 {
-		sum.Utilisation = float64(r.busy) / float64(time.Duration(sum.Capacity)*elapsed)
+	if r.slotTime > 0 {
+		sum.Utilisation = float64(r.busy) / float64(r.slotTime)
 	}
 	if err == nil && ctx.Err() != nil {
 		sum.Interrupted = true
@@ -185,6 +185,7 @@ type runner struct {
 	sum      *Summary
 	running  map[int32]string
 	busy     time.Duration
+	slotTime time.Duration // slots × time, summed while dispatching
 }
 
 type acquired struct {
@@ -235,10 +236,13 @@ func (r *runner) loop() error {
 		r.sum.IdleReadyMS, r.sum.IdleStarvedMS = idleReady.Milliseconds(), idleStarved.Milliseconds()
 	}()
 	idle, ready := 0, false // what the slots were doing since last
+	slots := r.opts.Exec.Capacity()
 	for {
 		// Account idle slots since the last event by cause, with the state
-		// they had until now; then note the state from now on.
+		// they had until now; then note the state from now on. Capacity
+		// is sampled because an elastic executor's changes.
 		t := r.opts.Now()
+		r.slotTime += time.Duration(slots) * t.Sub(last)
 		if idle > 0 {
 			if ready {
 				idleReady += time.Duration(idle) * t.Sub(last)
@@ -247,9 +251,11 @@ func (r *runner) loop() error {
 			}
 		}
 		last = t
+		slots = r.opts.Exec.Capacity()
+		r.sum.Capacity = max(r.sum.Capacity, slots)
 		idle, ready = 0, r.core.Ready() > 0
 		if !stopping {
-			idle = max(r.sum.Capacity-len(r.running), 0)
+			idle = max(slots-len(r.running), 0)
 		}
 		if !stopping && !acquiring && r.core.Ready() > 0 {
 			actx, cancel := context.WithCancel(jobCtx)
