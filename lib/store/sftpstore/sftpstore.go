@@ -131,7 +131,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg, url: cfg.URL()}
 	c, err := s.connect(ctx)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("sftp store %s: %w", s.url, err)
 	}
 	s.dir = cfg.Dir
 	if rest, ok := strings.CutPrefix(cfg.Dir+"/", "/~/"); ok {
@@ -188,7 +191,7 @@ func (s *Store) connect(ctx context.Context) (*sftp.Client, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("sftp store %s: connect to %s: %w", s.url, addr, err)
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	// The handshake has no ctx: bound it by a deadline on the socket.
 	deadline, _ := dctx.Deadline()
@@ -210,19 +213,19 @@ func (s *Store) connect(ctx context.Context) (*sftp.Client, error) {
 			return nil, ctx.Err()
 		}
 		if errors.Is(err, store.ErrPermanent) {
-			return nil, fmt.Errorf("sftp store %s: %w", s.url, err)
+			return nil, err
 		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
-			return nil, store.Permanent(fmt.Errorf("sftp store %s: login as %s failed (offer a key with the identity option or ssh-agent): %w", s.url, s.cfg.User, err))
+			return nil, store.Permanent(fmt.Errorf("login as %s failed (offer a key with the identity option or ssh-agent): %w", s.cfg.User, err))
 		}
-		return nil, fmt.Errorf("sftp store %s: ssh handshake with %s: %w", s.url, addr, err)
+		return nil, fmt.Errorf("ssh handshake with %s: %w", addr, err)
 	}
 	conn.SetDeadline(time.Time{})
 	client := ssh.NewClient(sc, chans, reqs)
 	sf, err := sftp.NewClient(client, sftp.UseConcurrentWrites(true))
 	if err != nil {
 		client.Close()
-		return nil, fmt.Errorf("sftp store %s: start the sftp subsystem: %w", s.url, err)
+		return nil, fmt.Errorf("start the sftp subsystem: %w", err)
 	}
 	s.client, s.ssh = sf, client
 	return sf, nil
@@ -240,13 +243,16 @@ func (s *Store) drop(c *sftp.Client) {
 // with runs fn on a connected client. A cancelled ctx closes the
 // connection to unblock fn; a lost connection is dropped so that the next
 // call reconnects.
-func (s *Store) with(ctx context.Context, fn func(c *sftp.Client) error) error {
+func (s *Store) with(ctx context.Context, op, name string, fn func(c *sftp.Client) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	c, err := s.connect(ctx)
 	if err != nil {
-		return err
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return s.wrap(op, name, err)
 	}
 	stop := context.AfterFunc(ctx, func() { s.drop(c) })
 	err = fn(c)
@@ -293,7 +299,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 	if err := store.CheckName(name); err != nil {
 		return fmt.Errorf("put to %s: %w", s.url, err)
 	}
-	return s.with(ctx, func(c *sftp.Client) error {
+	return s.with(ctx, "put", name, func(c *sftp.Client) error {
 		if _, ok := c.HasExtension("posix-rename@openssh.com"); !ok {
 			return store.Permanent(fmt.Errorf("put %s to %s: the server lacks posix-rename@openssh.com, so puts cannot be atomic", name, s.url))
 		}
@@ -351,7 +357,7 @@ func (s *Store) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("get from %s: %w", s.url, err)
 	}
 	var f *sftp.File
-	err := s.with(ctx, func(c *sftp.Client) error {
+	err := s.with(ctx, "get", name, func(c *sftp.Client) error {
 		var err error
 		f, err = c.Open(s.path(name))
 		if err != nil {
@@ -382,7 +388,7 @@ func (s *Store) Stat(ctx context.Context, name string) (store.Info, error) {
 		return store.Info{}, fmt.Errorf("stat in %s: %w", s.url, err)
 	}
 	var info store.Info
-	err := s.with(ctx, func(c *sftp.Client) error {
+	err := s.with(ctx, "stat", name, func(c *sftp.Client) error {
 		fi, err := c.Stat(s.path(name))
 		if err == nil && !fi.Mode().IsRegular() {
 			err = fmt.Errorf("%w: not a regular file", store.ErrNotExist)
@@ -413,7 +419,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) err
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
 		start = prefix[:i]
 	}
-	err := s.with(ctx, func(c *sftp.Client) error {
+	err := s.with(ctx, "list", prefix, func(c *sftp.Client) error {
 		return s.walk(ctx, c, start, prefix, fn, true)
 	})
 	var stop errStop
@@ -469,7 +475,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if err := store.CheckName(name); err != nil {
 		return fmt.Errorf("delete in %s: %w", s.url, err)
 	}
-	return s.with(ctx, func(c *sftp.Client) error {
+	return s.with(ctx, "delete", name, func(c *sftp.Client) error {
 		fi, err := c.Lstat(s.path(name))
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil

@@ -40,6 +40,8 @@ type Options struct {
 	S3AccessKey    string
 	S3SecretKey    string
 	S3SessionToken string
+	// S3AllowHTTP permits a plain-http endpoint off loopback.
+	S3AllowHTTP bool
 
 	// SSH identity (private key file) for sftp; when empty, the keys of a
 	// running ssh-agent (SSH_AUTH_SOCK) are used, then ~/.ssh/id_ed25519,

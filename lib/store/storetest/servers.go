@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +36,11 @@ type SSHServer struct {
 	IdentityFile string // the client's private key (ed25519, no passphrase)
 	KnownHosts   string // a known_hosts file holding the server's host key
 	Dir          string // a scratch directory for stores on this server
+	stop         func()
 }
+
+// Stop stops the server before the test ends (to test lost servers).
+func (s *SSHServer) Stop() { s.stop() }
 
 // URL returns sftp://user@127.0.0.1:port/<Dir>/<sub>.
 func (s *SSHServer) URL(sub string) string {
@@ -132,6 +137,7 @@ Subsystem sftp internal-sftp
 		IdentityFile: filepath.Join(dir, "client_key"),
 		KnownHosts:   filepath.Join(dir, "known_hosts"),
 		Dir:          store,
+		stop:         stop,
 	}
 }
 
@@ -144,7 +150,11 @@ type S3Server struct {
 	SecretKey string
 	Bucket    string
 	Dir       string // the POSIX backend's directory
+	stop      func()
 }
+
+// Stop stops the server before the test ends (to test lost servers).
+func (s *S3Server) Stop() { s.stop() }
 
 // URL returns s3://bucket/prefix?endpoint=...; the credentials are not in it.
 func (s *S3Server) URL(prefix string) string {
@@ -212,6 +222,7 @@ func StartS3(t testing.TB) *S3Server {
 		t.Fatalf("start versitygw: %v", err)
 	}
 	stop := stopper(t, cmd, "versitygw", &stderr)
+	s.stop = stop
 	if err := waitBanner(hostPort, "", 15*time.Second); err != nil {
 		stop()
 		t.Fatalf("versitygw on %s did not come up: %v\noutput:\n%s", hostPort, err, stderr.String())
@@ -231,24 +242,32 @@ func StartS3(t testing.TB) *S3Server {
 	return s
 }
 
-// stopper kills cmd at the end of the test and reports its output if the
-// test failed; it returns a function that stops it at once.
+// stopper kills cmd and the processes it forked (sshd's per-connection
+// children detach into their own sessions) at the end of the test, and
+// reports cmd's output if the test failed; it returns a function that
+// stops them at once.
 func stopper(t testing.TB, cmd *exec.Cmd, name string, out *bytes.Buffer) func() {
+	// Children that outlive cmd hold its output pipe open; do not let
+	// Wait wait for them.
+	cmd.WaitDelay = time.Second
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
+	var once sync.Once
 	stop := func() {
-		select {
-		case <-done:
-			return
-		default:
-		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(3 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		once.Do(func() {
+			pids := append(descendants(cmd.Process.Pid), cmd.Process.Pid)
+			for _, pid := range pids {
+				syscall.Kill(pid, syscall.SIGTERM)
+			}
+			select {
+			case <-done:
+			case <-time.After(3 * time.Second):
+				for _, pid := range pids {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+				<-done
+			}
+		})
 	}
 	t.Cleanup(func() {
 		stop()
@@ -257,6 +276,44 @@ func stopper(t testing.TB, cmd *exec.Cmd, name string, out *bytes.Buffer) func()
 		}
 	})
 	return stop
+}
+
+// descendants returns the pids of the processes below pid (Linux /proc;
+// elsewhere none, and only pid itself is stopped).
+func descendants(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	parent := make(map[int]int)
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command name: state ppid ...
+		i := bytes.LastIndexByte(stat, ')')
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) > 1 {
+			if pp, err := strconv.Atoi(f[1]); err == nil {
+				parent[p] = pp
+			}
+		}
+	}
+	var out []int
+	frontier := []int{pid}
+	for len(frontier) > 0 {
+		var next []int
+		for p, pp := range parent {
+			if slices.Contains(frontier, pp) {
+				out = append(out, p)
+				next = append(next, p)
+			}
+		}
+		frontier = next
+	}
+	return out
 }
 
 // freePort returns a port on 127.0.0.1 that was free a moment ago.
