@@ -38,20 +38,27 @@ if [ ! -d "$WORK/frag/index" ]; then
 	"$WORK/genrepo" -mode fragments -n "$F" -o "$WORK/frag" -meta "$META"
 fi
 t0=$(now)
-cpu "$WORK/pkgindex" merge --store "$WORK/frag" --formats gz --json > "$WORK/merge-gz.json"
+cpu "$WORK/pkgindex" merge --store "$WORK/frag" --formats gz --force --json > "$WORK/merge-gz.json"
 t1=$(now)
 gz_s=$(elapsed "$t0" "$t1")
 gz_cpu=$(cpus)
 t0=$(now)
-cpu "$WORK/pkgindex" merge --store "$WORK/frag" --json > "$WORK/merge-all.json"
+cpu "$WORK/pkgindex" merge --store "$WORK/frag" --force --json > "$WORK/merge-all.json"
 t1=$(now)
 all_s=$(elapsed "$t0" "$t1")
 all_cpu=$(cpus)
+t0=$(now)
+cpu "$WORK/pkgindex" merge --store "$WORK/frag" --json > "$WORK/merge-same.json"
+t1=$(now)
+same_s=$(elapsed "$t0" "$t1")
+same_cpu=$(cpus)
+grep -q '"unchanged": true' "$WORK/merge-same.json" || { echo "the repeated merge was not seen as unchanged" >&2; exit 1; }
 bytes=$(sed -n 's/.*"summary_bytes": \([0-9]*\).*/\1/p' "$WORK/merge-all.json")
 echo "merge: $F fragments, pkg_summary $bytes bytes"
 json() { sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" "$1"; }
 echo "merge: gz only:        ${gz_s} s wall, ${gz_cpu} s CPU (read $(json "$WORK/merge-gz.json" read_seconds) s, publish $(json "$WORK/merge-gz.json" publish_seconds) s) (target < 2 s)"
 echo "merge: gz + bz2 + xz:  ${all_s} s wall, ${all_cpu} s CPU (read $(json "$WORK/merge-all.json" read_seconds) s, publish $(json "$WORK/merge-all.json" publish_seconds) s)"
+echo "merge: unchanged (default formats, nothing rewritten): ${same_s} s wall, ${same_cpu} s CPU"
 ls -l "$WORK/frag/All/pkg_summary".* | awk '{ print "merge:   " $NF ": " $5 " bytes" }'
 
 # --- 2. fragments computed from packages

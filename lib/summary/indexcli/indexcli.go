@@ -123,6 +123,7 @@ type MergeCmd struct {
 	Formats     string `name:"formats" default:"gz,bz2,xz" help:"Comma-separated forms to publish: gz, bz2, xz, zst, plain (All/pkg_summary)."`
 	SHA512      bool   `name:"sha512" help:"Also publish SHA512.bz2 (digest SHA512 lines of every package and pkg_summary file)."`
 	Cksum       bool   `name:"cksum" help:"Recompute every entry with FILE_CKSUM=sha256 (reads every package whole; ignores fragments)."`
+	Force       bool   `name:"force" help:"Publish even if the store already holds the same pkg_summary (by default an unchanged summary is left as it is)."`
 	NoWriteBack bool   `name:"no-write-back" help:"Do not save computed fragments and digests in index/."`
 	Jobs        int    `name:"jobs" short:"j" default:"0" help:"Packages to read at once (default 4 x CPUs)."`
 	Stdout      bool   `name:"stdout" help:"Write the uncompressed pkg_summary to stdout and publish nothing."`
@@ -146,7 +147,11 @@ Every file is replaced atomically (temporary name, then rename). The
 pkg_summary files are published first, SHA512.bz2 last: a client that fetches
 SHA512.bz2 and then the files it lists gets matching files. The JSON summary
 has: store, packages, from_fragments, computed, stale, excluded, failed
-[{pkgname, error}], published, summary_bytes, seconds.`
+[{pkgname, error}], published, unchanged, summary_bytes, read_seconds,
+publish_seconds, seconds.
+
+When every published file already exists and holds the same summary, nothing
+is compressed or rewritten ("unchanged": true); --force rewrites anyway.`
 }
 
 // Run merges and publishes.
@@ -155,7 +160,7 @@ func (c *MergeCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return fmt.Errorf("--json and --stdout both write to stdout; pick one")
 	}
 	o := merge.Options{
-		Suffix: c.Suffix, SHA512: c.SHA512, Cksum: c.Cksum, NoWriteBack: c.NoWriteBack, Workers: c.Jobs,
+		Suffix: c.Suffix, SHA512: c.SHA512, Force: c.Force, Cksum: c.Cksum, NoWriteBack: c.NoWriteBack, Workers: c.Jobs,
 	}
 	for _, f := range strings.Split(c.Formats, ",") {
 		if f = strings.TrimSpace(f); f != "" {

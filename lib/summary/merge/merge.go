@@ -98,6 +98,9 @@ type Options struct {
 	Formats []string        // of "gz", "bz2", "xz", "zst", "plain"; nil means gz, bz2, xz
 	SHA512  bool            // also publish SHA512.bz2
 	Cksum   bool            // add FILE_CKSUM=sha256 to computed entries (reads whole packages)
+	// Force publishes even when the store already holds the same summary
+	// (by default an unchanged summary is not compressed and rewritten).
+	Force bool
 	// NoWriteBack leaves computed fragments and digests unsaved.
 	NoWriteBack bool
 	// Workers bounds parallel package and fragment reads; default
@@ -126,6 +129,7 @@ type Result struct {
 	Excluded       int       `json:"excluded"`       // packages left out by the exclude list or absent from the success list
 	Failed         []Failure `json:"failed"`
 	Published      []string  `json:"published"` // object names written, in order
+	Unchanged      bool      `json:"unchanged"` // the store already held this summary: nothing was rewritten
 	SummaryBytes   int64     `json:"summary_bytes"`
 	ReadSeconds    float64   `json:"read_seconds"`    // listing and reading fragments and packages
 	PublishSeconds float64   `json:"publish_seconds"` // compressing and writing

@@ -472,3 +472,37 @@ func bsdAr(members ...[2]string) []byte {
 	}
 	return b.Bytes()
 }
+
+// TestMergeUnchanged: a merge that would publish the same summary
+// rewrites nothing, unless forced; a lost file is republished.
+func TestMergeUnchanged(t *testing.T) {
+	f := newFixture(t, 5)
+	s := openStore(t, f.dir, storeopen.Options{})
+	ctx := context.Background()
+	o := Options{SHA512: true}
+	if _, err := Merge(ctx, s, o); err != nil {
+		t.Fatal(err)
+	}
+	gz := filepath.Join(f.dir, "All", "pkg_summary.gz")
+	before, _ := os.Stat(gz)
+	res, err := Merge(ctx, s, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(gz)
+	if !res.Unchanged || len(res.Published) != 0 || !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("unchanged merge: %+v, mtime %v -> %v", res, before.ModTime(), after.ModTime())
+	}
+	os.Remove(filepath.Join(f.dir, "All", "pkg_summary.xz"))
+	os.Remove(filepath.Join(f.dir, "SHA512.bz2"))
+	res, err = Merge(ctx, s, o)
+	if err != nil || res.Unchanged || len(res.Published) != 4 {
+		t.Errorf("after losing pkg_summary.xz: %+v %v", res, err)
+	}
+	checkSHA512(t, f.dir)
+	o.Force = true
+	res, err = Merge(ctx, s, o)
+	if err != nil || res.Unchanged || len(res.Published) != 4 {
+		t.Errorf("forced: %+v %v", res, err)
+	}
+}

@@ -2,11 +2,14 @@ package merge
 
 import (
 	"bytes"
+	stdbzip2 "compress/bzip2"
 	"context"
 	"crypto/sha512"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"path"
 	"slices"
 	"strings"
 
@@ -73,6 +76,16 @@ func writeClose(wc io.WriteCloser, b []byte) error {
 // them in order, then SHA512.bz2 (see the package comment for why this
 // order).
 func publish(ctx context.Context, s store.Store, o Options, pkgs []*pkg, sum []byte, res *Result) error {
+	if !o.Force {
+		same, err := unchanged(ctx, s, o, sum)
+		if err != nil {
+			return err
+		}
+		if same {
+			res.Unchanged = true
+			return publishSHA512(ctx, s, o, pkgs, nil, res)
+		}
+	}
 	outs := make([][]byte, len(o.Formats))
 	var g errgroup.Group
 	for i, name := range o.Formats {
@@ -89,18 +102,37 @@ func publish(ctx context.Context, s store.Store, o Options, pkgs []*pkg, sum []b
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	var lines [][2]string // path, digest line
 	for i, name := range o.Formats {
 		obj := formats[name].object
 		if err := s.Put(ctx, obj, bytes.NewReader(outs[i]), int64(len(outs[i]))); err != nil {
 			return fmt.Errorf("publish %s: %w", obj, err)
 		}
 		res.Published = append(res.Published, obj)
-		d := sha512.Sum512(outs[i])
-		lines = append(lines, [2]string{obj, digestLine(obj, hex.EncodeToString(d[:]))})
 	}
+	return publishSHA512(ctx, s, o, pkgs, outs, res)
+}
+
+// publishSHA512 writes SHA512.bz2 for the packages and the pkg_summary
+// files (outs, in Formats order; nil means read them back from the
+// store), unless the store already holds exactly that text.
+func publishSHA512(ctx context.Context, s store.Store, o Options, pkgs []*pkg, outs [][]byte, res *Result) error {
 	if !o.SHA512 {
 		return nil
+	}
+	var lines [][2]string // path, digest line
+	for i, name := range o.Formats {
+		obj := formats[name].object
+		var b []byte
+		if outs != nil {
+			b = outs[i]
+		} else {
+			var err error
+			if b, err = getAll(ctx, s, obj, 1<<20); err != nil {
+				return err
+			}
+		}
+		d := sha512.Sum512(b)
+		lines = append(lines, [2]string{obj, digestLine(obj, hex.EncodeToString(d[:]))})
 	}
 	for _, p := range pkgs {
 		if p.err == nil {
@@ -112,6 +144,11 @@ func publish(ctx context.Context, s store.Store, o Options, pkgs []*pkg, sum []b
 	var text strings.Builder
 	for _, l := range lines {
 		text.WriteString(l[1])
+	}
+	if !o.Force {
+		if old, err := getDecompressed(ctx, s, "SHA512.bz2"); err == nil && string(old) == text.String() {
+			return nil
+		}
 	}
 	var b bytes.Buffer
 	if err := Bzip2(&b, []byte(text.String())); err != nil {
@@ -127,4 +164,76 @@ func publish(ctx context.Context, s store.Store, o Options, pkgs []*pkg, sum []b
 // digestLine is what `digest SHA512 path` prints.
 func digestLine(path, hexDigest string) string {
 	return "SHA512 (" + path + ") = " + hexDigest + "\n"
+}
+
+// unchanged reports whether every format is present in the store and one
+// of them (the cheapest to read) holds exactly sum: then nothing needs
+// compressing or publishing.
+func unchanged(ctx context.Context, s store.Store, o Options, sum []byte) (bool, error) {
+	for _, name := range o.Formats {
+		if _, err := s.Stat(ctx, formats[name].object); err != nil {
+			if store.IsNotExist(err) {
+				return false, nil
+			}
+			return false, err
+		}
+	}
+	pick := o.Formats[0]
+	for _, cheap := range []string{"xz", "bz2", "zst", "gz", "plain"} {
+		if slices.Contains(o.Formats, cheap) {
+			pick = cheap
+		}
+	}
+	old, err := getDecompressed(ctx, s, formats[pick].object)
+	if err != nil {
+		if store.IsNotExist(err) || errors.Is(err, errCorrupt) {
+			return false, nil
+		}
+		return false, err
+	}
+	return bytes.Equal(old, sum), nil
+}
+
+var errCorrupt = errors.New("corrupt compressed file")
+
+// getDecompressed reads a published file and undoes its compression
+// (chosen by suffix).
+func getDecompressed(ctx context.Context, s store.Store, name string) ([]byte, error) {
+	rc, err := s.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var r io.Reader = rc
+	switch path.Ext(name) {
+	case ".gz":
+		zr, err := gzip.NewReader(rc)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w: %v", name, errCorrupt, err)
+		}
+		r = zr
+	case ".bz2":
+		r = stdbzip2.NewReader(rc)
+	case ".xz":
+		zr, err := xz.NewReader(rc)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w: %v", name, errCorrupt, err)
+		}
+		r = zr
+	case ".zst":
+		zr, err := zstd.NewReader(rc, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		defer zr.Close()
+		r = zr
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s: %w: %v", name, errCorrupt, err)
+	}
+	return b, nil
 }
