@@ -406,8 +406,8 @@ func TestTimeouts(t *testing.T) {
 		settings func(*job.Settings)
 		want     string
 	}{
-		{"wall", func(s *job.Settings) { s.MaxTime = "3s"; s.NoOutputTime = "" }, "wall-time limit 3s"},
-		{"no-output", func(s *job.Settings) { s.MaxTime = ""; s.NoOutputTime = "1500ms" }, "no output for 1.5s"},
+		{"wall", func(s *job.Settings) { s.MaxTime = "6s"; s.NoOutputTime = "" }, "wall-time limit 6s"},
+		{"no-output", func(s *job.Settings) { s.MaxTime = ""; s.NoOutputTime = "3s" }, "no output for 3s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/pkgbulk/pkgbulk/lib/ar"
 )
 
 type member struct {
@@ -217,5 +219,38 @@ func TestFailingInstallScript(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(in.pkgdb, "demo-1.0")); err == nil {
 		t.Error("a package whose PRE-INSTALL failed stayed registered")
+	}
+}
+
+// TestInstallSigned installs a package wrapped in pkg_install's signed
+// container (an ar archive of +PKG_HASH, +PKG_GPG_SIGNATURE and the
+// package), as SIGN_PACKAGES makes STAGE_PKGFILE.
+func TestInstallSigned(t *testing.T) {
+	in, _, log := newTestInstaller(t)
+	dir := t.TempDir()
+	inner := filepath.Join(dir, "inner.tgz")
+	writePkg(t, inner, demoMembers(testContents))
+	pkgBytes, _ := os.ReadFile(inner)
+	var buf bytes.Buffer
+	w := ar.NewWriter(&buf)
+	for _, m := range []struct {
+		name string
+		data []byte
+	}{{"+PKG_HASH", []byte("pkgsrc signature\n")}, {"+PKG_GPG_SIGNATURE", []byte("sig")}, {"demo-1.0.tgz", pkgBytes}} {
+		if err := w.WriteHeader(&ar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.data))}); err != nil {
+			t.Fatal(err)
+		}
+		w.Write(m.data)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	signed := filepath.Join(dir, "demo-1.0.tgz")
+	os.WriteFile(signed, buf.Bytes(), 0o644)
+	if _, err := in.install(context.Background(), signed); err != nil {
+		t.Fatalf("install: %v\n%s", err, log)
+	}
+	if b, err := os.ReadFile(filepath.Join(in.prefix, "share/demo/data")); err != nil || string(b) != "data\n" {
+		t.Errorf("payload not installed: %q %v", b, err)
 	}
 }

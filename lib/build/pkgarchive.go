@@ -4,21 +4,37 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/pkgbulk/pkgbulk/lib/ar"
 	"github.com/pkgbulk/pkgbulk/lib/pkgfile"
 )
 
 // openTar returns a tar reader over a binary package in any of the
 // compressions pkg_create writes, detected by magic bytes (lib/pkgfile).
-// The closer releases the decompressor.
+// A signed package (an ar container: +PKG_HASH, the signature, then the
+// package) is read through to its inner package; its signature is not
+// checked here (pkg_add would, lib/sign does). The closer releases the
+// decompressor.
 func openTar(r io.Reader) (*tar.Reader, func(), error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if head, _ := br.Peek(8); bytes.HasPrefix(head, []byte("!<arch>\n")) {
-		return nil, nil, errors.New("signed package (ar archive): the built-in installer does not take signed packages; install pkg_install's pkg_add")
+		a, err := ar.NewReader(br)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i := 0; i < 3; i++ {
+			h, err := a.Next()
+			if err != nil {
+				return nil, nil, fmt.Errorf("signed package: member %d: %w", i+1, err)
+			}
+			if i < 2 && !strings.HasPrefix(h.Name, "+PKG_") {
+				return nil, nil, fmt.Errorf("signed package: member %d is %q, want +PKG_HASH and a signature first", i+1, h.Name)
+			}
+		}
+		br = bufio.NewReaderSize(a, 64<<10)
 	}
 	dr, _, closer, err := pkgfile.Decompress(br)
 	if err != nil {
