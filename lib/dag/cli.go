@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
@@ -56,6 +57,34 @@ type Inputs struct {
 	Strict  bool     `help:"Exit 1 when a pattern is unresolved or a dependency cycle exists (pbulk-resolve -s)."`
 	Quiet   bool     `short:"q" help:"Do not print warnings about unresolved patterns and cycles."`
 	JSON    bool     `name:"json" help:"Print a JSON summary (counts) on stdout when done."`
+	Timings bool     `hidden:"" help:"Print the time each phase took on stderr (for benchmarks)."`
+
+	tracer func(string)
+}
+
+// trace prints the time since the previous phase when --timings is set.
+func (in *Inputs) trace(w io.Writer) func(string) {
+	if !in.Timings {
+		return nil
+	}
+	if in.tracer == nil {
+		start, last := time.Now(), time.Now()
+		var mu sync.Mutex
+		in.tracer = func(phase string) {
+			mu.Lock()
+			defer mu.Unlock()
+			now := time.Now()
+			fmt.Fprintf(w, "pkgdag: timing: %-24s %6.1f ms (at %6.1f ms)\n", phase, float64(now.Sub(last).Microseconds())/1000, float64(now.Sub(start).Microseconds())/1000)
+			last = now
+		}
+	}
+	return in.tracer
+}
+
+func (in *Inputs) step(w io.Writer, phase string) {
+	if t := in.trace(w); t != nil {
+		t(phase)
+	}
 }
 
 // Command is pkgdag's grammar.
@@ -107,6 +136,7 @@ type loaded struct {
 }
 
 func (in *Inputs) load(ctx context.Context, g *cli.Globals) (*loaded, error) {
+	in.trace(g.Stderr) // starts the clock
 	var recs []scan.Record
 	for _, name := range in.Scan {
 		var rs []scan.Record
@@ -121,10 +151,12 @@ func (in *Inputs) load(ctx context.Context, g *cli.Globals) (*loaded, error) {
 		}
 		recs = append(recs, rs...)
 	}
+	in.step(g.Stderr, "read and parse")
 	graph, err := Resolve(ctx, recs, 0)
 	if err != nil {
 		return nil, err
 	}
+	in.step(g.Stderr, "resolve")
 	l := &loaded{g: graph}
 	if in.Limited != "" {
 		paths, err := ReadLimitedFile(in.Limited)
@@ -160,7 +192,7 @@ func (c *BuildCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	a, counts, err := WriteDB(ctx, c.Output, l.g, l.limited, DBInfo{Inputs: c.Scan, Limited: c.Limited, Now: time.Now()})
+	a, counts, err := WriteDB(ctx, c.Output, l.g, l.limited, DBInfo{Inputs: c.Scan, Limited: c.Limited, Now: time.Now(), Trace: c.trace(g.Stderr)})
 	if a != nil && !c.Quiet {
 		warnUnresolved(g.Stderr, l.g, nil)
 		WriteCycles(g.Stderr, l.g, a)

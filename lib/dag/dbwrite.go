@@ -22,6 +22,14 @@ type DBInfo struct {
 	Inputs  []string // input file names as given ("-" for stdin)
 	Limited string   // the limited list file, "" for a full build
 	Now     time.Time
+	// Trace, when set, is called as each phase ends (for --timings).
+	Trace func(phase string)
+}
+
+func (info *DBInfo) trace(phase string) {
+	if info.Trace != nil {
+		info.Trace(phase)
+	}
 }
 
 // Counts summarises a database (also pkgdag's --json output).
@@ -97,17 +105,19 @@ func WriteDB(ctx context.Context, path string, g *Graph, limited []int, info DBI
 		return nil, Counts{}, err
 	}
 	stopFlush := startWriteback(tmp)
-	a, counts, err := fill(ctx, d, path, g, limited, info)
+	a, counts, err := fill(ctx, d, path, g, limited, &info)
 	if cerr := d.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	stopFlush()
+	info.trace("close")
 	if err != nil {
 		return a, counts, fmt.Errorf("write database %s: %w", path, err)
 	}
 	if err := syncFile(tmp); err != nil {
 		return a, counts, fmt.Errorf("write database %s: %w", path, err)
 	}
+	info.trace("fsync")
 	if err := os.Rename(tmp, path); err != nil {
 		return a, counts, fmt.Errorf("write database %s: %w", path, err)
 	}
@@ -159,7 +169,7 @@ var packagesColumns = []string{
 const dependsIndex = "CREATE INDEX depends_dep ON depends(dep_id)"
 
 // fill writes everything inside one transaction.
-func fill(ctx context.Context, d *sql.DB, path string, g *Graph, limited []int, info DBInfo) (*Analysis, Counts, error) {
+func fill(ctx context.Context, d *sql.DB, path string, g *Graph, limited []int, info *DBInfo) (*Analysis, Counts, error) {
 	tx, err := d.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, Counts{}, err
@@ -167,7 +177,11 @@ func fill(ctx context.Context, d *sql.DB, path string, g *Graph, limited []int, 
 	defer tx.Rollback()
 
 	analysed := make(chan *Analysis, 1)
-	go func() { analysed <- g.Analyze(limited) }()
+	go func() {
+		a := g.Analyze(limited)
+		info.trace("analyze (concurrent)")
+		analysed <- a
+	}()
 	wait := func() *Analysis {
 		a := <-analysed
 		analysed <- a
@@ -199,11 +213,13 @@ func fill(ctx context.Context, d *sql.DB, path string, g *Graph, limited []int, 
 		return fail(fmt.Errorf("insert unresolved: %w", err))
 	}
 
+	info.trace("insert depends")
 	a := wait()
 	counts := CountsOf(g, a)
 	if err := insertPackages(ctx, tx, g, a); err != nil {
 		return a, counts, fmt.Errorf("insert packages: %w", err)
 	}
+	info.trace("insert packages")
 	ins = newBatch(tx, "cycles", []string{"cycle", "pkg_id"}, 100)
 	for k, cyc := range a.Cycles {
 		for _, v := range cyc {
@@ -245,7 +261,9 @@ func fill(ctx context.Context, d *sql.DB, path string, g *Graph, limited []int, 
 	if err := ins.flush(ctx); err != nil {
 		return a, counts, fmt.Errorf("insert meta: %w", err)
 	}
-	return a, counts, tx.Commit()
+	err = tx.Commit()
+	info.trace("history, meta, commit")
+	return a, counts, err
 }
 
 func insertPackages(ctx context.Context, tx *sql.Tx, g *Graph, a *Analysis) error {

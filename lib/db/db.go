@@ -24,7 +24,7 @@ var ErrSchema = errors.New("unsupported database schema")
 
 // Schema creates every table of a new database. Kept as one string so the
 // doc (docs/schema.md) and the code can be compared line by line.
-const Schema = `PRAGMA page_size = 65536;
+const Schema = `
 CREATE TABLE meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL

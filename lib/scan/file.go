@@ -32,7 +32,16 @@ func ReadFile(path string) ([]Record, error) {
 // ReadAll reads r to the end (decompressing as ReadFile does) and parses it
 // under name (e.g. "<stdin>").
 func ReadAll(name string, r io.Reader) ([]Record, error) {
-	data, err := io.ReadAll(r)
+	var buf bytes.Buffer
+	// Stdin redirected from a file: read it in one allocation.
+	if f, ok := r.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			// ReadFrom wants MinRead bytes free before each read.
+			buf.Grow(int(st.Size()) + bytes.MinRead)
+		}
+	}
+	_, err := buf.ReadFrom(r)
+	data := buf.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}

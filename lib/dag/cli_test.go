@@ -1,0 +1,168 @@
+package dag
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/pkgbulk/pkgbulk/lib/cli"
+)
+
+// pkgdag runs the command in-process and returns exit code, stdout, stderr.
+func pkgdag(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	g := &cli.Globals{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb}
+	code := cli.Run(context.Background(), "pkgdag", Description, &Command{}, args, g)
+	return code, out.String(), errb.String()
+}
+
+func TestCLIBuildFromStdin(t *testing.T) {
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "bulk.db")
+	code, out, stderr := pkgdag(t, smallScan, "build", "-o", dbPath, "--json", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var summary struct {
+		Output string `json:"output"`
+		Counts
+	}
+	if err := json.Unmarshal([]byte(out), &summary); err != nil {
+		t.Fatalf("--json output %q: %v", out, err)
+	}
+	if summary.Output != dbPath || summary.Packages != 9 || summary.Unresolved != 1 || summary.Cycles != 1 {
+		t.Errorf("summary %+v", summary)
+	}
+	for _, want := range []string{
+		"pkgdag: No match found for dependency gone>=2 of package lost-1\n",
+		"pkgdag: dependency cycle 1: loop-a-1 loop-b-1",
+		"pkgdag:   loop-b-1 -> loop-a-1 (pattern loop-a-[0-9]*, <stdin>:",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	d := openDB(t, dbPath)
+	var n int
+	d.QueryRow("SELECT count(*) FROM packages").Scan(&n)
+	if n != 9 {
+		t.Errorf("%d packages in the database", n)
+	}
+
+	// --strict: same database, exit 1.
+	code, _, stderr = pkgdag(t, smallScan, "build", "-q", "--strict", "-o", dbPath)
+	if code != 1 || !strings.Contains(stderr, "1 unresolved dependency patterns, 1 dependency cycles (--strict)") || strings.Contains(stderr, "No match") {
+		t.Errorf("--strict -q: exit %d, %s", code, stderr)
+	}
+	if _, err := os.Stat(dbPath); err != nil {
+		t.Errorf("--strict did not write the database: %v", err)
+	}
+}
+
+func TestCLIPresolve(t *testing.T) {
+	dir := t.TempDir()
+	// A zstd-compressed file and a plain one, concatenated.
+	enc, _ := zstd.NewWriter(nil)
+	half := strings.Index(smallScan, "PKGNAME=tool-1")
+	first := filepath.Join(dir, "a.scan.zst")
+	os.WriteFile(first, enc.EncodeAll([]byte(smallScan[:half]), nil), 0o644)
+	second := filepath.Join(dir, "b.scan")
+	os.WriteFile(second, []byte(smallScan[half:]), 0o644)
+
+	g, err := resolveText(t, smallScan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	g.WritePresolve(&want, nil)
+
+	code, out, stderr := pkgdag(t, "", "presolve", first, second)
+	if code != 0 || out != want.String() {
+		t.Errorf("exit %d, stderr %s, output:\n%s", code, stderr, out)
+	}
+	if !strings.Contains(stderr, "No match found for dependency gone>=2 of package lost-1") {
+		t.Errorf("stderr: %s", stderr)
+	}
+	code, _, _ = pkgdag(t, smallScan, "presolve", "--strict", "-")
+	if code != 1 {
+		t.Errorf("presolve --strict with an unresolved pattern: exit %d", code)
+	}
+
+	// Limited: only the closure, in input order; -o writes atomically.
+	list := filepath.Join(dir, "list")
+	os.WriteFile(list, []byte("x/py-mod # both variants\n"), 0o644)
+	outFile := filepath.Join(dir, "presolve")
+	code, out, stderr = pkgdag(t, smallScan, "presolve", "-l", list, "-o", outFile, "--json", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	got, _ := os.ReadFile(outFile)
+	var names []string
+	for _, line := range strings.Split(string(got), "\n") {
+		if strings.HasPrefix(line, "PKGNAME=") {
+			names = append(names, strings.TrimPrefix(line, "PKGNAME="))
+		}
+	}
+	if strings.Join(names, " ") != "base-1.0 lib-2.1nb3 py312-mod-1 py311-mod-1" {
+		t.Errorf("limited presolve has %v", names)
+	}
+	if !strings.Contains(out, `"selected": 4`) || strings.Contains(stderr, "No match") {
+		t.Errorf("json %s, stderr %s", out, stderr)
+	}
+}
+
+func TestCLIBadInput(t *testing.T) {
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "bulk.db")
+	if code, _, stderr := pkgdag(t, smallScan, "build", "-o", dbPath, "-"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	before, _ := os.ReadFile(dbPath)
+	bad := filepath.Join(dir, "bad.scan")
+	list := filepath.Join(dir, "list")
+	os.WriteFile(list, []byte("x/base\n\nx/nowhere\n"), 0o644)
+	n := strings.Count(smallScan, "\n")
+	at := func(line int) string { return bad + ":" + strconv.Itoa(line) + ": " }
+	tests := []struct {
+		name, input string
+		args        []string
+		want        string
+	}{
+		{"line without =", smallScan + "garbage line\n", nil, at(n+1) + "line without '='"},
+		{"no PKGNAME first", "ALL_DEPENDS=\n" + smallScan, nil, bad + ":1: invalid input: text before the first PKGNAME= line"},
+		{"duplicate PKGNAME", smallScan + rec("lib-2.1nb3", "y/lib", ""), nil, at(n+1) + "duplicate package lib-2.1nb3 (first at " + bad + ":15)"},
+		{"malformed pattern", smallScan + rec("new-1", "y/new", "lib-{1:../../x/lib"), nil, at(n+3) + "malformed dependency pattern"},
+		{"malformed entry", smallScan + rec("new-1", "y/new", "lib-1"), nil, at(n+3) + "Incorrect dependency for new-1"},
+		{"truncated", smallScan[:len(smallScan)-5], nil, at(n) + "file does not end with a newline"},
+		{"unknown limited pkgpath", smallScan, []string{"-l", list}, list + ":3: pkgpath x/nowhere is not in the scan"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			os.WriteFile(bad, []byte(tt.input), 0o644)
+			args := append([]string{"build", "-o", dbPath}, tt.args...)
+			code, _, stderr := pkgdag(t, "", append(args, bad)...)
+			if code != 2 || !strings.Contains(stderr, tt.want) {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", code, stderr, tt.want)
+			}
+			if after, _ := os.ReadFile(dbPath); !bytes.Equal(before, after) {
+				t.Error("the existing database changed")
+			}
+		})
+	}
+	if code, _, stderr := pkgdag(t, "", "build", "-o", dbPath, filepath.Join(dir, "missing.scan")); code != 2 || !strings.Contains(stderr, "missing.scan") {
+		t.Errorf("missing input: exit %d, %s", code, stderr)
+	}
+	if code, _, _ := pkgdag(t, "", "build"); code != 2 {
+		t.Errorf("build without -o: exit %d", code)
+	}
+	if code, out, _ := pkgdag(t, "", "build", "--help"); code != 0 || !strings.Contains(out, "history table") {
+		t.Errorf("--help: exit %d\n%s", code, out)
+	}
+}
