@@ -77,11 +77,11 @@ func TestWriteDB(t *testing.T) {
 	}
 
 	type row struct {
-		id                                  int
-		base, version, path, fail           string
-		multi, scanDeps, depends            sql.NullString
+		id                                   int
+		base, version, path, fail            string
+		multi, scanDeps, depends             sql.NullString
 		weight, depth, totalWeight, selected int
-		state, detail                       string
+		state, detail                        string
 	}
 	read := func(name string) row {
 		var r row
