@@ -59,6 +59,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,7 +73,8 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/summary"
 )
 
-// Builder builds jobs with one set of settings into one store.
+// Builder builds jobs with one set of settings into one store. Run may be
+// called for several jobs at once; each gets its own job directory.
 type Builder struct {
 	Settings job.Settings
 	Store    store.Store
@@ -184,10 +186,13 @@ type run struct {
 // store, no work directory, a cancelled context), which a scheduler
 // retries rather than counting as a failed package.
 func (b *Builder) Run(ctx context.Context, j *Job) (*job.Result, error) {
-	if err := b.Check(); err != nil {
+	// A copy, so that one Builder can run several jobs at once.
+	bc := *b
+	bc.Settings.Environment = slices.Clone(b.Settings.Environment)
+	if err := bc.Check(); err != nil {
 		return nil, err
 	}
-	r := &run{Builder: b, job: j, start: time.Now()}
+	r := &run{Builder: &bc, job: j, start: time.Now()}
 	r.res = &job.Result{PkgName: j.PkgName, PkgPath: j.PkgLocation}
 	r.res.Host, _ = os.Hostname()
 	if b.maxTime > 0 {

@@ -480,8 +480,7 @@ func TestParallelJobs(t *testing.T) {
 		}
 		defer st.Close()
 		stores[i] = st
-		bi := *b
-		bi.Store = st
+		bi := &Builder{Settings: b.Settings, Store: st}
 		j, _ := ParseJob("test", strings.NewReader(brokenJob))
 		wg.Add(1)
 		go func() {
