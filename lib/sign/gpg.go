@@ -1,0 +1,153 @@
+package sign
+
+import (
+	"bytes"
+	"crypto"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+)
+
+// GPGSigner makes the ASCII-armoured detached OpenPGP signature that
+// `gpg --detach-sign --armor` (pkg_admin gpg-sign-package) writes: a
+// binary-document signature (type 0x00) over +PKG_HASH, digest SHA-512.
+type GPGSigner struct {
+	Entity *openpgp.Entity
+	now    func() time.Time
+}
+
+// LoadGPGSigner reads an armoured OpenPGP secret key (as `gpg --export-
+// secret-keys --armor` writes) holding one key with a usable signing
+// (sub)key, and decrypts it with the passphrase when it is protected.
+func LoadGPGSigner(file string, passphrase func() ([]byte, error)) (*GPGSigner, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
+	}
+	if bytes.Contains(b, []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")) {
+		return nil, fmt.Errorf("%w: %s is an OpenPGP public key; --gpg-key needs the secret key (gpg --export-secret-keys --armor KEYID)", ErrKey, file)
+	}
+	if !bytes.Contains(b, []byte("-----BEGIN PGP PRIVATE KEY BLOCK-----")) {
+		if bytes.Contains(b, []byte("-----BEGIN ")) && bytes.Contains(b, []byte("PRIVATE KEY-----")) {
+			return nil, fmt.Errorf("%w: %s is a PEM (X.509/OpenSSL) private key, not an OpenPGP secret key; use --x509-key and --x509-cert for it", ErrKey, file)
+		}
+		return nil, fmt.Errorf("%w: %s is not an armoured OpenPGP secret key (gpg --export-secret-keys --armor KEYID)", ErrKey, file)
+	}
+	el, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrKey, file, err)
+	}
+	var secret []*openpgp.Entity
+	for _, e := range el {
+		if e.PrivateKey != nil {
+			secret = append(secret, e)
+		}
+	}
+	if len(secret) != 1 {
+		return nil, fmt.Errorf("%w: %s holds %d secret keys; export exactly one", ErrKey, file, len(secret))
+	}
+	e := secret[0]
+	k, ok := e.SigningKey(time.Now())
+	if !ok || k.PrivateKey == nil || k.PrivateKey.Dummy() {
+		return nil, fmt.Errorf("%w: %s: key %s has no usable secret signing key (expired, revoked, or a stub)", ErrKey, file, fingerprint(e))
+	}
+	if k.PrivateKey.Encrypted {
+		pw, err := getPassphrase(passphrase, file)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.DecryptPrivateKeys(pw); err != nil {
+			return nil, fmt.Errorf("%w: %s: wrong passphrase for key %s: %w", ErrKey, file, fingerprint(e), err)
+		}
+	}
+	return &GPGSigner{Entity: e, now: time.Now}, nil
+}
+
+func fingerprint(e *openpgp.Entity) string {
+	return strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint))
+}
+
+// MemberName is +PKG_GPG_SIGNATURE.
+func (s *GPGSigner) MemberName() string { return GPGMember }
+
+// Identity names the key by fingerprint and first user ID.
+func (s *GPGSigner) Identity() string { return entityIdentity(s.Entity) }
+
+func entityIdentity(e *openpgp.Entity) string {
+	id := ""
+	for name := range e.Identities {
+		if id == "" || name < id {
+			id = name
+		}
+	}
+	return fmt.Sprintf("OpenPGP %s %s", fingerprint(e), id)
+}
+
+// Sign returns the armoured detached signature of hash.
+func (s *GPGSigner) Sign(hash []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	cfg := &packet.Config{DefaultHash: crypto.SHA512, Time: s.now}
+	if err := openpgp.ArmoredDetachSign(&buf, s.Entity, bytes.NewReader(hash), cfg); err != nil {
+		return nil, fmt.Errorf("OpenPGP signature: %w", err)
+	}
+	// gpg ends its armour with a newline; go-crypto does not.
+	if !bytes.HasSuffix(buf.Bytes(), []byte("\n")) {
+		buf.WriteByte('\n')
+	}
+	return buf.Bytes(), nil
+}
+
+// Verifier returns a verifier that accepts only this key's signatures.
+func (s *GPGSigner) Verifier() Verifier {
+	return &GPGVerifier{Keyring: openpgp.EntityList{s.Entity}}
+}
+
+// GPGVerifier checks +PKG_GPG_SIGNATURE against a public keyring, as
+// pkg_install does with GPG_KEYRING_VERIFY.
+type GPGVerifier struct {
+	Keyring openpgp.EntityList
+}
+
+// NewGPGVerifier reads a public keyring: armoured (gpg --export --armor) or
+// binary (a .gpg/.kbx-less keyring file as gpg --export writes).
+func NewGPGVerifier(file string) (*GPGVerifier, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKey, err)
+	}
+	var el openpgp.EntityList
+	if bytes.Contains(b, []byte("-----BEGIN PGP")) {
+		el, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
+	} else {
+		el, err = openpgp.ReadKeyRing(bytes.NewReader(b))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s is not an OpenPGP keyring: %w", ErrKey, file, err)
+	}
+	if len(el) == 0 {
+		return nil, fmt.Errorf("%w: %s holds no OpenPGP keys", ErrKey, file)
+	}
+	return &GPGVerifier{Keyring: el}, nil
+}
+
+// Verify checks an armoured detached signature over hash.
+func (v *GPGVerifier) Verify(member string, hash, sig []byte) (string, error) {
+	if member != GPGMember {
+		return "", fmt.Errorf("package has %s, but an OpenPGP key was given (want %s)", member, GPGMember)
+	}
+	blk, err := armor.Decode(bytes.NewReader(sig))
+	if err != nil || blk.Type != "PGP SIGNATURE" {
+		return "", fmt.Errorf("%s: not an ASCII-armoured OpenPGP signature", member)
+	}
+	e, err := openpgp.CheckArmoredDetachedSignature(v.Keyring, bytes.NewReader(hash), bytes.NewReader(sig), nil)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", member, err)
+	}
+	return entityIdentity(e), nil
+}
