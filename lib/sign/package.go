@@ -188,10 +188,10 @@ type Result struct {
 	Signer    string `json:"signer,omitempty"`
 	// SignatureChecked is false when no key or anchor was given: then only
 	// the structure and the block hashes are checked.
-	SignatureChecked bool  `json:"signature_checked"`
-	InnerName        string `json:"inner_name,omitempty"`
-	InnerSize        int64  `json:"inner_size,omitempty"`
-	Blocks           int64  `json:"blocks,omitempty"`
+	SignatureChecked bool    `json:"signature_checked"`
+	InnerName        string  `json:"inner_name,omitempty"`
+	InnerSize        int64   `json:"inner_size,omitempty"`
+	Blocks           int64   `json:"blocks,omitempty"`
 	BadBlocks        []int64 `json:"bad_blocks,omitempty"`
 	// PkgAdd predicts pkg_add's verdict under VERIFIED_INSTALLATION=always:
 	// "accept", "reject", or "unknown" (signature not checked).
