@@ -40,8 +40,19 @@ func isSpace(c byte) bool {
 }
 
 func parsePlist(b []byte) []PlistEntry {
-	b = CString(b)
 	es := make([]PlistEntry, 0, bytes.Count(b, []byte{'\n'})+1)
+	EachLine(b, func(cmd string, arg []byte) bool {
+		es = append(es, PlistEntry{Cmd: cmd, Arg: string(arg)})
+		return true
+	})
+	return es
+}
+
+// EachLine calls fn for every entry of a packing list, with ParseContents'
+// rules but without allocating: cmd is the directive ("" for a file line)
+// and arg aliases b. fn returns false to stop.
+func EachLine(b []byte, fn func(cmd string, arg []byte) bool) {
+	b = CString(b)
 	for len(b) > 0 {
 		var line []byte
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -56,13 +67,15 @@ func parsePlist(b []byte) []PlistEntry {
 			continue
 		}
 		if line[0] != '@' {
-			es = append(es, PlistEntry{Arg: string(line)})
+			if !fn("", line) {
+				return
+			}
 			continue
 		}
 		rest := line[1:]
 		cmd := ""
 		for _, c := range plistCmds {
-			if bytes.HasPrefix(rest, []byte(c)) {
+			if len(rest) >= len(c) && string(rest[:len(c)]) == c {
 				cmd = c
 				break
 			}
@@ -74,9 +87,10 @@ func parsePlist(b []byte) []PlistEntry {
 		for len(arg) > 0 && isSpace(arg[0]) {
 			arg = arg[1:]
 		}
-		es = append(es, PlistEntry{Cmd: cmd, Arg: string(arg)})
+		if !fn(cmd, arg) {
+			return
+		}
 	}
-	return es
 }
 
 // CString returns b up to its first NUL byte: pkg_install holds metadata

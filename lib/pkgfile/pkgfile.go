@@ -101,12 +101,15 @@ func (m *Meta) PkgName() string {
 	if m == nil {
 		return ""
 	}
-	for _, e := range parsePlist(m.Files[ContentsName]) {
-		if e.Cmd == "name" {
-			return e.Arg
+	name := ""
+	EachLine(m.Files[ContentsName], func(cmd string, arg []byte) bool {
+		if cmd == "name" {
+			name = string(arg)
+			return false
 		}
-	}
-	return ""
+		return true
+	})
+	return name
 }
 
 // ReadMetaFile opens path and calls ReadMeta.

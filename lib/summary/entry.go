@@ -65,11 +65,9 @@ func AppendEntry(dst []byte, m *pkgfile.Meta, f File) []byte {
 	}
 	b := bytes.NewBuffer(dst)
 	b.Grow(4096)
-	contents := files[pkgfile.ContentsName]
-	es, _ := pkgfile.ParseContents(contents)
-	for _, e := range es {
+	pkgfile.EachLine(files[pkgfile.ContentsName], func(cmd string, arg []byte) bool {
 		var v string
-		switch e.Cmd {
+		switch cmd {
 		case "name":
 			v = "PKGNAME="
 		case "pkgdep":
@@ -77,18 +75,19 @@ func AppendEntry(dst []byte, m *pkgfile.Meta, f File) []byte {
 		case "pkgcfl":
 			v = "CONFLICTS="
 		default:
-			continue
+			return true
 		}
 		b.WriteString(v)
-		if e.Arg == "" {
+		if len(arg) == 0 {
 			// pkg_install stores an empty argument as NULL and printf
 			// renders that as "(null)" in both NetBSD libc and glibc.
 			b.WriteString("(null)")
 		} else {
-			b.WriteString(e.Arg)
+			b.Write(arg)
 		}
 		b.WriteByte('\n')
-	}
+		return true
+	})
 	writeAsVar(b, "COMMENT", files[pkgfile.CommentName])
 	if sp, ok := files[pkgfile.SizePkgName]; ok {
 		writeAsVar(b, "SIZE_PKG", sp)
