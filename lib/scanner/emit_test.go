@@ -2,9 +2,13 @@ package scanner
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/scan"
+	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
 
 func TestEmit(t *testing.T) {
@@ -290,5 +294,49 @@ func TestReadList(t *testing.T) {
 		if err != nil || strings.Join(got, " ") != tt.want {
 			t.Errorf("ReadList(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+// TestEmitRealOutput runs real pbulk-index output (40 records from a macOS
+// pkgsrc tree, multi-version variants included) through the splitter:
+// every record is kept, PKG_LOCATION lands second, lib/scan reads the
+// result, and the raw output can be rebuilt from it.
+func TestEmitRealOutput(t *testing.T) {
+	raw, err := os.ReadFile(testenv.SharedData(t, "scan/pbulk-index-raw-darwin-40.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	var warns []string
+	e := NewEmitter(&out, func(m string) { warns = append(warns, m) })
+	res, err := e.Emit("databases/py-mysqlclient", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records != 40 || !res.Complete || len(warns) != 0 {
+		t.Fatalf("got %+v, warnings %q; want 40 records, complete, no warnings", res, warns)
+	}
+	recs, err := scan.Parse("emitted", out.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rebuilt []byte
+	for i := range recs {
+		r := &recs[i]
+		if r.Location() != "databases/py-mysqlclient" {
+			t.Errorf("record %s: PKG_LOCATION %q", r.PkgName(), r.Location())
+		}
+		lines := bytes.SplitN(r.Text, []byte("\n"), 3)
+		if !bytes.HasPrefix(lines[1], []byte("PKG_LOCATION=")) {
+			t.Errorf("record %s: second line %q", r.PkgName(), lines[1])
+		}
+		rebuilt = appendWithoutLocation(rebuilt, r.Text)
+	}
+	if !bytes.Equal(rebuilt, raw) {
+		t.Error("raw output not rebuilt from the emitted records")
+	}
+	words, all := scanDepends(raw)
+	if !all || len(words) < 40*10 {
+		t.Errorf("SCAN_DEPENDS: %d words, every record: %v", len(words), all)
 	}
 }

@@ -126,11 +126,39 @@ func (r *Result) WriteCache(path string) error {
 	return r.builder.write(path, cacheOutput{Size: r.outSize, SHA256: hexSum(r.outHash)})
 }
 
-// oldLoc is one location of the previous scan.
+// oldLoc is one location of the previous scan: its records' text, which
+// alias the old file's bytes. Everything else is derived only when needed,
+// which keeps loading a 29k-record scan cheap.
 type oldLoc struct {
-	raw     []byte   // its make output as pbulk-scan rebuilds it
-	deps    []string // SCAN_DEPENDS words of all its records
-	allDeps bool     // every record had a non-empty SCAN_DEPENDS
+	recs [][]byte
+}
+
+// raw returns the location's make output as pbulk-scan rebuilds it: its
+// records with their PKG_LOCATION lines taken out.
+func (o *oldLoc) raw() []byte {
+	n := 0
+	for _, r := range o.recs {
+		n += len(r)
+	}
+	out := make([]byte, 0, n)
+	for _, r := range o.recs {
+		out = appendWithoutLocation(out, r)
+	}
+	return out
+}
+
+// deps returns the SCAN_DEPENDS words of all records and whether every
+// record had a non-empty SCAN_DEPENDS.
+func (o *oldLoc) deps() ([]string, bool) {
+	var words []string
+	for _, r := range o.recs {
+		w, all := scanDepends(r)
+		if !all {
+			return nil, false
+		}
+		words = append(words, w...)
+	}
+	return words, true
 }
 
 type scanner struct {
@@ -434,7 +462,7 @@ func (s *scanner) reusable(loc, dir string) ([]byte, *cacheLoc, bool) {
 		}
 		raw := cl.Raw
 		if raw == nil {
-			raw = old.raw
+			raw = old.raw()
 		}
 		var entry *cacheLoc
 		if s.builder != nil {
@@ -449,11 +477,15 @@ func (s *scanner) reusable(loc, dir string) ([]byte, *cacheLoc, bool) {
 		}
 		return raw, entry, true
 	}
-	if old == nil || !old.allDeps {
+	if old == nil {
 		return nil, nil, false
 	}
-	paths := make([]string, len(old.deps))
-	for i, w := range old.deps {
+	words, all := old.deps()
+	if !all {
+		return nil, nil, false
+	}
+	paths := make([]string, len(words))
+	for i, w := range words {
 		p := resolveDep(s.cfg.Pkgsrc, loc, w)
 		st := s.memo.stat(p)
 		if st.Missing || st.Mtime >= s.oldMtime {
@@ -469,7 +501,7 @@ func (s *scanner) reusable(loc, dir string) ([]byte, *cacheLoc, bool) {
 			}
 		}
 	}
-	return old.raw, entry, true
+	return old.raw(), entry, true
 }
 
 const maxTime = int64(^uint64(0) >> 1)
@@ -532,13 +564,10 @@ func (s *scanner) loadReuse(makeID cacheFileRec, env string) error {
 		}
 		o := s.old[loc]
 		if o == nil {
-			o = &oldLoc{allDeps: true}
+			o = &oldLoc{}
 			s.old[loc] = o
 		}
-		o.raw = appendWithoutLocation(o.raw, r.Text)
-		words, all := scanDepends(r.Text)
-		o.deps = append(o.deps, words...)
-		o.allDeps = o.allDeps && all
+		o.recs = append(o.recs, r.Text)
 	}
 
 	cachePath := s.cfg.CacheIn
