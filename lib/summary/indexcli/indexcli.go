@@ -132,6 +132,7 @@ type MergeCmd struct {
 	KnownHosts  string `name:"known-hosts" placeholder:"FILE" help:"known_hosts file for sftp:// stores (default ~/.ssh/known_hosts)."`
 	S3Endpoint  string `name:"s3-endpoint" placeholder:"URL" help:"S3 endpoint (default: ?endpoint= in the URL, then AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."`
 	S3Region    string `name:"s3-region" placeholder:"REGION" help:"S3 region (default AWS_REGION)."`
+	S3AllowHTTP bool   `name:"s3-allow-http" help:"Allow a plain-http S3 endpoint that is not on loopback."`
 	Verbose     bool   `name:"verbose" short:"v" help:"Print a summary line on stderr (always shown on a terminal)."`
 }
 
@@ -197,7 +198,7 @@ func (c *MergeCmd) Run(ctx context.Context, g *cli.Globals) error {
 		o.Progress = g.Stderr
 	}
 	s, err := storeopen.Open(ctx, c.Store, storeopen.Options{
-		SSHIdentity: c.SSHIdentity, KnownHosts: c.KnownHosts, S3Endpoint: c.S3Endpoint, S3Region: c.S3Region,
+		SSHIdentity: c.SSHIdentity, KnownHosts: c.KnownHosts, S3Endpoint: c.S3Endpoint, S3Region: c.S3Region, S3AllowHTTP: c.S3AllowHTTP,
 	})
 	if err != nil {
 		return err

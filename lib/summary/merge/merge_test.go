@@ -506,3 +506,47 @@ func TestMergeUnchanged(t *testing.T) {
 		t.Errorf("forced: %+v %v", res, err)
 	}
 }
+
+// TestMergeS3 runs a merge against a real S3 server (versitygw) on
+// loopback.
+func TestMergeS3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an S3 server")
+	}
+	srv := storetest.StartS3(t)
+	f := newFixture(t, 6)
+	o := storeopen.Options{S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey}
+	s := openStore(t, srv.URL("repo"), o)
+	ctx := context.Background()
+	for _, n := range f.names {
+		data, err := os.ReadFile(filepath.Join(f.dir, "All", n+".tgz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Put(ctx, "All/"+n+".tgz", bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := Merge(ctx, s, Options{SHA512: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Packages != 6 || res.Computed != 6 || len(res.Published) != 4 {
+		t.Errorf("result %+v", res)
+	}
+	rc, err := s.Get(ctx, "All/pkg_summary.bz2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bz, _ := io.ReadAll(rc)
+	rc.Close()
+	tmp := filepath.Join(t.TempDir(), "s.bz2")
+	os.WriteFile(tmp, bz, 0o644)
+	if got := decompress(t, "bzip2", tmp); !bytes.Equal(got, f.expected(t)) {
+		t.Error("pkg_summary.bz2 over S3 differs")
+	}
+	res, err = Merge(ctx, s, Options{SHA512: true})
+	if err != nil || res.FromFragments != 6 || !res.Unchanged {
+		t.Errorf("second merge over S3: %+v %v", res, err)
+	}
+}
