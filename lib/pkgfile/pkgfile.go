@@ -24,7 +24,11 @@
 // sign them and pkg_create never writes them).
 //
 // Errors name the package and what is wrong; they wrap ErrFormat for bad
-// contents and ErrTruncated for a stream that ends early.
+// contents and ErrTruncated for a stream that ends early. Because the
+// payload is not read, a package cut short inside its payload (or with a
+// corrupt payload) is not noticed here: that takes reading it whole, as
+// pkg_add, pkgsign's verifier or a checksum does. Signatures are not
+// verified here either (lib/sign does that).
 package pkgfile
 
 import (

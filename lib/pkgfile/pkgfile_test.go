@@ -301,3 +301,33 @@ func TestPaxGlobalHeader(t *testing.T) {
 	}
 	checkSample(t, m)
 }
+
+// TestSignedBinutils reads a signed container written by GNU ar: "name/"
+// short names and a "//" table for +PKG_GPG_SIGNATURE, which libarchive's
+// generic ar reader (pkg_add's) also accepts.
+func TestSignedBinutils(t *testing.T) {
+	arProg := testenv.Program(t, "ar")
+	dir := t.TempDir()
+	files := [][2]string{{"+PKG_HASH", "pkgsrc signature\n"}, {"+PKG_GPG_SIGNATURE", "sig\n"},
+		{"foo-1.0.tmp.tgz", string(samplePkg(t, pkgfile.Gzip))}}
+	args := []string{"rcD", "signed.tgz"}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f[0]), []byte(f[1]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, f[0])
+	}
+	cmd := exec.Command(arProg, args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ar: %v\n%s", err, out)
+	}
+	m, err := pkgfile.ReadMetaFile(filepath.Join(dir, "signed.tgz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSample(t, m)
+	if !m.Signed || m.SignatureName != pkgfile.GPGSigName || m.InnerName != "foo-1.0.tmp.tgz" {
+		t.Errorf("Signed %v, signature %q, inner %q", m.Signed, m.SignatureName, m.InnerName)
+	}
+}
