@@ -49,18 +49,25 @@ func (l *logger) startProgress(s *scanner) {
 		return
 	}
 	l.quit = make(chan struct{})
-	start := time.Now()
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
+		var start time.Time // when the package scans began: rates exclude the walk
 		for {
 			select {
 			case <-l.quit:
 				return
 			case <-t.C:
-				l.draw(progressLine(s.done.Load(), s.total.Load(), s.reused.Load(), time.Since(start)))
+				if total := s.total.Load(); total > 0 {
+					if start.IsZero() {
+						start = time.Now()
+					}
+					l.draw(progressLine(s.done.Load(), total, s.reused.Load(), time.Since(start)))
+				} else {
+					l.draw(fmt.Sprintf("listing categories %d/%d", s.walked.Load(), s.cats.Load()))
+				}
 			}
 		}
 	}()

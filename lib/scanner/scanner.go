@@ -173,6 +173,8 @@ type scanner struct {
 	done     atomic.Int64
 	reused   atomic.Int64
 	total    atomic.Int64
+	walked   atomic.Int64 // categories listed so far
+	cats     atomic.Int64 // categories to list (0 before the root is read)
 
 	cacheIdxOnce sync.Once
 	cacheIdx     map[string]int // path → index in cache.Files
@@ -236,6 +238,7 @@ func Scan(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 
 	locs := cfg.Locations
 	failedCats := 0
+	s.log.startProgress(s)
 	if locs == nil {
 		locs, failedCats, res.WalkCached, err = s.walk(ctx)
 		if err != nil {
@@ -243,7 +246,6 @@ func Scan(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 		}
 	}
 	s.total.Store(int64(len(locs)))
-	s.log.startProgress(s)
 
 	bw := bufio.NewWriterSize(io.MultiWriter(out, res.outHash, (*counter)(&res.outSize)), 1<<16)
 	em := NewEmitter(bw, s.log.warn)

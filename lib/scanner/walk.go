@@ -20,6 +20,7 @@ func (s *scanner) walk(ctx context.Context) (locs []string, failed int, cached b
 		ok     bool
 		cached bool
 	}
+	s.cats.Store(int64(len(cats)))
 	res := make([]catResult, len(cats))
 	sem := make(chan struct{}, s.cfg.Jobs)
 	var wg sync.WaitGroup
@@ -31,6 +32,7 @@ func (s *scanner) walk(ctx context.Context) (locs []string, failed int, cached b
 			defer func() { <-sem }()
 			w, cached, ok := s.subdirs(ctx, c)
 			res[i] = catResult{w, ok, cached}
+			s.walked.Add(1)
 		}()
 	}
 	wg.Wait()
