@@ -144,12 +144,18 @@ func (in *Inputs) load(ctx context.Context, g *cli.Globals) (*loaded, error) {
 		if name == "-" {
 			rs, err = scan.ReadAll("<stdin>", g.Stdin)
 		} else {
-			rs, err = scan.ReadFile(name)
+			// Mapped, not copied; the mapping lives until the process
+			// ends, as long as the records do.
+			rs, _, err = scan.MapFile(name)
 		}
 		if err != nil {
 			return nil, err
 		}
-		recs = append(recs, rs...)
+		if recs == nil {
+			recs = rs
+		} else {
+			recs = append(recs, rs...)
+		}
 	}
 	in.step(g.Stderr, "read and parse")
 	graph, err := Resolve(ctx, recs, 0)

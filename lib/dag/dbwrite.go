@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -267,8 +268,6 @@ func fill(ctx context.Context, d *sql.DB, path string, g *Graph, limited []int, 
 }
 
 func insertPackages(ctx context.Context, tx *sql.Tx, g *Graph, a *Analysis) error {
-	b := newBatch(tx, "packages", packagesColumns, 32)
-	var arena []byte
 	field := func(r *scan.Record, key string) string {
 		v, _ := r.GetBytes(key)
 		return str(v)
@@ -279,45 +278,112 @@ func insertPackages(ctx context.Context, tx *sql.Tx, g *Graph, a *Analysis) erro
 		}
 		return nil
 	}
-	for i := range g.Pkgs {
-		if b.pending() == 0 {
-			// Records built for the previous statement were copied by
-			// SQLite when it ran: the arena can be reused.
-			arena = arena[:0]
+	return pipeline(ctx, tx, "packages", packagesColumns, 32, func(emit func(c *chunk) error) error {
+		var c *chunk
+		for i := range g.Pkgs {
+			if c == nil {
+				c = newChunk()
+			}
+			r := &g.Recs[i]
+			p := &g.Pkgs[i]
+			base, version := pattern.SplitName(p.Name)
+			var depends any
+			if v, ok := g.DependsValue(i); ok {
+				depends = v
+			}
+			var record string
+			if p.Predepends || (len(p.Unresolved) == 0 && len(p.Deps) == 0) {
+				record = str(r.Text)
+			} else {
+				// The arena is the chunk's until SQLite has copied it.
+				start := len(c.arena)
+				c.arena = g.AppendPresolve(c.arena, i)
+				record = str(c.arena[start:])
+			}
+			selected := 0
+			if a.Selected[i] {
+				selected = 1
+			}
+			c.args = append(c.args,
+				i+1, p.Name, base, version, p.Location,
+				field(r, scan.KeyAllDepends), field(r, scan.KeyPkgSkipReason), g.FailReason(i),
+				field(r, scan.KeyNoBinOnFTP), field(r, scan.KeyRestricted), field(r, scan.KeyCategories),
+				field(r, scan.KeyMaintainer), field(r, scan.KeyUseDestdir), field(r, scan.KeyBootstrapPkg),
+				field(r, scan.KeyUsergroupPhase), nullable(r, scan.KeyMultiVersion), scan.PbulkWeight(r),
+				depends, record,
+				a.Depth[i], a.Weight[i], selected, a.State[i], a.Detail[i],
+			)
+			if c.rows++; c.rows == 32 {
+				if err := emit(c); err != nil {
+					return err
+				}
+				c = nil
+			}
 		}
-		r := &g.Recs[i]
-		p := &g.Pkgs[i]
-		base, version := pattern.SplitName(p.Name)
-		var depends any
-		if v, ok := g.DependsValue(i); ok {
-			depends = v
+		if c != nil {
+			return emit(c)
 		}
-		var record string
-		if p.Predepends || (len(p.Unresolved) == 0 && len(p.Deps) == 0) {
-			record = str(r.Text)
-		} else {
-			start := len(arena)
-			arena = g.AppendPresolve(arena, i)
-			record = str(arena[start:])
+		return nil
+	})
+}
+
+// chunk is the arguments of one multi-row INSERT, and the memory the
+// text arguments point into.
+type chunk struct {
+	args  []any
+	arena []byte
+	rows  int
+}
+
+// chunkPool recycles chunks between the producer and SQLite.
+var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
+
+func newChunk() *chunk {
+	c := chunkPool.Get().(*chunk)
+	c.args, c.arena, c.rows = c.args[:0], c.arena[:0], 0
+	return c
+}
+
+// pipeline inserts the rows that produce emits, chunk by chunk: produce
+// runs in its own goroutine, so preparing the next rows overlaps with
+// SQLite writing the previous ones. Full chunks must hold size rows.
+func pipeline(ctx context.Context, tx *sql.Tx, table string, cols []string, size int, produce func(emit func(*chunk) error) error) error {
+	b := newBatch(tx, table, cols, size)
+	defer func() {
+		if b.full != nil {
+			b.full.Close()
 		}
-		selected := 0
-		if a.Selected[i] {
-			selected = 1
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := make(chan *chunk, 4)
+	var perr error
+	go func() {
+		defer close(chunks)
+		perr = produce(func(c *chunk) error {
+			select {
+			case chunks <- c:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	var err error
+	for c := range chunks {
+		if err == nil {
+			err = b.exec(ctx, c.rows, c.args)
 		}
-		err := b.add(ctx,
-			i+1, p.Name, base, version, p.Location,
-			field(r, scan.KeyAllDepends), field(r, scan.KeyPkgSkipReason), g.FailReason(i),
-			field(r, scan.KeyNoBinOnFTP), field(r, scan.KeyRestricted), field(r, scan.KeyCategories),
-			field(r, scan.KeyMaintainer), field(r, scan.KeyUseDestdir), field(r, scan.KeyBootstrapPkg),
-			field(r, scan.KeyUsergroupPhase), nullable(r, scan.KeyMultiVersion), scan.PbulkWeight(r),
-			depends, record,
-			a.Depth[i], a.Weight[i], selected, a.State[i], a.Detail[i],
-		)
 		if err != nil {
-			return fmt.Errorf("%s: %w", p.Name, err)
+			cancel() // stop the producer; keep draining so it can exit
 		}
+		clear(c.args) // drop references into the scan buffer
+		chunkPool.Put(c)
 	}
-	return b.flush(ctx)
+	if err != nil {
+		return err
+	}
+	return perr
 }
 
 func insertDepends(ctx context.Context, tx *sql.Tx, g *Graph) error {
@@ -439,6 +505,21 @@ func (b *batch) query(rows int) string {
 		s.WriteString(one)
 	}
 	return s.String()
+}
+
+// exec inserts rows rows whose values are args.
+func (b *batch) exec(ctx context.Context, rows int, args []any) error {
+	if rows != b.size {
+		return run(b.tx.QueryContext(ctx, b.query(rows), args...))
+	}
+	if b.full == nil {
+		st, err := b.tx.PrepareContext(ctx, b.query(b.size))
+		if err != nil {
+			return err
+		}
+		b.full = st
+	}
+	return run(b.full.QueryContext(ctx, args...))
 }
 
 func (b *batch) add(ctx context.Context, values ...any) error {

@@ -29,6 +29,34 @@ func ReadFile(path string) ([]Record, error) {
 	return Parse(path, data)
 }
 
+// MapFile is ReadFile without the copy: an uncompressed regular file is
+// mapped into memory and the records point into the mapping, which saves
+// the time and memory of reading a 160 MB scan. The records are valid until
+// release is called. The file must not be truncated meanwhile (the process
+// would get SIGBUS), so use it only for input files nobody is writing.
+// Compressed files and non-regular files are read as ReadFile does.
+func MapFile(path string) (recs []Record, release func() error, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	data, unmap, ok := mapFile(f)
+	if !ok || bytes.HasPrefix(data, zstdMagic) || bytes.HasPrefix(data, gzipMagic) {
+		if ok {
+			unmap()
+		}
+		recs, err := ReadFile(path)
+		return recs, func() error { return nil }, err
+	}
+	recs, err = Parse(path, data)
+	if err != nil {
+		unmap()
+		return nil, nil, err
+	}
+	return recs, unmap, nil
+}
+
 // ReadAll reads r to the end (decompressing as ReadFile does) and parses it
 // under name (e.g. "<stdin>").
 func ReadAll(name string, r io.Reader) ([]Record, error) {

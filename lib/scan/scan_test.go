@@ -175,6 +175,36 @@ func TestReadFileCompressed(t *testing.T) {
 		if buf.String() != twoRecords || recs[0].File() != p {
 			t.Errorf("%s: content differs", p)
 		}
+		recs, release, err := MapFile(p)
+		if err != nil {
+			t.Fatalf("MapFile %s: %v", p, err)
+		}
+		buf.Reset()
+		Write(&buf, recs)
+		if buf.String() != twoRecords || recs[1].PkgName() != "bar-2.0nb1" {
+			t.Errorf("MapFile %s: content differs", p)
+		}
+		if err := release(); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, _, err := MapFile(filepath.Join(dir, "missing")); err == nil {
+		t.Error("MapFile of a missing file: no error")
+	}
+	os.WriteFile(filepath.Join(dir, "trunc"), []byte("PKGNAME=foo-1\nA="), 0o644)
+	if _, _, err := MapFile(filepath.Join(dir, "trunc")); err == nil || !strings.Contains(err.Error(), "trunc:2:") {
+		t.Errorf("MapFile of a truncated file: %v", err)
+	}
+	recs, release, err := MapFile(filepath.Join(dir, "empty"))
+	if err == nil {
+		t.Error("MapFile of a missing empty file: no error")
+	}
+	os.WriteFile(filepath.Join(dir, "empty"), nil, 0o644)
+	recs, release, err = MapFile(filepath.Join(dir, "empty"))
+	if err != nil || len(recs) != 0 {
+		t.Errorf("MapFile of an empty file: %v %v", recs, err)
+	} else {
+		release()
 	}
 	if _, err := ReadFile(filepath.Join(dir, "missing")); err == nil {
 		t.Error("missing file: no error")
