@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -205,6 +206,9 @@ func (c *MergeCmd) Run(ctx context.Context, g *cli.Globals) error {
 	}
 	defer s.Close()
 	res, err := merge.Merge(ctx, s, o)
+	if errors.Is(err, merge.ErrNothingIndexed) {
+		return cli.Failed("%v", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -136,6 +136,10 @@ type Result struct {
 	Seconds        float64   `json:"seconds"`         // all of it
 }
 
+// ErrNothingIndexed is returned (with the Result) when packages exist but
+// none could be read: nothing is published then.
+var ErrNothingIndexed = errors.New("no package could be indexed")
+
 // ErrNoPackages is returned when there is nothing to index and no success
 // list says that this is expected.
 var ErrNoPackages = errors.New("no packages")
@@ -232,6 +236,12 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 	}
 	res.SummaryBytes = int64(sum.Len())
 	res.ReadSeconds = time.Since(start).Seconds()
+	if res.Packages == 0 && len(res.Failed) > 0 {
+		// Publishing an empty summary would empty the repository for
+		// every client: refuse.
+		return res, fmt.Errorf("%w: none of the %d packages in %s could be indexed (first: %s: %s); nothing published",
+			ErrNothingIndexed, len(res.Failed), s, res.Failed[0].PkgName, res.Failed[0].Error)
+	}
 
 	if o.Output != nil {
 		if _, err := o.Output.Write(sum.Bytes()); err != nil {

@@ -550,3 +550,18 @@ func TestMergeS3(t *testing.T) {
 		t.Errorf("second merge over S3: %+v %v", res, err)
 	}
 }
+
+// TestMergeAllBroken: when no package can be read, nothing is published
+// (an empty summary would empty the repository for its clients).
+func TestMergeAllBroken(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "All"), 0o755)
+	os.WriteFile(filepath.Join(dir, "All", "a-1.tgz"), []byte("junk"), 0o644)
+	res, err := Merge(context.Background(), openStore(t, dir, storeopen.Options{}), Options{})
+	if err == nil || res == nil || len(res.Failed) != 1 {
+		t.Fatalf("res %+v, err %v", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "All", "pkg_summary.gz")); err == nil {
+		t.Error("an empty pkg_summary.gz was published")
+	}
+}
