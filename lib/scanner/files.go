@@ -28,7 +28,8 @@ type fileMemo struct {
 
 type memoEntry struct {
 	statOnce, hashOnce sync.Once
-	st                 fileState
+	st                 fileState // written once under statOnce, never after
+	sha                string    // written once under hashOnce
 	hashErr            bool
 }
 
@@ -76,12 +77,13 @@ func (f *fileMemo) hashed(path string) fileState {
 			e.hashErr = true
 			return
 		}
-		e.st.SHA256 = h
+		e.sha = h
 	})
 	if e.hashErr {
 		return fileState{Missing: true}
 	}
-	return e.st
+	st.SHA256 = e.sha
+	return st
 }
 
 func hashFile(path string) (string, error) {
