@@ -182,15 +182,13 @@ type scanner struct {
 
 // result is one finished location.
 type result struct {
-	loc     string
-	raw     []byte
-	fail    string
-	stderr  []byte
-	reused  bool
-	dir     string
-	entry   *cacheLoc // cache entry to keep when the output is complete
-	hasRaw  bool
-	started time.Time
+	loc    string
+	raw    []byte
+	fail   string
+	stderr []byte
+	reused bool
+	dir    string
+	entry  *cacheLoc // cache entry for the new cache, nil when not cacheable
 }
 
 // Scan runs the scan and writes records to out. It returns an error only
@@ -250,9 +248,7 @@ func Scan(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	bw := bufio.NewWriterSize(io.MultiWriter(out, res.outHash, (*counter)(&res.outSize)), 1<<16)
 	em := NewEmitter(bw, s.log.warn)
 	err = s.run(ctx, locs, func(r *result) error {
-		if err := s.report(r, &res.Stats); err != nil {
-			return err
-		}
+		s.report(r, &res.Stats)
 		if r.fail != "" {
 			return nil
 		}
@@ -293,7 +289,7 @@ type counter int64
 func (c *counter) Write(p []byte) (int, error) { *c += counter(len(p)); return len(p), nil }
 
 // report prints what a finished location needs said, in job order.
-func (s *scanner) report(r *result, st *Stats) error {
+func (s *scanner) report(r *result, st *Stats) {
 	if r.fail != "" {
 		st.Failed++
 		s.log.warn(fmt.Sprintf("Scan failed for %s", r.loc))
@@ -303,14 +299,13 @@ func (s *scanner) report(r *result, st *Stats) error {
 				s.log.detail("  | " + string(l))
 			}
 		}
-		return nil
+		return
 	}
 	if len(r.stderr) > 0 {
 		for _, l := range bytes.Split(bytes.TrimRight(r.stderr, "\n"), []byte("\n")) {
 			s.log.detail(r.loc + ": " + string(l))
 		}
 	}
-	return nil
 }
 
 // run processes locs with cfg.Jobs workers and calls emit for each result
@@ -411,7 +406,7 @@ func (s *scanner) process(ctx context.Context, loc string) *result {
 	}
 	s.makeRuns.Add(1)
 	m := runMake(ctx, s.cfg.Make, dir, "pbulk-index")
-	r.stderr, r.started = m.stderr, m.start
+	r.stderr = m.stderr
 	switch {
 	case m.fail != "":
 		r.fail = m.fail
