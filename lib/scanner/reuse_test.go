@@ -220,6 +220,14 @@ func TestReuseCacheNotMatching(t *testing.T) {
 	if got := scanned(e.tree, c); len(got) != 0 {
 		t.Errorf("pbulk rule with an old scan newer than every file rescanned %v", got)
 	}
+
+	// A cache made under other MAKE* variables is not used either.
+	second, _, _ := e.scan("")
+	t.Setenv("MAKEFLAGS", "-DPKGSCAN_TEST")
+	_, stderr, code = pkgscan(t, "", "-C", e.tree, "-M", e.mk, "--reuse", second)
+	if code != 0 || !strings.Contains(stderr, "MAKE* environment variables changed") {
+		t.Errorf("exit %d, stderr %q; want a note that the environment changed", code, stderr)
+	}
 }
 
 // TestReusePbulkRule covers --reuse with a plain pbulk-scan output (no

@@ -281,8 +281,8 @@ func TestFailingLocations(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
 	}
-	if n := strings.Count(out, "PKGNAME="); n != 2 {
-		t.Errorf("output has %d records, want 2 (ok, garbage's first):\n%s", n, out)
+	if n := strings.Count(out, "PKGNAME="); n != 3 {
+		t.Errorf("output has %d records, want 3 (ok, garbage's first, noisy):\n%s", n, out)
 	}
 	wantErr := []string{
 		"pkgscan: Scan failed for bad/fails\n",
@@ -298,7 +298,8 @@ func TestFailingLocations(t *testing.T) {
 		"pkgscan: pbulk-index output not recognized for bad/unterminated\n",
 		"pkgscan: Cannot extract subdirectories for broken\n",
 		"this category is broken on purpose",
-		"pkgscan: 4 of 6 locations failed to scan",
+		"bad/noisy: WARNING: noisy has no LICENSE\n",
+		"pkgscan: 4 of 7 locations failed to scan",
 	}
 	for _, w := range wantErr {
 		if !strings.Contains(stderr, w) {
