@@ -125,7 +125,7 @@ func compressor(w io.Writer, c pkgfile.Compression) (io.Writer, func() error, er
 	return nil, nil, fmt.Errorf("unknown compression %q", c)
 }
 
-// Package returns a gzip-compressed package of the metadata files plus a
+// Package returns a package (compressed with c) of the metadata files plus a
 // payload of files listed in +CONTENTS (up to payloadSize bytes in total,
 // deterministic from seed and about as compressible as typical binaries).
 func Package(files map[string][]byte, c pkgfile.Compression, payloadSize int, seed uint64) ([]byte, error) {
