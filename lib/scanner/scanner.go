@@ -404,6 +404,11 @@ func (s *scanner) process(ctx context.Context, loc string) *result {
 	if s.builder != nil {
 		listing = listingHash(dir)
 	}
+	// pbulk's child fails its chdir; say so rather than let exec blame make.
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		r.fail = "no such package directory"
+		return r
+	}
 	s.makeRuns.Add(1)
 	m := runMake(ctx, s.cfg.Make, dir, "pbulk-index")
 	r.stderr = m.stderr

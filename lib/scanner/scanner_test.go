@@ -237,7 +237,11 @@ func TestLimitedLists(t *testing.T) {
 		})
 	}
 
-	_, stderr, code := pkgscan(t, "", "-C", tree, "../etc")
+	_, stderr, code := pkgscan(t, "", "-C", tree, "devel/alpha", "devel/nonexistent")
+	if code != 1 || !strings.Contains(stderr, "pkgscan: Scan failed for devel/nonexistent\n  no such package directory (in "+tree+"/devel/nonexistent)\n") {
+		t.Errorf("missing package directory: exit %d, stderr %q", code, stderr)
+	}
+	_, stderr, code = pkgscan(t, "", "-C", tree, "../etc")
 	if code != 2 || !strings.Contains(stderr, "leaves the pkgsrc tree") {
 		t.Errorf("location ../etc: exit %d, stderr %q; want 2 and a clear message", code, stderr)
 	}
