@@ -56,3 +56,14 @@ func TestLayout(t *testing.T) {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 }
+
+// go test -run '^$' -bench . ./lib/store/...
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store {
+		s, err := filestore.New(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	})
+}

@@ -27,3 +27,7 @@ func TestRegistryShares(t *testing.T) {
 		t.Errorf("other name sees the object: %v", err)
 	}
 }
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store { return memstore.New(b.Name()) })
+}

@@ -14,7 +14,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
 )
 
-func open(t *testing.T, srv *storetest.S3Server, prefix string) (*s3store.Store, error) {
+func open(t testing.TB, srv *storetest.S3Server, prefix string) (*s3store.Store, error) {
 	cfg, err := s3store.ParseURL(srv.URL(prefix))
 	if err != nil {
 		t.Fatal(err)
@@ -90,5 +90,17 @@ func FuzzParseURL(f *testing.F) {
 		if err == nil && (c.Bucket == "" || strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/")) {
 			t.Fatalf("ParseURL(%q) accepted %+v", s, c)
 		}
+	})
+}
+
+func BenchmarkStore(b *testing.B) {
+	srv := storetest.StartS3(b)
+	var n atomic.Int32
+	storetest.Bench(b, func(b *testing.B) store.Store {
+		s, err := open(b, srv, fmt.Sprintf("bench%d", n.Add(1)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
 	})
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
 )
 
-func open(t *testing.T, srv *storetest.SSHServer, sub, knownHosts string) (*sftpstore.Store, error) {
+func open(t testing.TB, srv *storetest.SSHServer, sub, knownHosts string) (*sftpstore.Store, error) {
 	cfg, err := sftpstore.ParseURL(srv.URL(sub))
 	if err != nil {
 		t.Fatal(err)
@@ -78,5 +78,17 @@ func FuzzParseURL(f *testing.F) {
 		if err == nil && (c.Host == "" || c.User == "" || !strings.HasPrefix(c.Dir, "/")) {
 			t.Fatalf("ParseURL(%q) accepted %+v", s, c)
 		}
+	})
+}
+
+func BenchmarkStore(b *testing.B) {
+	srv := storetest.StartSSHD(b)
+	var n atomic.Int32
+	storetest.Bench(b, func(b *testing.B) store.Store {
+		s, err := open(b, srv, fmt.Sprintf("bench%d", n.Add(1)), srv.KnownHosts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
 	})
 }
