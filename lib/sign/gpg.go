@@ -3,6 +3,7 @@ package sign
 import (
 	"bytes"
 	"crypto"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -150,4 +151,81 @@ func (v *GPGVerifier) Verify(member string, hash, sig []byte) (string, error) {
 		return "", fmt.Errorf("%s: %w", member, err)
 	}
 	return entityIdentity(e), nil
+}
+
+// checkArmor checks an armoured signature line by line the way GnuPG
+// writes one: the BEGIN line, optional "Key: value" headers, an empty
+// line, base64 lines, an optional "=" CRC-24 line that must match, the END
+// line and a final newline. go-crypto's decoder is lenient about the
+// armour lines; these bytes are not covered by the signature, so a
+// difference is reported (as a note; a CRC mismatch as a problem, since
+// gpg refuses it).
+func checkArmor(sig []byte) (notes, problems []string) {
+	s := string(sig)
+	if !strings.HasSuffix(s, "\n") {
+		return []string{"armoured signature does not end with a newline"}, nil
+	}
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	if len(lines) < 3 || lines[0] != "-----BEGIN PGP SIGNATURE-----" {
+		return []string{"armoured signature does not start with -----BEGIN PGP SIGNATURE-----"}, nil
+	}
+	if lines[len(lines)-1] != "-----END PGP SIGNATURE-----" {
+		return []string{"armoured signature does not end with -----END PGP SIGNATURE-----"}, nil
+	}
+	body := lines[1 : len(lines)-1]
+	i := 0
+	for i < len(body) && body[i] != "" {
+		k, _, ok := strings.Cut(body[i], ": ")
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return []string{fmt.Sprintf("armour line %d is neither a header nor empty: %q", i+2, body[i])}, nil
+		}
+		i++
+	}
+	if i == len(body) {
+		return []string{"armour has no empty line before the data"}, nil
+	}
+	var data strings.Builder
+	crc := ""
+	for j, l := range body[i+1:] {
+		if strings.HasPrefix(l, "=") && j == len(body[i+1:])-1 {
+			crc = l[1:]
+			break
+		}
+		for _, c := range l {
+			if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
+				return []string{fmt.Sprintf("armour line %d has a character outside base64: %q", i+j+3, l)}, nil
+			}
+		}
+		data.WriteString(l)
+	}
+	raw, err := base64.StdEncoding.DecodeString(data.String())
+	if err != nil {
+		return []string{fmt.Sprintf("armour data is not valid base64: %v", err)}, nil
+	}
+	if crc != "" {
+		want, err := base64.StdEncoding.DecodeString(crc)
+		if err != nil || len(want) != 3 {
+			return nil, []string{fmt.Sprintf("armour CRC line %q is malformed", "="+crc)}
+		}
+		got := crc24(raw)
+		if byte(got>>16) != want[0] || byte(got>>8) != want[1] || byte(got) != want[2] {
+			return nil, []string{"armour CRC does not match the signature data (gpg: CRC error)"}
+		}
+	}
+	return nil, nil
+}
+
+// crc24 is the OpenPGP armour checksum (RFC 4880 §6.1).
+func crc24(b []byte) uint32 {
+	crc := uint32(0xb704ce)
+	for _, c := range b {
+		crc ^= uint32(c) << 16
+		for i := 0; i < 8; i++ {
+			crc <<= 1
+			if crc&0x1000000 != 0 {
+				crc ^= 0x1864cfb
+			}
+		}
+	}
+	return crc & 0xffffff
 }

@@ -326,6 +326,11 @@ func VerifyPackage(name string, r io.Reader, v Verifier) (*Result, error) {
 	}
 	res.PkgName = hf.PkgName
 	res.Blocks = hf.Blocks()
+	if res.Signature == GPGMember {
+		notes, problems := checkArmor(sig)
+		res.Notes = append(res.Notes, notes...)
+		res.Problems = append(res.Problems, problems...)
+	}
 	if v != nil {
 		signer, err := v.Verify(res.Signature, hash, sig)
 		res.SignatureChecked = true

@@ -404,3 +404,46 @@ func TestVerifierRejectsBadSigners(t *testing.T) {
 		t.Errorf("gpg member with x509 verifier: %v", err)
 	}
 }
+
+// TestGnuPGMadeSignature builds a container around a signature made by
+// gpg --detach-sign --armor itself (what pkg_admin gpg-sign-package
+// stores) and wants the verifier, armour checks included, to accept it.
+func TestGnuPGMadeSignature(t *testing.T) {
+	g := testGPG(t)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "gnupg-1.0.tgz")
+	orig := makePackage(t, p, "gnupg-1.0", 70001, 5)
+	hf, err := ComputeHashFile("gnupg-1.0", bytes.NewReader(orig), int64(len(orig)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := hf.Marshal()
+	os.WriteFile(filepath.Join(dir, "hash"), hash, 0o644)
+	env := []string{"GNUPGHOME=" + filepath.Join(keysDir, "gnupg")}
+	run(t, dir, env, "gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--local-user", "plain@example.org",
+		"--digest-algo", "SHA512", "--detach-sign", "--armor", "--output", "sig.asc", "hash")
+	sig, err := os.ReadFile(filepath.Join(dir, "sig.asc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	aw := ar.NewWriter(&buf)
+	for _, m := range []struct {
+		n string
+		d []byte
+	}{{HashMember, hash}, {GPGMember, sig}, {"gnupg-1.0.tmp.tgz", orig}} {
+		if err := aw.WriteHeader(&ar.Header{Name: m.n, ModTime: time.Unix(1700000000, 0), Mode: 0o100644, Size: int64(len(m.d))}); err != nil {
+			t.Fatal(err)
+		}
+		aw.Write(m.d)
+	}
+	aw.Close()
+	v, err := NewGPGVerifier(g.PlainPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := VerifyPackage("gnupg-made", &buf, v)
+	if err != nil || !res.OK() || res.PkgAdd != "accept" {
+		t.Fatalf("container with gpg's own signature: %v %+v", err, res)
+	}
+}
