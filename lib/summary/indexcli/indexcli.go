@@ -58,7 +58,10 @@ func (c *FragmentCmd) Help() string {
 	return `Entries are printed in argument order, each ending with a blank line, so that
 'pkgindex fragment $(ls All/*.tgz | sort)' equals pbulk's pkg_summary. A file
 that cannot be read is reported on stderr, skipped, and makes the exit
-status 1.`
+status 1.
+
+Exit status: 0 all entries printed; 1 some files could not be read; 2 bad
+usage or an I/O error.`
 }
 
 // Run prints the entries.
@@ -153,7 +156,14 @@ has: store, packages, from_fragments, computed, stale, excluded, failed
 publish_seconds, seconds.
 
 When every published file already exists and holds the same summary, nothing
-is compressed or rewritten ("unchanged": true); --force rewrites anyway.`
+is compressed or rewritten ("unchanged": true); --force rewrites anyway.
+
+Packages that cannot be read are left out (and reported); the rest is
+published. If none can be read, nothing is published.
+
+Exit status: 0 published (or unchanged); 1 some packages could not be read or
+a package listed in --success is missing; 2 bad usage, bad input or a store
+error (nothing published).`
 }
 
 // Run merges and publishes.
