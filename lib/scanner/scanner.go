@@ -59,6 +59,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -212,6 +213,9 @@ func Scan(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 		return nil, fmt.Errorf("pkgsrc tree: %w", err)
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("pkgsrc tree %s is not a directory", abs)
+	}
+	if _, err := exec.LookPath(cfg.Make); err != nil {
+		return nil, fmt.Errorf("make program: %w", err)
 	}
 	s := &scanner{cfg: cfg, memo: newFileMemo(), log: newLogger(cfg.Stderr, cfg.Prefix, cfg.Progress)}
 	defer s.log.stop()

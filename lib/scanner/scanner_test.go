@@ -241,6 +241,10 @@ func TestLimitedLists(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "pkgscan: Scan failed for devel/nonexistent\n  no such package directory (in "+tree+"/devel/nonexistent)\n") {
 		t.Errorf("missing package directory: exit %d, stderr %q", code, stderr)
 	}
+	_, stderr, code = pkgscan(t, "", "-C", tree, "-M", "no-such-make-program")
+	if code != 2 || !strings.Contains(stderr, "no-such-make-program") {
+		t.Errorf("missing make: exit %d, stderr %q", code, stderr)
+	}
 	_, stderr, code = pkgscan(t, "", "-C", tree, "../etc")
 	if code != 2 || !strings.Contains(stderr, "leaves the pkgsrc tree") {
 		t.Errorf("location ../etc: exit %d, stderr %q; want 2 and a clear message", code, stderr)
