@@ -47,8 +47,9 @@ Exit status:
   0  every location was scanned
   1  the scan ran, but some locations (or categories) failed to scan; the
      output holds the records of all the others
-  2  bad usage, an unreadable tree or list, a tree whose categories cannot
-     be listed, an unreadable --reuse file, or an I/O error (-o leaves any
+  2  bad usage, a make program that cannot be found, an unreadable tree or
+     list, a tree whose categories cannot be listed, an unreadable --reuse
+     file, or an I/O error (-o leaves any
      old output file untouched then)`
 
 // Command is pkgscan's command line.

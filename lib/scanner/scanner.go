@@ -29,7 +29,11 @@
 // it as a failure, which is what pkgscan does everywhere: a package
 // directory that yields no record is always a problem worth seeing.) The
 // stderr of a successful make is passed on, each line prefixed with the
-// location. Output is cut into records by Emitter (§2.4).
+// location. Output is cut into records by Emitter (§2.4). Two small
+// differences from pbulk's child: make's stdin is /dev/null (pbulk passes
+// its own on, but with "-l -" that is the list), and argv[0] is --make as
+// given, not its basename, so that ${MAKE} in sub-makes finds a make that is
+// not on PATH.
 //
 // # Re-use
 //
