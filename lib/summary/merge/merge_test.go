@@ -156,6 +156,11 @@ func TestMergeFileStore(t *testing.T) {
 		if got := decompress(t, prog, filepath.Join(f.dir, "All", obj)); !bytes.Equal(got, want) {
 			t.Errorf("%s differs from pkg_info -X over the sorted files", obj)
 		}
+		// pkgin reads pkg_summary through libarchive: so does bsdcat.
+		out, err := exec.Command(testenv.Program(t, "bsdcat"), filepath.Join(f.dir, "All", obj)).Output()
+		if err != nil || !bytes.Equal(out, want) {
+			t.Errorf("bsdcat %s: %v, or output differs", obj, err)
+		}
 	}
 	// Every entry matches the real pkg_install output but for FILE_SIZE.
 	recs, err := summary.Parse("merged", bytes.NewReader(want))
