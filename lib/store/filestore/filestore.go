@@ -59,8 +59,11 @@ func (s *Store) path(name string) string {
 }
 
 func (s *Store) wrap(op, name string, err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		err = fmt.Errorf("%w (%v)", store.ErrNotExist, err)
+	case errors.Is(err, fs.ErrPermission):
+		err = store.Permanent(err)
 	}
 	return fmt.Errorf("%s %s in %s: %w", op, name, s, err)
 }
