@@ -50,8 +50,10 @@ import (
 //
 // A location is in the cache only when its scan succeeded, every record had
 // a non-empty SCAN_DEPENDS, and no file it read was modified after its make
-// started (a file changing during the scan would otherwise be recorded with
-// content the make never saw). Failed, empty and unprovable locations are
+// started, less 50 ms for the kernel's coarse file clock (a file changing
+// during the scan would otherwise be recorded with content the make never
+// saw). The same holds for the tree walk entries, which only full scans
+// record. Failed, empty and unprovable locations are
 // simply absent and therefore always rescanned.
 //
 // The cache is used only when its format and version match, its pkgsrc,
