@@ -3,8 +3,11 @@ package dag
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/scan"
 	"github.com/pkgbulk/pkgbulk/lib/testenv"
@@ -49,6 +52,47 @@ func TestPresolveIllumos(t *testing.T) {
 	}
 	if n := g.NumUnresolved(); n < 6 {
 		t.Errorf("%d unresolved patterns, want at least the 6 records pbulk rewrote", n)
+	}
+
+	// The database of the same scan: records in id order are the presolve
+	// file, edges are the DEPENDS words, depths are pbulk's.
+	path := filepath.Join(t.TempDir(), "bulk.db")
+	_, counts, err := WriteDB(context.Background(), path, g, nil, DBInfo{Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := openDB(t, path)
+	h := sha256.New()
+	rows, err := d.Query("SELECT record FROM packages ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var r []byte
+		rows.Scan(&r)
+		h.Write(r)
+	}
+	rows.Close()
+	if sum := sha256.Sum256(want); !bytes.Equal(h.Sum(nil), sum[:]) {
+		t.Error("records in the database differ from pbulk-resolve's output")
+	}
+	words := 0
+	for _, line := range bytes.Split(want, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("DEPENDS=")); ok {
+			words += len(bytes.Fields(v))
+		}
+	}
+	var edges, rewritten int
+	d.QueryRow("SELECT count(*) FROM depends").Scan(&edges)
+	d.QueryRow(`SELECT count(*) FROM packages WHERE fail_reason LIKE '"could not resolve dependency %' AND depends IS NULL`).Scan(&rewritten)
+	if edges != words || counts.Depends != words || rewritten != bytes.Count(want, []byte(`PKG_FAIL_REASON="could not resolve dependency "`)) {
+		t.Errorf("%d edges (counted %d), %d DEPENDS words; %d rewritten fail reasons", edges, counts.Depends, words, rewritten)
+	}
+	// build-and-report.md §4: libnbcompat's PKG_DEPTH in the real report.
+	var depth int
+	d.QueryRow("SELECT depth FROM packages WHERE pkgname = 'libnbcompat-20251029'").Scan(&depth)
+	if depth != 29016 {
+		t.Errorf("depth of libnbcompat = %d, want 29016 as in pbulk's report", depth)
 	}
 }
 

@@ -26,6 +26,13 @@
 //   - a record that already has a DEPENDS line (a presolve file given as
 //     input) is left alone: its DEPENDS names are taken as they are.
 //
+// One deliberate difference from pbulk's limited-list loop (spec §6.5):
+// there, only the listed locations and the dependencies found so far are
+// scanned, so a pattern can only resolve among those. pkgdag resolves a
+// limited build against the whole scan it is given and then selects the
+// closure (Graph.SelectPaths, Analysis.Selected), so every package gets
+// the same dependencies as in a full build.
+//
 // Resolution of one record depends only on the global candidate set, so
 // the best match of each distinct pattern is computed once, in parallel,
 // and records are then resolved in parallel.
@@ -243,20 +250,19 @@ func Resolve(ctx context.Context, recs []scan.Record, workers int) (*Graph, erro
 		return nil, errors.Join(errs...)
 	}
 
-	// Compile every distinct pattern; a malformed one is reported at the
-	// first record that uses it.
+	// Compile every distinct pattern; a malformed one is reported at every
+	// record that uses it.
 	compiled := make([]*pattern.Pattern, len(patterns))
-	var perr []error
+	malformed := false
 	for id, s := range patterns {
 		p, err := pattern.Compile(s)
 		if err != nil {
-			perr = append(perr, fmt.Errorf("%w", err))
-			compiled[id] = nil
+			malformed = true
 			continue
 		}
 		compiled[id] = p
 	}
-	if len(perr) > 0 {
+	if malformed {
 		for i := range recs {
 			for _, e := range entries[i] {
 				if compiled[e.pat] == nil {
