@@ -107,6 +107,10 @@ func TestRunCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "done  40") {
 		t.Errorf("status: exit %d\n%s", code, out)
 	}
+	code, out, _ = run(t, "status", "--db", ok, "--json")
+	if code != 0 || !strings.Contains(out, `"done": 40`) || !strings.Contains(out, `"slots": 3`) {
+		t.Errorf("status --json: exit %d\n%s", code, out)
+	}
 	code, out, _ = run(t, "simulate", "--db", ok, "-W", "2,4", "--order", "both")
 	if code != 0 || strings.Count(out, "\n") != 6 {
 		t.Errorf("simulate: exit %d\n%s", code, out)

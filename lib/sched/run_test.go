@@ -138,9 +138,14 @@ func TestRunMixedDAG(t *testing.T) {
 	pkgs, want := mixedDAG(3, 150)
 	d, _ := newDB(t, pkgs)
 	dir := t.TempDir()
-	sum, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 3, time.Millisecond)})
+	var progress strings.Builder
+	sum, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 3, time.Millisecond),
+		Progress: &progress, ProgressEvery: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(progress.String(), "[150/150] running 0") {
+		t.Errorf("progress ends with %q", progress.String()[max(0, progress.Len()-100):])
 	}
 	got := states(t, d)
 	for n, w := range want {

@@ -1,0 +1,120 @@
+package schedcmd
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/report"
+	"github.com/pkgbulk/pkgbulk/lib/store"
+	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
+)
+
+// ReportCmd is pkgsched report.
+type ReportCmd struct {
+	DB         string `name:"db" required:"" type:"existingfile" placeholder:"FILE" help:"Build database."`
+	Output     string `short:"o" required:"" placeholder:"DIR" help:"Directory to write the report files into (pbulk's meta directory); created if missing."`
+	Store      string `placeholder:"URL" help:"Package store (file://, sftp://, s3://): list bulklog/<PKGNAME>/ there for the logs to link; without it, the logs named in pkgrun's results."`
+	BaseURL    string `name:"base-url" placeholder:"URL" help:"pbulk's base_url: report.txt links to URL/<BUILD_START_DIR>/meta/report.html."`
+	LogURLBase string `name:"log-url-base" placeholder:"URL" help:"Where the logs are published: links become URL/<PKGNAME>/<phase>.log. Default: a relative path into a local store, else pbulk's ../<PKGNAME>/<phase>.log."`
+	Platform   string `placeholder:"TEXT" help:"PLATFORM line (pbulk: 'OPSYS OS_VERSION/MACHINE_ARCH'); default from uname of this host."`
+	Compiler   string `placeholder:"TEXT" help:"COMPILER line (PKGSRC_COMPILER, e.g. gcc)."`
+	UTC        bool   `name:"utc" help:"Write times in UTC instead of local time (pbulk uses the local time of date(1))."`
+}
+
+// Help is pkgsched report's long help.
+func (c *ReportCmd) Help() string {
+	return `Writes into DIR what pbulk's report phase leaves in its meta directory:
+report and report.bz2 (every selected package's presolve record with
+PKG_DEPTH= and BUILD_STATUS=, sorted by PKGNAME; skew and timeout are
+BUILD_STATUS=failed plus PKGBULK_STATUS=skew|timeout), pbuild
+(PKGNAME|STATUS||DEPTH), success and error (PKGNAME lists, as pbulk-build
+writes them), status (BUILD_START_*, BUILD_END_*, PLATFORM, COMPILER,
+BASE_URL), report.txt (pbulk's mail body, byte for byte) and report.html
+(every unsuccessful package with links to its logs). Each file is replaced
+atomically, and only once all of them were written.
+
+The report can be written at any time; while packages are still open the
+status file has no BUILD_END lines and they are counted apart.
+
+Exit codes: 0 written, 2 bad usage, unreadable database or store, or an
+I/O error.`
+}
+
+// Run writes the report.
+func (c *ReportCmd) Run(ctx context.Context, g *cli.Globals) error {
+	d, err := db.Open(ctx, c.DB)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	b, err := report.Load(ctx, d)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.DB, err)
+	}
+	b.Platform, b.Compiler, b.BaseURL = c.Platform, c.Compiler, strings.TrimSuffix(c.BaseURL, "/")
+	if b.Platform == "" {
+		b.Platform = hostPlatform()
+	}
+	out, err := filepath.Abs(c.Output)
+	if err != nil {
+		return err
+	}
+	links := report.Links{URLBase: c.LogURLBase, ReportDir: out}
+	var st store.Store
+	if c.Store != "" {
+		links.StoreDir = localStoreDir(c.Store)
+		if st, err = storeopen.Open(ctx, c.Store, storeopen.Options{}); err != nil {
+			return err
+		}
+		defer st.Close()
+	}
+	if err := report.FindLogs(ctx, b, st, links); err != nil {
+		return err
+	}
+	loc := time.Local
+	if c.UTC {
+		loc = time.UTC
+	}
+	if err := report.WriteDir(ctx, out, d, b, loc); err != nil {
+		return err
+	}
+	cnt := b.Counts()
+	fmt.Fprintf(g.Stderr, "pkgsched: report of %d packages (%d done, %d failed, %d indirect-failed, %d prefailed, %d indirect-prefailed) written to %s\n",
+		cnt.Total, cnt.Done, cnt.Failed, cnt.IndirectFailed, cnt.Prefailed, cnt.IndirectPrefailed, out)
+	return nil
+}
+
+// localStoreDir returns the directory of a file store URL (or plain path),
+// "" for remote stores.
+func localStoreDir(s string) string {
+	if !strings.Contains(s, ":") {
+		abs, err := filepath.Abs(s)
+		if err != nil {
+			return ""
+		}
+		return abs
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "file" || (u.Host != "" && u.Host != "localhost") || !filepath.IsAbs(u.Path) {
+		return ""
+	}
+	return filepath.Clean(u.Path)
+}
+
+// hostPlatform is pbulk's PLATFORM (OPSYS OS_VERSION/MACHINE_ARCH) as
+// uname(2) of this host tells it.
+func hostPlatform() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:]) + "/" + unix.ByteSliceToString(u.Machine[:])
+}
