@@ -78,7 +78,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) (
 	}
 	p := s.path(name)
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := s.mkdirs(dir); err != nil {
 		return s.wrap("put", name, err)
 	}
 	f, err := os.CreateTemp(dir, store.TempPrefix+"*")
@@ -119,6 +119,31 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) (
 		return s.wrap("put", name, err)
 	}
 	return syncDir(dir)
+}
+
+// mkdirs creates dir and the missing directories above it, fsyncing the
+// parent of each one it creates so that a crash cannot lose the new
+// object's directory entry.
+func (s *Store) mkdirs(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	var created []string
+	for d := dir; d != s.root && len(d) > len(s.root); d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

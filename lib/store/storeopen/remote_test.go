@@ -157,6 +157,38 @@ func TestSFTP(t *testing.T) {
 		}
 	})
 
+	t.Run("Reconnect", func(t *testing.T) {
+		retries := 0
+		opts := good
+		opts.Retry.Notify = func(op, name string, err error, _ time.Duration) {
+			retries++
+			t.Logf("retrying %s %s: %v", op, name, err)
+		}
+		s, err := storeopen.Open(ctx, srv.URL("reconnect"), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := s.Put(ctx, "All/a-1.tgz", strings.NewReader("a"), 1); err != nil {
+			t.Fatal(err)
+		}
+		if n := srv.DropSessions(); n == 0 {
+			t.Fatal("no sshd session to drop")
+		}
+		// The first attempt finds the connection dead; the retry
+		// decorator's next attempt reconnects.
+		if fi, err := s.Stat(ctx, "All/a-1.tgz"); err != nil || fi.Size != 1 {
+			t.Errorf("Stat after the connection dropped: %+v, %v", fi, err)
+		}
+		if retries == 0 {
+			t.Error("the dropped connection went unnoticed: no retry")
+		}
+		if err := s.Delete(ctx, "All/a-1.tgz"); err != nil {
+			t.Fatal(err)
+		}
+		roundTrip(t, s)
+	})
+
 	t.Run("ServerGone", func(t *testing.T) {
 		srv := storetest.StartSSHD(t)
 		opts := storeopen.Options{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts, Getenv: env(), ConnectTimeout: 3 * time.Second}

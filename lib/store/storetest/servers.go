@@ -37,10 +37,22 @@ type SSHServer struct {
 	KnownHosts   string // a known_hosts file holding the server's host key
 	Dir          string // a scratch directory for stores on this server
 	stop         func()
+	pid          int
 }
 
 // Stop stops the server before the test ends (to test lost servers).
 func (s *SSHServer) Stop() { s.stop() }
+
+// DropSessions kills the server's per-connection processes but keeps it
+// listening, as when a network link breaks; it returns how many it
+// killed.
+func (s *SSHServer) DropSessions() int {
+	kids := descendants(s.pid)
+	for _, pid := range kids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return len(kids)
+}
 
 // URL returns sftp://user@127.0.0.1:port/<Dir>/<sub>.
 func (s *SSHServer) URL(sub string) string {
@@ -138,6 +150,7 @@ Subsystem sftp internal-sftp
 		KnownHosts:   filepath.Join(dir, "known_hosts"),
 		Dir:          store,
 		stop:         stop,
+		pid:          cmd.Process.Pid,
 	}
 }
 
