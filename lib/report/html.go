@@ -6,7 +6,6 @@ import (
 	"io"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/sched"
@@ -42,7 +41,9 @@ type htmlRow struct {
 	ReasonLabel string
 	Reason      []string
 	Note        string
+	DependsOn   string // the prefailed package behind an indirect-prefailed one
 	NoteSpan    int
+	Anchor      bool // the row carries id="pkg-<PKGNAME>" for links to it
 }
 
 type htmlData struct {
@@ -102,7 +103,9 @@ func WriteHTML(w io.Writer, b *Build, loc *time.Location) error {
 		data.Top = append(data.Top, b.htmlRow(p))
 	}
 	for _, p := range all {
-		data.Rows = append(data.Rows, b.htmlRow(p))
+		r := b.htmlRow(p)
+		r.Anchor = true
+		data.Rows = append(data.Rows, r)
 	}
 	return htmlTmpl.Execute(w, data)
 }
@@ -110,7 +113,7 @@ func WriteHTML(w io.Writer, b *Build, loc *time.Location) error {
 func (b *Build) htmlRow(p *Package) htmlRow {
 	r := htmlRow{
 		Status: p.Status(), Location: p.Location, Name: p.Name, Breaks: p.Breaks(),
-		Maintainer: p.Maintainer, NoteSpan: 7 + len(Phases),
+		Maintainer: p.Maintainer, NoteSpan: 6 + len(Phases),
 	}
 	if p.State == sched.Skew || p.State == sched.Timeout {
 		r.Own = string(p.State)
@@ -159,18 +162,22 @@ func (b *Build) htmlRow(p *Package) htmlRow {
 		}
 	case sched.IndirectPrefailed:
 		if p.Detail != "" {
-			r.Note = "Depends on " + p.Detail
+			r.DependsOn = p.Detail
 		}
-	case sched.Failed, sched.Skew, sched.Timeout:
+	case sched.Skew:
+		r.Note = "version skew: " + p.Detail
+	case sched.Timeout:
+		r.Note = "timed out"
+		if p.Detail != "" {
+			r.Note += " in " + p.Detail
+		}
+	case sched.Failed:
 		r.Note = p.Detail
-		if p.Result != nil && p.Result.Message != "" && !strings.Contains(r.Note, p.Result.Message) {
-			if r.Note != "" {
-				r.Note += ": "
+		if res := p.Result; res != nil && res.FailedPhase != "" {
+			r.Note = "failed in " + res.FailedPhase
+			if res.Message != "" {
+				r.Note += ": " + res.Message
 			}
-			r.Note += p.Result.Message
-		}
-		if p.State == sched.Timeout && r.Note != "" {
-			r.Note = "timed out in " + r.Note
 		}
 	}
 	return r
