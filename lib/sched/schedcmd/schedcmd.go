@@ -53,6 +53,7 @@ type CLI struct {
 	Run      RunCmd      `cmd:"" help:"Build the selected packages of a build database."`
 	Status   StatusCmd   `cmd:"" help:"Show counts per state, running jobs and the time left."`
 	Simulate SimulateCmd `cmd:"" help:"Simulate a build on a virtual clock: makespan, utilisation, lower bound."`
+	Report   ReportCmd   `cmd:"" help:"Write pbulk's report files (meta/report, report.txt, report.html) from the database."`
 }
 
 // RunCmd is pkgsched run.
