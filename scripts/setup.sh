@@ -11,7 +11,7 @@ want_test=no
 
 pkgs="bmake sqlite3 gzip bzip2 xz-utils zstd ca-certificates"
 if [ "$want_test" = yes ]; then
-	pkgs="$pkgs openssh-server openssh-client gnupg openssl binutils libarchive-tools"
+	pkgs="$pkgs openssh-server openssh-client gnupg openssl binutils libarchive-tools chromium"
 fi
 
 missing=""
