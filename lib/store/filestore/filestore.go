@@ -240,12 +240,25 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) err
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !strings.HasPrefix(name, prefix) {
+		if !strings.HasPrefix(name, prefix) {
 			return nil
 		}
-		fi, err := d.Info()
+		var fi fs.FileInfo
+		switch {
+		case d.Type().IsRegular():
+			fi, err = d.Info()
+		case d.Type()&fs.ModeSymlink != 0:
+			// pkgsrc's category directories hold symlinks to ../All;
+			// Get and Stat follow them, so List reports them too.
+			fi, err = os.Stat(p)
+			if err == nil && !fi.Mode().IsRegular() {
+				return nil
+			}
+		default:
+			return nil
+		}
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil // deleted while listing
+			return nil // deleted while listing, or a dangling symlink
 		}
 		if err != nil {
 			return err

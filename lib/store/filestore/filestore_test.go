@@ -67,3 +67,35 @@ func BenchmarkStore(b *testing.B) {
 		return s
 	})
 }
+
+// pkgsrc's category directories are symlinks into All/: they are objects
+// for List as for Get and Stat; dangling links are not.
+func TestCategorySymlinks(t *testing.T) {
+	dir := t.TempDir()
+	s, err := filestore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Put(ctx, "All/zlib-1.3.tgz", strings.NewReader("pkg"), 3); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(dir, "devel"), 0o755)
+	if err := os.Symlink("../All/zlib-1.3.tgz", filepath.Join(dir, "devel", "zlib-1.3.tgz")); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink("../All/gone-1.0.tgz", filepath.Join(dir, "devel", "gone-1.0.tgz"))
+	got := map[string]int64{}
+	if err := s.List(ctx, "", func(fi store.Info) error { got[fi.Name] = fi.Size; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["devel/zlib-1.3.tgz"] != 3 || got["All/zlib-1.3.tgz"] != 3 {
+		t.Errorf("List = %v", got)
+	}
+	if fi, err := s.Stat(ctx, "devel/zlib-1.3.tgz"); err != nil || fi.Size != 3 {
+		t.Errorf("Stat of the symlink: %+v, %v", fi, err)
+	}
+	if _, err := s.Stat(ctx, "devel/gone-1.0.tgz"); !store.IsNotExist(err) {
+		t.Errorf("Stat of a dangling symlink: %v", err)
+	}
+}

@@ -126,9 +126,10 @@ func (c Config) URL() string {
 
 // Store is a store.Store in an S3 bucket.
 type Store struct {
-	cfg    Config
-	url    string
-	client *minio.Client
+	cfg       Config
+	url       string
+	client    *minio.Client
+	transport *http.Transport
 }
 
 var _ store.Store = (*Store)(nil)
@@ -165,7 +166,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 store %s: %w", cfg.URL(), err)
 	}
-	s := &Store{cfg: cfg, url: cfg.URL(), client: client}
+	s := &Store{cfg: cfg, url: cfg.URL(), client: client, transport: tr}
 	if cfg.NoCheck {
 		return s, nil
 	}
@@ -188,7 +189,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 func (s *Store) String() string { return s.url }
 
 // Close releases idle connections.
-func (s *Store) Close() error { return nil }
+func (s *Store) Close() error {
+	s.transport.CloseIdleConnections()
+	return nil
+}
 
 func (s *Store) key(name string) string {
 	if s.cfg.Prefix == "" {

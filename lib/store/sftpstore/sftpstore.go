@@ -458,6 +458,16 @@ func (s *Store) walk(ctx context.Context, c *sftp.Client, rel, prefix string, fn
 					return err
 				}
 			}
+		case fi.Mode()&fs.ModeSymlink != 0 && strings.HasPrefix(name, prefix):
+			// Category directories hold symlinks to ../All; report
+			// those that lead to a file, as Get and Stat follow them.
+			target, err := c.Stat(path.Join(s.dir, name))
+			if err != nil || !target.Mode().IsRegular() {
+				continue
+			}
+			if err := fn(store.Info{Name: name, Size: target.Size(), ModTime: target.ModTime()}); err != nil {
+				return errStop{err}
+			}
 		case fi.Mode().IsRegular() && strings.HasPrefix(name, prefix):
 			if err := fn(store.Info{Name: name, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
 				return errStop{err}

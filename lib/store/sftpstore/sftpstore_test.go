@@ -3,6 +3,8 @@ package sftpstore_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -91,4 +93,31 @@ func BenchmarkStore(b *testing.B) {
 		}
 		return s
 	})
+}
+
+func TestCategorySymlinks(t *testing.T) {
+	srv := storetest.StartSSHD(t)
+	s, err := open(t, srv, "links", srv.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Put(ctx, "All/zlib-1.3.tgz", strings.NewReader("pkg"), 3); err != nil {
+		t.Fatal(err)
+	}
+	// The server is on this machine: make the links directly.
+	root := filepath.Join(srv.Dir, "links")
+	os.Mkdir(filepath.Join(root, "devel"), 0o755)
+	if err := os.Symlink("../All/zlib-1.3.tgz", filepath.Join(root, "devel", "zlib-1.3.tgz")); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink("../All/gone-1.0.tgz", filepath.Join(root, "devel", "gone-1.0.tgz"))
+	got := map[string]int64{}
+	if err := s.List(ctx, "", func(fi store.Info) error { got[fi.Name] = fi.Size; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["devel/zlib-1.3.tgz"] != 3 {
+		t.Errorf("List = %v", got)
+	}
 }
