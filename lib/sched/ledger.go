@@ -185,6 +185,27 @@ func (l *ledger) repair(ctx context.Context, changes []Change, at int64) error {
 	})
 }
 
+// reopen commits a retry: the packages back to open, crash counts of the
+// retried failures reset.
+func (l *ledger) reopen(ctx context.Context, changes []Change, at int64) error {
+	return l.tx(ctx, "reopen packages for a retry", func(tx *sql.Tx) error {
+		for _, c := range changes {
+			id := l.g.ID[c.Node]
+			q := `UPDATE build_state SET state = 'open', detail = '', crashes = 0 WHERE pkg_id = ?`
+			if c.From == IndirectFailed {
+				q = `UPDATE build_state SET state = 'open', detail = '' WHERE pkg_id = ?`
+			}
+			if _, err := tx.ExecContext(ctx, q, id); err != nil {
+				return err
+			}
+			if _, err := tx.StmtContext(ctx, l.st.event).ExecContext(ctx, at, id, "retry", string(c.From)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // loadStates reads build_state. fresh is true when the table has no row
 // for this build set yet.
 func loadStates(ctx context.Context, d *sql.DB, g *Graph) (state []State, detail []string, attempts, crashes []int, fresh bool, err error) {

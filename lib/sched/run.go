@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/executor"
@@ -17,12 +18,34 @@ import (
 // the package is failed.
 const DefaultMaxCrashes = 3
 
+// DefaultCrashStreak is how many builder crashes in a row stop a run.
+const DefaultCrashStreak = 10
+
+// Retry selects packages to reopen at the start of a run.
+type Retry string
+
+// The retry choices.
+const (
+	RetryNone    Retry = ""
+	RetryCrashed Retry = "crashed"
+	RetryFailed  Retry = "failed"
+)
+
 // RunOptions configure Run.
 type RunOptions struct {
 	Exec       executor.Executor
 	Order      Order  // default OrderPath
 	User       []bool // the user's priority list (ReadPriority), nil for none
 	MaxCrashes int    // default DefaultMaxCrashes
+	// CrashStreak stops the run when that many builder runs in a row
+	// crashed (default DefaultCrashStreak): pkgrun's settings are broken,
+	// and going on would fail every package.
+	CrashStreak int
+	// Retry reopens packages a previous run decided: RetryCrashed those
+	// failed by crashes of their builder, RetryFailed every failed, skew
+	// and timeout package. Their indirect-failed dependents are reopened
+	// too (and failed again by any failure that remains).
+	Retry Retry
 	// Progress receives a one-line status every ProgressEvery (default 1s)
 	// when not nil: the terminal's stderr.
 	Progress      io.Writer
@@ -82,6 +105,9 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 	if opts.MaxCrashes <= 0 {
 		opts.MaxCrashes = DefaultMaxCrashes
 	}
+	if opts.CrashStreak <= 0 {
+		opts.CrashStreak = DefaultCrashStreak
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -106,6 +132,10 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 				state[i] = Open // propagation below names its root
 			}
 		}
+	}
+	var reopened []Change
+	if !fresh && opts.Retry != RetryNone {
+		reopened = retry(g, opts.Retry, state, detail, crashes)
 	}
 	hist, err := HistoryDurations(ctx, d)
 	if err != nil {
@@ -138,6 +168,13 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 		return nil, err
 	}
 	defer led.close()
+	if len(reopened) > 0 {
+		// Reopened packages that are failed again by a remaining failure
+		// show up in changes as well: the retry is committed first.
+		if err := led.reopen(ctx, reopened, now()); err != nil {
+			return nil, err
+		}
+	}
 	if len(changes) > 0 {
 		if err := led.repair(ctx, changes, now()); err != nil {
 			return nil, err
@@ -173,19 +210,21 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 }
 
 type runner struct {
-	ctx      context.Context
-	d        *sql.DB
-	g        *Graph
-	core     *Core
-	led      *ledger
-	opts     RunOptions
-	now      func() int64
-	attempts []int
-	crashes  []int
-	sum      *Summary
-	running  map[int32]string
-	busy     time.Duration
-	slotTime time.Duration // slots × time, summed while dispatching
+	ctx       context.Context
+	d         *sql.DB
+	g         *Graph
+	core      *Core
+	led       *ledger
+	opts      RunOptions
+	now       func() int64
+	attempts  []int
+	crashes   []int
+	sum       *Summary
+	running   map[int32]string
+	busy      time.Duration
+	streak    int           // builder crashes in a row
+	lastCrash error         // the last of them
+	slotTime  time.Duration // slots × time, summed while dispatching
 }
 
 type acquired struct {
@@ -295,6 +334,9 @@ func (r *runner) loop() error {
 			if err := r.handle(dbCtx, jobCtx, f); err != nil {
 				stop(err)
 			}
+			if r.streak >= r.opts.CrashStreak && !stopping {
+				stop(fmt.Errorf("%d builder runs in a row crashed, stopping (check pkgrun and its settings; then run again with --retry crashed); last: %w", r.streak, r.lastCrash))
+			}
 		case <-done:
 			done = nil
 			stop(nil)
@@ -349,6 +391,7 @@ func (r *runner) handle(dbCtx, jobCtx context.Context, f finished) error {
 		}
 		o.hist = &histRow{state: string(res.Status), wallMS: hw, cpuMS: res.CPUMS}
 		changes = r.core.Finish(i, st, detail)
+		r.streak = 0
 	case jobCtx.Err() != nil:
 		// Interrupted (or stopped by a fatal error): not the builder's fault.
 		changes = []Change{r.core.Requeue(i, "interrupted")}
@@ -361,6 +404,8 @@ func (r *runner) handle(dbCtx, jobCtx context.Context, f finished) error {
 		r.sum.Crashes++
 		o.crash = true
 		o.event = "crash"
+		r.streak++
+		r.lastCrash = err
 		if r.crashes[i] >= r.opts.MaxCrashes {
 			changes = r.core.Finish(i, Failed, fmt.Sprintf("builder crashed %d times; last: %v", r.crashes[i], err))
 		} else {
@@ -382,4 +427,28 @@ func (r *runner) progress(final bool) {
 		dec, n, len(r.running), c.Ready(), c.Count(Done),
 		c.Count(Failed)+c.Count(Skew)+c.Count(Timeout)+c.Count(Prefailed),
 		c.Count(IndirectFailed)+c.Count(IndirectPrefailed), end)
+}
+
+// retry reopens the packages selected by what, and every indirect-failed
+// package (NewCore fails again those that still depend on a failure).
+func retry(g *Graph, what Retry, state []State, detail []string, crashes []int) []Change {
+	var out []Change
+	for i := range state {
+		st := state[i]
+		reopen := st == IndirectFailed
+		switch what {
+		case RetryFailed:
+			reopen = reopen || st == Failed || st == Skew || st == Timeout
+		case RetryCrashed:
+			reopen = reopen || (st == Failed && crashes[i] > 0 && strings.HasPrefix(detail[i], "builder crashed"))
+		}
+		if reopen {
+			out = append(out, Change{Node: int32(i), From: st, To: Open, Detail: "retry " + string(what)})
+			state[i], detail[i] = Open, ""
+			if st != IndirectFailed {
+				crashes[i] = 0
+			}
+		}
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package sched_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -297,5 +298,60 @@ func TestPrefailedCycle(t *testing.T) {
 	d.QueryRow(`SELECT detail FROM build_state WHERE pkg_id = 1`).Scan(&detail)
 	if !strings.Contains(detail, "dependency cycle") {
 		t.Errorf("a-1.0 detail %q, want the fail reason", detail)
+	}
+}
+
+// TestCrashStreakAndRetry: builders that crash every time stop the run
+// (instead of failing every package); a retry of crashed packages builds
+// them once the builder works.
+func TestCrashStreakAndRetry(t *testing.T) {
+	var pkgs []schedtest.Pkg
+	for i := range 12 {
+		pkgs = append(pkgs, schedtest.Pkg{Name: fmt.Sprintf("crash%02d-1.0", i)})
+	}
+	d, _ := newDB(t, pkgs)
+	dir := t.TempDir()
+	sum, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 1, 0), CrashStreak: 5})
+	if err == nil || !strings.Contains(err.Error(), "5 builder runs in a row crashed") {
+		t.Fatalf("crashing builders: %v", err)
+	}
+	// A crashed job goes behind the ready packages of equal priority, so
+	// here the streak stops the run before any package reaches its bound.
+	if sum.Jobs != 5 || sum.Crashes != 5 || sum.Counts[sched.Open] != 12 {
+		t.Errorf("after the streak: %d jobs, %v", sum.Jobs, sum.Counts)
+	}
+
+	// crashonce packages crash on their first run only: with a bound of
+	// one crash they fail, and their dependents with them; a retry of the
+	// crashed packages builds everything.
+	pkgs = []schedtest.Pkg{
+		{Name: "crashonce-1.0"},
+		{Name: "app-1.0", Deps: []string{"crashonce-1.0"}},
+		{Name: "failing-1.0"},
+		{Name: "both-1.0", Deps: []string{"crashonce-1.0", "failing-1.0"}},
+	}
+	d, _ = newDB(t, pkgs)
+	dir = t.TempDir()
+	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 2, 0), MaxCrashes: 1})
+	if err != nil || sum.Counts[sched.Failed] != 2 || sum.Counts[sched.IndirectFailed] != 2 {
+		t.Fatalf("first run: %v %v", err, sum.Counts)
+	}
+	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 2, 0), MaxCrashes: 1, Retry: sched.RetryCrashed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := states(t, d)
+	want := map[string]string{"crashonce-1.0": "done", "app-1.0": "done", "failing-1.0": "failed", "both-1.0": "indirect-failed"}
+	for n, w := range want {
+		if got[n] != w {
+			t.Errorf("after retry crashed: %s %s, want %s", n, got[n], w)
+		}
+	}
+	if sum.Jobs != 2 {
+		t.Errorf("retry crashed ran %d jobs, want 2", sum.Jobs)
+	}
+	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 2, 0), Retry: sched.RetryFailed})
+	if err != nil || sum.Jobs != 1 || states(t, d)["both-1.0"] != "indirect-failed" {
+		t.Errorf("retry failed: %v, %d jobs, %v", err, sum.Jobs, states(t, d))
 	}
 }

@@ -40,7 +40,9 @@ States are pbulk's (open, in_processing, done, failed, prefailed,
 indirect-failed, indirect-prefailed) plus skew and timeout, which fail
 dependents like failed; up-to-date packages are done with detail
 'up-to-date'. A crashed pkgrun (exit 2, a signal, garbage on stdout) is
-retried up to --max-crashes times and counted apart from failed builds.
+retried up to --max-crashes times and counted apart from failed builds;
+--crash-streak crashes in a row stop the run (pkgrun itself is broken), and
+'pkgsched run --retry crashed' reopens what crashes failed.
 
 Exit codes:
   0  every selected package is done (built or up to date)
@@ -58,13 +60,15 @@ type CLI struct {
 
 // RunCmd is pkgsched run.
 type RunCmd struct {
-	DB         string `name:"db" required:"" type:"existingfile" placeholder:"FILE" help:"Build database (pkgdag's output)."`
-	Jobs       int    `short:"j" default:"0" placeholder:"N" help:"Parallel builds (pkgrun processes); 0 means one per CPU."`
-	Priority   string `placeholder:"FILE" type:"existingfile" help:"Priority list: pkgpaths or PKGNAMEs, one a line; they and their dependencies go first."`
-	Order      string `enum:"path,pbulk" default:"path" help:"Ready-queue order: path (longest remaining path) or pbulk (pbulk-build's weight order)."`
-	MaxCrashes int    `default:"3" placeholder:"N" help:"Builder crashes of one package before it is failed."`
-	Pkgrun     string `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
-	JSON       bool   `name:"json" help:"Print the summary as JSON."`
+	DB          string `name:"db" required:"" type:"existingfile" placeholder:"FILE" help:"Build database (pkgdag's output)."`
+	Jobs        int    `short:"j" default:"0" placeholder:"N" help:"Parallel builds (pkgrun processes); 0 means one per CPU."`
+	Priority    string `placeholder:"FILE" type:"existingfile" help:"Priority list: pkgpaths or PKGNAMEs, one a line; they and their dependencies go first."`
+	Order       string `enum:"path,pbulk" default:"path" help:"Ready-queue order: path (longest remaining path) or pbulk (pbulk-build's weight order)."`
+	MaxCrashes  int    `default:"3" placeholder:"N" help:"Builder crashes of one package before it is failed."`
+	CrashStreak int    `default:"10" placeholder:"N" help:"Stop when this many builder runs in a row crashed (broken pkgrun settings)."`
+	Retry       string `enum:",crashed,failed" default:"" help:"Reopen packages an earlier run failed: crashed (failed by builder crashes) or failed (every failed, skew and timeout package); their indirect-failed dependents are reopened too."`
+	Pkgrun      string `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
+	JSON        bool   `name:"json" help:"Print the summary as JSON."`
 
 	JobFile      string   `name:"job" placeholder:"FILE" type:"existingfile" help:"pkgrun settings as a JSON file (job.Settings); the flags below override it."`
 	Pkgsrc       string   `placeholder:"DIR" help:"pkgsrc tree."`
@@ -168,7 +172,8 @@ func (c *RunCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return err
 	}
 	defer ex.Close()
-	opts := sched.RunOptions{Exec: ex, Order: sched.Order(c.Order), User: user, MaxCrashes: c.MaxCrashes}
+	opts := sched.RunOptions{Exec: ex, Order: sched.Order(c.Order), User: user, MaxCrashes: c.MaxCrashes,
+		CrashStreak: c.CrashStreak, Retry: sched.Retry(c.Retry)}
 	if cli.IsTerminal(g.Stderr) {
 		opts.Progress = g.Stderr
 	}
