@@ -60,7 +60,7 @@ func TestReportCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`<a href="../store/bulklog/libfoo-1.0/build.log">build</a>`, `<a href="../store/bulklog/libfoo-1.0/work.log">work.log</a>`} {
+	for _, want := range []string{`<a href="../store/bulklog/libfoo-1.0/build.log">build</a>`, `<a href="../store/bulklog/libfoo-1.0/work.log">work</a>`} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("report.html lacks %s", want)
 		}

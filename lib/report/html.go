@@ -34,8 +34,7 @@ type htmlRow struct {
 	Breaks      int
 	Maintainer  string
 	Wall        string
-	Cells       []htmlCell // one per Phases entry
-	Other       []htmlCell
+	Logs        []htmlCell // phase logs in pbulk's column order, then other files
 	Roots       []string
 	More        bool
 	ReasonLabel string
@@ -49,7 +48,6 @@ type htmlRow struct {
 type htmlData struct {
 	Platform, Compiler, Start, End string
 	Counts                         Counts
-	Phases                         []string
 	Top, Rows                      []htmlRow
 }
 
@@ -71,7 +69,7 @@ func WriteHTML(w io.Writer, b *Build, loc *time.Location) error {
 	t := b.TimesIn(loc)
 	data := htmlData{
 		Platform: b.Platform, Compiler: b.Compiler, Start: t.StartISO, End: t.EndISO,
-		Counts: b.Counts(), Phases: Phases,
+		Counts: b.Counts(),
 	}
 	var top []*Package
 	var all []*Package
@@ -113,7 +111,7 @@ func WriteHTML(w io.Writer, b *Build, loc *time.Location) error {
 func (b *Build) htmlRow(p *Package) htmlRow {
 	r := htmlRow{
 		Status: p.Status(), Location: p.Location, Name: p.Name, Breaks: p.Breaks(),
-		Maintainer: p.Maintainer, NoteSpan: 6 + len(Phases),
+		Maintainer: p.Maintainer, NoteSpan: 6,
 	}
 	if p.State == sched.Skew || p.State == sched.Timeout {
 		r.Own = string(p.State)
@@ -126,18 +124,8 @@ func (b *Build) htmlRow(p *Package) htmlRow {
 			r.LocationURL = template.URL(l.URL)
 		}
 	}
-	for _, ph := range Phases {
-		c := htmlCell{Phase: ph}
-		if l := p.log(ph); l != nil {
-			c.URL = template.URL(l.URL)
-		}
-		r.Cells = append(r.Cells, c)
-	}
 	for _, l := range p.Logs {
-		if p.log(l.Phase) != nil && isPhase(l.Phase) {
-			continue
-		}
-		r.Other = append(r.Other, htmlCell{Phase: l.Phase, URL: template.URL(l.URL)})
+		r.Logs = append(r.Logs, htmlCell{Phase: l.Phase, URL: template.URL(l.URL)})
 	}
 	switch p.State {
 	case sched.IndirectFailed:
@@ -181,15 +169,6 @@ func (b *Build) htmlRow(p *Package) htmlRow {
 		}
 	}
 	return r
-}
-
-func isPhase(s string) bool {
-	for _, ph := range Phases {
-		if ph == s {
-			return true
-		}
-	}
-	return false
 }
 
 // wall formats milliseconds as 1h02m03s, 2m05s or 7.3s.

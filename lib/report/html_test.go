@@ -186,7 +186,7 @@ func TestHTMLWithFileStore(t *testing.T) {
 		if got := r.cells[:5]; !reflect.DeepEqual(got, want[i]) {
 			t.Errorf("row %d: %q, want %q", i, got, want[i])
 		}
-		if len(r.cells) != 6+len(Phases)+1 {
+		if len(r.cells) != 7 {
 			t.Errorf("row %d has %d cells", i, len(r.cells))
 		}
 		if r.id != "pkg-"+want[i][1] {

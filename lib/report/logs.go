@@ -22,7 +22,7 @@ var lastLogOrder = []string{"deinstall", "clean", "package", "install", "build",
 
 // Log is one file in a package's log directory.
 type Log struct {
-	Phase string // the phase (file name without .log), or the file name
+	Phase string // the file name without .log: the phase, or work, pkg-build...
 	Name  string // store name, e.g. bulklog/foo-1.0/build.log
 	URL   string // link from the report directory
 }
@@ -107,9 +107,6 @@ func FindLogs(ctx context.Context, b *Build, st store.Store, links Links) error 
 		for _, n := range names[p.Name] {
 			file := path.Base(n)
 			phase := strings.TrimSuffix(file, ".log")
-			if _, ok := rank[phase]; !ok {
-				phase = file
-			}
 			p.Logs = append(p.Logs, Log{Phase: phase, Name: n, URL: links.url(p.Name, n)})
 		}
 		sort.Slice(p.Logs, func(i, j int) bool {
