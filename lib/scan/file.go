@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -18,15 +19,12 @@ var (
 // ReadFile reads path, decompressing it when its content starts with the
 // zstd or gzip magic, and parses it.
 func ReadFile(path string) ([]Record, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	data, err = Decompress(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return Parse(path, data)
+	defer f.Close()
+	return ReadAll(path, f)
 }
 
 // MapFile is ReadFile without the copy: an uncompressed regular file is
@@ -59,25 +57,92 @@ func MapFile(path string) (recs []Record, release func() error, err error) {
 
 // ReadAll reads r to the end (decompressing as ReadFile does) and parses it
 // under name (e.g. "<stdin>").
+//
+// A pipe's size is unknown, so the data is read in chunks of at least
+// chunkSize bytes, each cut after its last complete record and parsed on its
+// own; records point into their chunk. Memory stays at the size of the data
+// plus one chunk, where growing one buffer would need up to three times the
+// size while copying (600 MB for a full-tree scan).
 func ReadAll(name string, r io.Reader) ([]Record, error) {
-	var buf bytes.Buffer
-	// Stdin redirected from a file: read it in one allocation.
-	if f, ok := r.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-			// ReadFrom wants MinRead bytes free before each read.
-			buf.Grow(int(st.Size()) + bytes.MinRead)
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, _ := br.Peek(4)
+	var src io.Reader = br
+	switch {
+	case bytes.HasPrefix(magic, zstdMagic):
+		d, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(2), zstd.WithDecoderMaxMemory(8<<30))
+		if err != nil {
+			return nil, fmt.Errorf("%s: zstd: %w", name, err)
+		}
+		defer d.Close()
+		src = d
+	case bytes.HasPrefix(magic, gzipMagic):
+		z, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("%s: gzip: %w", name, err)
+		}
+		defer z.Close()
+		src = z
+	default:
+		// A plain regular file (stdin redirected from one, or ReadFile):
+		// one exact allocation.
+		if f, ok := r.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+				if n := st.Size(); n > 0 && n < 1<<31 {
+					buf := make([]byte, n+1) // +1: see the file grew
+					got, err := io.ReadFull(br, buf)
+					if err == io.ErrUnexpectedEOF || err == io.EOF {
+						return Parse(name, buf[:got])
+					}
+					if err != nil {
+						return nil, fmt.Errorf("read %s: %w", name, err)
+					}
+					// Longer than it was: read the rest in chunks.
+					return readChunks(name, io.MultiReader(bytes.NewReader(buf), br), chunkSize)
+				}
+			}
 		}
 	}
-	_, err := buf.ReadFrom(r)
-	data := buf.Bytes()
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+	return readChunks(name, src, chunkSize)
+}
+
+// chunkSize is the minimum size of the buffers readChunks parses.
+const chunkSize = 8 << 20
+
+var recordStart = []byte("\n" + KeyPkgName + "=")
+
+func readChunks(name string, r io.Reader, size int) ([]Record, error) {
+	var recs []Record
+	lines := 0
+	buf := make([]byte, 0, size)
+	for {
+		n, err := io.ReadFull(r, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			recs, _, err = parse(name, buf, lines, recs)
+			return recs, err
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		// Full: parse up to the last record start, carry the rest over.
+		cut := bytes.LastIndex(buf, recordStart) + 1
+		if cut <= 0 {
+			// One record (or leading garbage) fills the buffer: grow it.
+			bigger := make([]byte, len(buf), 2*cap(buf))
+			copy(bigger, buf)
+			buf = bigger
+			continue
+		}
+		var nlines int
+		recs, nlines, err = parse(name, buf[:cut], lines, recs)
+		if err != nil {
+			return nil, err
+		}
+		lines += nlines
+		next := make([]byte, len(buf)-cut, max(size, 2*(len(buf)-cut)))
+		copy(next, buf[cut:])
+		buf = next
 	}
-	data, err = Decompress(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return Parse(name, data)
 }
 
 // Decompress returns data decompressed when it starts with the zstd or gzip

@@ -216,21 +216,28 @@ var pkgnamePrefix = []byte(KeyPkgName + "=")
 // Parse splits a whole scan or presolve file into records. name is used in
 // errors and remembered in each Record. The records alias data.
 func Parse(name string, data []byte) ([]Record, error) {
+	recs, _, err := parse(name, data, 0, nil)
+	return recs, err
+}
+
+// parse parses data, whose first line is line firstLine+1 of the file, and
+// appends the records to recs. It returns the number of lines read.
+func parse(name string, data []byte, firstLine int, recs []Record) ([]Record, int, error) {
 	if len(data) == 0 {
-		return nil, nil
+		return recs, 0, nil
 	}
 	if data[len(data)-1] != '\n' {
-		return nil, &Error{File: name, Line: bytes.Count(data, nl) + 1, Msg: "file does not end with a newline (truncated?)"}
+		return nil, 0, &Error{File: name, Line: firstLine + bytes.Count(data, nl) + 1, Msg: "file does not end with a newline (truncated?)"}
 	}
 	if len(data) > 1<<31-1 {
-		return nil, &Error{File: name, Line: 1, Msg: "file larger than 2 GiB"}
+		return nil, 0, &Error{File: name, Line: firstLine + 1, Msg: "file larger than 2 GiB"}
 	}
 	// One offsets slice for the whole file; records take sub-slices of it.
-	// A scan averages ~14 lines per record, so guess from the PKGNAME count
-	// only when cheap: grow by append otherwise.
 	offsets := make([]int32, 0, len(data)/256+16)
-	recs := make([]Record, 0, len(data)/4096+1)
-	lineNo := 0
+	if recs == nil {
+		recs = make([]Record, 0, len(data)/4096+1)
+	}
+	lineNo := firstLine
 	recStart, recLine, recOff := -1, 0, 0
 	finish := func(end int) {
 		if recStart < 0 {
@@ -250,25 +257,25 @@ func Parse(name string, data []byte) ([]Record, error) {
 			finish(pos)
 			v := line[len(pkgnamePrefix):]
 			if len(v) < MinPkgNameLen {
-				return nil, &Error{File: name, Line: lineNo, Msg: fmt.Sprintf("PKGNAME %q shorter than %d characters", v, MinPkgNameLen)}
+				return nil, 0, &Error{File: name, Line: lineNo, Msg: fmt.Sprintf("PKGNAME %q shorter than %d characters", v, MinPkgNameLen)}
 			}
 			if bytes.IndexAny(v, " \t\r") >= 0 {
-				return nil, &Error{File: name, Line: lineNo, Msg: fmt.Sprintf("PKGNAME %q contains whitespace", v)}
+				return nil, 0, &Error{File: name, Line: lineNo, Msg: fmt.Sprintf("PKGNAME %q contains whitespace", v)}
 			}
 			recStart, recLine, recOff = pos, lineNo, len(offsets)
 		} else {
 			if recStart < 0 {
-				return nil, &Error{File: name, Line: lineNo, Msg: "invalid input: text before the first PKGNAME= line"}
+				return nil, 0, &Error{File: name, Line: lineNo, Msg: "invalid input: text before the first PKGNAME= line"}
 			}
 			if len(line) > 0 && bytes.IndexByte(line, '=') < 0 {
-				return nil, &Error{File: name, Line: lineNo, Msg: fmt.Sprintf("line without '=': %q", truncate(line))}
+				return nil, 0, &Error{File: name, Line: lineNo, Msg: fmt.Sprintf("line without '=': %q", truncate(line))}
 			}
 			offsets = append(offsets, int32(pos-recStart))
 		}
 		pos = end + 1
 	}
 	finish(len(data))
-	return recs, nil
+	return recs, lineNo - firstLine, nil
 }
 
 // noLines marks a parsed one-line record (non-nil, so Get uses the index).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -255,6 +256,70 @@ func TestRoundTripIllumos(t *testing.T) {
 	}
 }
 
+func sameRecords(a, b []Record) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i].Text, b[i].Text) || a[i].Line() != b[i].Line() || a[i].File() != b[i].File() || a[i].NumLines() != b[i].NumLines() {
+			return false
+		}
+		for _, k := range append(Keys, "", "X") {
+			x, xok := a[i].Get(k)
+			y, yok := b[i].Get(k)
+			if x != y || xok != yok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func TestReadChunks(t *testing.T) {
+	big := strings.Repeat(twoRecords, 50)
+	want, err := Parse("in", []byte(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{1, 10, 64, 333, 1 << 20} {
+		got, err := readChunks("in", strings.NewReader(big), size)
+		if err != nil || !sameRecords(want, got) {
+			t.Errorf("size %d: %v, same %v", size, err, sameRecords(want, got))
+		}
+		// Errors name the line in the whole file, not in the chunk.
+		_, err = readChunks("in", strings.NewReader(big+"PKGNAME=x y\n"), size)
+		if err == nil || err.Error() != fmt.Sprintf("in:%d: PKGNAME \"x y\" contains whitespace", strings.Count(big, "\n")+1) {
+			t.Errorf("size %d: error %v", size, err)
+		}
+	}
+	// Through a pipe (no size known), compressed or not.
+	for _, compress := range []bool{false, true} {
+		pr, pw, _ := os.Pipe()
+		go func() {
+			if compress {
+				zw := gzip.NewWriter(pw)
+				zw.Write([]byte(big))
+				zw.Close()
+			} else {
+				pw.Write([]byte(big))
+			}
+			pw.Close()
+		}()
+		got, err := ReadAll("<stdin>", pr)
+		pr.Close()
+		if err != nil || !sameRecords(want, relabel(got, "in")) {
+			t.Errorf("pipe (gzip %v): %v", compress, err)
+		}
+	}
+}
+
+func relabel(recs []Record, file string) []Record {
+	for i := range recs {
+		recs[i].file = file
+	}
+	return recs
+}
+
 func BenchmarkParseIllumos(b *testing.B) {
 	path := testenv.SharedData(b, "scan/pscan-illumos-2026.txt.zst")
 	raw, err := os.ReadFile(path)
@@ -281,6 +346,16 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("x"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		recs, err := Parse("fuzz", in)
+		// Reading in small chunks gives the same records or error.
+		for _, size := range []int{1, 16, 100} {
+			crecs, cerr := readChunks("fuzz", bytes.NewReader(in), size)
+			if (err == nil) != (cerr == nil) || (err != nil && err.Error() != cerr.Error()) {
+				t.Fatalf("chunk size %d: error %v, Parse: %v", size, cerr, err)
+			}
+			if err == nil && !sameRecords(recs, crecs) {
+				t.Fatalf("chunk size %d: records differ", size)
+			}
+		}
 		if err != nil {
 			var pe *Error
 			if !errors.As(err, &pe) || pe.Line < 1 {
