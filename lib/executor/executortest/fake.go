@@ -211,8 +211,11 @@ func alive(pid int) bool {
 		return !os.IsNotExist(err) // no /proc: trust kill(2)
 	}
 	// The state follows the parenthesised command name.
-	if k := bytes.LastIndexByte(b, ')'); k >= 0 && k+2 < len(b) {
-		return b[k+2] != 'Z' && b[k+2] != 'X'
+	if k := bytes.LastIndexByte(b, ')'); k >= 0 && k+2 < len(b) && (b[k+2] == 'Z' || b[k+2] == 'X') {
+		return false
 	}
-	return true
+	// A process killed but still tearing down has released its memory
+	// already (empty cmdline): it runs no more code.
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && len(cmd) > 0
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 func sysProcAttr() *syscall.SysProcAttr {
@@ -25,6 +26,8 @@ func KillOrphans(tag string) (int, error) {
 	}
 	self := os.Getpid()
 	n := 0
+	var killed []int
+	defer func() { waitGone(killed, 10*time.Second) }()
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(filepath.Base(d))
 		if err != nil || pid == self {
@@ -37,8 +40,27 @@ func KillOrphans(tag string) (int, error) {
 		if bytes.HasPrefix(env, want) || bytes.Contains(env, append([]byte{0}, want...)) {
 			if syscall.Kill(pid, syscall.SIGKILL) == nil {
 				n++
+				killed = append(killed, pid)
 			}
 		}
 	}
 	return n, nil
+}
+
+// waitGone waits until every pid has exited (is gone or a zombie), so no
+// orphan can still touch its work when the job starts again.
+func waitGone(pids []int, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for _, pid := range pids {
+		for time.Now().Before(deadline) {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+			if err != nil {
+				break
+			}
+			if k := bytes.LastIndexByte(b, ')'); k >= 0 && k+2 < len(b) && (b[k+2] == 'Z' || b[k+2] == 'X') {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 }
