@@ -36,6 +36,8 @@
 //     typos included (see WriteText).
 //   - report.html: every unsuccessful package with links to its logs
 //     (see WriteHTML).
+//   - report.dot: the graph of failures (create-broken-graph.awk; see
+//     WriteDot). pbulk's report.svg is not rendered.
 //
 // # States
 //

@@ -331,3 +331,33 @@ func TestWall(t *testing.T) {
 		}
 	}
 }
+
+func TestDot(t *testing.T) {
+	_, b := loadFixture(t)
+	var buf bytes.Buffer
+	if err := WriteDot(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	// Edges from failures to their dependents (dependents in PKGNAME
+	// order), then every failure that has an edge or breaks something:
+	// skewed, slow and skipped break nothing and have no edge.
+	want := `digraph "Broken packages" {
+"libfoo-1.0" -> "app-a-2.0" [ color = "red" ];
+"libbar-0.5" -> "app-b-1.0" [ color = "red" ];
+"app-a-2.0" -> "app-b-1.0" [ color = "lightgray" ];
+"broken-1.0" -> "needs-broken-1.0" [ color = "lightgray" ];
+"python311-3.11.9" -> "py311-x-1.0" [ color = "red" ];
+"app-a-2.0" [ color = "orange", fontcolor = "orange", label="app-a-2.0" ];
+"app-b-1.0" [ color = "orange", fontcolor = "orange", label="app-b-1.0" ];
+"broken-1.0" [ color = "gray2", fontcolor = "gray2", label="broken-1.0" ];
+"libbar-0.5" [ color = "red", fontcolor = "red", label="libbar-0.5" ];
+"libfoo-1.0" [ color = "red", fontcolor = "red", label="libfoo-1.0" ];
+"needs-broken-1.0" [ color = "lightgray", fontcolor = "lightgray", label="needs-broken-1.0" ];
+"py311-x-1.0" [ color = "orange", fontcolor = "orange", label="py311-x-1.0" ];
+"python311-3.11.9" [ color = "red", fontcolor = "red", label="python311-3.11.9" ];
+}
+`
+	if buf.String() != want {
+		t.Errorf("report.dot:\n%s\nwant\n%s", buf.String(), want)
+	}
+}

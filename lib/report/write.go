@@ -14,7 +14,7 @@ import (
 )
 
 // Files are the names WriteDir writes, in the order it writes them.
-var Files = []string{"report", "report.bz2", "pbuild", "success", "error", "status", "report.txt", "report.html"}
+var Files = []string{"report", "report.bz2", "pbuild", "success", "error", "status", "report.txt", "report.html", "report.dot"}
 
 // WriteDir writes every report file into dir (created if missing). All
 // files are first written under temporary names and fsynced; only then
@@ -42,6 +42,7 @@ func WriteDir(ctx context.Context, dir string, d *sql.DB, b *Build, loc *time.Lo
 		"status":      func(w io.Writer) error { return WriteStatus(w, b, loc) },
 		"report.txt":  func(w io.Writer) error { return WriteText(w, b, loc) },
 		"report.html": func(w io.Writer) error { return WriteHTML(w, b, loc) },
+		"report.dot":  func(w io.Writer) error { return WriteDot(w, b) },
 	}
 	var temps []string
 	defer func() {

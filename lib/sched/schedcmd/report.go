@@ -37,8 +37,9 @@ PKG_DEPTH= and BUILD_STATUS=, sorted by PKGNAME; skew and timeout are
 BUILD_STATUS=failed plus PKGBULK_STATUS=skew|timeout), pbuild
 (PKGNAME|STATUS||DEPTH), success and error (PKGNAME lists, as pbulk-build
 writes them), status (BUILD_START_*, BUILD_END_*, PLATFORM, COMPILER,
-BASE_URL), report.txt (pbulk's mail body, byte for byte) and report.html
-(every unsuccessful package with links to its logs). Each file is replaced
+BASE_URL), report.txt (pbulk's mail body, byte for byte), report.html
+(every unsuccessful package with links to its logs) and report.dot (the
+graph of failures; render it with Graphviz: neato -Tsvg). Each file is replaced
 atomically, and only once all of them were written.
 
 The report can be written at any time; while packages are still open the
