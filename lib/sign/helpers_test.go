@@ -29,6 +29,11 @@ func TestMain(m *testing.M) {
 	}
 	keysDir = d
 	code := m.Run()
+	if _, err := os.Stat(filepath.Join(d, "gnupg")); err == nil {
+		kill := exec.Command("gpgconf", "--kill", "gpg-agent")
+		kill.Env = append(os.Environ(), "GNUPGHOME="+filepath.Join(d, "gnupg"))
+		_ = kill.Run()
+	}
 	os.RemoveAll(d)
 	os.Exit(code)
 }

@@ -371,8 +371,8 @@ func VerifyPackage(name string, r io.Reader, v Verifier) (*Result, error) {
 	go func() {
 		defer close(metaDone)
 		meta, metaErr = pkgfile.ReadMeta(h.Name, pr)
-		_, _ = io.Copy(io.Discard, pr)
-		pr.Close()
+		// Metadata read: the rest of the package need not pass the pipe.
+		pr.CloseWithError(io.ErrClosedPipe)
 	}()
 	ioErr := checkBlocks(res, hf, a, pw)
 	pw.Close()
