@@ -322,7 +322,11 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 		}
 		if err != nil {
 			f.Close()
-			c.Remove(tmp)
+			if rerr := c.Remove(tmp); rerr != nil && ctx.Err() != nil {
+				// Cancelling closed the connection under us: remove
+				// the temporary file over a new one, briefly.
+				s.removeTemp(ctx, tmp)
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -330,6 +334,14 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 		}
 		return nil
 	})
+}
+
+// removeTemp removes a temporary file left by a cancelled Put, giving up
+// after a few seconds: List ignores leftovers anyway.
+func (s *Store) removeTemp(ctx context.Context, tmp string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	s.with(ctx, "remove", tmp, func(c *sftp.Client) error { return c.Remove(tmp) })
 }
 
 func upload(ctx context.Context, c *sftp.Client, f *sftp.File, r io.Reader, size int64) error {

@@ -2,7 +2,9 @@ package sftpstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,3 +123,34 @@ func TestCategorySymlinks(t *testing.T) {
 		t.Errorf("List = %v", got)
 	}
 }
+
+// A Put cancelled mid-stream closes the connection; its temporary file
+// must still go.
+func TestCancelledPutLeavesNoTemp(t *testing.T) {
+	srv := storetest.StartSSHD(t)
+	s, err := open(t, srv, "cancel", srv.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := io.MultiReader(strings.NewReader(strings.Repeat("x", 1<<20)), readerFunc(func(p []byte) (int, error) {
+		cancel()
+		return 0, ctx.Err()
+	}))
+	if err := s.Put(ctx, "All/big-1.0.tgz", r, -1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put: %v, want context.Canceled", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(srv.Dir, "cancel", "All", "*"))
+	if len(left) != 0 {
+		t.Errorf("left behind: %q", left)
+	}
+	// The store still works on a new connection.
+	if err := s.Put(context.Background(), "All/after-1.0.tgz", strings.NewReader("ok"), 2); err != nil {
+		t.Errorf("Put after a cancelled Put: %v", err)
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
