@@ -6,8 +6,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -107,11 +107,9 @@ func StartSSHD(t testing.TB) *SSHServer {
 		t.Fatal(err)
 	}
 	fields := strings.Fields(string(hostPub))
-	port := freePort(t)
-	hostPort := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	writeFile(t, filepath.Join(dir, "known_hosts"), fmt.Appendf(nil, "[127.0.0.1]:%d %s %s\n", port, fields[0], fields[1]))
-
-	cfg := fmt.Sprintf(`Port %d
+	srv := startServer(t, "sshd", "SSH-", 10*time.Second, func(port int) *exec.Cmd {
+		writeFile(t, filepath.Join(dir, "known_hosts"), fmt.Appendf(nil, "[127.0.0.1]:%d %s %s\n", port, fields[0], fields[1]))
+		cfg := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s
 PidFile none
@@ -127,30 +125,20 @@ X11Forwarding no
 LogLevel ERROR
 Subsystem sftp internal-sftp
 `, port, filepath.Join(dir, "host_key"), filepath.Join(dir, "authorized_keys"))
-	writeFile(t, filepath.Join(dir, "sshd_config"), []byte(cfg))
-
-	var stderr bytes.Buffer
-	cmd := exec.Command(sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
-	cmd.Stderr = &lockedWriter{w: &stderr}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start sshd: %v", err)
-	}
-	stop := stopper(t, cmd, "sshd", &stderr)
-	if err := waitBanner(hostPort, "SSH-", 10*time.Second); err != nil {
-		stop()
-		t.Fatalf("sshd on %s did not come up: %v\nsshd stderr:\n%s", hostPort, err, stderr.String())
-	}
+		writeFile(t, filepath.Join(dir, "sshd_config"), []byte(cfg))
+		return exec.Command(sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	})
 	store := filepath.Join(dir, "stores")
 	if err := os.Mkdir(store, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return &SSHServer{
-		Host: "127.0.0.1", Port: port, User: u.Username,
+		Host: "127.0.0.1", Port: srv.port, User: u.Username,
 		IdentityFile: filepath.Join(dir, "client_key"),
 		KnownHosts:   filepath.Join(dir, "known_hosts"),
 		Dir:          store,
-		stop:         stop,
-		pid:          cmd.Process.Pid,
+		stop:         srv.stop,
+		pid:          srv.pid,
 	}
 }
 
@@ -221,25 +209,16 @@ func StartS3(t testing.TB) *S3Server {
 		Bucket:    "pkgbulk-" + randHex(t, 4),
 		Dir:       root,
 	}
-	port := freePort(t)
-	hostPort := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	srv := startServer(t, "versitygw", "", 15*time.Second, func(port int) *exec.Cmd {
+		cmd := exec.Command(bin, "--port", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			"--access", s.AccessKey, "--secret", s.SecretKey, "--region", s.Region, "--quiet", "posix", root)
+		// Keep the caller's AWS/VGW settings from leaking into the server.
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+		return cmd
+	})
+	s.stop = srv.stop
+	hostPort := net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.port))
 	s.Endpoint = "http://" + hostPort
-	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "--port", hostPort, "--access", s.AccessKey, "--secret", s.SecretKey,
-		"--region", s.Region, "--quiet", "posix", root)
-	// Keep the caller's AWS/VGW settings from leaking into the server.
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
-	w := &lockedWriter{w: &stderr}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start versitygw: %v", err)
-	}
-	stop := stopper(t, cmd, "versitygw", &stderr)
-	s.stop = stop
-	if err := waitBanner(hostPort, "", 15*time.Second); err != nil {
-		stop()
-		t.Fatalf("versitygw on %s did not come up: %v\noutput:\n%s", hostPort, err, stderr.String())
-	}
 	c, err := minio.New(hostPort, &minio.Options{
 		Creds:  credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
 		Region: s.Region,
@@ -250,7 +229,7 @@ func StartS3(t testing.TB) *S3Server {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := c.MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{Region: s.Region}); err != nil {
-		t.Fatalf("create bucket %s on %s: %v\noutput:\n%s", s.Bucket, s.Endpoint, err, stderr.String())
+		t.Fatalf("create bucket %s on %s: %v\noutput:\n%s", s.Bucket, s.Endpoint, err, srv.out.String())
 	}
 	return s
 }
@@ -259,14 +238,14 @@ func StartS3(t testing.TB) *S3Server {
 // children detach into their own sessions) at the end of the test, and
 // reports cmd's output if the test failed; it returns a function that
 // stops them at once.
-func stopper(t testing.TB, cmd *exec.Cmd, name string, out *bytes.Buffer) func() {
+func stopper(t testing.TB, cmd *exec.Cmd, name string, out *lockedWriter) (stop func(), exited <-chan struct{}) {
 	// Children that outlive cmd hold its output pipe open; do not let
 	// Wait wait for them.
 	cmd.WaitDelay = time.Second
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	var once sync.Once
-	stop := func() {
+	stop = func() {
 		once.Do(func() {
 			pids := append(descendants(cmd.Process.Pid), cmd.Process.Pid)
 			for _, pid := range pids {
@@ -288,7 +267,49 @@ func stopper(t testing.TB, cmd *exec.Cmd, name string, out *bytes.Buffer) func()
 			t.Logf("%s output:\n%s", name, out.String())
 		}
 	})
-	return stop
+	return stop, done
+}
+
+// server is a started server process.
+type server struct {
+	port int
+	pid  int
+	stop func()
+	out  *lockedWriter
+}
+
+// startServer starts the command mk makes for a free port and waits until
+// the port answers (with a line starting with banner, if not empty). Should
+// the port be taken between freePort and the server's bind, it tries again
+// on another port.
+func startServer(t testing.TB, name, banner string, limit time.Duration, mk func(port int) *exec.Cmd) server {
+	t.Helper()
+	var lastErr error
+	var lastOut string
+	for range 3 {
+		port := freePort(t)
+		cmd := mk(port)
+		out := &lockedWriter{w: new(bytes.Buffer)}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		stop, exited := stopper(t, cmd, name, out)
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		err := waitBanner(addr, banner, limit, exited)
+		if err == nil {
+			select {
+			case <-exited: // someone else answered on the port
+				err = fmt.Errorf("%s exited", name)
+			default:
+				return server{port: port, pid: cmd.Process.Pid, stop: stop, out: out}
+			}
+		}
+		stop()
+		lastErr, lastOut = fmt.Errorf("on %s: %w", addr, err), out.String()
+	}
+	t.Fatalf("%s did not come up %v\noutput:\n%s", name, lastErr, lastOut)
+	return server{}
 }
 
 // descendants returns the pids of the processes below pid (Linux /proc;
@@ -347,10 +368,15 @@ func ClosedPortAddr(t testing.TB) string {
 
 // waitBanner waits until addr accepts connections and, if banner is not
 // empty, sends a line starting with it.
-func waitBanner(addr, banner string, limit time.Duration) error {
+func waitBanner(addr, banner string, limit time.Duration, exited <-chan struct{}) error {
 	deadline := time.Now().Add(limit)
-	var err error
+	err := fmt.Errorf("nothing answered within %v", limit)
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return errors.New("the server exited")
+		default:
+		}
 		var c net.Conn
 		c, err = net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -389,7 +415,13 @@ func randHex(t testing.TB, n int) string {
 // lockedWriter serialises writes from a child's stdout and stderr.
 type lockedWriter struct {
 	mu sync.Mutex
-	w  io.Writer
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
