@@ -56,6 +56,7 @@ type Inputs struct {
 	Limited string   `name:"limited" short:"l" placeholder:"FILE" help:"Limited build: a file of pkgpaths (category/dir), one per line; '#' starts a comment. Selects those packages and their dependency closure."`
 	Strict  bool     `help:"Exit 1 when a pattern is unresolved or a dependency cycle exists (pbulk-resolve -s)."`
 	Quiet   bool     `short:"q" help:"Do not print warnings about unresolved patterns and cycles."`
+	Verbose bool     `short:"v" help:"Also warn, like pbulk-resolve -v, when a dependency resolves to a package of another directory than its ALL_DEPENDS entry names."`
 	JSON    bool     `name:"json" help:"Print a JSON summary (counts) on stdout when done."`
 	Timings bool     `hidden:"" help:"Print the time each phase took on stderr (for benchmarks)."`
 
@@ -178,12 +179,18 @@ func (in *Inputs) load(ctx context.Context, g *cli.Globals) (*loaded, error) {
 }
 
 // warnUnresolved prints pbulk-resolve's warning for every unresolved
-// pattern of a package in include.
-func warnUnresolved(w io.Writer, g *Graph, include func(int) bool) {
+// pattern of a package in include, and with verbose its location warnings.
+func warnUnresolved(w io.Writer, g *Graph, include func(int) bool, verbose bool) {
 	bw := bufio.NewWriter(w)
 	for i := range g.Pkgs {
 		if include != nil && !include(i) {
 			continue
+		}
+		if verbose {
+			for _, m := range g.Pkgs[i].Mismatches {
+				fmt.Fprintf(bw, "pkgdag: Best matching %s differs from location %s for dependency %s of package %s\n",
+					g.Pkgs[m.Chosen].Name, m.Location, m.Pattern, g.Pkgs[i].Name)
+			}
 		}
 		for _, u := range g.Pkgs[i].Unresolved {
 			fmt.Fprintf(bw, "pkgdag: No match found for dependency %s of package %s\n", u.Pattern, g.Pkgs[i].Name)
@@ -200,7 +207,7 @@ func (c *BuildCmd) Run(ctx context.Context, g *cli.Globals) error {
 	}
 	a, counts, err := WriteDB(ctx, c.Output, l.g, l.limited, DBInfo{Inputs: c.Scan, Limited: c.Limited, Now: time.Now(), Trace: c.trace(g.Stderr)})
 	if a != nil && !c.Quiet {
-		warnUnresolved(g.Stderr, l.g, nil)
+		warnUnresolved(g.Stderr, l.g, nil, c.Verbose)
 		WriteCycles(g.Stderr, l.g, a)
 	}
 	if err != nil {
@@ -266,7 +273,7 @@ func (c *PresolveCmd) Run(ctx context.Context, g *cli.Globals) error {
 		}
 	}
 	if !c.Quiet {
-		warnUnresolved(g.Stderr, l.g, include)
+		warnUnresolved(g.Stderr, l.g, include, c.Verbose)
 	}
 	if c.Output == "" {
 		if err := l.g.WritePresolve(g.Stdout, include); err != nil {

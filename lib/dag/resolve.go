@@ -66,12 +66,22 @@ type Unresolved struct {
 	Location string // the entry's PATH without ../../
 }
 
+// Mismatch is a dependency whose chosen package lives in another directory
+// than the ALL_DEPENDS entry names (pbulk-resolve -v warns about these; the
+// location never decides the match).
+type Mismatch struct {
+	Pattern  string
+	Location string // the entry's PATH without ../../
+	Chosen   int    // the package chosen, or already chosen, for the pattern
+}
+
 // Package is one record after resolution.
 type Package struct {
 	Name       string
 	Location   string
 	Deps       []Dep        // in DEPENDS order; none when a pattern is unresolved
 	Unresolved []Unresolved // in ALL_DEPENDS order
+	Mismatches []Mismatch   // in ALL_DEPENDS order
 	// Predepends is set when the record already had a DEPENDS line; it is
 	// then written exactly as read.
 	Predepends bool
@@ -280,6 +290,11 @@ func Resolve(ctx context.Context, recs []scan.Record, workers int) (*Graph, erro
 		return nil, err
 	}
 
+	prefixes := make([][]string, len(patterns))
+	for id, p := range compiled {
+		prefixes[id] = p.Prefixes()
+	}
+
 	// Best match of every distinct pattern over all records.
 	idx := newNameIndex(g)
 	best := make([]int32, len(patterns))
@@ -302,14 +317,19 @@ func Resolve(ctx context.Context, recs []scan.Record, workers int) (*Graph, erro
 			for _, e := range entries[i] {
 				pat := compiled[e.pat]
 				b := best[e.pat]
-				if matchesChosen(g, p.Deps, pat, b) {
-					continue
-				}
-				if b < 0 {
+				chosen := -1
+				if k := firstChosenMatch(g, p.Deps, pat, prefixes[e.pat], b); k >= 0 {
+					chosen = p.Deps[k].Pkg
+				} else if b < 0 {
 					p.Unresolved = append(p.Unresolved, Unresolved{Pattern: patterns[e.pat], Location: string(e.loc)})
 					continue
+				} else {
+					chosen = int(b)
+					p.Deps = append(p.Deps, Dep{Pkg: chosen, Pattern: patterns[e.pat]})
 				}
-				p.Deps = append(p.Deps, Dep{Pkg: int(b), Pattern: patterns[e.pat]})
+				if g.Pkgs[chosen].Location != string(e.loc) {
+					p.Mismatches = append(p.Mismatches, Mismatch{Pattern: patterns[e.pat], Location: string(e.loc), Chosen: chosen})
+				}
 			}
 			if len(p.Unresolved) > 0 {
 				// pbulk-resolve drops the DEPENDS line, so pbulk-build
@@ -352,21 +372,26 @@ func Resolve(ctx context.Context, recs []scan.Record, workers int) (*Graph, erro
 	return g, ctx.Err()
 }
 
-// matchesChosen reports whether a package already chosen for this record
-// matches pat (pbulk's dedupe rule). best is pat's best match: when it was
-// chosen already the answer is yes without matching.
-func matchesChosen(g *Graph, deps []Dep, pat *pattern.Pattern, best int32) bool {
-	for _, d := range deps {
+// firstChosenMatch returns the index of the first package already chosen
+// for this record that matches pat (pbulk's dedupe rule), or -1. best is
+// pat's best match, which matches without asking; prefixes are pat's
+// literal prefixes, which a name must start with to be worth matching.
+func firstChosenMatch(g *Graph, deps []Dep, pat *pattern.Pattern, prefixes []string, best int32) int {
+	for k, d := range deps {
 		if int32(d.Pkg) == best {
-			return true
+			return k
+		}
+		name := g.Pkgs[d.Pkg].Name
+		for _, pre := range prefixes {
+			if strings.HasPrefix(name, pre) {
+				if pat.MatchPbulk(name) {
+					return k
+				}
+				break
+			}
 		}
 	}
-	for _, d := range deps {
-		if pat.MatchPbulk(g.Pkgs[d.Pkg].Name) {
-			return true
-		}
-	}
-	return false
+	return -1
 }
 
 // splitBlanks yields the space/tab separated fields of b.

@@ -134,6 +134,28 @@ func TestResolve(t *testing.T) {
 	}
 }
 
+func TestLocationMismatch(t *testing.T) {
+	in := rec("app-1", "a/app", "py312-foo>=1:../../devel/py-foo foo-[0-9]*:../../x/foo py312-foo-[0-9]*:../../devel/py-foo2") +
+		rec("py312-foo-1.0", "devel/py-foo-other", "") + rec("foo-1", "x/foo", "")
+	g, err := resolveText(t, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, _ := g.Lookup("app-1")
+	foo, _ := g.Lookup("py312-foo-1.0")
+	want := []Mismatch{{"py312-foo>=1", "devel/py-foo", foo}, {"py312-foo-[0-9]*", "devel/py-foo2", foo}}
+	if !slices.Equal(g.Pkgs[i].Mismatches, want) {
+		t.Errorf("mismatches %v, want %v", g.Pkgs[i].Mismatches, want)
+	}
+	code, _, stderr := pkgdag(t, in, "presolve", "-v", "-")
+	if code != 0 || !strings.Contains(stderr, "pkgdag: Best matching py312-foo-1.0 differs from location devel/py-foo2 for dependency py312-foo-[0-9]* of package app-1\n") {
+		t.Errorf("exit %d, stderr %s", code, stderr)
+	}
+	if _, _, stderr := pkgdag(t, in, "presolve", "-"); strings.Contains(stderr, "Best matching") {
+		t.Errorf("location warnings without -v: %s", stderr)
+	}
+}
+
 func TestUnresolvedRewritesFailReason(t *testing.T) {
 	in := rec("app-1.0", "a/app", "nope>=1:../../x/nope foo-[0-9]*:../../x/foo gone-[0-9]*:../../y/gone",
 		`PKG_FAIL_REASON="old reason"`) + rec("foo-1", "x/foo", "")
