@@ -177,7 +177,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, s.wrap("open", "", err)
+		return nil, s.wrap("", "", err)
 	}
 	if !ok {
 		return nil, store.Permanent(fmt.Errorf("s3 store %s: bucket %q does not exist at endpoint %s", s.url, cfg.Bucket, client.EndpointURL()))
@@ -209,10 +209,7 @@ var authCodes = map[string]bool{
 }
 
 func (s *Store) wrap(op, name string, err error) error {
-	what := op
-	if name != "" {
-		what += " " + name
-	}
+	what := op + " " + name
 	resp := minio.ToErrorResponse(err)
 	switch {
 	case resp.Code == "NoSuchKey" || (resp.Code == "NotFound" && name != ""):
@@ -223,6 +220,9 @@ func (s *Store) wrap(op, name string, err error) error {
 		err = store.Permanent(fmt.Errorf("access to bucket %q at %s refused (check the credentials): %w", s.cfg.Bucket, s.client.EndpointURL(), err))
 	case resp.StatusCode == http.StatusForbidden:
 		err = store.Permanent(fmt.Errorf("access to bucket %q at %s refused (check the credentials): %w", s.cfg.Bucket, s.client.EndpointURL(), err))
+	}
+	if name == "" { // New's bucket check
+		return fmt.Errorf("s3 store %s: %w", s.url, err)
 	}
 	return fmt.Errorf("%s in %s: %w", what, s.url, err)
 }
@@ -235,9 +235,8 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 	if err := store.CheckName(name); err != nil {
 		return fmt.Errorf("put to %s: %w", s.url, err)
 	}
-	cr := &countReader{r: store.CtxReader(ctx, r)}
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: 16 << 20}
-	info, err := s.client.PutObject(ctx, s.cfg.Bucket, s.key(name), cr, size, opts)
+	info, err := s.client.PutObject(ctx, s.cfg.Bucket, s.key(name), store.CtxReader(ctx, r), size, opts)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -247,20 +246,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 	if size >= 0 && info.Size != size {
 		return s.wrap("put", name, fmt.Errorf("stored %d bytes, expected %d", info.Size, size))
 	}
-	// minio-go reads exactly size bytes; a longer reader is a caller bug
-	// we cannot undo here, but a shorter one fails in PutObject.
 	return nil
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // Get opens name for reading.

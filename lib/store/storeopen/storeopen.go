@@ -6,7 +6,8 @@
 //	s3://bucket[/prefix][?endpoint=URL]   lib/store/s3store
 //	mem://name                            lib/store/memstore (tests)
 //
-// Credentials come from Options (command-line flags), else from the
+// Credentials come from Options (command-line flags; tools embed Flags
+// in their kong grammar and call Flags.Options), else from the
 // environment (see docs/stores.md). This is the one place where backends
 // are wired and decorators stacked.
 package storeopen
