@@ -20,7 +20,10 @@ const (
 type Analysis struct {
 	// Depth[i] is pbulk's depth: distinct packages depending on i directly
 	// or transitively, plus one. Weight[i] is the sum of PBULK_WEIGHT over
-	// i and the same dependents.
+	// i and the same dependents. In a limited build a selected package
+	// counts selected dependents only, as pbulk does (its presolve file
+	// holds just the build set); a package outside the build set counts
+	// all its dependents.
 	Depth  []int
 	Weight []int64
 	// State[i] is open, prefailed or indirect-prefailed; Detail[i] says why:
@@ -96,7 +99,17 @@ func (g *Graph) Analyze(limited []int) *Analysis {
 			odd = append(odd, int32(v))
 		}
 	}
-	g.depthAndWeight(a, comp, members, weights, odd)
+	// Selection: everything, or the closure of the limited list.
+	var sel []bool
+	if limited == nil {
+		for v := range a.Selected {
+			a.Selected[v] = true
+		}
+	} else {
+		a.Selected = g.Closure(limited)
+		sel = a.Selected
+	}
+	g.depthAndWeight(a, comp, members, weights, odd, sel)
 
 	// Initial states: prefailed roots in input order, then a breadth-first
 	// walk over dependents so each indirect one names the first root found.
@@ -139,15 +152,6 @@ func (g *Graph) Analyze(limited []int) *Analysis {
 			queue = append(queue, u)
 		}
 	}
-
-	// Selection: everything, or the closure of the limited list.
-	if limited == nil {
-		for v := range a.Selected {
-			a.Selected[v] = true
-		}
-		return a
-	}
-	a.Selected = g.Closure(limited)
 	return a
 }
 
@@ -262,10 +266,19 @@ func (b bitset) or(c bitset) {
 		b[k] |= c[k]
 	}
 }
-func (b bitset) count() int {
+
+// countAnd counts the bits of b that are also in mask (all when mask is
+// nil).
+func (b bitset) countAnd(mask bitset) int {
 	n := 0
-	for _, w := range b {
-		n += bits.OnesCount64(w)
+	if mask == nil {
+		for _, w := range b {
+			n += bits.OnesCount64(w)
+		}
+		return n
+	}
+	for k, w := range b {
+		n += bits.OnesCount64(w & mask[k])
 	}
 	return n
 }
@@ -279,7 +292,7 @@ func (b bitset) count() int {
 // indices: every dependent of a component comes before it, so a set only
 // ever uses the words below the component's own position and the unions
 // touch half the words on average.
-func (g *Graph) depthAndWeight(a *Analysis, comp []int32, members [][]int32, weights []int64, odd []int32) {
+func (g *Graph) depthAndWeight(a *Analysis, comp []int32, members [][]int32, weights []int64, odd []int32, sel []bool) {
 	n := len(g.Pkgs)
 	pos := make([]int32, n)                // package -> position
 	start := make([]int32, len(members)+1) // component (in visiting order) -> first position
@@ -302,6 +315,18 @@ func (g *Graph) depthAndWeight(a *Analysis, comp []int32, members [][]int32, wei
 	}
 
 	words := (n + 63) / 64
+	// mask holds the selected positions in a limited build. Selection is
+	// closed under dependencies, so a component is selected or not as a
+	// whole, and only selected components use the mask.
+	var mask bitset
+	if sel != nil {
+		mask = make(bitset, words)
+		for v, ok := range sel {
+			if ok {
+				mask.set(pos[v])
+			}
+		}
+	}
 	var free []bitset
 	get := func() bitset {
 		if k := len(free); k > 0 {
@@ -321,7 +346,11 @@ func (g *Graph) depthAndWeight(a *Analysis, comp []int32, members [][]int32, wei
 		}
 		// Dependents all sit below this component's first position.
 		used := anc[:(start[k]+63)/64]
-		count := used.count()
+		var only bitset // restricts counting to the build set
+		if mask != nil && sel[members[c][0]] {
+			only = mask
+		}
+		count := used.countAnd(only)
 		// Weight of the dependents: default weight times their number,
 		// corrected for the packages with another weight. Walk whichever
 		// is shorter: the odd list or the set bits.
@@ -329,12 +358,15 @@ func (g *Graph) depthAndWeight(a *Analysis, comp []int32, members [][]int32, wei
 		if len(oddPos) < count {
 			wsum = int64(count) * scan.DefaultPbulkWeight
 			for _, u := range oddPos {
-				if u < start[k] && anc.has(u) {
+				if u < start[k] && anc.has(u) && (only == nil || only.has(u)) {
 					wsum += wpos[u] - scan.DefaultPbulkWeight
 				}
 			}
 		} else {
 			for wi, w := range used {
+				if only != nil {
+					w &= only[wi]
+				}
 				for w != 0 {
 					t := bits.TrailingZeros64(w)
 					wsum += wpos[wi*64+t]

@@ -362,6 +362,11 @@ func TestLimitedClosure(t *testing.T) {
 			t.Errorf("%s selected = %v, want %v", name, a.Selected[i], want)
 		}
 	}
+	// Depth counts build-set dependents only: other-1 is not built.
+	lib, _ := g.Lookup("lib-1")
+	if a.Depth[lib] != 2 || g.Analyze(nil).Depth[lib] != 3 {
+		t.Errorf("depth of lib-1: %d limited, %d full; want 2 and 3", a.Depth[lib], g.Analyze(nil).Depth[lib])
+	}
 	_, err = g.SelectPaths(ParseLimited("list", []byte("x/base\nx/nope\n")))
 	if err == nil || err.Error() != "list:2: pkgpath x/nope is not in the scan" {
 		t.Errorf("unknown pkgpath: %v", err)
@@ -390,7 +395,17 @@ func TestDepthBruteForce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := g.Analyze(nil)
+		// Every other round is a limited build of a few random packages.
+		var limited []int
+		if round%2 == 1 {
+			limited = []int{}
+			for v := 0; v < n; v++ {
+				if rng.IntN(8) == 0 {
+					limited = append(limited, v)
+				}
+			}
+		}
+		a := g.Analyze(limited)
 		rdeps := g.reverse()
 		for v := 0; v < n; v++ {
 			seen := map[int32]bool{}
@@ -406,6 +421,14 @@ func TestDepthBruteForce(t *testing.T) {
 				}
 			}
 			delete(seen, int32(v))
+			if limited != nil && a.Selected[v] {
+				// Inside the build set only build-set dependents count.
+				for u := range seen {
+					if !a.Selected[u] {
+						delete(seen, u)
+					}
+				}
+			}
 			w := int64(scan.PbulkWeight(&g.Recs[v]))
 			for u := range seen {
 				w += int64(scan.PbulkWeight(&g.Recs[u]))
