@@ -31,17 +31,27 @@ tree=$WORK/tree
 # guard (a real tree is not written the second before it is scanned).
 sleep 1
 
-echo "tree: $N package directories in $tree; make: $MAKE_PROG; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+load0=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+echo "tree: $N package directories in $tree; make: $MAKE_PROG; load: $load0"
+
+# CPU seconds (user+sys, children included) when GNU time is there: on a
+# loaded machine wall-clock ratios mean little, while CPU shows pkgscan's
+# own overhead over the loop (on an idle 2-core machine the speed-up is at
+# most 2 x loop CPU / pkgscan CPU).
+if [ -x /usr/bin/time ]; then
+	timed() { out=$1; shift; /usr/bin/time -f "%U %S" -o "$WORK/$out.cpu" "$@"; }
+else
+	timed() { shift; "$@"; }
+fi
+cpu() { [ -f "$WORK/$1.cpu" ] && awk '{ print $1 + $2 }' "$WORK/$1.cpu" || echo "?"; }
 
 t0=$(now)
-for d in $(cat "$tree/locations.txt"); do
-	(cd "$tree/$d" && $MAKE_PROG pbulk-index)
-done > "$WORK/loop.out"
+timed loop sh -c 'for d in $(cat "$1/locations.txt"); do (cd "$1/$d" && $2 pbulk-index); done' sh "$tree" "$MAKE_PROG" > "$WORK/loop.out"
 t1=$(now)
 seq_s=$(elapsed "$t0" "$t1")
 
 t0=$(now)
-"$WORK/pkgscan" -C "$tree" -M "$MAKE_PROG" -j "$J" -o "$WORK/full.pscan" --stats-json "$WORK/full.stats.json"
+timed full "$WORK/pkgscan" -C "$tree" -M "$MAKE_PROG" -j "$J" -o "$WORK/full.pscan" --stats-json "$WORK/full.stats.json"
 t1=$(now)
 full_s=$(elapsed "$t0" "$t1")
 
@@ -72,4 +82,5 @@ printf 'sequential shell loop:              %8.2f s\n' "$seq_s"
 printf 'pkgscan -j %s full scan:             %8.2f s   speed-up %.2fx (target >= 1.8x)\n' "$J" "$full_s" "$(calc "$seq_s / $full_s")"
 printf 'pkgscan -j %s --reuse, no change:    %8.2f s   %.2f%% of the full scan (target < 2%%), %s make runs\n' "$J" "$reuse_s" "$(calc "100 * $reuse_s / $full_s")" "$reuse_makes"
 printf 'pkgscan -j %s --reuse, 10%% mk change:%8.2f s   %s locations rescanned (%s packages read that file)\n' "$J" "$mk_s" "$mk_scanned" "$readers"
+echo "CPU seconds: loop $(cpu loop), pkgscan full scan $(cpu full) (load before: $load0)"
 echo "records: $records; reused output identical to the full scan; work dir: $WORK"
