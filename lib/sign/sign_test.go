@@ -1,6 +1,7 @@
 package sign
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -445,5 +446,44 @@ func TestGnuPGMadeSignature(t *testing.T) {
 	res, err := VerifyPackage("gnupg-made", &buf, v)
 	if err != nil || !res.OK() || res.PkgAdd != "accept" {
 		t.Fatalf("container with gpg's own signature: %v %+v", err, res)
+	}
+}
+
+// TestPkgnameAndOrder: the pkgname comes from +CONTENTS' @name (not the
+// file name), and a package whose first member is not +CONTENTS is
+// refused, as pkg_admin refuses it.
+func TestPkgnameAndOrder(t *testing.T) {
+	x := testX509(t)
+	s, err := LoadX509Signer(x.LeafKey, x.Leaf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "renamed.tgz")
+	makePackage(t, p, "realname-2.0nb1", 5000, 1)
+	if rep, err := SignFiles(context.Background(), []string{p}, s, Options{}); err != nil || rep.Signed != 1 {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	res := verifyFile(t, p, s.Verifier())
+	if !res.OK() || res.PkgName != "realname-2.0nb1" || res.InnerName != "realname-2.0nb1.tmp.tgz" {
+		t.Fatalf("%+v", res)
+	}
+
+	// +COMMENT before +CONTENTS.
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, m := range []struct{ n, d string }{{"+COMMENT", "c\n"}, {"+CONTENTS", "@name bad-1.0\n"}, {"+DESC", "d\n"}} {
+		tw.WriteHeader(&tar.Header{Name: m.n, Mode: 0o644, Size: int64(len(m.d)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(m.d))
+	}
+	tw.Close()
+	bad := filepath.Join(dir, "bad-1.0.tar")
+	os.WriteFile(bad, buf.Bytes(), 0o644)
+	rep, err := SignFiles(context.Background(), []string{bad}, s, Options{})
+	if err != nil || rep.Failed != 1 || !strings.Contains(rep.Outcomes[0].Reason, "+CONTENTS") {
+		t.Fatalf("misordered package: %v %+v", err, rep.Outcomes)
+	}
+	if b, _ := os.ReadFile(bad); !bytes.Equal(b, buf.Bytes()) {
+		t.Fatal("refused package changed")
 	}
 }
