@@ -37,9 +37,10 @@ dependency P of package X") and the package is written without DEPENDS,
 with PKG_FAIL_REASON="could not resolve dependency "P"", so it starts
 prefailed and its dependents indirect-prefailed.
 
-Commands:
-  build     write the build database (SQLite, see docs/schema.md)
-  presolve  print pbulk-resolve's output (the "presolve" file)
+"pkgdag build" writes the build database (SQLite, schema in docs/schema.md);
+"pkgdag presolve" prints pbulk-resolve's output (the "presolve" file).
+With --limited FILE (pkgpaths, one per line) only those packages and their
+dependency closure are selected for the build.
 
 Exit status:
   0  done; unresolved patterns and dependency cycles are warnings
@@ -54,7 +55,7 @@ Exit status:
 type Inputs struct {
 	Scan    []string `arg:"" name:"scan" help:"Scan files (pscan or presolve format, plain, .zst or .gz); - reads stdin." default:"-"`
 	Limited string   `name:"limited" short:"l" placeholder:"FILE" help:"Limited build: a file of pkgpaths (category/dir), one per line; '#' starts a comment. Selects those packages and their dependency closure."`
-	Strict  bool     `help:"Exit 1 when a pattern is unresolved or a dependency cycle exists (pbulk-resolve -s)."`
+	Strict  bool     `help:"Exit 1 when a pattern is unresolved (pbulk-resolve -s) or, for build, a dependency cycle exists; the output is written all the same."`
 	Quiet   bool     `short:"q" help:"Do not print warnings about unresolved patterns and cycles."`
 	Verbose bool     `short:"v" help:"Also warn, like pbulk-resolve -v, when a dependency resolves to a package of another directory than its ALL_DEPENDS entry names."`
 	JSON    bool     `name:"json" help:"Print a JSON summary (counts) on stdout when done."`
