@@ -144,6 +144,9 @@ func (in *Inputs) load(ctx context.Context, g *cli.Globals) (*loaded, error) {
 		var rs []scan.Record
 		var err error
 		if name == "-" {
+			if f, ok := g.Stdin.(*os.File); ok && cli.IsTerminal(f) {
+				return nil, errors.New("no scan input: give scan files or pipe a scan into standard input (see --help)")
+			}
 			rs, err = scan.ReadAll("<stdin>", g.Stdin)
 		} else {
 			// Mapped, not copied; the mapping lives until the process
