@@ -256,7 +256,10 @@ func VerifyPackage(name string, r io.Reader, v Verifier) (*Result, error) {
 	res := &Result{File: name, PkgAdd: "reject"}
 	tr := &tailReader{r: r, prefixCap: 16 << 20}
 	br := bufio.NewReaderSize(tr, 64<<10)
-	head, _ := br.Peek(len(ar.Magic))
+	head, err := br.Peek(len(ar.Magic))
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
 	if string(head) != ar.Magic {
 		res.problem("not signed: the file is not an ar container (pkg_add treats it as an unsigned package)")
 		return res, nil
@@ -396,8 +399,18 @@ func VerifyPackage(name string, r io.Reader, v Verifier) (*Result, error) {
 		} else {
 			return nil, err
 		}
-	} else if (h.Size+int64(longNameLen(h.Name)))%2 == 1 && tr.last != '\n' {
-		res.note("the pad byte after the inner package is %q, not \"\\n\"", tr.last)
+	} else {
+		want := int64(len(ar.Magic))
+		for _, h := range hdrs {
+			stored := h.Size + int64(longNameLen(h.Name))
+			want += ar.HeaderSize + stored + stored%2
+		}
+		switch {
+		case tr.n != want:
+			res.note("the file is %d bytes, its ar headers account for %d (missing or extra padding)", tr.n, want)
+		case (h.Size+int64(longNameLen(h.Name)))%2 == 1 && tr.last != '\n':
+			res.note("the pad byte after the inner package is %q, not \"\\n\"", tr.last)
+		}
 	}
 	checkCanonical(res, hdrs, hash, sig, tr.prefix)
 	if v == nil {
