@@ -192,7 +192,8 @@ func (b *Builder) Run(ctx context.Context, j *Job) (*job.Result, error) {
 	if err := bc.Check(); err != nil {
 		return nil, err
 	}
-	r := &run{Builder: &bc, job: j, start: time.Now()}
+	b = &bc
+	r := &run{Builder: b, job: j, start: time.Now()}
 	r.res = &job.Result{PkgName: j.PkgName, PkgPath: j.PkgLocation}
 	r.res.Host, _ = os.Hostname()
 	if b.maxTime > 0 {
