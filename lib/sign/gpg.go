@@ -93,7 +93,12 @@ func entityIdentity(e *openpgp.Entity) string {
 // Sign returns the armoured detached signature of hash.
 func (s *GPGSigner) Sign(hash []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	cfg := &packet.Config{DefaultHash: crypto.SHA512, Time: s.now}
+	// GnuPG adds no salt notation; go-crypto would by default (a
+	// non-critical "salt@notations.openpgpjs.org"). Leave it out so the
+	// packet is what gpg --detach-sign writes and old verifiers (netpgpverify
+	// in pkg_install) meet nothing new.
+	noSalt := false
+	cfg := &packet.Config{DefaultHash: crypto.SHA512, Time: s.now, NonDeterministicSignaturesViaNotation: &noSalt}
 	if err := openpgp.ArmoredDetachSign(&buf, s.Entity, bytes.NewReader(hash), cfg); err != nil {
 		return nil, fmt.Errorf("OpenPGP signature: %w", err)
 	}
