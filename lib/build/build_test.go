@@ -641,6 +641,17 @@ func TestExampleTree(t *testing.T) {
 	for _, loc := range []string{"textproc/exwords", "games/exfortune", "net/exfetch", "devel/libexbase"} {
 		build(loc, job.StatusUpToDate)
 	}
+
+	// A run-time dependency of a dependency that the store lacks.
+	exlog := e.bmakeOut(filepath.Join(e.tree, "sysutils/exlog"), "show-var", "VARNAME=PKGNAME")
+	if err := e.store.Delete(context.Background(), "All/"+exlog+".tgz"); err != nil {
+		t.Fatal(err)
+	}
+	b.Settings.Force = true
+	res, _ = build("net/exfetch", job.StatusFailed)
+	if res.FailedPhase != "depends" || !strings.Contains(res.Message, "exlog>=1.2nb1") {
+		t.Errorf("exfetch without exlog: failed in %q: %s", res.FailedPhase, res.Message)
+	}
 }
 
 // TestMakeInvocations runs make through a wrapper that records every

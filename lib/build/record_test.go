@@ -1,6 +1,8 @@
 package build
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -105,4 +107,30 @@ func FuzzParseBuildVersion(f *testing.F) {
 			t.Errorf("%d ids, %d in order", len(ids), len(order))
 		}
 	})
+}
+
+func TestSameID(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "Makefile")
+	os.WriteFile(file, []byte("# $NetBSD: Makefile,v 1.7 2024/01/01 00:00:00 wiz Exp $\n# $NetBSD: second $\nDISTNAME=x\n"), 0o644)
+	plain := filepath.Join(dir, "distinfo")
+	os.WriteFile(plain, []byte("hello\n"), 0o644)
+	const helloSHA = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+	tests := []struct {
+		file, id string
+		same     bool
+	}{
+		{file, "$NetBSD: Makefile,v 1.7 2024/01/01 00:00:00 wiz Exp $", true},
+		{file, "$NetBSD: Makefile,v 1.6 2023/01/01 00:00:00 wiz Exp $", false},
+		{file, "$NetBSD: second $", false}, // only the first keyword counts
+		{plain, helloSHA, true},
+		{plain, strings.Repeat("0", 64), false},
+		{plain, "$NetBSD: distinfo,v 1.1 $", false}, // no keyword in the file
+		{filepath.Join(dir, "gone"), helloSHA, false},
+	}
+	for _, tt := range tests {
+		if same, why := sameID(tt.file, tt.id); same != tt.same {
+			t.Errorf("sameID(%s, %q) = %v (%s), want %v", filepath.Base(tt.file), tt.id, same, why, tt.same)
+		}
+	}
 }
