@@ -70,6 +70,24 @@ func LoadGPGSigner(file string, passphrase func() ([]byte, error)) (*GPGSigner, 
 	return &GPGSigner{Entity: e, now: time.Now}, nil
 }
 
+// Warning returns a caution about the key, or "": pkg_install's built-in
+// verifier since 2016 (netpgpverify, security/netpgpverify/files/
+// libverify.c) knows RSA and DSA (and defines ECDSA) public keys, not
+// EdDSA, so clients may fail to verify signatures made with an Ed25519
+// key even though GnuPG verifies them.
+func (s *GPGSigner) Warning() string {
+	k, ok := s.Entity.SigningKey(time.Now())
+	if !ok {
+		return ""
+	}
+	switch k.PublicKey.PubKeyAlgo {
+	case packet.PubKeyAlgoRSA, packet.PubKeyAlgoRSASignOnly, packet.PubKeyAlgoDSA:
+		return ""
+	}
+	return fmt.Sprintf("signing key %s uses public-key algorithm %d: pkg_install's built-in verifier (netpgpverify) handles RSA and DSA keys; prefer an RSA key (see docs/signing.md)",
+		fingerprint(s.Entity), k.PublicKey.PubKeyAlgo)
+}
+
 func fingerprint(e *openpgp.Entity) string {
 	return strings.ToUpper(hex.EncodeToString(e.PrimaryKey.Fingerprint))
 }

@@ -92,7 +92,9 @@ func makeGPGKeys(t testing.TB, gpg string) gpgKeys {
 		}
 		return out
 	}
-	g("--passphrase", "secret", "--quick-gen-key", "Pkgsign Test <protected@example.org>", "ed25519", "sign", "never")
+	// RSA for the protected key (what pkg_install's netpgpverify knows),
+	// Ed25519 for the plain one: both kinds are signed and checked by gpg.
+	g("--passphrase", "secret", "--quick-gen-key", "Pkgsign Test <protected@example.org>", "rsa2048", "sign", "never")
 	g("--passphrase", "", "--quick-gen-key", "Pkgsign Plain <plain@example.org>", "ed25519", "sign", "never")
 	write := func(name string, b []byte) string {
 		p := filepath.Join(keysDir, name)

@@ -489,3 +489,21 @@ func TestPkgnameAndOrder(t *testing.T) {
 		t.Fatal("refused package changed")
 	}
 }
+
+func TestGPGKeyWarning(t *testing.T) {
+	g := testGPG(t)
+	rsa, err := LoadGPGSigner(g.Secret, pass(g.Passphrase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := rsa.Warning(); w != "" {
+		t.Errorf("RSA key warned: %s", w)
+	}
+	ed, err := LoadGPGSigner(g.PlainSecret, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := ed.Warning(); !strings.Contains(w, "netpgpverify") {
+		t.Errorf("Ed25519 key: warning %q", w)
+	}
+}

@@ -127,6 +127,9 @@ func (c *SignCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
+	if w, ok := s.(interface{ Warning() string }); ok && w.Warning() != "" {
+		fmt.Fprintf(g.Stderr, "pkgsign: warning: %s\n", w.Warning())
+	}
 	o := sign.Options{Suffix: c.Suffix}
 	if c.Verbose || cli.IsTerminal(g.Stderr) {
 		o.Progress = g.Stderr
