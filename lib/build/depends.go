@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/pkgbulk/pkgbulk/lib/pattern"
+	"github.com/pkgbulk/pkgbulk/lib/proc"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 )
 
@@ -29,6 +31,25 @@ func (r *run) installDepends(ctx context.Context, p *phaseRun) (bool, error) {
 		fmt.Fprintf(p.log, "pkgrun: %s has no dependencies\n", j.PkgName)
 		return true, nil
 	}
+	// Fetching from a slow store counts against the wall-time limit too.
+	outer := ctx
+	if !r.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, r.deadline)
+		defer cancel()
+	}
+	ok, err := r.fetchAndInstall(ctx, p)
+	if err != nil && outer.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		p.why = proc.WallTime
+		p.msg = fmt.Sprintf("%s: wall-time limit reached while installing dependencies: %v", j.PkgName, err)
+		fmt.Fprintf(p.log, "pkgrun: %s\n", p.msg)
+		return false, nil
+	}
+	return ok, err
+}
+
+func (r *run) fetchAndInstall(ctx context.Context, p *phaseRun) (bool, error) {
+	j := r.job
 	var names []string // fetched, in install order
 	files := map[string]string{}
 	fetch := func(dep, why string) (bool, error) {
