@@ -243,3 +243,72 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("bad flag: %v, want exit 2", err)
 	}
 }
+
+// TestKill9 kills the real pkgsign with SIGKILL in the middle of signing a
+// directory and wants every package either untouched or validly signed;
+// a re-run finishes the job.
+func TestKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	k := makeKeys(t)
+	bin := filepath.Join(t.TempDir(), "pkgsign")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/pkgbulk/pkgbulk/cmd/pkgsign").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	orig := map[string][]byte{}
+	var files []string
+	for i := 0; i < 12; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("kill%02d-1.0.tgz", i))
+		orig[p] = writePackage(t, p, fmt.Sprintf("kill%02d-1.0", i), 3_000_000, uint64(i+10))
+		files = append(files, p)
+	}
+	cmd := exec.Command(bin, append([]string{"sign", "-v", "--x509-key", k.leafKey, "--x509-cert", k.leaf}, files...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	var seen string
+	for !strings.Contains(seen, ": signed") {
+		n, err := stderr.Read(buf)
+		seen += string(buf[:n])
+		if err != nil {
+			t.Fatalf("pkgsign ended before signing anything: %v\n%s", err, seen)
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	signed := 0
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(b, orig[p]) {
+			continue
+		}
+		res, err := sign.VerifyPackage(p, bytes.NewReader(b), nil)
+		if err != nil || !res.OK() {
+			t.Fatalf("%s after kill -9: neither original nor valid: %v %+v", p, err, res)
+		}
+		signed++
+	}
+	if signed == 0 || signed == len(files) {
+		t.Logf("kill landed at an edge: %d of %d signed", signed, len(files))
+	}
+	code, stdout, stderrText := runCLI(t, append([]string{"sign", "--x509-key", k.leafKey, "--x509-cert", k.leaf}, files...)...)
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf("%d already signed", signed)) {
+		t.Fatalf("re-run after kill: exit %d %s %s", code, stdout, stderrText)
+	}
+	code, _, _ = runCLI(t, append([]string{"verify", "--x509-anchor", k.ca}, files...)...)
+	if code != 0 {
+		t.Fatal("not all packages verify after the re-run")
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".pkgbulk-tmp-*"))
+	t.Logf("%d of %d signed when killed; %d temporary files left by the killed run", signed, len(files), len(left))
+}
