@@ -356,6 +356,20 @@ func TestUpToDate(t *testing.T) {
 		t.Errorf("rebuild reason %q", res.Message)
 	}
 
+	// A store with a whole-second clock (S3): equal times are "older",
+	// a dependency one second newer is not.
+	sec := time.Now().Truncate(time.Second).Add(-time.Minute)
+	setTime := func(name string, tm time.Time) {
+		if err := os.Chtimes(filepath.Join(e.storeDir, "All", name), tm, tm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setTime("hello-1.0.tgz", sec)
+	setTime("greeter-2.0.tgz", sec)
+	mustStatus(greeterJob, b, job.StatusUpToDate)
+	setTime("hello-1.0.tgz", sec.Add(time.Second))
+	mustStatus(greeterJob, b, job.StatusDone)
+
 	// A changed tree file makes the package out of date.
 	mk := filepath.Join(e.tree, "fixture", "hello", "DESCR")
 	f, err := os.OpenFile(mk, os.O_APPEND|os.O_WRONLY, 0)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/store"
 )
@@ -65,11 +66,23 @@ func (b *Builder) upToDate(ctx context.Context, j *Job) (bool, string, error) {
 		if err != nil {
 			return false, "", fmt.Errorf("stat %s in %s: %w", dname, b.Store, err)
 		}
-		if !dinfo.ModTime.Before(info.ModTime) {
+		if !olderThan(dinfo.ModTime, info.ModTime) {
 			return false, fmt.Sprintf("dependency %s is not older than the package", dname), nil
 		}
 	}
 	return true, "", nil
+}
+
+// olderThan is pkg-up-to-date's "dep -ot pkg", except for stores whose
+// clock has whole seconds (S3's Last-Modified): there a dependency and its
+// dependent stored within one second carry equal times, and since pkgrun
+// stores a package only after fetching its dependencies, equal whole-second
+// times mean "older" rather than a rebuild on every run.
+func olderThan(dep, pkg time.Time) bool {
+	if dep.Before(pkg) {
+		return true
+	}
+	return dep.Equal(pkg) && dep.Nanosecond() == 0 && pkg.Nanosecond() == 0
 }
 
 // netbsdID matches the first RCS keyword the way pkg-up-to-date's sed does.
