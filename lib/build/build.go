@@ -43,9 +43,14 @@
 // Differences from pkg-build: the failure path runs no `make clean` (the
 // work directory is inside the job directory, which is removed), a failed
 // final `make clean` is recorded but does not fail the job (pkg-build 1.29),
-// per-category package links are not made (a store has no links), and the
+// per-category package links are not made (a store has no links), the
 // fragment is written for every package, NO_BIN_ON_FTP or not, because
-// pbulk's pkg_summary lists every successful package.
+// pbulk's pkg_summary lists every successful package, and the age check
+// takes equal whole-second store times as "older" (S3 keeps seconds only).
+//
+// Settings.Environment goes into the environment of every make (and of
+// install scripts), not onto its command line: the tree variables above
+// are the only command-line assignments besides pkg-build's own.
 package build
 
 import (
