@@ -32,9 +32,9 @@ func dotColour(status string) string {
 // dotQuote makes s a Graphviz ID in double quotes. PKGNAMEs never need
 // escaping; the backslash and quote rules only keep a hand-edited
 // database from breaking the file.
-func dotQuote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
+func dotQuote(s string) string { return `"` + dotEscaper.Replace(s) + `"` }
+
+var dotEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 // WriteDot writes report.dot, the graph of create-broken-graph.awk: an
 // edge from every failed, prefailed or indirectly failed dependency to

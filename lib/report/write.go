@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/dsnet/compress/bzip2"
 )
 
 // Files are the names WriteDir writes, in the order it writes them.
@@ -20,18 +18,29 @@ var Files = []string{"report", "report.bz2", "pbuild", "success", "error", "stat
 // files are first written under temporary names and fsynced; only then
 // are they renamed into place and the directory fsynced, so an error
 // leaves the previous reports as they were. Times are formatted in loc.
+// report and report.bz2 are written in one pass over the records.
 func WriteDir(ctx context.Context, dir string, d *sql.DB, b *Build, loc *time.Location) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("report directory: %w", err)
 	}
+	temps := map[string]*tempFile{}
+	defer func() {
+		for _, t := range temps {
+			t.abort()
+		}
+	}()
+	for _, name := range Files {
+		t, err := newTemp(dir, name)
+		if err != nil {
+			return fmt.Errorf("write %s: %w", filepath.Join(dir, name), err)
+		}
+		temps[name] = t
+	}
 	writers := map[string]func(io.Writer) error{
-		"report": func(w io.Writer) error { return WriteReport(ctx, w, d, b) },
-		"report.bz2": func(w io.Writer) error {
-			zw, err := bzip2.NewWriter(w, &bzip2.WriterConfig{Level: bzip2.BestCompression})
-			if err != nil {
-				return err
-			}
-			if err := WriteReport(ctx, zw, d, b); err != nil {
+		"report": func(w io.Writer) error {
+			zw := newBz2Writer(temps["report.bz2"].w)
+			if err := WriteReport(ctx, io.MultiWriter(w, zw), d, b); err != nil {
+				zw.Close()
 				return err
 			}
 			return zw.Close()
@@ -44,30 +53,27 @@ func WriteDir(ctx context.Context, dir string, d *sql.DB, b *Build, loc *time.Lo
 		"report.html": func(w io.Writer) error { return WriteHTML(w, b, loc) },
 		"report.dot":  func(w io.Writer) error { return WriteDot(w, b) },
 	}
-	var temps []string
-	defer func() {
-		for _, t := range temps {
-			os.Remove(t)
-		}
-	}()
 	for _, name := range Files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		tmp, err := writeTemp(dir, name, writers[name])
-		if tmp != "" {
-			temps = append(temps, tmp)
+		if fill := writers[name]; fill != nil {
+			if err := fill(temps[name].w); err != nil {
+				return fmt.Errorf("write %s: %w", filepath.Join(dir, name), err)
+			}
 		}
-		if err != nil {
+	}
+	for _, name := range Files {
+		if err := temps[name].finish(); err != nil {
 			return fmt.Errorf("write %s: %w", filepath.Join(dir, name), err)
 		}
 	}
-	for i, name := range Files {
-		if err := os.Rename(temps[i], filepath.Join(dir, name)); err != nil {
+	for _, name := range Files {
+		if err := os.Rename(temps[name].f.Name(), filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("write %s: %w", filepath.Join(dir, name), err)
 		}
+		delete(temps, name)
 	}
-	temps = nil
 	df, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
@@ -79,26 +85,41 @@ func WriteDir(ctx context.Context, dir string, d *sql.DB, b *Build, loc *time.Lo
 	return nil
 }
 
-// writeTemp writes fill's output to a new temporary file beside name and
-// fsyncs it; it returns the temporary name also on error, for removal.
-func writeTemp(dir, name string, fill func(io.Writer) error) (string, error) {
+// tempFile is one report file being written under a temporary name.
+type tempFile struct {
+	f      *os.File
+	w      *bufio.Writer
+	closed bool
+}
+
+func newTemp(dir, name string) (*tempFile, error) {
 	f, err := os.CreateTemp(dir, "."+name+".tmp*")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	bw := bufio.NewWriterSize(f, 1<<16)
-	err = fill(bw)
+	return &tempFile{f: f, w: bufio.NewWriterSize(f, 1<<16)}, nil
+}
+
+// finish flushes, fsyncs and closes the file.
+func (t *tempFile) finish() error {
+	err := t.w.Flush()
 	if err == nil {
-		err = bw.Flush()
+		err = t.f.Chmod(0o644)
 	}
 	if err == nil {
-		err = f.Chmod(0o644)
+		err = t.f.Sync()
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
+	if cerr := t.f.Close(); err == nil {
 		err = cerr
 	}
-	return f.Name(), err
+	t.closed = true
+	return err
+}
+
+// abort removes a temporary file that was not renamed into place.
+func (t *tempFile) abort() {
+	if !t.closed {
+		t.f.Close()
+	}
+	os.Remove(t.f.Name())
 }
