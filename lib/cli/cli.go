@@ -113,6 +113,9 @@ func Run(ctx context.Context, name, description string, grammar any, args []stri
 		if errors.As(err, &perr) {
 			fmt.Fprintf(g.Stderr, "%s: %v\n", name, err)
 			if perr.Context != nil {
+				// Usage after a mistake goes to stderr: stdout may be a
+				// pipe that expects data (pkgrun's JSON, pkgscan's records).
+				parser.Stdout = g.Stderr
 				_ = perr.Context.PrintUsage(true)
 			}
 			return 2

@@ -59,6 +59,9 @@ func TestRunExitCodes(t *testing.T) {
 			if tt.stdout != "" && !strings.Contains(out.String(), tt.stdout) {
 				t.Errorf("stdout %q does not contain %q", out.String(), tt.stdout)
 			}
+			if tt.code == 2 && out.Len() > 0 {
+				t.Errorf("stdout must stay clean on a usage error, got %q", out.String())
+			}
 			if tt.stderrIn != "" && !strings.Contains(errb.String(), tt.stderrIn) {
 				t.Errorf("stderr %q does not contain %q", errb.String(), tt.stderrIn)
 			}
