@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/html"
 
@@ -300,4 +301,54 @@ func TestHTMLEmpty(t *testing.T) {
 	if !strings.Contains(buf.String(), "<p>Every package was built.</p>") || strings.Contains(buf.String(), "most breakage") {
 		t.Errorf("report of a clean build:\n%s", buf.String())
 	}
+}
+
+// Whatever a maintainer or PKG_LOCATION holds, the page shows it as text.
+func FuzzHTMLEscaping(f *testing.F) {
+	for _, s := range []string{"<evil>&co", `"><script>alert(1)</script>`, "a&amp;b", "x'y\"z", "é <b>", "]]><!--"} {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, maint, loc string) {
+		b := &Build{Platform: maint, Packages: []*Package{
+			{Name: "a-1", Location: loc, Maintainer: maint, Depth: 2, State: "failed", WallMS: -1,
+				Logs: []Log{{Phase: "build", URL: "../a-1/build.log"}}},
+			{Name: "b-1", Location: "x/b", Maintainer: maint, Depth: 1, State: "indirect-failed", WallMS: -1, Deps: []int{0}},
+		}}
+		var buf bytes.Buffer
+		if err := WriteHTML(&buf, b, time.UTC); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(buf.String(), "<script") {
+			t.Fatalf("markup from the data reached the page:\n%s", buf.String())
+		}
+		plain := func(s string) bool {
+			if s != strings.TrimSpace(s) || !utf8.ValidString(s) {
+				return false
+			}
+			for _, r := range s {
+				if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+					return false
+				}
+			}
+			return true
+		}
+		doc, err := html.Parse(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := tableRows(t, doc, "all")
+		if len(rows) != 2 {
+			t.Fatalf("%d rows", len(rows))
+		}
+		a := rows[0]
+		if a.cells[1] != "a-1" {
+			a = rows[1]
+		}
+		if plain(maint) && a.cells[3] != maint {
+			t.Errorf("maintainer %q shown as %q", maint, a.cells[3])
+		}
+		if plain(loc) && a.cells[0] != loc {
+			t.Errorf("location %q shown as %q", loc, a.cells[0])
+		}
+	})
 }

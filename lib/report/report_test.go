@@ -218,6 +218,23 @@ func TestNoBuildYet(t *testing.T) {
 	if !strings.HasPrefix(buf.String(), "ok-1.0|open||2\n") || !strings.Contains(buf.String(), "\nneeds-broken-1.0|indirect-prefailed||1\n") {
 		t.Errorf("pbuild of an unstarted build:\n%s", buf.String())
 	}
+	buf.Reset()
+	if err := WriteHTML(&buf, b, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Build end: (not finished)", "<td>Not built yet (open, in processing):</td><td class=\"n\">12, 0</td>",
+		`<tr class="open" id="pkg-libfoo-1.0">`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("report.html of an unstarted build lacks %q", want)
+		}
+	}
+	buf.Reset()
+	if err := WriteText(&buf, b, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "Build end:   \n") || !strings.Contains(buf.String(), "Total number of packages:          3\n") {
+		t.Errorf("report.txt of an unstarted build:\n%s", buf.String())
+	}
 }
 
 // Top 10 of more than ten failing locations, in sort -rn order.
