@@ -280,9 +280,13 @@ func (fileTarget) tempFile(name string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The signed file gets the mode of the original (CreateTemp makes 0600).
+	// The signed file gets the mode and (when we may) the owner of the
+	// original; CreateTemp makes a 0600 file of ours.
 	if fi, err := os.Stat(name); err == nil {
 		_ = f.Chmod(fi.Mode().Perm())
+		if st := StatOf(fi); st.UID != os.Getuid() || st.GID != os.Getgid() {
+			_ = f.Chown(st.UID, st.GID)
+		}
 	}
 	return f, nil
 }

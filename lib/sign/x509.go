@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/smallstep/pkcs7"
 )
@@ -45,6 +46,13 @@ func LoadX509Signer(keyFile, certFile string, passphrase func() ([]byte, error))
 			ErrKey, certFile, len(certs))
 	}
 	cert := certs[0]
+	// pkg_admin does not check this, but every client's PKCS7_verify does.
+	// A certificate issued a moment ago on a host whose clock is a little
+	// ahead is fine: clients will be past NotBefore soon.
+	if now := time.Now(); now.Add(time.Hour).Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		return nil, fmt.Errorf("%w: %s is valid from %s to %s only; clients would reject its signatures",
+			ErrKey, certFile, cert.NotBefore.Format(time.RFC3339), cert.NotAfter.Format(time.RFC3339))
+	}
 	if err := CheckSignerCert(cert); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrKey, certFile, err)
 	}
