@@ -57,8 +57,11 @@ type htmlData struct {
 // valid HTML5 with a style sheet and no scripts or external resources).
 // Each row has the package's location (linked to its last log, as pbulk
 // does), PKGNAME, breaks (PKG_DEPTH-1, blank when 0), maintainer, status,
-// wall time of the last build and one link per phase log (FindLogs fills
-// them), other files of its log directory last. A second line gives the
+// wall time of the last build and, in one cell, a link per phase log in
+// pbulk's column order (pre-clean ... deinstall; pbulk gives each its own
+// column), then the other files of the log directory such as work.log
+// (FindLogs fills them). Rows of the full list carry id="pkg-<PKGNAME>",
+// and root failures link to them. A second line gives the
 // why: up to nine root failures of an indirect-failed package, the
 // PKG_SKIP_REASON or PKG_FAIL_REASON of a prefailed one (quotes removed,
 // words outside quotes on separate lines, as pbulk prints them; pbulk
