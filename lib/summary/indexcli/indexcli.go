@@ -132,12 +132,9 @@ type MergeCmd struct {
 	Jobs        int    `name:"jobs" short:"j" default:"0" help:"Packages to read at once (default 4 x CPUs)."`
 	Stdout      bool   `name:"stdout" help:"Write the uncompressed pkg_summary to stdout and publish nothing."`
 	JSON        bool   `name:"json" help:"Print a JSON summary of the merge on stdout (not with --stdout)."`
-	SSHIdentity string `name:"ssh-identity" placeholder:"FILE" help:"SSH private key for sftp:// stores (default: ssh-agent, then ~/.ssh/id_*)."`
-	KnownHosts  string `name:"known-hosts" placeholder:"FILE" help:"known_hosts file for sftp:// stores (default ~/.ssh/known_hosts)."`
-	S3Endpoint  string `name:"s3-endpoint" placeholder:"URL" help:"S3 endpoint (default: ?endpoint= in the URL, then AWS_ENDPOINT_URL_S3/AWS_ENDPOINT_URL); credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."`
-	S3Region    string `name:"s3-region" placeholder:"REGION" help:"S3 region (default AWS_REGION)."`
-	S3AllowHTTP bool   `name:"s3-allow-http" help:"Allow a plain-http S3 endpoint that is not on loopback."`
 	Verbose     bool   `name:"verbose" short:"v" help:"Print a summary line on stderr (always shown on a terminal)."`
+
+	Access storeopen.Flags `embed:"" group:"Store access"`
 }
 
 // Help is the long help of "pkgindex merge".
@@ -208,9 +205,7 @@ func (c *MergeCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if cli.IsTerminal(g.Stderr) {
 		o.Progress = g.Stderr
 	}
-	s, err := storeopen.Open(ctx, c.Store, storeopen.Options{
-		SSHIdentity: c.SSHIdentity, KnownHosts: c.KnownHosts, S3Endpoint: c.S3Endpoint, S3Region: c.S3Region, S3AllowHTTP: c.S3AllowHTTP,
-	})
+	s, err := storeopen.Open(ctx, c.Store, c.Access.Options())
 	if err != nil {
 		return err
 	}
