@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -163,6 +164,7 @@ func TestHTMLWithFileStore(t *testing.T) {
 		t.Errorf("title %v", titles)
 	}
 
+	checkTableWidths(t, doc)
 	rows := tableRows(t, doc, "all")
 	// Location, PKGNAME, breaks, maintainer, status: every package that is
 	// not done, by location then PKGNAME.
@@ -351,4 +353,37 @@ func FuzzHTMLEscaping(f *testing.F) {
 			t.Errorf("location %q shown as %q", loc, a.cells[0])
 		}
 	})
+}
+
+// checkTableWidths checks that every row of every table is as wide as
+// its first row (counting colspan), which HTML validators require.
+func checkTableWidths(t *testing.T, doc *html.Node) {
+	t.Helper()
+	var tables []*html.Node
+	findAll(doc, func(n *html.Node) bool { return n.Type == html.ElementNode && n.Data == "table" }, &tables)
+	if len(tables) == 0 {
+		t.Fatal("no tables")
+	}
+	for ti, tb := range tables {
+		var trs []*html.Node
+		findAll(tb, func(n *html.Node) bool { return n.Type == html.ElementNode && n.Data == "tr" }, &trs)
+		width := -1
+		for ri, tr := range trs {
+			w := 0
+			for c := tr.FirstChild; c != nil; c = c.NextSibling {
+				if c.Type == html.ElementNode && (c.Data == "td" || c.Data == "th") {
+					span := 1
+					if v := attr(c, "colspan"); v != "" {
+						fmt.Sscan(v, &span)
+					}
+					w += span
+				}
+			}
+			if width < 0 {
+				width = w
+			} else if w != width {
+				t.Errorf("table %d row %d is %d columns wide, the first row %d", ti, ri, w, width)
+			}
+		}
+	}
 }
