@@ -11,6 +11,8 @@
 # into a file:// package store under ./work/bulk. Every stage can also be run
 # by hand: this script only passes paths along.
 #
+# Only the report's path goes to stdout; the tools' own output goes to stderr.
+#
 # Exit status: 0 the bulk build ran to the end and wrote its report (like
 # pbulk's bulkbuild, packages that failed to build are in the report, not in
 # the exit status; set strict=yes to exit 1 when any package failed); 1 with
@@ -90,7 +92,7 @@ mv "$meta/pscan.new" "$meta/pscan"
 say "resolving dependencies into $meta/bulk.db"
 limited=
 [ -n "$limited_list" ] && limited="--limited=$limited_list"
-pkgdag build $limited --output="$meta/bulk.db" "$meta/pscan" || exit 2
+pkgdag build $limited --output="$meta/bulk.db" "$meta/pscan" >&2 || exit 2
 pkgdag presolve --quiet "$meta/pscan" >"$meta/presolve.new" && mv "$meta/presolve.new" "$meta/presolve"
 
 # ---- build ----------------------------------------------------------------
@@ -102,7 +104,7 @@ kit=
 rc=0
 pkgsched run --db="$meta/bulk.db" --jobs="$jobs" $prio $kit \
 	--pkgsrc="$pkgsrc" --store="$store" --make="$make" \
-	--work-root="$bulkdir/work" --max-time="$max_time" --no-output-time="$no_output_time" || rc=$?
+	--work-root="$bulkdir/work" --max-time="$max_time" --no-output-time="$no_output_time" >&2 || rc=$?
 case $rc in
 0) ;;
 1) failed=1 ;;
@@ -110,14 +112,14 @@ case $rc in
 esac
 
 # ---- report ---------------------------------------------------------------
-pkgsched report --db="$meta/bulk.db" --output="$meta" --store="$store" || exit 2
+pkgsched report --db="$meta/bulk.db" --output="$meta" --store="$store" >&2 || exit 2
 
 # ---- sign, then index (the index must describe the signed files) ---------
 # A tool's exit 1 (some package could not be signed or read) is noted and
 # the run goes on; exit 2 (could not run at all) stops it.
 step() {
 	rc=0
-	"$@" || rc=$?
+	"$@" >&2 || rc=$?
 	case $rc in
 	0) ;;
 	1) failed=1 ;;
