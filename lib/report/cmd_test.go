@@ -3,6 +3,7 @@ package report_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,26 @@ func TestReportCommand(t *testing.T) {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("report.html lacks %s", want)
 		}
+	}
+}
+
+func TestReportCommandJSON(t *testing.T) {
+	dbPath := report.FixtureDB(t)
+	out := filepath.Join(t.TempDir(), "meta")
+	code, stdout, stderr := run(t, "report", "--db", dbPath, "-o", out, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var got struct {
+		Dir    string
+		Files  []string
+		Counts map[string]int
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("%v:\n%s", err, stdout)
+	}
+	if got.Dir != out || len(got.Files) != len(report.Files) || got.Counts["total"] != 15 || got.Counts["skew"] != 1 || got.Counts["failed"] != 5 {
+		t.Errorf("JSON output %+v", got)
 	}
 }
 

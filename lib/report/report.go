@@ -223,14 +223,18 @@ func (b *Build) loadTimes(ctx context.Context, d *sql.DB) error {
 
 // Counts are report.txt's numbers.
 type Counts struct {
-	Total             int // the five below
-	Done              int
-	Failed            int // including skew and timeout
-	IndirectFailed    int
-	Prefailed         int
-	IndirectPrefailed int
+	Total             int `json:"total"` // the five below
+	Done              int `json:"done"`
+	Failed            int `json:"failed"` // including skew and timeout
+	IndirectFailed    int `json:"indirect_failed"`
+	Prefailed         int `json:"prefailed"`
+	IndirectPrefailed int `json:"indirect_prefailed"`
 	// Not in pbulk's report.txt:
-	Open, InProcessing, Skew, Timeout, UpToDate int
+	Open         int `json:"open"`
+	InProcessing int `json:"in_processing"`
+	Skew         int `json:"skew"`
+	Timeout      int `json:"timeout"`
+	UpToDate     int `json:"up_to_date"`
 }
 
 // Counts counts packages per pbulk status.

@@ -2,6 +2,7 @@ package schedcmd
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -27,6 +28,9 @@ type ReportCmd struct {
 	Platform   string `placeholder:"TEXT" help:"PLATFORM line (pbulk: 'OPSYS OS_VERSION/MACHINE_ARCH'); default from uname of this host."`
 	Compiler   string `placeholder:"TEXT" help:"COMPILER line (PKGSRC_COMPILER, e.g. gcc)."`
 	UTC        bool   `name:"utc" help:"Write times in UTC instead of local time (pbulk uses the local time of date(1))."`
+	JSON       bool   `name:"json" help:"Print the directory, the files written and the counts as JSON on stdout."`
+
+	Access storeopen.Flags `embed:"" group:"Store access"`
 }
 
 // Help is pkgsched report's long help.
@@ -72,7 +76,7 @@ func (c *ReportCmd) Run(ctx context.Context, g *cli.Globals) error {
 	var st store.Store
 	if c.Store != "" {
 		links.StoreDir = localStoreDir(c.Store)
-		if st, err = storeopen.Open(ctx, c.Store, storeopen.Options{}); err != nil {
+		if st, err = storeopen.Open(ctx, c.Store, c.Access.Options()); err != nil {
 			return err
 		}
 		defer st.Close()
@@ -88,6 +92,15 @@ func (c *ReportCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return err
 	}
 	cnt := b.Counts()
+	if c.JSON {
+		files := make([]string, len(report.Files))
+		for i, f := range report.Files {
+			files[i] = filepath.Join(out, f)
+		}
+		enc := json.NewEncoder(g.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"dir": out, "files": files, "counts": cnt})
+	}
 	fmt.Fprintf(g.Stderr, "pkgsched: report of %d packages (%d done, %d failed, %d indirect-failed, %d prefailed, %d indirect-prefailed) written to %s\n",
 		cnt.Total, cnt.Done, cnt.Failed, cnt.IndirectFailed, cnt.Prefailed, cnt.IndirectPrefailed, out)
 	return nil
