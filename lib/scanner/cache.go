@@ -63,9 +63,12 @@ import (
 // back to pbulk's timestamp rule.
 //
 // Not detected (as in pbulk): changes to environment variables other than
-// MAKE*, to files make reads through shell commands (!=, ${:!cmd!}) rather
-// than .include, and a file edited within the same nanosecond mtime and to
-// the same size.
+// MAKE*; to files make reads through shell commands (!=, ${:!cmd!}) rather
+// than .include; files appearing or vanishing outside the package directory
+// that make only tests (exists(), .sinclude of a missing file, such as
+// builtin.mk's checks of the base system); and a file edited within the same
+// nanosecond mtime and to the same size. After a system upgrade or an
+// mk.conf created from scratch, scan without --reuse.
 const (
 	cacheFormat  = "pkgscan-cache"
 	CacheVersion = 1
