@@ -41,8 +41,9 @@
 // candidate. If a matching cache exists (see cache.go for the format and
 // when it matches), a location is reused iff it is in the cache, its
 // directory listing is unchanged and every file its make read has the same
-// size and mtime, or the same SHA-256 when only the mtime moved. Otherwise
-// pbulk's rule applies: every SCAN_DEPENDS word (of every record of the
+// size and mtime, or the same SHA-256 when only the mtime moved; a location
+// the cache does not hold is rescanned. Without a matching cache pbulk's
+// rule applies: every SCAN_DEPENDS word (of every record of the
 // location: pbulk looks at the first record only) must name a file whose
 // mtime, in seconds, is strictly older than the old scan file's. Unlike
 // pbulk, a location with a record lacking SCAN_DEPENDS (or with an empty
@@ -51,7 +52,10 @@
 // cached too when a cache is present (pbulk never caches it).
 //
 // Reused output goes through the same Emitter as fresh output, so a reused
-// scan is byte-identical to a fresh one of the same tree.
+// scan is byte-identical to a fresh one of the same tree. (With the cache
+// this holds even for a location that lost a record to the duplicate rule:
+// the cache keeps its full output. A plain pbulk-scan output cannot say what
+// was dropped; reusing it inherits pbulk's behaviour there.)
 package scanner
 
 import (
