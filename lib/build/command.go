@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
@@ -23,7 +25,12 @@ CATEGORIES=, MULTI_VERSION=, USE_DESTDIR=, BOOTSTRAP_PKG=, USERGROUP_PHASE=,
 NO_BIN_ON_FTP= (other keys are ignored; when a key repeats, the last value
 wins). Settings come from flags, or from a JSON job document (--job FILE,
 the lib/job Settings object: {"pkgsrc": ..., "store": ..., "max_time":
-"2h", ...}); a flag given on the command line overrides the document.
+"2h", "store_access": {"s3_endpoint": ..., "ssh_identity": ...}, ...}); a
+flag given on the command line overrides the document. The store-access
+settings are those of the "Store access" flags (s3_endpoint, s3_region,
+s3_allow_http, ssh_identity, known_hosts, connect_timeout); S3 keys come
+only from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS
+credentials file), never from a flag or the document.
 
 Steps: version-skew check (make show-var VARNAME=PKGNAME must equal the
 job's PKGNAME), up-to-date check against the store (unless --force), a fresh
@@ -65,13 +72,17 @@ type Command struct {
 	PkgSuffix    string        `help:"Package file suffix (default .tgz)." placeholder:"SUFFIX"`
 	UnprivUser   string        `name:"unprivileged-user" help:"When run as root: run configure, build (and user-destdir install) as this user." placeholder:"USER"`
 	Env          []string      `sep:"none" help:"Extra KEY=VALUE for the environment of make (repeatable)." placeholder:"KEY=VALUE"`
-	SSHIdentity  string        `help:"SSH private key for sftp:// stores." placeholder:"FILE"`
-	KnownHosts   string        `help:"known_hosts file for sftp:// stores." placeholder:"FILE"`
+
+	Access storeopen.Flags `embed:"" group:"Store access"`
 }
 
 // Run is pkgrun.
-func (c *Command) Run(ctx context.Context, g *cli.Globals) error {
-	s, err := c.settings()
+func (c *Command) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error {
+	s, err := c.settings(flagGiven(k, "connect-timeout"))
+	if err != nil {
+		return err
+	}
+	opts, err := storeOptions(s.StoreAccess)
 	if err != nil {
 		return err
 	}
@@ -92,7 +103,7 @@ func (c *Command) Run(ctx context.Context, g *cli.Globals) error {
 	if s.Store == "" {
 		return fmt.Errorf("no store: give --store or \"store\" in the job document")
 	}
-	st, err := storeopen.Open(ctx, s.Store, storeopen.Options{SSHIdentity: c.SSHIdentity, KnownHosts: c.KnownHosts})
+	st, err := storeopen.Open(ctx, s.Store, opts)
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", s.Store, err)
 	}
@@ -114,8 +125,10 @@ func (c *Command) Run(ctx context.Context, g *cli.Globals) error {
 	return nil
 }
 
-// settings merges the job document and the flags.
-func (c *Command) settings() (job.Settings, error) {
+// settings merges the job document and the flags. --connect-timeout has a
+// default, so it overrides the document only when it was given
+// (timeoutGiven).
+func (c *Command) settings(timeoutGiven bool) (job.Settings, error) {
 	var s job.Settings
 	if c.Job != "" {
 		b, err := os.ReadFile(c.Job)
@@ -148,7 +161,63 @@ func (c *Command) settings() (job.Settings, error) {
 	s.SkipAgeCheck = s.SkipAgeCheck || c.SkipAgeCheck
 	s.Force = s.Force || c.Force
 	s.Environment = append(s.Environment, c.Env...)
+	s.StoreAccess = s.StoreAccess.Override(accessFlags(c.Access, timeoutGiven))
 	return s, nil
+}
+
+// accessFlags turns store-access flags into job settings, for a
+// scheduler to hand on; the connect timeout only when it was given on the
+// command line (otherwise it is the flag's default, and a job document's
+// value must not be overridden by it).
+func accessFlags(f storeopen.Flags, timeoutGiven bool) job.StoreAccess {
+	a := job.StoreAccess{
+		S3Endpoint:  f.S3Endpoint,
+		S3Region:    f.S3Region,
+		S3AllowHTTP: f.S3AllowHTTP,
+		SSHIdentity: f.SSHIdentity,
+		KnownHosts:  f.KnownHosts,
+	}
+	if timeoutGiven && f.ConnectTimeout > 0 {
+		a.ConnectTimeout = f.ConnectTimeout.String()
+	}
+	return a
+}
+
+// storeOptions turns a job's store-access settings (nil: none) into
+// options for storeopen.Open.
+func storeOptions(a *job.StoreAccess) (storeopen.Options, error) {
+	if a == nil {
+		return storeopen.Options{}, nil
+	}
+	o := storeopen.Options{
+		S3Endpoint:  a.S3Endpoint,
+		S3Region:    a.S3Region,
+		S3AllowHTTP: a.S3AllowHTTP,
+		SSHIdentity: a.SSHIdentity,
+		KnownHosts:  a.KnownHosts,
+	}
+	if a.ConnectTimeout != "" {
+		d, err := time.ParseDuration(a.ConnectTimeout)
+		if err != nil || d <= 0 {
+			return o, fmt.Errorf("store_access: bad connect_timeout %q (want a positive Go duration such as 30s)", a.ConnectTimeout)
+		}
+		o.ConnectTimeout = d
+	}
+	return o, nil
+}
+
+// flagGiven reports whether the long flag name was on the command line
+// (not a default).
+func flagGiven(k *kong.Context, name string) bool {
+	if k == nil {
+		return false
+	}
+	for _, p := range k.Path {
+		if p.Flag != nil && p.Flag.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func decodeSettings(name string, b []byte, s *job.Settings) error {

@@ -54,28 +54,72 @@ func (s Status) Success() bool { return s == StatusDone || s == StatusUpToDate }
 // Settings are the per-run settings of pkgrun that a scheduler passes with
 // every job (pbulk.conf's equivalents). Empty fields take pkgrun's defaults.
 type Settings struct {
-	Pkgsrc        string `json:"pkgsrc,omitempty"`         // pkgsrc tree root
-	Store         string `json:"store,omitempty"`          // store URL: packages, logs, fragments
-	Make          string `json:"make,omitempty"`           // make program (default bmake)
-	WorkRoot      string `json:"work_root,omitempty"`      // where per-job prefixes and work dirs are made
-	BootstrapKit  string `json:"bootstrap_kit,omitempty"`  // tar.gz unpacked into each fresh prefix
-	MaxTime       string `json:"max_time,omitempty"`       // Go duration: maximum wall time of the job
-	NoOutputTime  string `json:"no_output_time,omitempty"` // Go duration: maximum time without log output
-	KeepWorkdir   bool   `json:"keep_workdir,omitempty"`   // keep the work dir of failed builds
-	SkipAgeCheck  bool   `json:"skip_age_check,omitempty"` // pbulk's skip_age_check for up-to-date checks
-	Force         bool   `json:"force,omitempty"`          // build even when the package is up to date
-	PkgSuffix     string `json:"pkg_suffix,omitempty"`     // default .tgz
-	UnprivUser    string `json:"unprivileged_user,omitempty"`
-	Environment   []string `json:"environment,omitempty"` // extra KEY=VALUE for make
+	Pkgsrc       string   `json:"pkgsrc,omitempty"`         // pkgsrc tree root
+	Store        string   `json:"store,omitempty"`          // store URL: packages, logs, fragments
+	Make         string   `json:"make,omitempty"`           // make program (default bmake)
+	WorkRoot     string   `json:"work_root,omitempty"`      // where per-job prefixes and work dirs are made
+	BootstrapKit string   `json:"bootstrap_kit,omitempty"`  // tar.gz unpacked into each fresh prefix
+	MaxTime      string   `json:"max_time,omitempty"`       // Go duration: maximum wall time of the job
+	NoOutputTime string   `json:"no_output_time,omitempty"` // Go duration: maximum time without log output
+	KeepWorkdir  bool     `json:"keep_workdir,omitempty"`   // keep the work dir of failed builds
+	SkipAgeCheck bool     `json:"skip_age_check,omitempty"` // pbulk's skip_age_check for up-to-date checks
+	Force        bool     `json:"force,omitempty"`          // build even when the package is up to date
+	PkgSuffix    string   `json:"pkg_suffix,omitempty"`     // default .tgz
+	UnprivUser   string   `json:"unprivileged_user,omitempty"`
+	Environment  []string `json:"environment,omitempty"` // extra KEY=VALUE for make
+	// StoreAccess says how to reach an sftp:// or s3:// store; nil leaves
+	// it to pkgrun's flags and environment.
+	StoreAccess *StoreAccess `json:"store_access,omitempty"`
+}
+
+// StoreAccess are the store-access settings (pkgrun's --s3-endpoint,
+// --ssh-identity and the like; lib/store/storeopen's Flags) that a
+// scheduler hands to every builder. Empty fields leave the choice to the
+// builder's flags, then its environment. S3 keys are not here on purpose:
+// the job document is written to disk for every job, and the keys reach
+// pkgrun through its environment (AWS_ACCESS_KEY_ID and
+// AWS_SECRET_ACCESS_KEY), which the executor passes on.
+type StoreAccess struct {
+	S3Endpoint     string `json:"s3_endpoint,omitempty"`     // e.g. http://127.0.0.1:9000
+	S3Region       string `json:"s3_region,omitempty"`       // e.g. us-east-1
+	S3AllowHTTP    bool   `json:"s3_allow_http,omitempty"`   // plain http off loopback
+	SSHIdentity    string `json:"ssh_identity,omitempty"`    // private key file for sftp
+	KnownHosts     string `json:"known_hosts,omitempty"`     // known_hosts file for sftp
+	ConnectTimeout string `json:"connect_timeout,omitempty"` // Go duration
+}
+
+// Override returns a copy of a (which may be nil) with the non-empty
+// fields of o put over it, as a command-line flag overrides the job
+// document; nil when nothing is set at all.
+func (a *StoreAccess) Override(o StoreAccess) *StoreAccess {
+	var r StoreAccess
+	if a != nil {
+		r = *a
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&r.S3Endpoint, o.S3Endpoint)
+	set(&r.S3Region, o.S3Region)
+	set(&r.SSHIdentity, o.SSHIdentity)
+	set(&r.KnownHosts, o.KnownHosts)
+	set(&r.ConnectTimeout, o.ConnectTimeout)
+	r.S3AllowHTTP = r.S3AllowHTTP || o.S3AllowHTTP
+	if r == (StoreAccess{}) {
+		return nil
+	}
+	return &r
 }
 
 // Phase is one build phase as pkgrun ran it.
 type Phase struct {
-	Name   string `json:"name"`             // pre-clean, depends, checksum, configure, build, install, package, deinstall, clean
-	OK     bool   `json:"ok"`               // the phase succeeded
-	WallMS int64  `json:"wall_ms"`          // wall-clock milliseconds
-	CPUMS  int64  `json:"cpu_ms"`           // user+system CPU milliseconds of the phase's processes
-	Log    string `json:"log,omitempty"`    // store name of the phase's log, e.g. bulklog/foo-1.0/build.log
+	Name   string `json:"name"`          // pre-clean, depends, checksum, configure, build, install, package, deinstall, clean
+	OK     bool   `json:"ok"`            // the phase succeeded
+	WallMS int64  `json:"wall_ms"`       // wall-clock milliseconds
+	CPUMS  int64  `json:"cpu_ms"`        // user+system CPU milliseconds of the phase's processes
+	Log    string `json:"log,omitempty"` // store name of the phase's log, e.g. bulklog/foo-1.0/build.log
 }
 
 // Result is what pkgrun prints on stdout for one job.
@@ -89,11 +133,11 @@ type Result struct {
 	Phases      []Phase `json:"phases,omitempty"`
 	WallMS      int64   `json:"wall_ms"`
 	CPUMS       int64   `json:"cpu_ms"`
-	DiskBytes   int64   `json:"disk_bytes"`          // peak size of the job's work dir and prefix
-	Package     string  `json:"package,omitempty"`   // store name of the package, e.g. All/foo-1.0.tgz
-	Fragment    string  `json:"fragment,omitempty"`  // store name of the pkg_summary fragment
-	LogDir      string  `json:"log_dir,omitempty"`   // store name of the log directory
-	Host        string  `json:"host,omitempty"`      // where it ran
+	DiskBytes   int64   `json:"disk_bytes"`         // peak size of the job's work dir and prefix
+	Package     string  `json:"package,omitempty"`  // store name of the package, e.g. All/foo-1.0.tgz
+	Fragment    string  `json:"fragment,omitempty"` // store name of the pkg_summary fragment
+	LogDir      string  `json:"log_dir,omitempty"`  // store name of the log directory
+	Host        string  `json:"host,omitempty"`     // where it ran
 }
 
 // Encode writes r as one JSON line.
