@@ -221,7 +221,9 @@ func checkArmor(sig []byte) (notes, problems []string) {
 		}
 		data.WriteString(l)
 	}
-	raw, err := base64.StdEncoding.DecodeString(data.String())
+	// Strict: the unused bits before "=" padding must be zero, as every
+	// encoder writes them; go-crypto's decoder ignores them.
+	raw, err := base64.StdEncoding.Strict().DecodeString(data.String())
 	if err != nil {
 		return []string{fmt.Sprintf("armour data is not valid base64: %v", err)}, nil
 	}

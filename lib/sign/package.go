@@ -333,6 +333,8 @@ func VerifyPackage(name string, r io.Reader, v Verifier) (*Result, error) {
 		notes, problems := checkArmor(sig)
 		res.Notes = append(res.Notes, notes...)
 		res.Problems = append(res.Problems, problems...)
+	} else {
+		res.Notes = append(res.Notes, checkPKCS7Form(sig)...)
 	}
 	if v != nil {
 		signer, err := v.Verify(res.Signature, hash, sig)

@@ -507,3 +507,45 @@ func TestGPGKeyWarning(t *testing.T) {
 		t.Errorf("Ed25519 key: warning %q", w)
 	}
 }
+
+// TestOpenSSLMadeSignature builds a container around a signature made by
+// OpenSSL itself the way pkg_admin x509-sign-package makes it
+// (PKCS7_sign with PKCS7_DETACHED|PKCS7_NOATTR|PKCS7_BINARY, PEM) and
+// wants the verifier, form checks included, to accept it.
+func TestOpenSSLMadeSignature(t *testing.T) {
+	x := testX509(t)
+	dir := t.TempDir()
+	orig := makePackage(t, filepath.Join(dir, "ossl-1.0.tgz"), "ossl-1.0", 70001, 6)
+	hf, err := ComputeHashFile("ossl-1.0", bytes.NewReader(orig), int64(len(orig)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := hf.Marshal()
+	os.WriteFile(filepath.Join(dir, "hash"), hash, 0o644)
+	run(t, dir, nil, "openssl", "smime", "-sign", "-binary", "-noattr", "-in", "hash", "-signer", x.Leaf,
+		"-inkey", x.LeafKey, "-outform", "PEM", "-out", "sig.pem")
+	sig, err := os.ReadFile(filepath.Join(dir, "sig.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	aw := ar.NewWriter(&buf)
+	for _, m := range []struct {
+		n string
+		d []byte
+	}{{HashMember, hash}, {X509Member, sig}, {"ossl-1.0.tmp.tgz", orig}} {
+		if err := aw.WriteHeader(&ar.Header{Name: m.n, ModTime: time.Unix(1700000000, 0), Mode: 0o100644, Size: int64(len(m.d))}); err != nil {
+			t.Fatal(err)
+		}
+		aw.Write(m.d)
+	}
+	aw.Close()
+	v, err := NewX509Verifier(x.CA, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := VerifyPackage("openssl-made", &buf, v)
+	if err != nil || !res.OK() || res.PkgAdd != "accept" {
+		t.Fatalf("container with OpenSSL's own signature: %v %+v", err, res)
+	}
+}

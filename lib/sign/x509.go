@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -403,4 +404,91 @@ func getPassphrase(passphrase func() ([]byte, error), file string) ([]byte, erro
 		return nil, fmt.Errorf("%w: passphrase for %s: %w", ErrKey, file, err)
 	}
 	return pw, nil
+}
+
+// checkPKCS7Form reports differences between a +PKG_SIGNATURE and the form
+// OpenSSL's PEM_write_bio_PKCS7 (pkg_admin) writes, in the parts no
+// signature covers: PEM line layout, DER encoding, the version, the outer
+// digest algorithm set, the empty detached content and absent CRLs.
+func checkPKCS7Form(sig []byte) []string {
+	block, _ := pem.Decode(sig)
+	if block == nil {
+		return nil // reported by the verifier
+	}
+	var notes []string
+	if canon := pem.EncodeToMemory(&pem.Block{Type: block.Type, Bytes: block.Bytes}); !bytes.Equal(canon, sig) {
+		notes = append(notes, "+PKG_SIGNATURE: the PEM text is not laid out as OpenSSL writes it (headers, line lengths or bytes around the block)")
+	}
+	der := block.Bytes
+	var ci struct {
+		ContentType asn1.ObjectIdentifier
+		Content     asn1.RawValue `asn1:"optional,tag:0"`
+	}
+	rest, err := asn1.Unmarshal(der, &ci)
+	if err != nil || len(rest) != 0 {
+		return append(notes, fmt.Sprintf("+PKG_SIGNATURE: not DER-encoded as OpenSSL writes it (%v, %d trailing bytes)", err, len(rest)))
+	}
+	var sd struct {
+		Version          int
+		DigestAlgorithms asn1.RawValue
+		ContentInfo      asn1.RawValue
+		Certificates     asn1.RawValue `asn1:"optional,tag:0"`
+		CRLs             asn1.RawValue `asn1:"optional,tag:1"`
+		SignerInfos      asn1.RawValue
+	}
+	if rest, err = asn1.Unmarshal(ci.Content.Bytes, &sd); err != nil || len(rest) != 0 {
+		return append(notes, fmt.Sprintf("+PKG_SIGNATURE: SignedData is not DER (%v)", err))
+	}
+	var inner struct {
+		ContentType asn1.ObjectIdentifier
+		Content     asn1.RawValue `asn1:"optional,explicit,tag:0"`
+	}
+	if _, err := asn1.Unmarshal(sd.ContentInfo.FullBytes, &inner); err != nil ||
+		!inner.ContentType.Equal(pkcs7.OIDData) || len(inner.Content.FullBytes) != 0 {
+		notes = append(notes, "+PKG_SIGNATURE: the content info is not an empty detached pkcs7-data")
+	}
+	if sd.Version != 1 || len(sd.CRLs.FullBytes) != 0 || !ci.ContentType.Equal(pkcs7.OIDSignedData) {
+		notes = append(notes, fmt.Sprintf("+PKG_SIGNATURE: version %d, %d bytes of CRLs: not what pkg_admin writes", sd.Version, len(sd.CRLs.FullBytes)))
+	}
+	// The outer digest algorithm set must list exactly the signers'.
+	var algs [][]byte
+	for si := sd.SignerInfos.Bytes; len(si) > 0; {
+		var one asn1.RawValue
+		var err error
+		if si, err = asn1.Unmarshal(si, &one); err != nil {
+			return append(notes, "+PKG_SIGNATURE: unreadable signer info")
+		}
+		var fields []asn1.RawValue
+		for f := one.Bytes; len(f) > 0; {
+			var v asn1.RawValue
+			if f, err = asn1.Unmarshal(f, &v); err != nil {
+				return append(notes, "+PKG_SIGNATURE: unreadable signer info")
+			}
+			fields = append(fields, v)
+		}
+		if len(fields) < 3 {
+			return append(notes, "+PKG_SIGNATURE: short signer info")
+		}
+		if !slices.ContainsFunc(algs, func(a []byte) bool { return bytes.Equal(a, fields[2].FullBytes) }) {
+			algs = append(algs, fields[2].FullBytes)
+		}
+	}
+	var set []byte
+	for f := sd.DigestAlgorithms.Bytes; len(f) > 0; {
+		var v asn1.RawValue
+		var err error
+		if f, err = asn1.Unmarshal(f, &v); err != nil {
+			return append(notes, "+PKG_SIGNATURE: unreadable digest algorithm set")
+		}
+		if !slices.ContainsFunc(algs, func(a []byte) bool { return bytes.Equal(a, v.FullBytes) }) {
+			notes = append(notes, "+PKG_SIGNATURE: the digest algorithm set names an algorithm no signer uses")
+		}
+		set = append(set, v.FullBytes...)
+	}
+	if len(set) != len(bytes.Join(algs, nil)) {
+		notes = append(notes, "+PKG_SIGNATURE: the digest algorithm set does not list the signers' algorithms")
+	}
+	// encoding/asn1 accepts DER only (minimal lengths, no indefinite
+	// lengths), so parsing without trailing bytes is the encoding check.
+	return notes
 }
