@@ -24,8 +24,11 @@
 // VerifyPackage predicts pkg_add's verdict (Result.PkgAdd, Problems) by
 // applying pkg_install's own rules, including its block lengths, and adds
 // Notes about bytes no signature covers (ar headers, padding, the inner
-// member's name) that differ from what pkg_admin writes, so that a changed
-// byte anywhere in a package makes verification fail.
+// member's name, the armour or PEM/DER form of the signature) that differ
+// from what pkg_admin writes, so that a single changed byte anywhere in a
+// package makes verification fail. Consistent edits of several unsigned
+// bytes (the same new mtime in all three headers) cannot be detected by
+// anyone.
 //
 // X.509 signer certificates must pass pkg_install's checks (CheckSignerCert):
 // exactly one certificate, not a CA (check_ca), extended key usage exactly
