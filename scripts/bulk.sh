@@ -44,6 +44,8 @@ summary_formats=gz,bz2,xz           # pkg_summary forms to publish
 checksum_packages=no                # yes: also publish SHA512.bz2
 bindir=$top/bin                     # where the pkgbulk tools are
 strict=no                           # yes: exit 1 when any package failed
+base_url=                           # URL prefix of the report in report.txt (pbulk's base_url)
+compiler=gcc                        # shown in the report (pbulk's PKGSRC_COMPILER)
 # ---------------------------------------------------------------------------
 
 config=
@@ -112,7 +114,8 @@ case $rc in
 esac
 
 # ---- report ---------------------------------------------------------------
-pkgsched report --db="$meta/bulk.db" --output="$meta" --store="$store" >&2 || exit 2
+pkgsched report --db="$meta/bulk.db" --output="$meta" --store="$store" \
+	--compiler="$compiler" ${base_url:+--base-url="$base_url"} >&2 || exit 2
 
 # ---- sign, then index (the index must describe the signed files) ---------
 # A tool's exit 1 (some package could not be signed or read) is noted and
