@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/ar"
@@ -22,8 +23,11 @@ type Options struct {
 	Suffix string
 	// TempDir stages store packages (default os.TempDir()).
 	TempDir string
-	// Progress, when set, gets one line per package.
+	// Progress, when set, gets one line per package as it is done.
 	Progress io.Writer
+	// Jobs is the number of packages signed at once (default 1); more
+	// helps with remote stores, where each package waits on the network.
+	Jobs int
 }
 
 // Actions of an Outcome.
@@ -70,12 +74,16 @@ func (rep *Report) add(o Outcome, progress io.Writer) {
 	}
 	rep.Outcomes = append(rep.Outcomes, o)
 	if progress != nil {
-		line := fmt.Sprintf("pkgsign: %s: %s", o.Name, o.Action)
-		if o.Reason != "" {
-			line += ": " + o.Reason
-		}
-		fmt.Fprintln(progress, line)
+		progressLine(progress, o)
 	}
+}
+
+func progressLine(w io.Writer, o Outcome) {
+	line := fmt.Sprintf("pkgsign: %s: %s", o.Name, o.Action)
+	if o.Reason != "" {
+		line += ": " + o.Reason
+	}
+	fmt.Fprintln(w, line)
 }
 
 // target abstracts where a package lives: a local file replaced by rename,
@@ -96,14 +104,9 @@ type target interface {
 func SignFiles(ctx context.Context, files []string, s Signer, o Options) (*Report, error) {
 	rep := &Report{Target: strings.Join(files, " "), Signer: s.Identity()}
 	start := time.Now()
-	for _, f := range files {
-		if err := ctx.Err(); err != nil {
-			return rep, err
-		}
-		rep.add(signOne(ctx, fileTarget{}, f, s), o.Progress)
-	}
+	err := signAll(ctx, fileTarget{}, files, s, o, rep)
 	rep.Seconds = time.Since(start).Seconds()
-	return rep, nil
+	return rep, err
 }
 
 // SignStore signs every All/*<suffix> package of a store, replacing each
@@ -115,15 +118,50 @@ func SignStore(ctx context.Context, st store.Store, s Signer, o Options) (*Repor
 	if err != nil {
 		return nil, err
 	}
-	t := storeTarget{st: st, dir: o.TempDir}
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return rep, err
-		}
-		rep.add(signOne(ctx, t, name, s), o.Progress)
-	}
+	err = signAll(ctx, storeTarget{st: st, dir: o.TempDir}, names, s, o, rep)
 	rep.Seconds = time.Since(start).Seconds()
-	return rep, nil
+	return rep, err
+}
+
+// signAll signs names with o.Jobs workers; outcomes keep the order of
+// names. Once ctx is cancelled no new package is started, the ones under
+// way finish (each is all-or-nothing), and ctx's error is returned.
+func signAll(ctx context.Context, t target, names []string, s Signer, o Options, rep *Report) error {
+	jobs := max(o.Jobs, 1)
+	outs := make([]*Outcome, len(names))
+	var mu sync.Mutex
+	next := 0
+	var wg sync.WaitGroup
+	for w := 0; w < min(jobs, len(names)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if next == len(names) || ctx.Err() != nil {
+					mu.Unlock()
+					return
+				}
+				i := next
+				next++
+				mu.Unlock()
+				out := signOne(ctx, t, names[i], s)
+				mu.Lock()
+				outs[i] = &out
+				if o.Progress != nil {
+					progressLine(o.Progress, out)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, out := range outs {
+		if out != nil {
+			rep.add(*out, nil)
+		}
+	}
+	return ctx.Err()
 }
 
 // ListPackages returns the sorted names of All/*<suffix> in a store.

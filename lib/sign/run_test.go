@@ -341,8 +341,8 @@ func TestSignStore(t *testing.T) {
 		t.Fatalf("after an interrupted run: %d signed, %d unsigned (%+v)", signed, unsigned, rep.Outcomes)
 	}
 
-	// The re-run finishes the job and skips what is done.
-	rep, err = SignStore(ctx, st, s, Options{TempDir: t.TempDir()})
+	// The re-run (3 at once) finishes the job and skips what is done.
+	rep, err = SignStore(ctx, st, s, Options{TempDir: t.TempDir(), Jobs: 3})
 	if err != nil || rep.Skipped != 2 || rep.Signed != 2 || rep.Packages != 4 {
 		t.Fatalf("re-run: %v %+v", err, rep)
 	}

@@ -60,6 +60,7 @@ type SignCmd struct {
 	PassphraseFile string   `name:"passphrase-file" placeholder:"FILE" help:"Read the key's passphrase from the first line of FILE."`
 	Store          string   `name:"store" placeholder:"URL" help:"Sign every All/*<suffix> package of this store." xor:"src"`
 	Suffix         string   `name:"suffix" default:".tgz" help:"Package file suffix in the store's All/."`
+	Jobs           int      `name:"jobs" short:"j" default:"1" help:"Packages to sign at once (more helps with sftp and S3 stores)."`
 	JSON           bool     `name:"json" help:"Print the report as JSON on stdout."`
 	Verbose        bool     `name:"verbose" short:"v" help:"Print one line per package on stderr (always on a terminal)."`
 	Files          []string `arg:"" optional:"" name:"pkgfile" help:"Package files to sign in place."`
@@ -130,7 +131,7 @@ func (c *SignCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if w, ok := s.(interface{ Warning() string }); ok && w.Warning() != "" {
 		fmt.Fprintf(g.Stderr, "pkgsign: warning: %s\n", w.Warning())
 	}
-	o := sign.Options{Suffix: c.Suffix}
+	o := sign.Options{Suffix: c.Suffix, Jobs: c.Jobs}
 	if c.Verbose || cli.IsTerminal(g.Stderr) {
 		o.Progress = g.Stderr
 	}
