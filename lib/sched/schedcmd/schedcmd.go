@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/alecthomas/kong"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
@@ -24,6 +25,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/sched"
+	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 )
 
 // Description is pkgsched's --help text.
@@ -43,6 +45,12 @@ dependents like failed; up-to-date packages are done with detail
 retried up to --max-crashes times and counted apart from failed builds;
 --crash-streak crashes in a row stop the run (pkgrun itself is broken), and
 'pkgsched run --retry crashed' reopens what crashes failed.
+
+pkgrun's settings go to every builder as a job document (--job and the
+flags that override it); the "Store access" flags (--s3-endpoint,
+--ssh-identity, ...) travel in it as store_access. S3 keys never do: pkgrun
+inherits AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from pkgsched's
+environment.
 
 Exit codes:
   0  every selected package is done (built or up to date)
@@ -83,9 +91,15 @@ type RunCmd struct {
 	SkipAgeCheck bool     `help:"Skip the age check of the up-to-date test."`
 	Force        bool     `help:"Build even packages that are up to date."`
 	Env          []string `placeholder:"KEY=VALUE" help:"Extra make environment (repeatable)."`
+
+	// Handed to every pkgrun as the job document's store_access.
+	Access storeopen.Flags `embed:"" group:"Store access"`
 }
 
-func (c *RunCmd) settings() (job.Settings, error) {
+// settings merges the job document and the flags. --connect-timeout has a
+// default, so it overrides the document only when it was given
+// (timeoutGiven).
+func (c *RunCmd) settings(timeoutGiven bool) (job.Settings, error) {
 	var s job.Settings
 	if c.JobFile != "" {
 		b, err := os.ReadFile(c.JobFile)
@@ -127,12 +141,50 @@ func (c *RunCmd) settings() (job.Settings, error) {
 		}
 	}
 	s.Environment = append(s.Environment, c.Env...)
+	s.StoreAccess = s.StoreAccess.Override(accessFlags(c.Access, timeoutGiven))
+	if a := s.StoreAccess; a != nil && a.ConnectTimeout != "" {
+		if d, err := time.ParseDuration(a.ConnectTimeout); err != nil || d <= 0 {
+			return s, fmt.Errorf("store_access: bad connect_timeout %q (want a positive Go duration such as 30s)", a.ConnectTimeout)
+		}
+	}
 	return s, nil
 }
 
+// accessFlags turns the store-access flags into the job document's
+// store_access; the connect timeout only when it was given on the command
+// line (otherwise it is the flag's default, which must not override a
+// value from --job).
+func accessFlags(f storeopen.Flags, timeoutGiven bool) job.StoreAccess {
+	a := job.StoreAccess{
+		S3Endpoint:  f.S3Endpoint,
+		S3Region:    f.S3Region,
+		S3AllowHTTP: f.S3AllowHTTP,
+		SSHIdentity: f.SSHIdentity,
+		KnownHosts:  f.KnownHosts,
+	}
+	if timeoutGiven && f.ConnectTimeout > 0 {
+		a.ConnectTimeout = f.ConnectTimeout.String()
+	}
+	return a
+}
+
+// flagGiven reports whether the long flag name was on the command line
+// (not a default).
+func flagGiven(k *kong.Context, name string) bool {
+	if k == nil {
+		return false
+	}
+	for _, p := range k.Path {
+		if p.Flag != nil && p.Flag.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Run builds.
-func (c *RunCmd) Run(ctx context.Context, g *cli.Globals) error {
-	settings, err := c.settings()
+func (c *RunCmd) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error {
+	settings, err := c.settings(flagGiven(k, "connect-timeout"))
 	if err != nil {
 		return err
 	}
