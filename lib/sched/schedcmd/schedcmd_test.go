@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/sched/schedtest"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
+	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
 
 func runSched(t *testing.T, args ...string) (int, string, string) {
@@ -161,6 +163,82 @@ printf '{"version":1,"pkgname":"%s","pkgpath":"test/a","status":"done"}\n' "$nam
 			want, _ := json.Marshal(tt.want)
 			if string(got) != string(want) {
 				t.Errorf("store_access %s, want %s\ndocument: %s", got, want, b)
+			}
+		})
+	}
+}
+
+// TestRunRemoteStoresEndToEnd runs pkgsched run with the real pkgrun (built
+// from cmd/pkgrun) on a leaf package of examples/tree, into an s3:// store
+// on a real versitygw and an sftp:// store on a real sshd, reached only
+// through pkgsched's store-access flags (the S3 keys from the
+// environment).
+func TestRunRemoteStoresEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds pkgrun and a package")
+	}
+	mk := testenv.Program(t, "bmake")
+	root := testenv.RepoRoot(t)
+	dir := t.TempDir()
+	pkgrun := filepath.Join(dir, "pkgrun")
+	build := exec.Command("go", "build", "-o", pkgrun, "./cmd/pkgrun")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/pkgrun: %v\n%s", err, out)
+	}
+	tree := filepath.Join(dir, "tree")
+	if err := os.CopyFS(tree, os.DirFS(filepath.Join(root, "examples", "tree"))); err != nil {
+		t.Fatal(err)
+	}
+	const loc = "textproc/exwords"
+	show := exec.Command(mk, "show-var", "VARNAME=PKGNAME")
+	show.Dir = filepath.Join(tree, loc)
+	out, err := show.Output()
+	if err != nil {
+		t.Fatalf("bmake show-var in %s: %v", loc, err)
+	}
+	pkgname := strings.TrimSpace(string(out))
+
+	s3 := storetest.StartS3(t)
+	ssh := storetest.StartSSHD(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", s3.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3.SecretKey)
+	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "SSH_AUTH_SOCK"} {
+		t.Setenv(k, "")
+	}
+	s3URL := "s3://" + s3.Bucket + "/e2e"
+	tests := []struct {
+		name, url string
+		flags     []string
+		opts      storeopen.Options
+	}{
+		{name: "s3", url: s3URL, flags: []string{"--s3-endpoint", s3.Endpoint, "--s3-region", s3.Region},
+			opts: storeopen.Options{S3Endpoint: s3.Endpoint, S3Region: s3.Region}},
+		{name: "sftp", url: ssh.URL("e2e"), flags: []string{"--ssh-identity", ssh.IdentityFile, "--known-hosts", ssh.KnownHosts, "--connect-timeout", "20s"},
+			opts: storeopen.Options{SSHIdentity: ssh.IdentityFile, KnownHosts: ssh.KnownHosts}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "bulk.db")
+			if err := schedtest.WriteDB(context.Background(), db, []schedtest.Pkg{{Name: pkgname, Path: loc}}); err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"run", "--db", db, "-j", "1", "--pkgrun", pkgrun, "--pkgsrc", tree, "--make", mk,
+				"--work-root", t.TempDir(), "--max-time", "5m", "--store", tt.url, "--json"}, tt.flags...)
+			code, stdout, errs := runSched(t, args...)
+			if code != 0 || !strings.Contains(stdout, `"done": 1`) {
+				t.Fatalf("exit %d\n%s\n%s", code, stdout, errs)
+			}
+			ctx := context.Background()
+			st, err := storeopen.Open(ctx, tt.url, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			for _, name := range []string{"All/" + pkgname + ".tgz", "index/" + pkgname + ".pkginfo"} {
+				if info, err := st.Stat(ctx, name); err != nil || info.Size == 0 {
+					t.Errorf("%s in %s: %+v %v", name, tt.url, info, err)
+				}
 			}
 		})
 	}
