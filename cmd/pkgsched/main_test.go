@@ -92,6 +92,31 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestUnreachableStore: a store that cannot be reached stops the run
+// before any builder starts; no package changes state.
+func TestUnreachableStore(t *testing.T) {
+	good := writeDB(t, schedtest.RandomDAG(1, 5))
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(kh, nil, 0o644)
+	code, _, errs := run(t, "run", "--db", good, "--pkgrun", "/bin/false",
+		"--store", "sftp://nobody@127.0.0.1:1/packages", "--known-hosts", kh, "--connect-timeout", "2s")
+	if code != 2 || !strings.Contains(errs, "sftp://nobody@127.0.0.1:1/packages") {
+		t.Errorf("unreachable store: exit %d, stderr %q", code, errs)
+	}
+	d, err := sql.Open("sqlite3", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var n int
+	if err := d.QueryRow(`SELECT count(*) FROM build_state WHERE state NOT IN ('open', 'prefailed', 'indirect-prefailed')`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d packages changed state although nothing could be built", n)
+	}
+}
+
 // TestRunCommand runs pkgsched run in-process against the fake builder:
 // exit codes, the summary, status afterwards, and a builder that prints
 // garbage (retried, then failed with the crash named).

@@ -78,11 +78,11 @@ type Command struct {
 
 // Run is pkgrun.
 func (c *Command) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error {
-	s, err := c.settings(flagGiven(k, "connect-timeout"))
+	s, err := c.settings(cli.FlagGiven(k, "connect-timeout"))
 	if err != nil {
 		return err
 	}
-	opts, err := storeOptions(s.StoreAccess)
+	opts, err := storeopen.AccessOptions(s.StoreAccess)
 	if err != nil {
 		return err
 	}
@@ -161,63 +161,8 @@ func (c *Command) settings(timeoutGiven bool) (job.Settings, error) {
 	s.SkipAgeCheck = s.SkipAgeCheck || c.SkipAgeCheck
 	s.Force = s.Force || c.Force
 	s.Environment = append(s.Environment, c.Env...)
-	s.StoreAccess = s.StoreAccess.Override(accessFlags(c.Access, timeoutGiven))
+	s.StoreAccess = s.StoreAccess.Override(c.Access.Access(timeoutGiven))
 	return s, nil
-}
-
-// accessFlags turns store-access flags into job settings, for a
-// scheduler to hand on; the connect timeout only when it was given on the
-// command line (otherwise it is the flag's default, and a job document's
-// value must not be overridden by it).
-func accessFlags(f storeopen.Flags, timeoutGiven bool) job.StoreAccess {
-	a := job.StoreAccess{
-		S3Endpoint:  f.S3Endpoint,
-		S3Region:    f.S3Region,
-		S3AllowHTTP: f.S3AllowHTTP,
-		SSHIdentity: f.SSHIdentity,
-		KnownHosts:  f.KnownHosts,
-	}
-	if timeoutGiven && f.ConnectTimeout > 0 {
-		a.ConnectTimeout = f.ConnectTimeout.String()
-	}
-	return a
-}
-
-// storeOptions turns a job's store-access settings (nil: none) into
-// options for storeopen.Open.
-func storeOptions(a *job.StoreAccess) (storeopen.Options, error) {
-	if a == nil {
-		return storeopen.Options{}, nil
-	}
-	o := storeopen.Options{
-		S3Endpoint:  a.S3Endpoint,
-		S3Region:    a.S3Region,
-		S3AllowHTTP: a.S3AllowHTTP,
-		SSHIdentity: a.SSHIdentity,
-		KnownHosts:  a.KnownHosts,
-	}
-	if a.ConnectTimeout != "" {
-		d, err := time.ParseDuration(a.ConnectTimeout)
-		if err != nil || d <= 0 {
-			return o, fmt.Errorf("store_access: bad connect_timeout %q (want a positive Go duration such as 30s)", a.ConnectTimeout)
-		}
-		o.ConnectTimeout = d
-	}
-	return o, nil
-}
-
-// flagGiven reports whether the long flag name was on the command line
-// (not a default).
-func flagGiven(k *kong.Context, name string) bool {
-	if k == nil {
-		return false
-	}
-	for _, p := range k.Path {
-		if p.Flag != nil && p.Flag.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 func decodeSettings(name string, b []byte, s *job.Settings) error {

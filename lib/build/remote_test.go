@@ -12,6 +12,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
@@ -170,7 +171,7 @@ func TestStoreAccessSettings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := c.settings(flagGiven(k, "connect-timeout"))
+			s, err := c.settings(cli.FlagGiven(k, "connect-timeout"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -179,8 +180,8 @@ func TestStoreAccessSettings(t *testing.T) {
 			if string(got) != string(want) {
 				t.Errorf("store_access %s, want %s", got, want)
 			}
-			if _, err := storeOptions(s.StoreAccess); err != nil {
-				t.Errorf("storeOptions: %v", err)
+			if _, err := storeopen.AccessOptions(s.StoreAccess); err != nil {
+				t.Errorf("AccessOptions: %v", err)
 			}
 		})
 	}

@@ -129,3 +129,18 @@ func Run(ctx context.Context, name, description string, grammar any, args []stri
 	}
 	return ExitCode(err)
 }
+
+// FlagGiven reports whether the long flag name was typed on the command
+// line, as opposed to holding its default: settings that can also come
+// from a file must not be overridden by a flag's default.
+func FlagGiven(k *kong.Context, name string) bool {
+	if k == nil {
+		return false
+	}
+	for _, p := range k.Path {
+		if p.Flag != nil && p.Flag.Name == name {
+			return true
+		}
+	}
+	return false
+}

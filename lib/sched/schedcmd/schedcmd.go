@@ -25,6 +25,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/sched"
+	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 )
 
@@ -68,15 +69,16 @@ type CLI struct {
 
 // RunCmd is pkgsched run.
 type RunCmd struct {
-	DB          string `name:"db" required:"" type:"existingfile" placeholder:"FILE" help:"Build database (pkgdag's output)."`
-	Jobs        int    `short:"j" default:"0" placeholder:"N" help:"Parallel builds (pkgrun processes); 0 means one per CPU."`
-	Priority    string `placeholder:"FILE" type:"existingfile" help:"Priority list: pkgpaths or PKGNAMEs, one a line; they and their dependencies go first."`
-	Order       string `enum:"path,pbulk" default:"path" help:"Ready-queue order: path (longest remaining path) or pbulk (pbulk-build's weight order)."`
-	MaxCrashes  int    `default:"3" placeholder:"N" help:"Builder crashes of one package before it is failed."`
-	CrashStreak int    `default:"10" placeholder:"N" help:"Stop when this many builder runs in a row crashed (broken pkgrun settings)."`
-	Retry       string `enum:",crashed,failed" default:"" help:"Reopen packages an earlier run failed: crashed (failed by builder crashes) or failed (every failed, skew and timeout package); their indirect-failed dependents are reopened too."`
-	Pkgrun      string `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
-	JSON        bool   `name:"json" help:"Print the summary as JSON."`
+	DB           string `name:"db" required:"" type:"existingfile" placeholder:"FILE" help:"Build database (pkgdag's output)."`
+	Jobs         int    `short:"j" default:"0" placeholder:"N" help:"Parallel builds (pkgrun processes); 0 means one per CPU."`
+	Priority     string `placeholder:"FILE" type:"existingfile" help:"Priority list: pkgpaths or PKGNAMEs, one a line; they and their dependencies go first."`
+	Order        string `enum:"path,pbulk" default:"path" help:"Ready-queue order: path (longest remaining path) or pbulk (pbulk-build's weight order)."`
+	MaxCrashes   int    `default:"3" placeholder:"N" help:"Builder crashes of one package before it is failed."`
+	CrashStreak  int    `default:"10" placeholder:"N" help:"Stop when this many builder runs in a row crashed (broken pkgrun settings)."`
+	NoStoreCheck bool   `help:"Do not check that the tree and the store can be reached before the first build (for a store only the builders reach)."`
+	Retry        string `enum:",crashed,failed" default:"" help:"Reopen packages an earlier run failed: crashed (failed by builder crashes) or failed (every failed, skew and timeout package); their indirect-failed dependents are reopened too."`
+	Pkgrun       string `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
+	JSON         bool   `name:"json" help:"Print the summary as JSON."`
 
 	JobFile      string   `name:"job" placeholder:"FILE" type:"existingfile" help:"pkgrun settings as a JSON file (job.Settings); the flags below override it."`
 	Pkgsrc       string   `placeholder:"DIR" help:"pkgsrc tree."`
@@ -141,7 +143,7 @@ func (c *RunCmd) settings(timeoutGiven bool) (job.Settings, error) {
 		}
 	}
 	s.Environment = append(s.Environment, c.Env...)
-	s.StoreAccess = s.StoreAccess.Override(accessFlags(c.Access, timeoutGiven))
+	s.StoreAccess = s.StoreAccess.Override(c.Access.Access(timeoutGiven))
 	if a := s.StoreAccess; a != nil && a.ConnectTimeout != "" {
 		if d, err := time.ParseDuration(a.ConnectTimeout); err != nil || d <= 0 {
 			return s, fmt.Errorf("store_access: bad connect_timeout %q (want a positive Go duration such as 30s)", a.ConnectTimeout)
@@ -150,41 +152,9 @@ func (c *RunCmd) settings(timeoutGiven bool) (job.Settings, error) {
 	return s, nil
 }
 
-// accessFlags turns the store-access flags into the job document's
-// store_access; the connect timeout only when it was given on the command
-// line (otherwise it is the flag's default, which must not override a
-// value from --job).
-func accessFlags(f storeopen.Flags, timeoutGiven bool) job.StoreAccess {
-	a := job.StoreAccess{
-		S3Endpoint:  f.S3Endpoint,
-		S3Region:    f.S3Region,
-		S3AllowHTTP: f.S3AllowHTTP,
-		SSHIdentity: f.SSHIdentity,
-		KnownHosts:  f.KnownHosts,
-	}
-	if timeoutGiven && f.ConnectTimeout > 0 {
-		a.ConnectTimeout = f.ConnectTimeout.String()
-	}
-	return a
-}
-
-// flagGiven reports whether the long flag name was on the command line
-// (not a default).
-func flagGiven(k *kong.Context, name string) bool {
-	if k == nil {
-		return false
-	}
-	for _, p := range k.Path {
-		if p.Flag != nil && p.Flag.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
 // Run builds.
 func (c *RunCmd) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error {
-	settings, err := c.settings(flagGiven(k, "connect-timeout"))
+	settings, err := c.settings(cli.FlagGiven(k, "connect-timeout"))
 	if err != nil {
 		return err
 	}
@@ -210,6 +180,11 @@ func (c *RunCmd) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 			return err
 		}
 		if user, err = sched.ReadPriorityFile(gr, c.Priority); err != nil {
+			return err
+		}
+	}
+	if !c.NoStoreCheck {
+		if err := preflight(ctx, settings); err != nil {
 			return err
 		}
 	}
@@ -459,4 +434,35 @@ func readPresolve(path string) (*sched.Graph, error) {
 		r = zr
 	}
 	return sched.ParsePresolve(r, path)
+}
+
+// errEnough stops a List after its first object.
+var errEnough = errors.New("enough")
+
+// preflight checks what every pkgrun will need before any package is
+// handed out: an unreachable store or a missing tree would otherwise make
+// every builder crash and mark packages failed for a fault of the set-up.
+func preflight(ctx context.Context, s job.Settings) error {
+	if s.Pkgsrc != "" {
+		if fi, err := os.Stat(s.Pkgsrc); err != nil || !fi.IsDir() {
+			return fmt.Errorf("pkgsrc tree %s: not a directory", s.Pkgsrc)
+		}
+	}
+	if s.Store == "" {
+		return nil
+	}
+	opts, err := storeopen.AccessOptions(s.StoreAccess)
+	if err != nil {
+		return err
+	}
+	st, err := storeopen.Open(ctx, s.Store, opts)
+	if err != nil {
+		return fmt.Errorf("package store: %w", err)
+	}
+	defer st.Close()
+	err = st.List(ctx, "All/", func(store.Info) error { return errEnough })
+	if err != nil && !errors.Is(err, errEnough) {
+		return fmt.Errorf("package store %s: %w", st, err)
+	}
+	return nil
 }

@@ -139,7 +139,7 @@ printf '{"version":1,"pkgname":"%s","pkgpath":"test/a","status":"done"}\n' "$nam
 				t.Fatal(err)
 			}
 			var out, errb bytes.Buffer
-			args := append([]string{"run", "--db", db, "-j", "1", "--pkgrun", pkgrun, "--work-root", t.TempDir()}, tt.args...)
+			args := append([]string{"run", "--db", db, "-j", "1", "--pkgrun", pkgrun, "--work-root", t.TempDir(), "--no-store-check"}, tt.args...)
 			code := cli.Run(context.Background(), "pkgsched", Description, &CLI{}, args,
 				&cli.Globals{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb})
 			if code != tt.code {

@@ -1,6 +1,11 @@
 package storeopen
 
-import "time"
+import (
+	"fmt"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/job"
+)
 
 // Flags are the command-line flags for opening a store, for tools to
 // embed in their kong grammar:
@@ -29,4 +34,44 @@ func (f Flags) Options() Options {
 		KnownHosts:     f.KnownHosts,
 		ConnectTimeout: f.ConnectTimeout,
 	}
+}
+
+// Access turns the flags into the store_access part of pkgrun's job
+// settings (lib/job), which pkgsched hands to every pkgrun. The connect
+// timeout is only carried when it was given on the command line
+// (timeoutGiven), so a flag's default never overrides a job document.
+func (f Flags) Access(timeoutGiven bool) job.StoreAccess {
+	a := job.StoreAccess{
+		S3Endpoint:  f.S3Endpoint,
+		S3Region:    f.S3Region,
+		S3AllowHTTP: f.S3AllowHTTP,
+		SSHIdentity: f.SSHIdentity,
+		KnownHosts:  f.KnownHosts,
+	}
+	if timeoutGiven && f.ConnectTimeout > 0 {
+		a.ConnectTimeout = f.ConnectTimeout.String()
+	}
+	return a
+}
+
+// AccessOptions turns a job document's store_access into Options for Open.
+func AccessOptions(a *job.StoreAccess) (Options, error) {
+	if a == nil {
+		return Options{}, nil
+	}
+	o := Options{
+		S3Endpoint:  a.S3Endpoint,
+		S3Region:    a.S3Region,
+		S3AllowHTTP: a.S3AllowHTTP,
+		SSHIdentity: a.SSHIdentity,
+		KnownHosts:  a.KnownHosts,
+	}
+	if a.ConnectTimeout != "" {
+		d, err := time.ParseDuration(a.ConnectTimeout)
+		if err != nil || d <= 0 {
+			return o, fmt.Errorf("store_access: bad connect_timeout %q (want a positive Go duration such as 30s)", a.ConnectTimeout)
+		}
+		o.ConnectTimeout = d
+	}
+	return o, nil
 }
