@@ -26,6 +26,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 pkgsrc=$top/examples/tree           # the pkgsrc tree to build
 bulkdir=$top/work/bulk              # meta/ (scan, database, report), work/
 store=file://$top/work/bulk/packages  # package store: file:///dir, sftp://user@host/dir, s3://bucket/prefix
+store_opts=                         # store-access flags for every tool, e.g. "--s3-endpoint=https://s3.example.org"
+                                    # or "--ssh-identity=/root/.ssh/bulk --known-hosts=/etc/bulk/known_hosts"
+                                    # (S3 keys: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment)
 make=bmake                          # make program
 jobs=0                              # parallel builds (0: one per CPU)
 scan_jobs=0                         # parallel scans (0: one per CPU)
@@ -105,7 +108,7 @@ kit=
 [ -n "$bootstrapkit" ] && kit="--bootstrap-kit=$bootstrapkit"
 rc=0
 pkgsched run --db="$meta/bulk.db" --jobs="$jobs" $prio $kit \
-	--pkgsrc="$pkgsrc" --store="$store" --make="$make" \
+	--pkgsrc="$pkgsrc" --store="$store" $store_opts --make="$make" \
 	--work-root="$bulkdir/work" --max-time="$max_time" --no-output-time="$no_output_time" >&2 || rc=$?
 case $rc in
 0) ;;
@@ -114,7 +117,7 @@ case $rc in
 esac
 
 # ---- report ---------------------------------------------------------------
-pkgsched report --db="$meta/bulk.db" --output="$meta" --store="$store" \
+pkgsched report --db="$meta/bulk.db" --output="$meta" --store="$store" $store_opts \
 	--compiler="$compiler" ${base_url:+--base-url="$base_url"} >&2 || exit 2
 
 # ---- sign, then index (the index must describe the signed files) ---------
@@ -132,14 +135,14 @@ step() {
 case $sign in
 no) ;;
 gpg)
-	step pkgsign sign --store="$store" --gpg-key="$gpg_key" ${passphrase_file:+--passphrase-file="$passphrase_file"} ;;
+	step pkgsign sign --store="$store" $store_opts --gpg-key="$gpg_key" ${passphrase_file:+--passphrase-file="$passphrase_file"} ;;
 x509)
-	step pkgsign sign --store="$store" --x509-key="$x509_key" --x509-cert="$x509_cert" ${passphrase_file:+--passphrase-file="$passphrase_file"} ;;
+	step pkgsign sign --store="$store" $store_opts --x509-key="$x509_key" --x509-cert="$x509_cert" ${passphrase_file:+--passphrase-file="$passphrase_file"} ;;
 *) say "unknown sign=$sign (no, gpg or x509)"; exit 2 ;;
 esac
 sha=
 [ "$checksum_packages" = yes ] && sha="--sha512"
-step pkgindex merge --store="$store" --formats="$summary_formats" $sha
+step pkgindex merge --store="$store" $store_opts --formats="$summary_formats" $sha
 
 say "report: $meta/report.html"
 echo "$meta/report.html"

@@ -54,16 +54,17 @@ type Command struct {
 
 // SignCmd is "pkgsign sign".
 type SignCmd struct {
-	GPGKey         string   `name:"gpg-key" placeholder:"FILE" help:"Armoured OpenPGP secret key (gpg --export-secret-keys --armor KEYID): writes +PKG_GPG_SIGNATURE." xor:"kind"`
-	X509Key        string   `name:"x509-key" placeholder:"KEY.pem" help:"PEM private key (RSA or ECDSA; may be encrypted): writes +PKG_SIGNATURE." xor:"kind"`
-	X509Cert       string   `name:"x509-cert" placeholder:"CERT.pem" help:"The signer's certificate (exactly one; codeSigning; not a CA)."`
-	PassphraseFile string   `name:"passphrase-file" placeholder:"FILE" help:"Read the key's passphrase from the first line of FILE."`
-	Store          string   `name:"store" placeholder:"URL" help:"Sign every All/*<suffix> package of this store." xor:"src"`
-	Suffix         string   `name:"suffix" default:".tgz" help:"Package file suffix in the store's All/."`
-	Jobs           int      `name:"jobs" short:"j" default:"1" help:"Packages to sign at once (more helps with sftp and S3 stores)."`
-	JSON           bool     `name:"json" help:"Print the report as JSON on stdout."`
-	Verbose        bool     `name:"verbose" short:"v" help:"Print one line per package on stderr (always on a terminal)."`
-	Files          []string `arg:"" optional:"" name:"pkgfile" help:"Package files to sign in place."`
+	GPGKey         string          `name:"gpg-key" placeholder:"FILE" help:"Armoured OpenPGP secret key (gpg --export-secret-keys --armor KEYID): writes +PKG_GPG_SIGNATURE." xor:"kind"`
+	X509Key        string          `name:"x509-key" placeholder:"KEY.pem" help:"PEM private key (RSA or ECDSA; may be encrypted): writes +PKG_SIGNATURE." xor:"kind"`
+	X509Cert       string          `name:"x509-cert" placeholder:"CERT.pem" help:"The signer's certificate (exactly one; codeSigning; not a CA)."`
+	PassphraseFile string          `name:"passphrase-file" placeholder:"FILE" help:"Read the key's passphrase from the first line of FILE."`
+	Store          string          `name:"store" placeholder:"URL" help:"Sign every All/*<suffix> package of this store." xor:"src"`
+	Access         storeopen.Flags `embed:"" group:"Store access"`
+	Suffix         string          `name:"suffix" default:".tgz" help:"Package file suffix in the store's All/."`
+	Jobs           int             `name:"jobs" short:"j" default:"1" help:"Packages to sign at once (more helps with sftp and S3 stores)."`
+	JSON           bool            `name:"json" help:"Print the report as JSON on stdout."`
+	Verbose        bool            `name:"verbose" short:"v" help:"Print one line per package on stderr (always on a terminal)."`
+	Files          []string        `arg:"" optional:"" name:"pkgfile" help:"Package files to sign in place."`
 }
 
 // Help is the long help of "pkgsign sign".
@@ -137,7 +138,7 @@ func (c *SignCmd) Run(ctx context.Context, g *cli.Globals) error {
 	}
 	var rep *sign.Report
 	if c.Store != "" {
-		st, err := storeopen.Open(ctx, c.Store, storeopen.Options{})
+		st, err := storeopen.Open(ctx, c.Store, c.Access.Options())
 		if err != nil {
 			return err
 		}
@@ -175,13 +176,14 @@ func (c *SignCmd) Run(ctx context.Context, g *cli.Globals) error {
 
 // VerifyCmd is "pkgsign verify".
 type VerifyCmd struct {
-	GPGPubkey  string   `name:"gpg-pubkey" placeholder:"FILE" help:"OpenPGP public keyring (armoured or binary), as GPG_KEYRING_VERIFY." xor:"kind"`
-	X509Anchor string   `name:"x509-anchor" placeholder:"CA.pem" help:"Trusted CA certificates, as CERTIFICATE_ANCHOR_PKGS." xor:"kind"`
-	X509Chain  string   `name:"x509-chain" placeholder:"FILE" help:"Untrusted intermediate certificates, as CERTIFICATE_CHAIN."`
-	Store      string   `name:"store" placeholder:"URL" help:"Verify every All/*<suffix> package of this store." xor:"src"`
-	Suffix     string   `name:"suffix" default:".tgz" help:"Package file suffix in the store's All/."`
-	JSON       bool     `name:"json" help:"Print one JSON array of results on stdout."`
-	Files      []string `arg:"" optional:"" name:"pkgfile" help:"Package files to verify."`
+	GPGPubkey  string          `name:"gpg-pubkey" placeholder:"FILE" help:"OpenPGP public keyring (armoured or binary), as GPG_KEYRING_VERIFY." xor:"kind"`
+	X509Anchor string          `name:"x509-anchor" placeholder:"CA.pem" help:"Trusted CA certificates, as CERTIFICATE_ANCHOR_PKGS." xor:"kind"`
+	X509Chain  string          `name:"x509-chain" placeholder:"FILE" help:"Untrusted intermediate certificates, as CERTIFICATE_CHAIN."`
+	Store      string          `name:"store" placeholder:"URL" help:"Verify every All/*<suffix> package of this store." xor:"src"`
+	Access     storeopen.Flags `embed:"" group:"Store access"`
+	Suffix     string          `name:"suffix" default:".tgz" help:"Package file suffix in the store's All/."`
+	JSON       bool            `name:"json" help:"Print one JSON array of results on stdout."`
+	Files      []string        `arg:"" optional:"" name:"pkgfile" help:"Package files to verify."`
 }
 
 // Help is the long help of "pkgsign verify".
@@ -223,7 +225,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *cli.Globals) error {
 	}
 	var res []*sign.Result
 	if c.Store != "" {
-		st, err := storeopen.Open(ctx, c.Store, storeopen.Options{})
+		st, err := storeopen.Open(ctx, c.Store, c.Access.Options())
 		if err != nil {
 			return err
 		}
