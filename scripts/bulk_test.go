@@ -126,3 +126,89 @@ func summaryNames(t *testing.T, path string) []string {
 	sort.Strings(names)
 	return names
 }
+
+// TestBulkSignThenIndex: with sign=gpg, bulk.sh signs the packages before
+// it indexes them, so pkg_summary describes the signed files (their
+// FILE_SIZE), and the signatures verify with pkgsign verify and GnuPG's key.
+func TestBulkSignThenIndex(t *testing.T) {
+	testenv.Program(t, "bmake")
+	gpg := testenv.Program(t, "gpg")
+	dir := t.TempDir()
+	home := filepath.Join(dir, "gnupg")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	gpgRun := func(args ...string) []byte {
+		cmd := exec.Command(gpg, append([]string{"--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("gpg %v: %v", args, err)
+		}
+		return out
+	}
+	gpgRun("--quick-gen-key", "pkgbulk test <test@example.org>", "rsa2048", "sign", "never")
+	key := filepath.Join(dir, "secret.asc")
+	pub := filepath.Join(dir, "public.asc")
+	os.WriteFile(key, gpgRun("--armor", "--export-secret-keys", "test@example.org"), 0o600)
+	os.WriteFile(pub, gpgRun("--armor", "--export", "test@example.org"), 0o644)
+	list := filepath.Join(dir, "list")
+	os.WriteFile(list, []byte("textproc/exgrep\n"), 0o644)
+
+	runBulk(t, dir, fmt.Sprintf("limited_list=%s\nsign=gpg\ngpg_key=%s\n", list, key))
+
+	all := filepath.Join(dir, "packages", "All")
+	cmd := exec.Command(filepath.Join(tools(t), "pkgsign"), "verify", "--gpg-pubkey", pub, "--store", "file://"+filepath.Join(dir, "packages"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pkgsign verify: %v\n%s", err, out)
+	}
+	// exgrep and its dependency exwc (and the bootstrap package) were built.
+	names := summaryNames(t, filepath.Join(all, "pkg_summary.gz"))
+	if len(names) < 2 {
+		t.Fatalf("pkg_summary lists %v, want exgrep and its dependencies", names)
+	}
+	sizes := summarySizes(t, filepath.Join(all, "pkg_summary.gz"))
+	for _, n := range names {
+		fi, err := os.Stat(filepath.Join(all, n+".tgz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := make([]byte, 8)
+		f, _ := os.Open(filepath.Join(all, n+".tgz"))
+		f.Read(head)
+		f.Close()
+		if string(head) != "!<arch>\n" {
+			t.Errorf("%s is not signed (no ar container)", n)
+		}
+		if sizes[n] != fi.Size() {
+			t.Errorf("%s: pkg_summary FILE_SIZE=%d, signed file has %d bytes", n, sizes[n], fi.Size())
+		}
+	}
+}
+
+// summarySizes maps PKGNAME to FILE_SIZE in a pkg_summary.gz.
+func summarySizes(t *testing.T, path string) map[string]int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	var name string
+	sc := bufio.NewScanner(zr)
+	for sc.Scan() {
+		if n, ok := strings.CutPrefix(sc.Text(), "PKGNAME="); ok {
+			name = n
+		}
+		if v, ok := strings.CutPrefix(sc.Text(), "FILE_SIZE="); ok {
+			var n int64
+			fmt.Sscan(v, &n)
+			out[name] = n
+		}
+	}
+	return out
+}
