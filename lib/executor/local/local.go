@@ -46,6 +46,11 @@ type Config struct {
 	// Grace is how long a cancelled pkgrun has between SIGTERM and
 	// SIGKILL (default 10s).
 	Grace time.Duration
+	// SettingsFile is the path of the settings file handed to every
+	// pkgrun (default: a new file in the system's temporary directory).
+	// pkgsched names one beside the database, so a scheduler killed with
+	// -9 leaves no stray file in /tmp: the next run overwrites it.
+	SettingsFile string
 }
 
 // TagVar is the environment variable that marks the scheduler's builders.
@@ -104,7 +109,12 @@ func New(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local executor: encode settings: %w", err)
 	}
-	f, err := os.CreateTemp("", "pkgsched-job-*.json")
+	var f *os.File
+	if cfg.SettingsFile != "" {
+		f, err = os.Create(cfg.SettingsFile)
+	} else {
+		f, err = os.CreateTemp("", "pkgsched-job-*.json")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("local executor: write settings: %w", err)
 	}

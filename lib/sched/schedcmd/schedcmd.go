@@ -194,7 +194,7 @@ func (c *RunCmd) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 	} else if n > 0 {
 		fmt.Fprintf(g.Stderr, "pkgsched: killed %d orphaned builder processes of an earlier run\n", n)
 	}
-	ex, err := local.New(local.Config{Pkgrun: c.Pkgrun, Slots: jobs, Settings: settings, Tag: abs})
+	ex, err := local.New(local.Config{Pkgrun: c.Pkgrun, Slots: jobs, Settings: settings, Tag: abs, SettingsFile: abs + ".pkgrun.json"})
 	if err != nil {
 		return err
 	}
