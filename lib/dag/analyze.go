@@ -290,8 +290,11 @@ func (b bitset) countAnd(mask bitset) int {
 //
 // Set bits are positions in that visiting order rather than package
 // indices: every dependent of a component comes before it, so a set only
-// ever uses the words below the component's own position and the unions
-// touch half the words on average.
+// ever uses the words below the component's own position. Each set also
+// keeps the range of words that may be non-zero, and unions, counts and
+// clears touch that range only: most packages have few dependents, close
+// together in the visiting order, so most sets span a few words of the
+// 450 a full set has.
 func (g *Graph) depthAndWeight(a *Analysis, comp []int32, members [][]int32, weights []int64, odd []int32, sel []bool) {
 	n := len(g.Pkgs)
 	pos := make([]int32, n)                // package -> position
@@ -327,28 +330,35 @@ func (g *Graph) depthAndWeight(a *Analysis, comp []int32, members [][]int32, wei
 			}
 		}
 	}
+	// Released sets are cleared over their range, so get hands out zeroed
+	// sets without clearing all their words.
 	var free []bitset
 	get := func() bitset {
 		if k := len(free); k > 0 {
 			b := free[k-1]
 			free = free[:k-1]
-			clear(b)
 			return b
 		}
 		return make(bitset, words)
 	}
 	sets := make([]bitset, len(members))
+	// lo[c], hi[c]: the words of sets[c] that may be non-zero, [lo, hi).
+	lo := make([]int32, len(members))
+	hi := make([]int32, len(members))
 	for k, c := 0, len(members)-1; c >= 0; k, c = k+1, c-1 {
 		anc := sets[c]
 		sets[c] = nil
+		l, h := lo[c], hi[c]
 		if anc == nil {
 			anc = get()
+			l, h = 0, 0
 		}
-		// Dependents all sit below this component's first position.
-		used := anc[:(start[k]+63)/64]
+		// Dependents all sit below this component's first position, in
+		// words [l, h).
+		used := anc[l:h]
 		var only bitset // restricts counting to the build set
 		if mask != nil && sel[members[c][0]] {
-			only = mask
+			only = mask[l:h]
 		}
 		count := used.countAnd(only)
 		// Weight of the dependents: default weight times their number,
@@ -358,7 +368,7 @@ func (g *Graph) depthAndWeight(a *Analysis, comp []int32, members [][]int32, wei
 		if len(oddPos) < count {
 			wsum = int64(count) * scan.DefaultPbulkWeight
 			for _, u := range oddPos {
-				if u < start[k] && anc.has(u) && (only == nil || only.has(u)) {
+				if u < start[k] && anc.has(u) && (mask == nil || only == nil || mask.has(u)) {
 					wsum += wpos[u] - scan.DefaultPbulkWeight
 				}
 			}
@@ -369,7 +379,7 @@ func (g *Graph) depthAndWeight(a *Analysis, comp []int32, members [][]int32, wei
 				}
 				for w != 0 {
 					t := bits.TrailingZeros64(w)
-					wsum += wpos[wi*64+t]
+					wsum += wpos[(int(l)+wi)*64+t]
 					w &= w - 1
 				}
 			}
@@ -384,11 +394,18 @@ func (g *Graph) depthAndWeight(a *Analysis, comp []int32, members [][]int32, wei
 			a.Depth[v] = count + len(m) - 1 + 1
 			a.Weight[v] = wsum + mw
 		}
-		// Push into the dependencies outside the component.
-		push := anc[:(start[k+1]+63)/64]
+		// Push the dependents and the members into the dependencies
+		// outside the component.
 		for i := start[k]; i < start[k+1]; i++ {
-			push.set(i)
+			anc.set(i)
 		}
+		first, last := start[k]>>6, (start[k+1]-1)>>6+1
+		if h == l {
+			l, h = first, last
+		} else {
+			l, h = min(l, first), max(h, last)
+		}
+		push := anc[l:h]
 		for _, v := range m {
 			for _, d := range g.Pkgs[v].Deps {
 				dc := comp[d.Pkg]
@@ -397,10 +414,14 @@ func (g *Graph) depthAndWeight(a *Analysis, comp []int32, members [][]int32, wei
 				}
 				if sets[dc] == nil {
 					sets[dc] = get()
+					lo[dc], hi[dc] = l, h
+				} else {
+					lo[dc], hi[dc] = min(lo[dc], l), max(hi[dc], h)
 				}
-				sets[dc].or(push)
+				sets[dc][l:h].or(push)
 			}
 		}
+		clear(push)
 		free = append(free, anc)
 	}
 }

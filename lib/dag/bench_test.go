@@ -30,3 +30,19 @@ func BenchmarkBuildIllumos(b *testing.B) {
 		b.ReportMetric(float64(time.Since(t0).Milliseconds()), "writedb-ms")
 	}
 }
+
+// BenchmarkAnalyzeIllumos measures the analysis (depths, weights, states,
+// cycles) of the real scan's graph alone.
+func BenchmarkAnalyzeIllumos(b *testing.B) {
+	recs, err := scan.ReadFile(testenv.SharedData(b, "scan/pscan-illumos-2026.txt.zst"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, err := Resolve(context.Background(), recs, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		g.Analyze(nil)
+	}
+}
