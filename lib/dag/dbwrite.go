@@ -199,9 +199,11 @@ func fill(ctx context.Context, d *sql.DB, path string, g *Graph, limited []int, 
 	if err := insertDepends(ctx, tx, g); err != nil {
 		return fail(fmt.Errorf("insert depends: %w", err))
 	}
+	info.trace("insert depends rows")
 	if _, err := tx.ExecContext(ctx, dependsIndex); err != nil {
 		return fail(err)
 	}
+	info.trace("index depends")
 	ins := newBatch(tx, "unresolved", []string{"pkg_id", "pattern", "location"}, 100)
 	for i := range g.Pkgs {
 		for _, u := range g.Pkgs[i].Unresolved {
@@ -214,8 +216,9 @@ func fill(ctx context.Context, d *sql.DB, path string, g *Graph, limited []int, 
 		return fail(fmt.Errorf("insert unresolved: %w", err))
 	}
 
-	info.trace("insert depends")
+	info.trace("insert unresolved")
 	a := wait()
+	info.trace("wait for analysis")
 	counts := CountsOf(g, a)
 	if err := insertPackages(ctx, tx, g, a); err != nil {
 		return a, counts, fmt.Errorf("insert packages: %w", err)
@@ -300,18 +303,20 @@ func insertPackages(ctx context.Context, tx *sql.Tx, g *Graph, a *Analysis) erro
 				c.arena = g.AppendPresolve(c.arena, i)
 				record = str(c.arena[start:])
 			}
-			selected := 0
+			// Integers go in as int64, which database/sql passes on
+			// without converting.
+			var selected int64
 			if a.Selected[i] {
 				selected = 1
 			}
 			c.args = append(c.args,
-				i+1, p.Name, base, version, p.Location,
+				int64(i+1), p.Name, base, version, p.Location,
 				field(r, scan.KeyAllDepends), field(r, scan.KeyPkgSkipReason), g.FailReason(i),
 				field(r, scan.KeyNoBinOnFTP), field(r, scan.KeyRestricted), field(r, scan.KeyCategories),
 				field(r, scan.KeyMaintainer), field(r, scan.KeyUseDestdir), field(r, scan.KeyBootstrapPkg),
-				field(r, scan.KeyUsergroupPhase), nullable(r, scan.KeyMultiVersion), scan.PbulkWeight(r),
+				field(r, scan.KeyUsergroupPhase), nullable(r, scan.KeyMultiVersion), int64(scan.PbulkWeight(r)),
 				depends, record,
-				a.Depth[i], a.Weight[i], selected, a.State[i], a.Detail[i],
+				int64(a.Depth[i]), a.Weight[i], selected, a.State[i], a.Detail[i],
 			)
 			if c.rows++; c.rows == 32 {
 				if err := emit(c); err != nil {
@@ -403,7 +408,7 @@ func insertDepends(ctx context.Context, tx *sql.Tx, g *Graph) error {
 				}
 				seen[d.Pkg] = true
 			}
-			if err := b.add(ctx, i+1, d.Pkg+1, d.Pattern, k); err != nil {
+			if err := b.add(ctx, int64(i+1), int64(d.Pkg+1), d.Pattern, int64(k)); err != nil {
 				return fmt.Errorf("%s: %w", p.Name, err)
 			}
 		}

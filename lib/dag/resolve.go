@@ -262,16 +262,19 @@ func Resolve(ctx context.Context, recs []scan.Record, workers int) (*Graph, erro
 
 	// Compile every distinct pattern; a malformed one is reported at every
 	// record that uses it.
+	// Compiling, and finding each pattern's literal prefixes, runs in
+	// parallel: it is a tenth of the resolution.
 	compiled := make([]*pattern.Pattern, len(patterns))
-	malformed := false
-	for id, s := range patterns {
-		p, err := pattern.Compile(s)
-		if err != nil {
-			malformed = true
-			continue
+	prefixes := make([][]string, len(patterns))
+	parallel(workers, len(patterns), func(lo, hi int) {
+		for id := lo; id < hi; id++ {
+			if p, err := pattern.Compile(patterns[id]); err == nil {
+				compiled[id] = p
+				prefixes[id] = p.Prefixes()
+			}
 		}
-		compiled[id] = p
-	}
+	})
+	malformed := slices.Contains(compiled, nil)
 	if malformed {
 		for i := range recs {
 			for _, e := range entries[i] {
@@ -290,17 +293,12 @@ func Resolve(ctx context.Context, recs []scan.Record, workers int) (*Graph, erro
 		return nil, err
 	}
 
-	prefixes := make([][]string, len(patterns))
-	for id, p := range compiled {
-		prefixes[id] = p.Prefixes()
-	}
-
 	// Best match of every distinct pattern over all records.
 	idx := newNameIndex(g)
 	best := make([]int32, len(patterns))
 	parallel(workers, len(patterns), func(lo, hi int) {
 		for id := lo; id < hi; id++ {
-			best[id] = int32(idx.best(compiled[id]))
+			best[id] = int32(idx.best(compiled[id], prefixes[id]))
 		}
 	})
 	if err := ctx.Err(); err != nil {
@@ -440,7 +438,8 @@ func newNameIndex(g *Graph) *nameIndex {
 }
 
 // best returns the package pbulk-resolve would choose for p, or -1.
-func (ix *nameIndex) best(p *pattern.Pattern) int {
+// prefixes are p.Prefixes().
+func (ix *nameIndex) best(p *pattern.Pattern, prefixes []string) int {
 	best := -1
 	consider := func(lo, hi int) {
 		for k := lo; k < hi; k++ {
@@ -453,7 +452,6 @@ func (ix *nameIndex) best(p *pattern.Pattern) int {
 			}
 		}
 	}
-	prefixes := p.Prefixes()
 	if slices.Contains(prefixes, "") {
 		consider(0, len(ix.names))
 		return best
