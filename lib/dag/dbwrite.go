@@ -106,6 +106,7 @@ func WriteDB(ctx context.Context, path string, g *Graph, limited []int, info DBI
 		return nil, Counts{}, err
 	}
 	stopFlush := startWriteback(tmp)
+	dropped := dropCache(path)
 	a, counts, err := fill(ctx, d, path, g, limited, &info)
 	if cerr := d.Close(); err == nil && cerr != nil {
 		err = cerr
@@ -119,6 +120,7 @@ func WriteDB(ctx context.Context, path string, g *Graph, limited []int, info DBI
 		return a, counts, fmt.Errorf("write database %s: %w", path, err)
 	}
 	info.trace("fsync")
+	<-dropped
 	if err := os.Rename(tmp, path); err != nil {
 		return a, counts, fmt.Errorf("write database %s: %w", path, err)
 	}
@@ -131,6 +133,7 @@ func WriteDB(ctx context.Context, path string, g *Graph, limited []int, info DBI
 	if err := syncFile(dir); err != nil {
 		return a, counts, fmt.Errorf("write database %s: sync directory: %w", path, err)
 	}
+	info.trace("rename, sync directory")
 	return a, counts, nil
 }
 
