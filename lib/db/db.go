@@ -131,7 +131,10 @@ func Create(ctx context.Context, path string) (*sql.DB, error) {
 	if _, err := os.Stat(path); err == nil {
 		return nil, fmt.Errorf("create database %s: file exists", path)
 	}
-	d, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=OFF&_synchronous=OFF&_foreign_keys=off")
+	// _mutex=no: the pool holds one connection, which database/sql never
+	// lends to two goroutines at once, so SQLite's own per-call locking is
+	// pure cost (0.1 s of CPU in a pkgdag build of 29,000 packages).
+	d, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=OFF&_synchronous=OFF&_foreign_keys=off&_mutex=no")
 	if err != nil {
 		return nil, fmt.Errorf("create database %s: %w", path, err)
 	}
