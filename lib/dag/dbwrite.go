@@ -394,8 +394,19 @@ func pipeline(ctx context.Context, tx *sql.Tx, table string, cols []string, size
 	return perr
 }
 
+// boxedIDs returns the package ids 0..n as int64 in interfaces, made once:
+// boxing an id for each of the 200,000 edges allocated as many values.
+func boxedIDs(n int) []any {
+	ids := make([]any, n+1)
+	for i := range ids {
+		ids[i] = int64(i)
+	}
+	return ids
+}
+
 func insertDepends(ctx context.Context, tx *sql.Tx, g *Graph) error {
 	b := newBatch(tx, "depends", []string{"pkg_id", "dep_id", "pattern", "ord"}, 200)
+	ids := boxedIDs(len(g.Pkgs))
 	seen := map[int]bool{}
 	for i := range g.Pkgs {
 		p := &g.Pkgs[i]
@@ -411,7 +422,7 @@ func insertDepends(ctx context.Context, tx *sql.Tx, g *Graph) error {
 				}
 				seen[d.Pkg] = true
 			}
-			if err := b.add(ctx, int64(i+1), int64(d.Pkg+1), d.Pattern, int64(k)); err != nil {
+			if err := b.add(ctx, ids[i+1], ids[d.Pkg+1], d.Pattern, int64(k)); err != nil {
 				return fmt.Errorf("%s: %w", p.Name, err)
 			}
 		}
