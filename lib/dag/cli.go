@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -205,6 +206,11 @@ func warnUnresolved(w io.Writer, g *Graph, include func(int) bool, verbose bool)
 
 // Run runs "pkgdag build".
 func (c *BuildCmd) Run(ctx context.Context, g *cli.Globals) error {
+	// The live heap stays under 50 MB for 29,000 packages (the scan is
+	// mapped, not on the heap), and with the default GOGC the collector
+	// ran nine times, competing with SQLite for the two cores; GOGC=400
+	// takes 0.1 s off the run for 40 MB more peak RSS.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	l, err := c.load(ctx, g)
 	if err != nil {
 		return err

@@ -19,6 +19,13 @@ import (
 // SchemaVersion is stored in PRAGMA user_version.
 const SchemaVersion = 1
 
+// PageSize is the page size of a new database. pkgdag writes about 200 MB,
+// mostly records of 5 KB: 16 KiB pages make that insert a tenth faster
+// than SQLite's default 4 KiB (a quarter of the page writes). Larger pages
+// make pkgsched's small commits write more: its WAL, which grows to about
+// 1000 pages between checkpoints, would reach 64 MB with 64 KiB pages.
+const PageSize = 16384
+
 // ErrSchema is wrapped by errors about a database of another schema.
 var ErrSchema = errors.New("unsupported database schema")
 
@@ -139,6 +146,11 @@ func Create(ctx context.Context, path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("create database %s: %w", path, err)
 	}
 	d.SetMaxOpenConns(1)
+	// The page size is fixed when the first table is created.
+	if _, err := d.ExecContext(ctx, fmt.Sprintf("PRAGMA page_size = %d", PageSize)); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("create database %s: %w", path, err)
+	}
 	if _, err := d.ExecContext(ctx, Schema); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("create database %s: %w", path, err)
