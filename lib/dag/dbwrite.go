@@ -405,7 +405,7 @@ func boxedIDs(n int) []any {
 }
 
 func insertDepends(ctx context.Context, tx *sql.Tx, g *Graph) error {
-	b := newBatch(tx, "depends", []string{"pkg_id", "dep_id", "pattern", "ord"}, 200)
+	b := newBatch(tx, "depends", []string{"pkg_id", "dep_id", "pattern", "ord"}, 1000)
 	ids := boxedIDs(len(g.Pkgs))
 	seen := map[int]bool{}
 	for i := range g.Pkgs {
