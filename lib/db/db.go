@@ -20,8 +20,8 @@ import (
 const SchemaVersion = 1
 
 // PageSize is the page size of a new database. pkgdag writes about 200 MB,
-// mostly records of 5 KB: 16 KiB pages make that insert a tenth faster
-// than SQLite's default 4 KiB (a quarter of the page writes). Larger pages
+// mostly records of 5 KB: 16 KiB pages make that insert about a quarter
+// faster than SQLite's default 4 KiB (a quarter of the page writes). Larger pages
 // make pkgsched's small commits write more: its WAL, which grows to about
 // 1000 pages between checkpoints, would reach 64 MB with 64 KiB pages.
 const PageSize = 16384
