@@ -170,6 +170,9 @@ var packagesColumns = []string{
 // dependsIndex is depends_dep of db.Schema. It is dropped during the bulk
 // insert and created afterwards (one sort instead of 200,000 random
 // inserts); TestSchemaMatchesCreate checks the result is identical.
+// Building it takes about 0.1 s of the build's single SQLite thread, but
+// the transitive "what depends on X" query of docs/schema.md needs it
+// (over a minute instead of 0.16 s on the illumos tree without it).
 const dependsIndex = "CREATE INDEX depends_dep ON depends(dep_id)"
 
 // fill writes everything inside one transaction.
