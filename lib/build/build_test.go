@@ -458,7 +458,9 @@ func TestCancel(t *testing.T) {
 	defer cancel()
 	go func() {
 		for i := 0; i < 3000; i++ {
-			if _, err := os.Stat(pidfile); err == nil {
+			// The shell creates the file before it writes the pid:
+			// wait for the content, not just the name.
+			if fi, err := os.Stat(pidfile); err == nil && fi.Size() > 0 {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
