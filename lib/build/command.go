@@ -1,11 +1,8 @@
 package build
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
@@ -131,48 +128,24 @@ func (c *Command) Run(ctx context.Context, g *cli.Globals, k *kong.Context) erro
 func (c *Command) settings(timeoutGiven bool) (job.Settings, error) {
 	var s job.Settings
 	if c.Job != "" {
-		b, err := os.ReadFile(c.Job)
-		if err != nil {
-			return s, err
-		}
-		if err := decodeSettings(c.Job, b, &s); err != nil {
+		var err error
+		if s, err = job.ReadSettings(c.Job); err != nil {
 			return s, err
 		}
 	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
+	flags := job.Settings{
+		Pkgsrc: c.Pkgsrc, Store: c.Store, Make: c.Make, WorkRoot: c.WorkRoot,
+		BootstrapKit: c.BootstrapKit, PkgSuffix: c.PkgSuffix, UnprivUser: c.UnprivUser,
+		KeepWorkdir: c.KeepWorkdir, SkipAgeCheck: c.SkipAgeCheck, Force: c.Force,
+		Environment: c.Env,
 	}
-	set(&s.Pkgsrc, c.Pkgsrc)
-	set(&s.Store, c.Store)
-	set(&s.Make, c.Make)
-	set(&s.WorkRoot, c.WorkRoot)
-	set(&s.BootstrapKit, c.BootstrapKit)
-	set(&s.PkgSuffix, c.PkgSuffix)
-	set(&s.UnprivUser, c.UnprivUser)
 	if c.MaxTime > 0 {
-		s.MaxTime = c.MaxTime.String()
+		flags.MaxTime = c.MaxTime.String()
 	}
 	if c.NoOutputTime > 0 {
-		s.NoOutputTime = c.NoOutputTime.String()
+		flags.NoOutputTime = c.NoOutputTime.String()
 	}
-	s.KeepWorkdir = s.KeepWorkdir || c.KeepWorkdir
-	s.SkipAgeCheck = s.SkipAgeCheck || c.SkipAgeCheck
-	s.Force = s.Force || c.Force
-	s.Environment = append(s.Environment, c.Env...)
-	s.StoreAccess = s.StoreAccess.Override(c.Access.Access(timeoutGiven))
-	return s, nil
-}
-
-func decodeSettings(name string, b []byte, s *job.Settings) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(s); err != nil {
-		return fmt.Errorf("job document %s: %w", name, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("job document %s: trailing data after the settings object", name)
-	}
-	return nil
+	access := c.Access.Access(timeoutGiven)
+	flags.StoreAccess = &access
+	return s.Override(flags), nil
 }

@@ -17,9 +17,11 @@
 package job
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 )
 
 // ResultVersion is the version of the Result document.
@@ -169,4 +171,53 @@ func DecodeResult(b []byte) (*Result, error) {
 		return nil, fmt.Errorf("parse pkgrun result: no pkgname")
 	}
 	return &r, nil
+}
+
+// ReadSettings reads a JSON job document strictly: an unknown field or
+// anything after the settings object is an error naming the file, so a
+// misspelt setting is never silently ignored.
+func ReadSettings(path string) (Settings, error) {
+	var s Settings
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return s, fmt.Errorf("read job document: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return s, fmt.Errorf("job document %s: %w", path, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return s, fmt.Errorf("job document %s: trailing data after the settings object", path)
+	}
+	return s, nil
+}
+
+// Override returns s with the settings given in o put over it, as
+// command-line flags override a job document: non-empty strings replace,
+// true booleans switch on, environment entries are appended, and store
+// access is overridden field by field.
+func (s Settings) Override(o Settings) Settings {
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&s.Pkgsrc, o.Pkgsrc)
+	set(&s.Store, o.Store)
+	set(&s.Make, o.Make)
+	set(&s.WorkRoot, o.WorkRoot)
+	set(&s.BootstrapKit, o.BootstrapKit)
+	set(&s.MaxTime, o.MaxTime)
+	set(&s.NoOutputTime, o.NoOutputTime)
+	set(&s.PkgSuffix, o.PkgSuffix)
+	set(&s.UnprivUser, o.UnprivUser)
+	s.KeepWorkdir = s.KeepWorkdir || o.KeepWorkdir
+	s.SkipAgeCheck = s.SkipAgeCheck || o.SkipAgeCheck
+	s.Force = s.Force || o.Force
+	s.Environment = append(append([]string(nil), s.Environment...), o.Environment...)
+	if o.StoreAccess != nil {
+		s.StoreAccess = s.StoreAccess.Override(*o.StoreAccess)
+	}
+	return s
 }

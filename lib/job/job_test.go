@@ -2,6 +2,9 @@ package job
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"reflect"
 	"testing"
 )
@@ -58,5 +61,50 @@ func TestSettingsJSON(t *testing.T) {
 	out, _ := json.Marshal(s)
 	if string(out) != in {
 		t.Errorf("round trip:\n%s\nwant\n%s", out, in)
+	}
+}
+
+func TestSettingsOverride(t *testing.T) {
+	doc := Settings{Pkgsrc: "/usr/pkgsrc", Store: "file:///a", MaxTime: "2h", Environment: []string{"A=1"},
+		StoreAccess: &StoreAccess{S3Region: "r1"}}
+	got := doc.Override(Settings{Store: "s3://b/p", Force: true, Environment: []string{"B=2"},
+		StoreAccess: &StoreAccess{S3Endpoint: "http://127.0.0.1:9000"}})
+	want := Settings{Pkgsrc: "/usr/pkgsrc", Store: "s3://b/p", MaxTime: "2h", Force: true,
+		Environment: []string{"A=1", "B=2"},
+		StoreAccess: &StoreAccess{S3Region: "r1", S3Endpoint: "http://127.0.0.1:9000"}}
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(want)
+	if string(g) != string(w) {
+		t.Errorf("Override:\n got %s\nwant %s", g, w)
+	}
+	if len(doc.Environment) != 1 {
+		t.Errorf("Override changed the document's environment: %v", doc.Environment)
+	}
+	if empty := (Settings{}).Override(Settings{StoreAccess: &StoreAccess{}}); empty.StoreAccess != nil {
+		t.Errorf("empty store access should stay nil, got %+v", empty.StoreAccess)
+	}
+}
+
+func TestReadSettings(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, body, errPart string
+	}{
+		{"ok", `{"pkgsrc":"/p","max_time":"1h"}`, ""},
+		{"unknown field", `{"pkgsrcc":"/p"}`, "unknown field"},
+		{"trailing", `{"pkgsrc":"/p"} {}`, "trailing data"},
+	} {
+		p := filepath.Join(dir, tc.name+".json")
+		os.WriteFile(p, []byte(tc.body), 0o644)
+		s, err := ReadSettings(p)
+		if tc.errPart == "" {
+			if err != nil || s.Pkgsrc != "/p" || s.MaxTime != "1h" {
+				t.Errorf("%s: %+v, %v", tc.name, s, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.errPart) || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: error %v, want one naming %s and %q", tc.name, err, p, tc.errPart)
+		}
 	}
 }

@@ -104,29 +104,18 @@ type RunCmd struct {
 func (c *RunCmd) settings(timeoutGiven bool) (job.Settings, error) {
 	var s job.Settings
 	if c.JobFile != "" {
-		b, err := os.ReadFile(c.JobFile)
-		if err != nil {
-			return s, fmt.Errorf("read job settings: %w", err)
-		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
-			return s, fmt.Errorf("job settings %s: %w", c.JobFile, err)
+		var err error
+		if s, err = job.ReadSettings(c.JobFile); err != nil {
+			return s, err
 		}
 	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
-	}
-	set(&s.Pkgsrc, c.Pkgsrc)
-	set(&s.Store, c.Store)
-	set(&s.WorkRoot, c.WorkRoot)
-	set(&s.MaxTime, c.MaxTime)
-	set(&s.NoOutputTime, c.NoOutputTime)
-	set(&s.Make, c.Make)
-	set(&s.BootstrapKit, c.BootstrapKit)
-	set(&s.PkgSuffix, c.PkgSuffix)
+	access := c.Access.Access(timeoutGiven)
+	s = s.Override(job.Settings{
+		Pkgsrc: c.Pkgsrc, Store: c.Store, WorkRoot: c.WorkRoot, MaxTime: c.MaxTime,
+		NoOutputTime: c.NoOutputTime, Make: c.Make, BootstrapKit: c.BootstrapKit, PkgSuffix: c.PkgSuffix,
+		KeepWorkdir: c.KeepWorkdir, SkipAgeCheck: c.SkipAgeCheck, Force: c.Force,
+		StoreAccess: &access,
+	})
 	for _, d := range []string{s.MaxTime, s.NoOutputTime} {
 		if d != "" {
 			if _, err := time.ParseDuration(d); err != nil {
@@ -134,16 +123,12 @@ func (c *RunCmd) settings(timeoutGiven bool) (job.Settings, error) {
 			}
 		}
 	}
-	s.KeepWorkdir = s.KeepWorkdir || c.KeepWorkdir
-	s.SkipAgeCheck = s.SkipAgeCheck || c.SkipAgeCheck
-	s.Force = s.Force || c.Force
 	for _, e := range c.Env {
 		if !strings.Contains(e, "=") {
 			return s, fmt.Errorf("--env %q: want KEY=VALUE", e)
 		}
 	}
 	s.Environment = append(s.Environment, c.Env...)
-	s.StoreAccess = s.StoreAccess.Override(c.Access.Access(timeoutGiven))
 	if a := s.StoreAccess; a != nil && a.ConnectTimeout != "" {
 		if d, err := time.ParseDuration(a.ConnectTimeout); err != nil || d <= 0 {
 			return s, fmt.Errorf("store_access: bad connect_timeout %q (want a positive Go duration such as 30s)", a.ConnectTimeout)
