@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/atomicfile"
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/scan"
 )
@@ -290,7 +290,7 @@ func (c *PresolveCmd) Run(ctx context.Context, g *cli.Globals) error {
 			return fmt.Errorf("write presolve: %w", err)
 		}
 	} else {
-		err := writeAtomic(c.Output, func(w io.Writer) error { return l.g.WritePresolve(w, include) })
+		err := atomicfile.WriteFile(c.Output, func(w io.Writer) error { return l.g.WritePresolve(w, include) })
 		if err != nil {
 			return err
 		}
@@ -302,36 +302,6 @@ func (c *PresolveCmd) Run(ctx context.Context, g *cli.Globals) error {
 	}
 	if c.Strict && counts.Unresolved > 0 {
 		return cli.Failed("%d unresolved dependency patterns (--strict)", counts.Unresolved)
-	}
-	return nil
-}
-
-// writeAtomic writes path through a synced temporary file and a rename.
-func writeAtomic(path string, fn func(io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	err = fn(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := syncFile(dir); err != nil {
-		return fmt.Errorf("write %s: sync directory: %w", path, err)
 	}
 	return nil
 }

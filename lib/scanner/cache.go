@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/pkgbulk/pkgbulk/lib/atomicfile"
 )
 
 // Cache file format ("pkgscan cache", version 1).
@@ -284,7 +286,7 @@ func (b *cacheBuilder) write(path string, out cacheOutput) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.data.Output = out
-	return WriteFileAtomic(path, func(w io.Writer) error {
+	return atomicfile.WriteFile(path, func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<16)
 		enc := json.NewEncoder(bw)
 		if err := enc.Encode(&b.data); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/pkgbulk/pkgbulk/lib/atomicfile"
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 )
 
@@ -98,9 +99,9 @@ func (c *Command) Run(ctx context.Context, g *cli.Globals) error {
 	}
 
 	var out io.Writer = g.Stdout
-	var file *AtomicFile
+	var file *atomicfile.File
 	if c.Output != "" {
-		file, err = CreateAtomic(c.Output)
+		file, err = atomicfile.Create(c.Output)
 		if err != nil {
 			return err
 		}
@@ -165,7 +166,7 @@ func writeStats(path string, stderr io.Writer, st *Stats) error {
 		_, err := stderr.Write(b)
 		return err
 	}
-	return WriteFileAtomic(path, func(w io.Writer) error {
+	return atomicfile.WriteFile(path, func(w io.Writer) error {
 		_, err := w.Write(b)
 		return err
 	})

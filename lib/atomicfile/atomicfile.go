@@ -1,31 +1,30 @@
-package scanner
+// Package atomicfile writes files that appear at their path whole or not
+// at all: the content goes to a temporary file in the same directory,
+// which is synced, renamed over the path, and the directory synced. A
+// crash at any point leaves either the old file or the new one. pkgscan's
+// output and cache and pkgdag's presolve output are written this way.
+package atomicfile
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
-func newSHA() hash.Hash { return sha256.New() }
-
-func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
-
-// AtomicFile is a file that appears at its path only when Commit succeeds:
+// File is a file that appears at its path only when Commit succeeds:
 // it is written as a temporary file in the same directory, synced, renamed
 // over the path and the directory synced. Abort (or a Commit that fails)
 // removes the temporary file and leaves any old file at the path untouched.
-type AtomicFile struct {
+type File struct {
 	*os.File
 	path string
 	done bool
 }
 
-// CreateAtomic starts an AtomicFile for path.
-func CreateAtomic(path string) (*AtomicFile, error) {
+// Create starts an File for path.
+func Create(path string) (*File, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -37,11 +36,11 @@ func CreateAtomic(path string) (*AtomicFile, error) {
 	// pbulk creates its output 0666 & umask; CreateTemp uses 0600.
 	mask := umask()
 	_ = f.Chmod(os.FileMode(0o666 &^ mask))
-	return &AtomicFile{File: f, path: path}, nil
+	return &File{File: f, path: path}, nil
 }
 
 // Commit syncs, closes and renames the file into place.
-func (a *AtomicFile) Commit() error {
+func (a *File) Commit() error {
 	if a.done {
 		return fmt.Errorf("write %s: already finished", a.path)
 	}
@@ -72,7 +71,7 @@ func (a *AtomicFile) Commit() error {
 
 // Abort discards the file. It is safe to call after Commit (it does
 // nothing then), so callers can defer it.
-func (a *AtomicFile) Abort() {
+func (a *File) Abort() {
 	if a.done {
 		return
 	}
@@ -81,9 +80,9 @@ func (a *AtomicFile) Abort() {
 	os.Remove(a.File.Name())
 }
 
-// WriteFileAtomic writes path atomically with the content fill produces.
-func WriteFileAtomic(path string, fill func(w io.Writer) error) error {
-	a, err := CreateAtomic(path)
+// WriteFile writes path atomically with the content fill produces.
+func WriteFile(path string, fill func(w io.Writer) error) error {
+	a, err := Create(path)
 	if err != nil {
 		return err
 	}
@@ -92,4 +91,12 @@ func WriteFileAtomic(path string, fill func(w io.Writer) error) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return a.Commit()
+}
+
+// umask reads the process umask (there is no way to read it without
+// setting it; writers are not the place for concurrent umask changes).
+func umask() uint32 {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return uint32(m)
 }
