@@ -19,7 +19,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/pkgbulk/pkgbulk/lib/store"
 )
@@ -198,7 +201,15 @@ func (s *Store) Stat(ctx context.Context, name string) (store.Info, error) {
 	return store.Info{Name: name, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
-// List reports every regular file whose name starts with prefix.
+// List reports every regular file whose name starts with prefix, and
+// every symlink to one (pkgsrc's category directories hold symlinks to
+// ../All; Get and Stat follow them, so List reports them too).
+//
+// A pkgsrc All/ directory holds tens of thousands of files and pkgindex
+// lists it (and index/) on every merge, so List reads each directory
+// unsorted and lstats its entries relative to the open directory, on
+// several goroutines when there are many; fn is still called from one
+// goroutine at a time.
 func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -207,74 +218,166 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) err
 		return fmt.Errorf("list in %s: %w", s, err)
 	}
 	// Walk only the deepest directory the prefix names.
-	start := s.root
+	start := ""
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
-		start = s.path(prefix[:i])
+		start = path.Clean(prefix[:i])
 	}
-	var fnErr error
-	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // a missing directory lists as empty
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(s.root, p)
-		if err != nil {
-			return err
-		}
-		name := filepath.ToSlash(rel)
-		if strings.HasPrefix(d.Name(), store.TempPrefix) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() {
-			// Prune directories that cannot hold a match.
-			if name != "." && !strings.HasPrefix(name+"/", prefix) && !strings.HasPrefix(prefix, name+"/") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasPrefix(name, prefix) {
-			return nil
-		}
-		var fi fs.FileInfo
-		switch {
-		case d.Type().IsRegular():
-			fi, err = d.Info()
-		case d.Type()&fs.ModeSymlink != 0:
-			// pkgsrc's category directories hold symlinks to ../All;
-			// Get and Stat follow them, so List reports them too.
-			fi, err = os.Stat(p)
-			if err == nil && !fi.Mode().IsRegular() {
-				return nil
-			}
-		default:
-			return nil
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // deleted while listing, or a dangling symlink
-		}
-		if err != nil {
-			return err
-		}
-		fnErr = fn(store.Info{Name: path.Clean(name), Size: fi.Size(), ModTime: fi.ModTime()})
-		return fnErr
-	})
+	err := s.listDir(ctx, start, prefix, fn)
+	var stop stopErr
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &stop):
+		return stop.err
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case fnErr != nil:
-		return fnErr
 	}
 	return fmt.Errorf("list %q in %s: %w", prefix, s, err)
+}
+
+// stopErr carries an error returned by List's fn, which List returns as
+// is.
+type stopErr struct{ err error }
+
+func (e stopErr) Error() string { return e.err.Error() }
+
+// listParallel is the number of entries from which a directory's entries
+// are lstat'ed on more than one goroutine.
+const listParallel = 512
+
+// listDir lists the directory holding objects dir+"/..." ("" is the
+// root) and recurses into the subdirectories that can hold a match.
+func (s *Store) listDir(ctx context.Context, dir, prefix string, fn func(store.Info) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	objPrefix := ""
+	if dir != "" && dir != "." {
+		objPrefix = dir + "/"
+	}
+	// An os.Root: its Lstat is an fstatat relative to the open directory,
+	// where DirEntry.Info resolves the whole path again for each entry.
+	root, err := os.OpenRoot(s.path(dir))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil // a missing directory lists as empty
+		}
+		return err
+	}
+	defer root.Close()
+	// Read the names through a plain open: a directory opened through the
+	// Root lstats every entry in ReadDir, serially.
+	d, err := os.Open(s.path(dir))
+	if err != nil {
+		return err
+	}
+	ents, err := d.ReadDir(-1) // unsorted, unlike os.ReadDir
+	d.Close()
+	if err != nil {
+		if errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
+		return err
+	}
+	// Keep the entries that may be, or lead to, a match.
+	var files []fs.DirEntry
+	var dirs []string
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, store.TempPrefix) {
+			continue
+		}
+		obj := objPrefix + name
+		if e.IsDir() {
+			if strings.HasPrefix(obj+"/", prefix) || strings.HasPrefix(prefix, obj+"/") {
+				dirs = append(dirs, obj)
+			}
+			continue
+		}
+		if strings.HasPrefix(obj, prefix) {
+			files = append(files, e)
+		}
+	}
+	infos := make([]store.Info, len(files))
+	ok := make([]bool, len(files))
+	stat := func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			if i%256 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			e := files[i]
+			var fi fs.FileInfo
+			var err error
+			switch {
+			case e.Type().IsRegular():
+				fi, err = root.Lstat(e.Name())
+				if err == nil && !fi.Mode().IsRegular() {
+					continue // replaced since the directory was read
+				}
+			case e.Type()&fs.ModeSymlink != 0:
+				fi, err = os.Stat(s.path(objPrefix + e.Name()))
+				if err == nil && !fi.Mode().IsRegular() {
+					continue
+				}
+			default:
+				continue
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted while listing, or a dangling symlink
+			}
+			if err != nil {
+				return err
+			}
+			infos[i] = store.Info{Name: objPrefix + e.Name(), Size: fi.Size(), ModTime: fi.ModTime()}
+			ok[i] = true
+		}
+		return nil
+	}
+	if n := runtime.GOMAXPROCS(0); len(files) >= listParallel && n > 1 {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for k := range n {
+			wg.Go(func() { errs[k] = stat(k*len(files)/n, (k+1)*len(files)/n) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+	} else if err := stat(0, len(files)); err != nil {
+		return err
+	}
+	for i, info := range infos {
+		if ok[i] {
+			if err := fn(info); err != nil {
+				return stopErr{err}
+			}
+		}
+	}
+	for _, sub := range dirs {
+		if err := s.listDir(ctx, sub, prefix, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadFile returns the whole of a small object in one buffer. It is an
+// optional fast path beside Get (lib/summary/merge uses it for the
+// 30,000 fragments of a repository).
+func (s *Store) ReadFile(ctx context.Context, name string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := store.CheckName(name); err != nil {
+		return nil, fmt.Errorf("get from %s: %w", s, err)
+	}
+	b, err := readFile(s.path(name))
+	if err != nil {
+		return nil, s.wrap("get", name, err)
+	}
+	return b, nil
 }
 
 // Delete removes name; a missing name is not an error.

@@ -1,10 +1,15 @@
 package filestore_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pkgbulk/pkgbulk/lib/store"
@@ -97,5 +102,93 @@ func TestCategorySymlinks(t *testing.T) {
 	}
 	if _, err := s.Stat(ctx, "devel/gone-1.0.tgz"); !store.IsNotExist(err) {
 		t.Errorf("Stat of a dangling symlink: %v", err)
+	}
+}
+
+// ReadFile is merge's fast path for small objects: the same bytes as Get,
+// the same errors, and no hang on a FIFO in place of an object.
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	s, err := filestore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	os.MkdirAll(filepath.Join(dir, "index", "sub"), 0o755)
+	big := storetest.Random(t, 1<<20+3)
+	for name, data := range map[string][]byte{"index/empty": nil, "index/a.pkginfo": []byte("PKGNAME=a-1\n\n"), "index/big": big} {
+		if err := s.Put(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ReadFile(ctx, name)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("ReadFile(%s) = %d bytes, %v; want %d bytes", name, len(got), err, len(data))
+		}
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "index", "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"index/missing", "index/sub", "index/fifo"} {
+		if _, err := s.ReadFile(ctx, name); !store.IsNotExist(err) {
+			t.Errorf("ReadFile(%s): %v, want a not-exist error", name, err)
+		}
+	}
+	if _, err := s.ReadFile(ctx, "../x"); err == nil || store.IsNotExist(err) {
+		t.Errorf("ReadFile(../x): %v, want an invalid-name error", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.ReadFile(cancelled, "index/a.pkginfo"); err != context.Canceled {
+		t.Errorf("ReadFile after cancel: %v", err)
+	}
+}
+
+// Directories with many entries are lstat'ed on several goroutines; the
+// listing must still be complete and exact, nested directories included.
+func TestListLargeDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s, err := filestore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{}
+	for _, sub := range []string{"All", "All/nested", "index"} {
+		os.MkdirAll(filepath.Join(dir, sub), 0o755)
+	}
+	for i := range 2000 {
+		name := fmt.Sprintf("All/p%d-1.0.tgz", i)
+		if i%100 == 0 {
+			name = fmt.Sprintf("All/nested/n%d.tgz", i)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), make([]byte, i), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want[name] = int64(i)
+	}
+	os.WriteFile(filepath.Join(dir, "index", "x.pkginfo"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "All", store.TempPrefix+"1"), nil, 0o644)
+	got := map[string]int64{}
+	if err := s.List(context.Background(), "All/", func(fi store.Info) error {
+		if _, dup := got[fi.Name]; dup {
+			t.Errorf("%s listed twice", fi.Name)
+		}
+		got[fi.Name] = fi.Size
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("List(All/) gave %d objects, want %d", len(got), len(want))
+	}
+	stop := errors.New("enough")
+	n := 0
+	err = s.List(context.Background(), "All/p", func(store.Info) error {
+		if n++; n == 10 {
+			return stop
+		}
+		return nil
+	})
+	if err != stop || n != 10 {
+		t.Errorf("List stopped by fn: %v after %d calls", err, n)
 	}
 }

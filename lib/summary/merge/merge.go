@@ -187,20 +187,31 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 
 	var done atomic.Int64
 	stopProgress := progress(o.Progress, &done, len(pkgs))
+	// A fixed set of workers taking the next package: one goroutine per
+	// package cost more than reading a fragment from a local disk.
+	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(o.Workers)
-	for _, p := range pkgs {
-		if p.err != nil {
-			continue
-		}
+	for range min(o.Workers, max(len(pkgs), 1)) {
 		g.Go(func() error {
-			err := process(gctx, s, o, p)
-			done.Add(1)
-			if err != nil && gctx.Err() == nil && !isPackageErr(err) {
-				return err // the store failed: stop everything
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(pkgs) {
+					return nil
+				}
+				p := pkgs[i]
+				if p.err != nil {
+					continue
+				}
+				err := process(gctx, s, o, p)
+				done.Add(1)
+				if err != nil && gctx.Err() == nil && !isPackageErr(err) {
+					return err // the store failed: stop everything
+				}
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				p.err = err
 			}
-			p.err = err
-			return nil
 		})
 	}
 	err = g.Wait()
@@ -270,40 +281,54 @@ func isPackageErr(err error) bool {
 // collect lists All/ and index/ and returns the packages to index, sorted
 // by file name.
 func collect(ctx context.Context, s store.Store, o Options, res *Result) ([]*pkg, error) {
+	// The two listings are independent: run them together (on a local
+	// store each is tens of thousands of lstats, on a remote one a
+	// sequence of round trips).
 	byName := map[string]*pkg{}
-	err := s.List(ctx, "All/", func(i store.Info) error {
-		base := strings.TrimPrefix(i.Name, "All/")
-		if strings.Contains(base, "/") || !strings.HasSuffix(base, o.Suffix) {
+	var index []store.Info
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := s.List(gctx, "All/", func(i store.Info) error {
+			base := strings.TrimPrefix(i.Name, "All/")
+			if strings.Contains(base, "/") || !strings.HasSuffix(base, o.Suffix) {
+				return nil
+			}
+			name := strings.TrimSuffix(base, o.Suffix)
+			if name == "" || strings.HasPrefix(base, "pkg_summary.") {
+				return nil
+			}
+			byName[name] = &pkg{name: name, file: i.Name, info: i}
 			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list All/ in %s: %w", s, err)
 		}
-		name := strings.TrimSuffix(base, o.Suffix)
-		if name == "" || strings.HasPrefix(base, "pkg_summary.") {
-			return nil
-		}
-		byName[name] = &pkg{name: name, file: i.Name, info: i}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list All/ in %s: %w", s, err)
+	g.Go(func() error {
+		err := s.List(gctx, "index/", func(i store.Info) error {
+			index = append(index, i)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list index/ in %s: %w", s, err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
-	err = s.List(ctx, "index/", func(i store.Info) error {
+	for _, i := range index {
 		base := strings.TrimPrefix(i.Name, "index/")
-		for _, ext := range []string{".pkginfo", ".sha512"} {
-			if name, ok := strings.CutSuffix(base, ext); ok {
-				if p := byName[name]; p != nil {
-					i := i
-					if ext == ".pkginfo" {
-						p.frag = &i
-					} else {
-						p.sum = &i
-					}
-				}
+		if name, ok := strings.CutSuffix(base, ".pkginfo"); ok {
+			if p := byName[name]; p != nil {
+				p.frag = &i
+			}
+		} else if name, ok := strings.CutSuffix(base, ".sha512"); ok {
+			if p := byName[name]; p != nil {
+				p.sum = &i
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list index/ in %s: %w", s, err)
 	}
 
 	var pkgs []*pkg
@@ -450,8 +475,17 @@ func readDigest(ctx context.Context, s store.Store, p *pkg) (string, bool) {
 	return digest, digest != "" && sizeOK
 }
 
+// fileReader is implemented by stores that read a whole small object
+// faster than Get and a reader do (lib/store/filestore).
+type fileReader interface {
+	ReadFile(ctx context.Context, name string) ([]byte, error)
+}
+
 // getAll reads a small object whose listed size is size.
 func getAll(ctx context.Context, s store.Store, name string, size int64) ([]byte, error) {
+	if fr, ok := s.(fileReader); ok {
+		return fr.ReadFile(ctx, name)
+	}
 	rc, err := s.Get(ctx, name)
 	if err != nil {
 		return nil, err

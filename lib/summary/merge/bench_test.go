@@ -1,0 +1,66 @@
+package merge
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pkgbulk/pkgbulk/lib/store/filestore"
+)
+
+// benchStore returns a file store of n fragments with their (tiny)
+// package files: $PKGINDEX_BENCH_STORE when set (for example the
+// /tmp/idxbench/frag tree that bench/index/run.sh generates from the real
+// metadata), else a synthetic one with entries of realistic length.
+func benchStore(b *testing.B, n int) string {
+	if dir := os.Getenv("PKGINDEX_BENCH_STORE"); dir != "" {
+		return dir
+	}
+	dir := b.TempDir()
+	for _, sub := range []string{"All", "index"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	desc := strings.Repeat("A line of the package description. ", 20)
+	for i := range n {
+		name := fmt.Sprintf("pkg%05d-%d.%d", i, i%7, i%13)
+		size := 1000 + i%500
+		pkgData := make([]byte, size)
+		if err := os.WriteFile(filepath.Join(dir, "All", name+".tgz"), pkgData, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		frag := fmt.Sprintf("PKGNAME=%s\nCOMMENT=Package number %d\nSIZE_PKG=%d\nBUILD_DATE=2026-11-22 04:00:00 +0000\n"+
+			"CATEGORIES=devel\nHOMEPAGE=https://example.org/%d\nLICENSE=modified-bsd\nMACHINE_ARCH=x86_64\n"+
+			"OPSYS=NetBSD\nOS_VERSION=10.0\nPKGPATH=devel/pkg%d\nPKGTOOLS_VERSION=20250417\n"+
+			"DESCRIPTION=%s\nDESCRIPTION=%s\nFILE_NAME=%s.tgz\nFILE_SIZE=%d\n\n",
+			name, i, i*1000, i, i, desc, desc, name, size)
+		if err := os.WriteFile(filepath.Join(dir, "index", name+".pkginfo"), []byte(frag), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// BenchmarkMergeRead is the read phase of a merge of 30,000 fragments
+// (listing, reading and checking them), without compression:
+//
+//	go test -run x -bench MergeRead -cpuprofile cpu.out ./lib/summary/merge
+func BenchmarkMergeRead(b *testing.B) {
+	s, err := filestore.New(benchStore(b, 30000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := Merge(context.Background(), s, Options{Output: io.Discard})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(res.SummaryBytes), "summary-bytes")
+	}
+}
