@@ -77,19 +77,32 @@ func CountsOf(g *Graph, a *Analysis) Counts {
 	return c
 }
 
-// WriteDB analyses g (see Analyze; limited as there) and writes the build
-// database to path atomically: it is built in a temporary file in the same
-// directory, synced and renamed over path, so an existing database is
-// either replaced whole or left untouched. When path already holds a
-// database with a history table, its rows are carried over.
-//
-// The analysis runs concurrently with the first inserts (the edges), since
-// SQLite writes on one core only.
+// WriteDB writes the build database of a resolved graph (see Build).
 func WriteDB(ctx context.Context, path string, g *Graph, limited []int, info DBInfo) (*Analysis, Counts, error) {
+	_, a, counts, err := Build(ctx, path, g.Recs, func(context.Context) (*Graph, []int, error) {
+		return g, limited, nil
+	}, info)
+	return a, counts, err
+}
+
+// Build writes the build database of the scan records recs to path
+// atomically: it is built in a temporary file in the same directory,
+// synced and renamed over path, so an existing database is either replaced
+// whole or left untouched. When path already holds a database with a
+// history table, its rows are carried over.
+//
+// resolve returns the resolved graph of recs and the limited selection
+// (nil for a full build; see Analyze). It runs concurrently with the first
+// insert, the scanned records, which need no resolution: SQLite writes on
+// one core only, and on a full tree those records are most of the file.
+// The analysis then runs concurrently with the edge inserts. Build returns
+// the graph and its analysis when they were computed, even with an error
+// from writing.
+func Build(ctx context.Context, path string, recs []scan.Record, resolve func(context.Context) (*Graph, []int, error), info DBInfo) (*Graph, *Analysis, Counts, error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return nil, Counts{}, fmt.Errorf("create database %s: %w", path, err)
+		return nil, nil, Counts{}, fmt.Errorf("create database %s: %w", path, err)
 	}
 	tmp := f.Name()
 	f.Close()
@@ -101,28 +114,41 @@ func WriteDB(ctx context.Context, path string, g *Graph, limited []int, info DBI
 		}
 	}()
 
+	bg := startResolve(ctx, recs, resolve, &info)
+	defer bg.stop()
 	d, err := db.Create(ctx, tmp)
 	if err != nil {
-		return nil, Counts{}, err
+		g, a := bg.results()
+		return g, a, countsOf(g, a), err
 	}
 	stopFlush := startWriteback(tmp)
 	dropped := dropCache(path)
-	a, counts, err := fill(ctx, d, path, g, limited, &info)
+	err = fill(ctx, d, path, recs, bg, &info)
 	if cerr := d.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	stopFlush()
 	info.trace("close")
+	g, a := bg.results()
+	counts := countsOf(g, a)
+	counts.HistoryRows = bg.historyRows
+	if err == nil {
+		err = bg.err
+	}
 	if err != nil {
-		return a, counts, fmt.Errorf("write database %s: %w", path, err)
+		<-dropped
+		if re := (resolveError{}); errors.As(err, &re) {
+			return g, a, counts, re.err
+		}
+		return g, a, counts, fmt.Errorf("write database %s: %w", path, err)
 	}
 	if err := syncFile(tmp); err != nil {
-		return a, counts, fmt.Errorf("write database %s: %w", path, err)
+		return g, a, counts, fmt.Errorf("write database %s: %w", path, err)
 	}
 	info.trace("fsync")
 	<-dropped
 	if err := os.Rename(tmp, path); err != nil {
-		return a, counts, fmt.Errorf("write database %s: %w", path, err)
+		return g, a, counts, fmt.Errorf("write database %s: %w", path, err)
 	}
 	ok = true
 	// A WAL or shm file left by an earlier pkgsched run belongs to the old
@@ -131,10 +157,96 @@ func WriteDB(ctx context.Context, path string, g *Graph, limited []int, info DBI
 		os.Remove(path + suffix)
 	}
 	if err := syncFile(dir); err != nil {
-		return a, counts, fmt.Errorf("write database %s: sync directory: %w", path, err)
+		return g, a, counts, fmt.Errorf("write database %s: sync directory: %w", path, err)
 	}
 	info.trace("rename, sync directory")
-	return a, counts, nil
+	return g, a, counts, nil
+}
+
+// resolveError is an error of the resolve function: it is about the
+// input, not the database, and Build returns it as it is.
+type resolveError struct{ err error }
+
+func (e resolveError) Error() string { return e.err.Error() }
+func (e resolveError) Unwrap() error { return e.err }
+
+// background resolves and analyses the graph while the writer inserts the
+// scanned records.
+type background struct {
+	cancel   context.CancelFunc
+	resolved chan struct{} // closed when g, limited and err are set
+	analysed chan struct{} // closed when a is set (nil after an error)
+	g        *Graph
+	limited  []int
+	err      error // the resolve function's, as a resolveError
+	a        *Analysis
+	// historyRows is set by fill (it is not known to the goroutine).
+	historyRows int
+}
+
+func startResolve(ctx context.Context, recs []scan.Record, resolve func(context.Context) (*Graph, []int, error), info *DBInfo) *background {
+	ctx, cancel := context.WithCancel(ctx)
+	bg := &background{cancel: cancel, resolved: make(chan struct{}), analysed: make(chan struct{})}
+	go func() {
+		defer close(bg.analysed)
+		g, limited, err := resolve(ctx)
+		if err == nil && len(g.Pkgs) != len(recs) {
+			err = fmt.Errorf("resolved graph has %d packages for %d records", len(g.Pkgs), len(recs))
+		}
+		if err != nil {
+			bg.err = resolveError{err}
+			close(bg.resolved)
+			return
+		}
+		info.trace("resolve (concurrent)")
+		bg.g, bg.limited = g, limited
+		close(bg.resolved)
+		bg.a = g.Analyze(limited)
+		info.trace("analyze (concurrent)")
+	}()
+	return bg
+}
+
+// failed reports, without waiting, whether resolution has failed.
+func (bg *background) failed() bool {
+	select {
+	case <-bg.resolved:
+		return bg.err != nil
+	default:
+		return false
+	}
+}
+
+// graph waits for the resolution; nil when it failed.
+func (bg *background) graph() *Graph {
+	<-bg.resolved
+	return bg.g
+}
+
+// analysis waits for the analysis; nil when resolution failed.
+func (bg *background) analysis() *Analysis {
+	<-bg.analysed
+	return bg.a
+}
+
+// results waits for the goroutine to finish.
+func (bg *background) results() (*Graph, *Analysis) {
+	a := bg.analysis()
+	return bg.g, a
+}
+
+// stop cancels the resolution if it is still running and waits for it.
+func (bg *background) stop() {
+	bg.cancel()
+	<-bg.analysed
+}
+
+// countsOf is CountsOf for a graph that may not have been computed.
+func countsOf(g *Graph, a *Analysis) Counts {
+	if g == nil || a == nil {
+		return Counts{}
+	}
+	return CountsOf(g, a)
 }
 
 func syncFile(path string) error {
@@ -163,7 +275,7 @@ func str(b []byte) string {
 var packagesColumns = []string{
 	"id", "pkgname", "pkgbase", "version", "pkgpath", "all_depends", "skip_reason", "fail_reason",
 	"no_bin_on_ftp", "restricted", "categories", "maintainer", "use_destdir", "bootstrap_pkg",
-	"usergroup_phase", "multi_version", "pbulk_weight", "depends", "record",
+	"usergroup_phase", "multi_version", "pbulk_weight", "depends", "depends_given", "rewritten_record",
 	"depth", "weight", "selected", "initial_state", "initial_detail",
 }
 
@@ -175,77 +287,94 @@ var packagesColumns = []string{
 // (over a minute instead of 0.16 s on the illumos tree without it).
 const dependsIndex = "CREATE INDEX depends_dep ON depends(dep_id)"
 
-// fill writes everything inside one transaction.
-func fill(ctx context.Context, d *sql.DB, path string, g *Graph, limited []int, info *DBInfo) (*Analysis, Counts, error) {
+// packagesIndexes are the indexes of packages in db.Schema, dropped
+// during the insert and created afterwards, like dependsIndex.
+var packagesIndexes = []struct{ name, create string }{
+	{"packages_pkgname", "CREATE UNIQUE INDEX packages_pkgname ON packages(pkgname)"},
+	{"packages_pkgpath", "CREATE INDEX packages_pkgpath ON packages(pkgpath)"},
+}
+
+// fill writes everything inside one transaction: first the scanned
+// records while bg resolves, then what needs the graph.
+func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *background, info *DBInfo) error {
 	tx, err := d.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, Counts{}, err
+		return err
 	}
 	defer tx.Rollback()
 
-	analysed := make(chan *Analysis, 1)
-	go func() {
-		a := g.Analyze(limited)
-		info.trace("analyze (concurrent)")
-		analysed <- a
-	}()
-	wait := func() *Analysis {
-		a := <-analysed
-		analysed <- a
-		return a
+	if err := insertScanRecords(ctx, tx, recs, bg); err != nil {
+		if bg.failed() {
+			return bg.err
+		}
+		return fmt.Errorf("insert scan records: %w", err)
 	}
-	fail := func(err error) (*Analysis, Counts, error) {
-		a := wait()
-		return a, CountsOf(g, a), err
+	info.trace("insert scan records")
+	g := bg.graph()
+	if g == nil {
+		return bg.err
 	}
+	info.trace("wait for resolve")
 
 	if _, err := tx.ExecContext(ctx, "DROP INDEX depends_dep"); err != nil {
-		return fail(err)
+		return err
 	}
 	if err := insertDepends(ctx, tx, g); err != nil {
-		return fail(fmt.Errorf("insert depends: %w", err))
+		return fmt.Errorf("insert depends: %w", err)
 	}
 	info.trace("insert depends rows")
 	if _, err := tx.ExecContext(ctx, dependsIndex); err != nil {
-		return fail(err)
+		return err
 	}
 	info.trace("index depends")
 	ins := newBatch(tx, "unresolved", []string{"pkg_id", "pattern", "location"}, 100)
 	for i := range g.Pkgs {
 		for _, u := range g.Pkgs[i].Unresolved {
 			if err := ins.add(ctx, i+1, u.Pattern, u.Location); err != nil {
-				return fail(fmt.Errorf("insert unresolved: %w", err))
+				return fmt.Errorf("insert unresolved: %w", err)
 			}
 		}
 	}
 	if err := ins.flush(ctx); err != nil {
-		return fail(fmt.Errorf("insert unresolved: %w", err))
+		return fmt.Errorf("insert unresolved: %w", err)
 	}
 
 	info.trace("insert unresolved")
-	a := wait()
+	a := bg.analysis()
 	info.trace("wait for analysis")
 	counts := CountsOf(g, a)
+	for _, idx := range packagesIndexes {
+		if _, err := tx.ExecContext(ctx, "DROP INDEX "+idx.name); err != nil {
+			return err
+		}
+	}
 	if err := insertPackages(ctx, tx, g, a); err != nil {
-		return a, counts, fmt.Errorf("insert packages: %w", err)
+		return fmt.Errorf("insert packages: %w", err)
 	}
 	info.trace("insert packages")
+	for _, idx := range packagesIndexes {
+		if _, err := tx.ExecContext(ctx, idx.create); err != nil {
+			return err
+		}
+	}
+	info.trace("index packages")
 	ins = newBatch(tx, "cycles", []string{"cycle", "pkg_id"}, 100)
 	for k, cyc := range a.Cycles {
 		for _, v := range cyc {
 			if err := ins.add(ctx, k+1, v+1); err != nil {
-				return a, counts, fmt.Errorf("insert cycles: %w", err)
+				return fmt.Errorf("insert cycles: %w", err)
 			}
 		}
 	}
 	if err := ins.flush(ctx); err != nil {
-		return a, counts, fmt.Errorf("insert cycles: %w", err)
+		return fmt.Errorf("insert cycles: %w", err)
 	}
 	hist, err := carryHistory(ctx, tx, path)
 	if err != nil {
-		return a, counts, err
+		return err
 	}
 	counts.HistoryRows = hist
+	bg.historyRows = hist
 	meta := [][2]string{
 		{"schema_version", strconv.Itoa(db.SchemaVersion)},
 		{"created", info.Now.UTC().Format(time.RFC3339)},
@@ -265,15 +394,43 @@ func fill(ctx context.Context, d *sql.DB, path string, g *Graph, limited []int, 
 	ins = newBatch(tx, "meta", []string{"key", "value"}, 50)
 	for _, kv := range meta {
 		if err := ins.add(ctx, kv[0], kv[1]); err != nil {
-			return a, counts, fmt.Errorf("insert meta: %w", err)
+			return fmt.Errorf("insert meta: %w", err)
 		}
 	}
 	if err := ins.flush(ctx); err != nil {
-		return a, counts, fmt.Errorf("insert meta: %w", err)
+		return fmt.Errorf("insert meta: %w", err)
 	}
 	err = tx.Commit()
 	info.trace("history, meta, commit")
-	return a, counts, err
+	return err
+}
+
+// insertScanRecords writes every record as scanned. It stops early when
+// the resolution fails: the database will not be kept.
+func insertScanRecords(ctx context.Context, tx *sql.Tx, recs []scan.Record, bg *background) error {
+	const rows = 64
+	return pipeline(ctx, tx, "scan_records", []string{"pkg_id", "record"}, rows, func(emit func(c *chunk) error) error {
+		var c *chunk
+		for i := range recs {
+			if c == nil {
+				if bg.failed() {
+					return bg.err
+				}
+				c = newChunk()
+			}
+			c.args = append(c.args, int64(i+1), str(recs[i].Text))
+			if c.rows++; c.rows == rows {
+				if err := emit(c); err != nil {
+					return err
+				}
+				c = nil
+			}
+		}
+		if c != nil {
+			return emit(c)
+		}
+		return nil
+	})
 }
 
 func insertPackages(ctx context.Context, tx *sql.Tx, g *Graph, a *Analysis) error {
@@ -300,14 +457,18 @@ func insertPackages(ctx context.Context, tx *sql.Tx, g *Graph, a *Analysis) erro
 			if v, ok := g.DependsValue(i); ok {
 				depends = v
 			}
-			var record string
-			if p.Predepends || (len(p.Unresolved) == 0 && len(p.Deps) == 0) {
-				record = str(r.Text)
-			} else {
+			// The presolve view appends the DEPENDS line to the scanned
+			// record; only a rewritten record is stored whole.
+			var rewritten any
+			if len(p.Unresolved) > 0 && !p.Predepends {
 				// The arena is the chunk's until SQLite has copied it.
 				start := len(c.arena)
 				c.arena = g.AppendPresolve(c.arena, i)
-				record = str(c.arena[start:])
+				rewritten = str(c.arena[start:])
+			}
+			var given int64
+			if p.Predepends {
+				given = 1
 			}
 			// Integers go in as int64, which database/sql passes on
 			// without converting.
@@ -321,7 +482,7 @@ func insertPackages(ctx context.Context, tx *sql.Tx, g *Graph, a *Analysis) erro
 				field(r, scan.KeyNoBinOnFTP), field(r, scan.KeyRestricted), field(r, scan.KeyCategories),
 				field(r, scan.KeyMaintainer), field(r, scan.KeyUseDestdir), field(r, scan.KeyBootstrapPkg),
 				field(r, scan.KeyUsergroupPhase), nullable(r, scan.KeyMultiVersion), int64(scan.PbulkWeight(r)),
-				depends, record,
+				depends, given, rewritten,
 				int64(a.Depth[i]), a.Weight[i], selected, a.State[i], a.Detail[i],
 			)
 			if c.rows++; c.rows == 32 {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +64,7 @@ func TestWriteDB(t *testing.T) {
 	var want bytes.Buffer
 	g.WritePresolve(&want, nil)
 	var got strings.Builder
-	rows, err := d.Query("SELECT record FROM packages ORDER BY id")
+	rows, err := d.Query("SELECT record FROM presolve ORDER BY pkg_id")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +160,7 @@ func TestWriteDB(t *testing.T) {
 		meta[k] = v
 	}
 	rows.Close()
-	for k, v := range map[string]string{"schema_version": "1", "created": "2023-11-14T22:13:20Z", "inputs": "test.scan",
+	for k, v := range map[string]string{"schema_version": strconv.Itoa(db.SchemaVersion), "created": "2023-11-14T22:13:20Z", "inputs": "test.scan",
 		"packages": "9", "depends": "8", "unresolved": "1", "cycles": "1", "selected": "9", "history_rows": "0"} {
 		if meta[k] != v {
 			t.Errorf("meta %s = %q, want %q", k, meta[k], v)
@@ -292,5 +294,106 @@ func TestSmallScanParses(t *testing.T) {
 	recs, err := scan.Parse("small", []byte(smallScan))
 	if err != nil || len(recs) != 9 {
 		t.Fatalf("%d records, %v", len(recs), err)
+	}
+}
+
+// TestScanRecordsAndPresolveView checks the two forms of each record: the
+// scan_records table holds the input byte for byte, and the presolve view
+// gives pbulk-resolve's output, also when the input is itself a presolve
+// file (records that come with their DEPENDS line are kept as they are).
+func TestScanRecordsAndPresolveView(t *testing.T) {
+	dir := t.TempDir()
+	concat := func(d *sql.DB, q string) string {
+		t.Helper()
+		rows, err := d.Query(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var b strings.Builder
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			b.WriteString(s)
+		}
+		return b.String()
+	}
+
+	g, _, _ := writeSmall(t, filepath.Join(dir, "scan.db"), nil)
+	d := openDB(t, filepath.Join(dir, "scan.db"))
+	if got := concat(d, "SELECT record FROM scan_records ORDER BY pkg_id"); got != smallScan {
+		t.Errorf("scan_records differ from the scan:\n%s", got)
+	}
+	var presolve bytes.Buffer
+	if err := g.WritePresolve(&presolve, nil); err != nil {
+		t.Fatal(err)
+	}
+	var rewritten int
+	if err := d.QueryRow("SELECT count(*) FROM packages WHERE rewritten_record IS NOT NULL").Scan(&rewritten); err != nil {
+		t.Fatal(err)
+	}
+	if rewritten != 1 { // lost-1, whose gone>=2 does not resolve
+		t.Errorf("%d rewritten records, want 1", rewritten)
+	}
+
+	// The presolve output as input: every resolved record has its DEPENDS.
+	g2, err := resolveText(t, presolve.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := WriteDB(context.Background(), filepath.Join(dir, "presolve.db"), g2, nil, DBInfo{Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	d2 := openDB(t, filepath.Join(dir, "presolve.db"))
+	if got := concat(d2, "SELECT record FROM presolve ORDER BY pkg_id"); got != presolve.String() {
+		t.Errorf("presolve view of a presolve input differs:\n%s\nwant:\n%s", got, presolve.String())
+	}
+	var given int
+	if err := d2.QueryRow("SELECT count(*) FROM packages WHERE depends_given = 1").Scan(&given); err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Count(presolve.String(), "\nDEPENDS="); given != want {
+		t.Errorf("%d packages with depends_given, want %d", given, want)
+	}
+}
+
+// TestBuildResolveError checks that a failed resolution, which runs while
+// the scanned records are written, leaves the old database and nothing
+// else, and is returned as it is.
+func TestBuildResolveError(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bulk.db")
+	writeSmall(t, path, nil)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := scan.ReadAll("test.scan", strings.NewReader(smallScan))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("test.scan:3: boom")
+	for _, delay := range []time.Duration{0, 50 * time.Millisecond} {
+		g, a, _, err := Build(context.Background(), path, recs, func(context.Context) (*Graph, []int, error) {
+			time.Sleep(delay)
+			return nil, nil, boom
+		}, DBInfo{Now: time.Now()})
+		if err != boom || g != nil || a != nil {
+			t.Errorf("delay %v: got %v, %v, %v; want the resolve error itself", delay, g, a, err)
+		}
+		after, _ := os.ReadFile(path)
+		if !bytes.Equal(before, after) {
+			t.Errorf("delay %v: the old database changed", delay)
+		}
+		entries, _ := os.ReadDir(dir)
+		if len(entries) != 1 {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			t.Errorf("delay %v: files left: %v", delay, names)
+		}
 	}
 }

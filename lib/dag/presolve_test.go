@@ -63,7 +63,7 @@ func TestPresolveIllumos(t *testing.T) {
 	}
 	d := openDB(t, path)
 	h := sha256.New()
-	rows, err := d.Query("SELECT record FROM packages ORDER BY id")
+	rows, err := d.Query("SELECT record FROM presolve ORDER BY pkg_id")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,7 @@
 // pkgsched reads and updates. The schema is documented in docs/schema.md
 // and versioned with PRAGMA user_version; Open refuses any other version.
 //
-// Writers: pkgdag creates the file (packages, depends, unresolved, meta,
+// Writers: pkgdag creates the file (packages, scan_records, depends, unresolved, meta,
 // carried-over history); pkgsched owns build_state, events and history.
 package db
 
@@ -17,7 +17,7 @@ import (
 )
 
 // SchemaVersion is stored in PRAGMA user_version.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // PageSize is the page size of a new database. pkgdag writes about 200 MB,
 // mostly records of 5 KB: 16 KiB pages make that insert about a quarter
@@ -39,7 +39,7 @@ CREATE TABLE meta (
 
 CREATE TABLE packages (
   id              INTEGER PRIMARY KEY,   -- 1-based load order = presolve order
-  pkgname         TEXT NOT NULL UNIQUE,
+  pkgname         TEXT NOT NULL,
   pkgbase         TEXT NOT NULL,         -- PKGNAME before the last '-'
   version         TEXT NOT NULL,         -- PKGNAME after the last '-'
   pkgpath         TEXT NOT NULL,         -- PKG_LOCATION
@@ -55,25 +55,45 @@ CREATE TABLE packages (
   usergroup_phase TEXT NOT NULL,
   multi_version   TEXT,                  -- NULL when the record has no MULTI_VERSION line
   pbulk_weight    INTEGER NOT NULL,      -- PBULK_WEIGHT, 100 when absent or invalid
-  scan_depends    TEXT,                  -- always NULL when written by pkgdag: the value is in record, read it through the view package_scan_depends (storing it twice doubled the file)
   depends         TEXT,                  -- resolved DEPENDS line value; NULL when none is written
-  record          TEXT NOT NULL,         -- the presolve record exactly as pbulk-resolve writes it
+  depends_given   INTEGER NOT NULL DEFAULT 0, -- 1 when the scanned record already had its DEPENDS line (a presolve file as input)
+  rewritten_record TEXT,                 -- NULL, or the whole presolve record when resolution rewrote a scanned line (PKG_FAIL_REASON for an unresolvable dependency)
   depth           INTEGER NOT NULL,      -- pbulk's depth: distinct transitive dependents + 1
   weight          INTEGER NOT NULL,      -- sum of pbulk_weight over the package and its transitive dependents
   selected        INTEGER NOT NULL DEFAULT 1, -- 1 when in the build set (limited list closure)
   initial_state   TEXT NOT NULL,         -- open, prefailed or indirect-prefailed, as pbulk-build starts
   initial_detail  TEXT NOT NULL DEFAULT '' -- why: PKG_SKIP_REASON=..., PKG_FAIL_REASON=..., dependency cycle: ...; for indirect-prefailed the prefailed dependency's pkgname
 );
+CREATE UNIQUE INDEX packages_pkgname ON packages(pkgname);
 CREATE INDEX packages_pkgpath ON packages(pkgpath);
 
--- SCAN_DEPENDS of every package, cut out of the record on read.
-CREATE VIEW package_scan_depends (pkg_id, pkgname, scan_depends) AS
-  SELECT id, pkgname,
-    CASE WHEN instr(char(10) || record, char(10) || 'SCAN_DEPENDS=') > 0 THEN
-      substr(record, instr(char(10) || record, char(10) || 'SCAN_DEPENDS=') + 13,
-        instr(substr(record, instr(char(10) || record, char(10) || 'SCAN_DEPENDS=') + 13), char(10)) - 1)
+-- Each package's record exactly as the scan printed it. Kept apart from
+-- packages so that pkgdag can write these 160 MB (on a full tree) while it
+-- still resolves the dependencies.
+CREATE TABLE scan_records (
+  pkg_id INTEGER PRIMARY KEY REFERENCES packages(id),
+  record TEXT NOT NULL
+);
+
+-- Each package's record exactly as pbulk-resolve prints it: the scanned
+-- record, with the DEPENDS line appended or the rewritten record.
+CREATE VIEW presolve (pkg_id, pkgname, record) AS
+  SELECT p.id, p.pkgname,
+    CASE
+      WHEN p.rewritten_record IS NOT NULL THEN p.rewritten_record
+      WHEN p.depends IS NULL OR p.depends_given THEN s.record
+      ELSE s.record || 'DEPENDS=' || p.depends || char(10)
     END
-  FROM packages;
+  FROM packages p JOIN scan_records s ON s.pkg_id = p.id;
+
+-- SCAN_DEPENDS of every package, cut out of the scanned record on read.
+CREATE VIEW package_scan_depends (pkg_id, pkgname, scan_depends) AS
+  SELECT p.id, p.pkgname,
+    CASE WHEN instr(char(10) || s.record, char(10) || 'SCAN_DEPENDS=') > 0 THEN
+      substr(s.record, instr(char(10) || s.record, char(10) || 'SCAN_DEPENDS=') + 13,
+        instr(substr(s.record, instr(char(10) || s.record, char(10) || 'SCAN_DEPENDS=') + 13), char(10)) - 1)
+    END
+  FROM packages p JOIN scan_records s ON s.pkg_id = p.id;
 
 CREATE TABLE depends (
   pkg_id  INTEGER NOT NULL REFERENCES packages(id),

@@ -128,10 +128,10 @@ func makeDB(t *testing.T, pkgs []tpkg, noState bool) string {
 		var rec strings.Builder
 		fmt.Fprintf(&rec, "PKGNAME=%s\nPKG_LOCATION=%s\nALL_DEPENDS=\nPKG_SKIP_REASON=%s\nPKG_FAIL_REASON=%s\nNO_BIN_ON_FTP=\nRESTRICTED=\nCATEGORIES=%s\nMAINTAINER=%s\nUSE_DESTDIR=user-destdir\nBOOTSTRAP_PKG=\nUSERGROUP_PHASE=\nSCAN_DEPENDS=\n",
 			p.name, p.loc, p.skip, p.fail, strings.Split(p.loc, "/")[0], p.maint)
+		// The presolve view appends DEPENDS=depends to the scanned record.
 		var depends any
 		if len(p.deps) > 0 {
 			depends = strings.Join(p.deps, " ")
-			fmt.Fprintf(&rec, "DEPENDS=%s\n", depends)
 		}
 		initial := "open"
 		if p.state == sched.Prefailed || p.state == sched.IndirectPrefailed {
@@ -147,10 +147,11 @@ func makeDB(t *testing.T, pkgs []tpkg, noState bool) string {
 		}
 		tx(`INSERT INTO packages (id, pkgname, pkgbase, version, pkgpath, all_depends, skip_reason, fail_reason,
 			no_bin_on_ftp, restricted, categories, maintainer, use_destdir, bootstrap_pkg, usergroup_phase,
-			pbulk_weight, depends, record, depth, weight, selected, initial_state, initial_detail)
-			VALUES (?, ?, ?, ?, ?, '', ?, ?, '', '', ?, ?, 'user-destdir', '', '', 100, ?, ?, ?, ?, ?, ?, ?)`,
+			pbulk_weight, depends, depth, weight, selected, initial_state, initial_detail)
+			VALUES (?, ?, ?, ?, ?, '', ?, ?, '', '', ?, ?, 'user-destdir', '', '', 100, ?, ?, ?, ?, ?, ?)`,
 			i+1, p.name, base, version, p.loc, p.skip, p.fail, strings.Split(p.loc, "/")[0], p.maint,
-			depends, rec.String(), depth(i), 100*depth(i), sel, initial, initialDetail)
+			depends, depth(i), 100*depth(i), sel, initial, initialDetail)
+		tx(`INSERT INTO scan_records (pkg_id, record) VALUES (?, ?)`, i+1, rec.String())
 		for ord, dn := range p.deps {
 			tx(`INSERT INTO depends (pkg_id, dep_id, pattern, ord) VALUES (?, ?, ?, ?)`, i+1, idx[dn]+1, dn, ord)
 		}

@@ -22,7 +22,7 @@ func WriteReport(ctx context.Context, w io.Writer, d *sql.DB, b *Build) error {
 	for _, p := range b.Packages {
 		byID[p.ID] = p
 	}
-	rows, err := d.QueryContext(ctx, `SELECT id, record FROM packages WHERE selected = 1 ORDER BY pkgname`)
+	rows, err := d.QueryContext(ctx, `SELECT r.pkg_id, r.record FROM presolve r JOIN packages p ON p.id = r.pkg_id WHERE p.selected = 1 ORDER BY r.pkgname`)
 	if err != nil {
 		return fmt.Errorf("read presolve records: %w", err)
 	}

@@ -110,7 +110,7 @@ func TestMetaReport(t *testing.T) {
 		}
 		// The presolve record comes first, whole and unchanged.
 		var rec string
-		if err := d.QueryRow(`SELECT record FROM packages WHERE pkgname = ?`, w.name).Scan(&rec); err != nil {
+		if err := d.QueryRow(`SELECT record FROM presolve WHERE pkgname = ?`, w.name).Scan(&rec); err != nil {
 			t.Fatal(err)
 		}
 		tail := "PKG_DEPTH=" + w.depth + "\nBUILD_STATUS=" + w.status + "\n"

@@ -37,7 +37,7 @@ func newLedger(ctx context.Context, d *sql.DB, g *Graph) (*ledger, error) {
 		{&l.st.requeue, `UPDATE build_state SET state = ?, detail = ?, crashes = crashes + ? WHERE pkg_id = ?`},
 		{&l.st.event, `INSERT INTO events (at, pkg_id, event, detail) VALUES (?, ?, ?, ?)`},
 		{&l.st.history, `INSERT OR REPLACE INTO history (pkgpath, pkgname, finished_at, state, wall_ms, cpu_ms) VALUES (?, ?, ?, ?, ?, ?)`},
-		{&l.st.record, `SELECT record FROM packages WHERE id = ?`},
+		{&l.st.record, `SELECT record FROM presolve WHERE pkg_id = ?`},
 	} {
 		if err := prep(p.dst, p.q); err != nil {
 			l.close()

@@ -100,10 +100,10 @@ func WriteDB(ctx context.Context, path string, pkgs []Pkg) error {
 		}
 		var rec strings.Builder
 		fmt.Fprintf(&rec, "PKGNAME=%s\nPKG_LOCATION=%s\nALL_DEPENDS=\nPKG_SKIP_REASON=%s\nPKG_FAIL_REASON=%s\n", p.Name, path, p.Skip, p.Fail)
+		// The presolve view appends DEPENDS=depends to the scanned record.
 		var depends any
 		if len(p.Deps) > 0 {
 			depends = strings.Join(p.Deps, " ")
-			fmt.Fprintf(&rec, "DEPENDS=%s\n", depends)
 		}
 		cl := closure(i)
 		w := 0
@@ -112,11 +112,14 @@ func WriteDB(ctx context.Context, path string, pkgs []Pkg) error {
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO packages (id, pkgname, pkgbase, version, pkgpath, all_depends,
 			skip_reason, fail_reason, no_bin_on_ftp, restricted, categories, maintainer, use_destdir,
-			bootstrap_pkg, usergroup_phase, pbulk_weight, depends, record, depth, weight, initial_state)
-			VALUES (?, ?, ?, ?, ?, '', ?, ?, '', '', 'test', '', 'user-destdir', '', '', ?, ?, ?, ?, ?, ?)`,
+			bootstrap_pkg, usergroup_phase, pbulk_weight, depends, depth, weight, initial_state)
+			VALUES (?, ?, ?, ?, ?, '', ?, ?, '', '', 'test', '', 'user-destdir', '', '', ?, ?, ?, ?, ?)`,
 			i+1, p.Name, base(p.Name), version(p.Name), path, p.Skip, p.Fail, weightOf(p), depends,
-			rec.String(), len(cl), w, initial[i])
+			len(cl), w, initial[i])
 		if err != nil {
+			return fmt.Errorf("insert %s: %w", p.Name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO scan_records (pkg_id, record) VALUES (?, ?)`, i+1, rec.String()); err != nil {
 			return fmt.Errorf("insert %s: %w", p.Name, err)
 		}
 		for ord, dn := range p.Deps {
