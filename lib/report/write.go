@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/multistream"
 )
 
 // Files are the names WriteDir writes, in the order it writes them.
@@ -38,7 +40,7 @@ func WriteDir(ctx context.Context, dir string, d *sql.DB, b *Build, loc *time.Lo
 	}
 	writers := map[string]func(io.Writer) error{
 		"report": func(w io.Writer) error {
-			zw := newBz2Writer(temps["report.bz2"].w)
+			zw := multistream.NewWriter(temps["report.bz2"].w, multistream.Bzip2, 0)
 			if err := WriteReport(ctx, io.MultiWriter(w, zw), d, b); err != nil {
 				zw.Close()
 				return err

@@ -1,0 +1,356 @@
+// Package multistream compresses data as a series of independent
+// streams, each compressed on its own goroutine, in gzip, bzip2 or xz.
+//
+// All three formats allow a file to be several complete streams one after
+// the other, which a reader decompresses into the concatenation of their
+// contents: gzip members (RFC 1952 §2.2), bzip2 streams (as pbzip2 writes
+// them) and xz streams (the .xz format, §2). gzip -d, bzip2 -d, xz -d,
+// libarchive (bsdcat, and so pkgin), Go's compress/gzip and
+// compress/bzip2, klauspost/compress/gzip and ulikunitz/xz all read such
+// files.
+//
+// Splitting costs little: a bzip2 stream of whole 900 kB blocks loses
+// nothing (bzip2 blocks are independent anyway) but its 14 bytes of
+// header and trailer; an xz stream of a few MB loses the matches across
+// its start, which on a pkg_summary is well under 1%. In exchange the
+// work spreads over every core: compressing a 35 MB pkg_summary to bzip2
+// takes about 4 s on one core, and pkgindex publishes it as gz, bz2 and
+// xz at once.
+//
+// Compress compresses one buffer into several formats with one pool of
+// goroutines shared by all of their streams (the costliest first), so
+// that every core stays busy to the end. Writer compresses a stream of
+// writes into one format, for output too large to hold.
+package multistream
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/dsnet/compress/bzip2"
+	"github.com/klauspost/compress/gzip"
+	"github.com/ulikunitz/xz"
+)
+
+// Format is a compression and how its input is cut into streams.
+type Format struct {
+	Name string
+	// Chunk is the input of one stream; 0 means the whole input is one
+	// stream.
+	Chunk int
+	// Cost is the rough CPU time per input byte, in nanoseconds, which
+	// orders the work (largest first).
+	Cost float64
+	// New returns an encoder; each goroutine uses its own.
+	New func() Encoder
+}
+
+// Encoder appends one complete stream holding src to dst. It may be
+// reused for the next stream, on the same goroutine.
+type Encoder interface {
+	Encode(dst *bytes.Buffer, src []byte) error
+}
+
+// bz2Block is the size of a bzip2 -9 block. It bounds the block after
+// bzip2's first run-length encoding, so that this much input fills a
+// block or a little less.
+const bz2Block = 900 * 1000
+
+// Gzip is `gzip -6`, one stream: it is cheap enough (under a tenth of
+// bzip2's time) not to need splitting.
+var Gzip = Format{Name: "gz", Cost: 8, New: func() Encoder { return &gzipEncoder{} }}
+
+// Bzip2 is `bzip2 -9` (dsnet/compress), in streams of two blocks: small
+// jobs keep the cores evenly loaded.
+var Bzip2 = Format{Name: "bz2", Chunk: 2 * bz2Block, Cost: 110, New: func() Encoder { return &bzip2Encoder{} }}
+
+// XZ is ulikunitz/xz with an 8 MB dictionary (like xz -6) in streams of
+// 4 MiB.
+var XZ = Format{Name: "xz", Chunk: 4 << 20, Cost: 35, New: func() Encoder { return xzEncoder{} }}
+
+type gzipEncoder struct{ zw *gzip.Writer }
+
+func (e *gzipEncoder) Encode(dst *bytes.Buffer, src []byte) error {
+	if e.zw == nil {
+		zw, err := gzip.NewWriterLevel(dst, 6)
+		if err != nil {
+			return err
+		}
+		e.zw = zw
+	} else {
+		e.zw.Reset(dst)
+	}
+	return writeClose(e.zw, src)
+}
+
+type bzip2Encoder struct{ zw *bzip2.Writer }
+
+func (e *bzip2Encoder) Encode(dst *bytes.Buffer, src []byte) error {
+	if e.zw == nil {
+		zw, err := bzip2.NewWriter(dst, &bzip2.WriterConfig{Level: bzip2.BestCompression})
+		if err != nil {
+			return err
+		}
+		e.zw = zw
+	} else if err := e.zw.Reset(dst); err != nil { // keeps the block buffers
+		return err
+	}
+	return writeClose(e.zw, src)
+}
+
+type xzEncoder struct{}
+
+func (xzEncoder) Encode(dst *bytes.Buffer, src []byte) error {
+	// A dictionary larger than the stream's input buys nothing.
+	zw, err := xz.WriterConfig{DictCap: min(8<<20, max(len(src), 4096))}.NewWriter(dst)
+	if err != nil {
+		return err
+	}
+	return writeClose(zw, src)
+}
+
+func writeClose(wc io.WriteCloser, b []byte) error {
+	if _, err := wc.Write(b); err != nil {
+		wc.Close()
+		return err
+	}
+	return wc.Close()
+}
+
+// job is one stream to compress.
+type job struct {
+	format int // index into the formats
+	seq    int // stream number within the format
+	src    []byte
+	cost   float64
+}
+
+// chunks cuts src into the jobs of format f (index fi); an empty input is
+// one empty stream.
+func chunks(fi int, f Format, src []byte) []job {
+	size := f.Chunk
+	if size <= 0 {
+		size = max(len(src), 1)
+	}
+	var js []job
+	for seq := 0; seq == 0 || len(src) > 0; seq++ {
+		k := min(size, len(src))
+		js = append(js, job{format: fi, seq: seq, src: src[:k], cost: f.Cost * float64(k)})
+		src = src[k:]
+	}
+	return js
+}
+
+// Compress returns src compressed in each of formats (out[i] in
+// formats[i]), every format split into streams, all streams compressed
+// by `workers` goroutines (0: GOMAXPROCS) taking the costliest first.
+func Compress(ctx context.Context, src []byte, formats []Format, workers int) ([][]byte, error) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var jobs []job
+	outs := make([][][]byte, len(formats))
+	for i, f := range formats {
+		js := chunks(i, f, src)
+		outs[i] = make([][]byte, len(js))
+		jobs = append(jobs, js...)
+	}
+	// Longest processing time first: a small job is never left to run
+	// alone at the end while a big one waits.
+	slices.SortStableFunc(jobs, func(a, b job) int { return cmp.Compare(b.cost, a.cost) })
+
+	var (
+		mu   sync.Mutex
+		next int
+		ferr error
+		wg   sync.WaitGroup
+	)
+	take := func() (job, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if next >= len(jobs) || ferr != nil {
+			return job{}, false
+		}
+		next++
+		return jobs[next-1], true
+	}
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ferr == nil {
+			ferr = err
+		}
+	}
+	for range min(workers, len(jobs)) {
+		wg.Go(func() {
+			encoders := make([]Encoder, len(formats))
+			for {
+				j, ok := take()
+				if !ok {
+					return
+				}
+				if err := ctx.Err(); err != nil {
+					fail(err)
+					return
+				}
+				if encoders[j.format] == nil {
+					encoders[j.format] = formats[j.format].New()
+				}
+				var b bytes.Buffer
+				b.Grow(len(j.src)/8 + 64)
+				if err := encoders[j.format].Encode(&b, j.src); err != nil {
+					fail(fmt.Errorf("%s: %w", formats[j.format].Name, err))
+					return
+				}
+				outs[j.format][j.seq] = b.Bytes()
+			}
+		})
+	}
+	wg.Wait()
+	if ferr != nil {
+		return nil, ferr
+	}
+	res := make([][]byte, len(formats))
+	for i, parts := range outs {
+		res[i] = bytes.Join(parts, nil)
+	}
+	return res, nil
+}
+
+// Writer compresses what is written to it into one format, a stream per
+// Chunk bytes of input, on up to `workers` goroutines, and writes the
+// streams in order to the underlying writer. It holds at most about
+// 3×workers chunks of memory.
+type Writer struct {
+	w       io.Writer
+	f       Format
+	buf     []byte
+	sem     chan struct{}
+	pending []chan result
+	pool    sync.Pool // of Encoder
+	streams int       // started
+	err     error
+}
+
+type result struct {
+	data []byte
+	err  error
+}
+
+// NewWriter returns a Writer of format f onto w; workers 0 means
+// GOMAXPROCS. A Format with no Chunk is cut at 8 MiB.
+func NewWriter(w io.Writer, f Format, workers int) *Writer {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	if f.Chunk <= 0 {
+		f.Chunk = 8 << 20
+	}
+	z := &Writer{w: w, f: f, sem: make(chan struct{}, workers)}
+	z.pool.New = func() any { return f.New() }
+	return z
+}
+
+func (z *Writer) Write(p []byte) (int, error) {
+	if z.err != nil {
+		return 0, z.err
+	}
+	n := len(p)
+	for len(p) > 0 {
+		if z.buf == nil {
+			z.buf = make([]byte, 0, z.f.Chunk)
+		}
+		k := min(len(p), z.f.Chunk-len(z.buf))
+		z.buf = append(z.buf, p[:k]...)
+		p = p[k:]
+		if len(z.buf) == z.f.Chunk {
+			if err := z.flushChunk(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (z *Writer) flushChunk() error {
+	chunk := z.buf
+	z.buf = nil
+	z.streams++
+	ch := make(chan result, 1)
+	z.pending = append(z.pending, ch)
+	z.sem <- struct{}{}
+	go func() {
+		defer func() { <-z.sem }()
+		enc := z.pool.Get().(Encoder)
+		var b bytes.Buffer
+		b.Grow(len(chunk)/8 + 64)
+		err := enc.Encode(&b, chunk)
+		z.pool.Put(enc)
+		ch <- result{b.Bytes(), err}
+	}()
+	// Write what is finished; bound the memory held by finished chunks
+	// waiting for an earlier one.
+	for len(z.pending) > 0 {
+		if len(z.pending) > 2*cap(z.sem) {
+			if err := z.writeFirst(<-z.pending[0]); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case r := <-z.pending[0]:
+			if err := z.writeFirst(r); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+func (z *Writer) writeFirst(r result) error {
+	z.pending = z.pending[1:]
+	if r.err != nil {
+		z.err = fmt.Errorf("%s: %w", z.f.Name, r.err)
+		return z.err
+	}
+	if _, err := z.w.Write(r.data); err != nil {
+		z.err = err
+		return err
+	}
+	return nil
+}
+
+// Close compresses the rest and writes every stream; it does not close
+// the underlying writer. An empty input gives one empty stream.
+func (z *Writer) Close() error {
+	if z.err != nil {
+		// Let running compressions finish before returning.
+		for _, ch := range z.pending {
+			<-ch
+		}
+		z.pending = nil
+		return z.err
+	}
+	if len(z.buf) > 0 || z.streams == 0 {
+		if z.buf == nil {
+			z.buf = []byte{}
+		}
+		if err := z.flushChunk(); err != nil {
+			return z.Close()
+		}
+	}
+	for len(z.pending) > 0 {
+		if err := z.writeFirst(<-z.pending[0]); err != nil {
+			return z.Close()
+		}
+	}
+	return nil
+}
