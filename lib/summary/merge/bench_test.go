@@ -15,11 +15,17 @@ import (
 // benchStore returns a file store of n fragments with their (tiny)
 // package files: $PKGINDEX_BENCH_STORE when set (for example the
 // /tmp/idxbench/frag tree that bench/index/run.sh generates from the real
-// metadata), else a synthetic one with entries of realistic length.
+// metadata), else a synthetic one (fragmentStore).
 func benchStore(b *testing.B, n int) string {
 	if dir := os.Getenv("PKGINDEX_BENCH_STORE"); dir != "" {
 		return dir
 	}
+	return fragmentStore(b, n)
+}
+
+// fragmentStore writes n synthetic fragments (about 1.6 kB each) and
+// their package files to a new directory.
+func fragmentStore(b testing.TB, n int) string {
 	dir := b.TempDir()
 	for _, sub := range []string{"All", "index"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {

@@ -570,3 +570,80 @@ func TestMergeAllBroken(t *testing.T) {
 		t.Error("an empty pkg_summary.gz was published")
 	}
 }
+
+// A summary larger than a bzip2 and an xz stream's input is published as
+// several streams of each (multistream): every reader, libarchive's
+// included, must read each file back as the plain summary.
+func TestMergeMultiStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compresses 6 MB three ways")
+	}
+	dir := fragmentStore(t, 4000)
+	s := openStore(t, "file://"+dir, storeopen.Options{})
+	ctx := context.Background()
+	res, err := Merge(ctx, s, Options{Formats: []string{"plain", "gz", "bz2", "xz", "zst"}, SHA512: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Packages != 4000 || res.FromFragments != 4000 {
+		t.Errorf("result %+v", res)
+	}
+	want, err := os.ReadFile(filepath.Join(dir, "All", "pkg_summary"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(want)) != res.SummaryBytes || len(want) < 5<<20 {
+		t.Fatalf("plain summary: %d bytes (result says %d); the test needs more than one xz stream", len(want), res.SummaryBytes)
+	}
+	// The plain summary is the sorted fragments, untouched.
+	var names []string
+	for i := range 4000 {
+		names = append(names, fmt.Sprintf("pkg%05d-%d.%d", i, i%7, i%13))
+	}
+	sort.Strings(names)
+	var cat []byte
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(dir, "index", n+".pkginfo"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cat = append(cat, b...)
+	}
+	if !bytes.Equal(cat, want) {
+		t.Fatal("All/pkg_summary is not the fragments in file name order")
+	}
+	for _, c := range []struct {
+		obj, prog string
+		magic     []byte
+		streams   int
+	}{
+		{"pkg_summary.gz", "gzip", []byte{0x1f, 0x8b, 8}, 1},
+		{"pkg_summary.bz2", "bzip2", []byte("BZh9"), 3},
+		{"pkg_summary.xz", "xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0}, 2},
+		{"pkg_summary.zst", "zstd", nil, 1},
+	} {
+		path := filepath.Join(dir, "All", c.obj)
+		if got := decompress(t, c.prog, path); !bytes.Equal(got, want) {
+			t.Errorf("%s -dc %s: %d bytes, differs from the plain summary", c.prog, c.obj, len(got))
+		}
+		out, err := exec.Command(testenv.Program(t, "bsdcat"), path).Output()
+		if err != nil || !bytes.Equal(out, want) {
+			t.Errorf("bsdcat %s: %v, or output differs", c.obj, err)
+		}
+		got, err := getDecompressed(ctx, s, "All/"+c.obj) // Go's readers
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("Go reader of %s: %v, or output differs", c.obj, err)
+		}
+		if c.magic != nil {
+			b, _ := os.ReadFile(path)
+			if n := bytes.Count(b, c.magic); n < c.streams {
+				t.Errorf("%s: %d streams, want %d or more", c.obj, n, c.streams)
+			}
+		}
+	}
+	// Unchanged is judged from the multi-stream files too.
+	res, err = Merge(ctx, s, Options{Formats: []string{"plain", "gz", "bz2", "xz", "zst"}})
+	if err != nil || !res.Unchanged {
+		t.Errorf("second merge: %+v, %v; want unchanged", res, err)
+	}
+}

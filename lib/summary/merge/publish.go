@@ -13,63 +13,49 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/dsnet/compress/bzip2"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
-	"golang.org/x/sync/errgroup"
 
+	"github.com/pkgbulk/pkgbulk/lib/multistream"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 )
 
 type format struct {
-	object   string
-	compress func(w io.Writer, b []byte) error
+	object string
+	ms     multistream.Format
 }
 
 // formats are the published forms of pkg_summary. Levels follow the tools
-// pbulk runs: gzip -c (6), bzip2 -c (9), xz -c (6).
+// pbulk runs: gzip -c (6), bzip2 -c (9), xz -c (6-like dictionary); bz2
+// and xz are written as several streams (see the package comment).
 var formats = map[string]format{
-	"plain": {"All/pkg_summary", func(w io.Writer, b []byte) error { _, err := w.Write(b); return err }},
-	"gz": {"All/pkg_summary.gz", func(w io.Writer, b []byte) error {
-		zw, err := gzip.NewWriterLevel(w, 6)
-		if err != nil {
-			return err
-		}
-		return writeClose(zw, b)
-	}},
-	"bz2": {"All/pkg_summary.bz2", func(w io.Writer, b []byte) error { return Bzip2(w, b) }},
-	"xz": {"All/pkg_summary.xz", func(w io.Writer, b []byte) error {
-		zw, err := xz.WriterConfig{DictCap: 8 << 20}.NewWriter(w)
-		if err != nil {
-			return err
-		}
-		return writeClose(zw, b)
-	}},
-	"zst": {"All/pkg_summary.zst", func(w io.Writer, b []byte) error {
-		zw, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			return err
-		}
-		return writeClose(zw, b)
-	}},
+	"plain": {"All/pkg_summary", multistream.Format{Name: "plain", Cost: 0.1, New: func() multistream.Encoder { return plainEncoder{} }}},
+	"gz":    {"All/pkg_summary.gz", multistream.Gzip},
+	"bz2":   {"All/pkg_summary.bz2", multistream.Bzip2},
+	"xz":    {"All/pkg_summary.xz", multistream.XZ},
+	"zst":   {"All/pkg_summary.zst", multistream.Format{Name: "zst", Cost: 5, New: func() multistream.Encoder { return zstEncoder{} }}},
 }
 
-// Bzip2 writes b to w compressed as `bzip2 -9` would.
-func Bzip2(w io.Writer, b []byte) error {
-	zw, err := bzip2.NewWriter(w, &bzip2.WriterConfig{Level: 9})
+type plainEncoder struct{}
+
+func (plainEncoder) Encode(dst *bytes.Buffer, src []byte) error {
+	dst.Write(src)
+	return nil
+}
+
+type zstEncoder struct{}
+
+func (zstEncoder) Encode(dst *bytes.Buffer, src []byte) error {
+	zw, err := zstd.NewWriter(dst, zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return err
 	}
-	return writeClose(zw, b)
-}
-
-func writeClose(wc io.WriteCloser, b []byte) error {
-	if _, err := wc.Write(b); err != nil {
-		wc.Close()
+	if _, err := zw.Write(src); err != nil {
+		zw.Close()
 		return err
 	}
-	return wc.Close()
+	return zw.Close()
 }
 
 // publish compresses the summary into every format (in parallel), puts
@@ -86,21 +72,14 @@ func publish(ctx context.Context, s store.Store, o Options, pkgs []*pkg, sum []b
 			return publishSHA512(ctx, s, o, pkgs, nil, res)
 		}
 	}
-	outs := make([][]byte, len(o.Formats))
-	var g errgroup.Group
-	for i, name := range o.Formats {
-		g.Go(func() error {
-			var b bytes.Buffer
-			b.Grow(len(sum) / 4)
-			if err := formats[name].compress(&b, sum); err != nil {
-				return fmt.Errorf("compress pkg_summary (%s): %w", name, err)
-			}
-			outs[i] = b.Bytes()
-			return nil
-		})
+	// Every format at once, in streams sharing the cores.
+	var fs []multistream.Format
+	for _, name := range o.Formats {
+		fs = append(fs, formats[name].ms)
 	}
-	if err := g.Wait(); err != nil {
-		return err
+	outs, err := multistream.Compress(ctx, sum, fs, 0)
+	if err != nil {
+		return fmt.Errorf("compress pkg_summary: %w", err)
 	}
 	for i, name := range o.Formats {
 		obj := formats[name].object
@@ -150,11 +129,11 @@ func publishSHA512(ctx context.Context, s store.Store, o Options, pkgs []*pkg, o
 			return nil
 		}
 	}
-	var b bytes.Buffer
-	if err := Bzip2(&b, []byte(text.String())); err != nil {
+	bz, err := multistream.Compress(ctx, []byte(text.String()), []multistream.Format{multistream.Bzip2}, 0)
+	if err != nil {
 		return fmt.Errorf("compress SHA512.bz2: %w", err)
 	}
-	if err := s.Put(ctx, "SHA512.bz2", bytes.NewReader(b.Bytes()), int64(b.Len())); err != nil {
+	if err := s.Put(ctx, "SHA512.bz2", bytes.NewReader(bz[0]), int64(len(bz[0]))); err != nil {
 		return fmt.Errorf("publish SHA512.bz2: %w", err)
 	}
 	res.Published = append(res.Published, "SHA512.bz2")
