@@ -25,12 +25,12 @@ package multistream
 
 import (
 	"bytes"
-	"cmp"
+	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
-	"slices"
 	"sync"
 
 	"github.com/dsnet/compress/bzip2"
@@ -131,96 +131,211 @@ type job struct {
 	cost   float64
 }
 
-// chunks cuts src into the jobs of format f (index fi); an empty input is
-// one empty stream.
-func chunks(fi int, f Format, src []byte) []job {
-	size := f.Chunk
-	if size <= 0 {
-		size = max(len(src), 1)
-	}
-	var js []job
-	for seq := 0; seq == 0 || len(src) > 0; seq++ {
-		k := min(size, len(src))
-		js = append(js, job{format: fi, seq: seq, src: src[:k], cost: f.Cost * float64(k)})
-		src = src[k:]
-	}
-	return js
+// jobHeap is a max-heap of jobs by cost.
+type jobHeap []job
+
+func (h jobHeap) Len() int           { return len(h) }
+func (h jobHeap) Less(i, j int) bool { return h[i].cost > h[j].cost }
+func (h jobHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *jobHeap) Push(x any)        { *h = append(*h, x.(job)) }
+func (h *jobHeap) Pop() any {
+	old := *h
+	j := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return j
 }
 
 // Compress returns src compressed in each of formats (out[i] in
 // formats[i]), every format split into streams, all streams compressed
 // by `workers` goroutines (0: GOMAXPROCS) taking the costliest first.
 func Compress(ctx context.Context, src []byte, formats []Format, workers int) ([][]byte, error) {
+	b := NewBatch(ctx, formats, workers, len(src))
+	b.Append(src)
+	return b.Close()
+}
+
+// Batch compresses input that arrives piece by piece into several
+// formats: a stream is compressed as soon as its input is complete (and
+// the batch started), on a pool of goroutines shared by all formats,
+// costliest stream first. pkgindex feeds it the summary while it still
+// reads fragments, so that compressing overlaps reading.
+//
+// Append, Start, Close and Abort are called from one goroutine at a time;
+// every batch ends with Close or Abort, which stop its goroutines.
+type Batch struct {
+	ctx     context.Context
+	formats []Format
+	stop    func() bool // unregisters the context watch
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	buf     []byte
+	queued  []int // per format: input bytes given to streams so far
+	outs    [][][]byte
+	pending jobHeap
+	started bool
+	closed  bool // no more input: the workers exit once the heap is empty
+	err     error
+	wg      sync.WaitGroup
+}
+
+// errAborted stops the workers of an aborted batch.
+var errAborted = errors.New("batch aborted")
+
+// NewBatch returns a batch of the formats with `workers` goroutines (0:
+// GOMAXPROCS); sizeHint is the expected input size. It holds its streams
+// until Start or Close.
+func NewBatch(ctx context.Context, formats []Format, workers, sizeHint int) *Batch {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	var jobs []job
-	outs := make([][][]byte, len(formats))
-	for i, f := range formats {
-		js := chunks(i, f, src)
-		outs[i] = make([][]byte, len(js))
-		jobs = append(jobs, js...)
+	b := &Batch{
+		ctx:     ctx,
+		formats: formats,
+		buf:     make([]byte, 0, max(sizeHint, 0)),
+		queued:  make([]int, len(formats)),
+		outs:    make([][][]byte, len(formats)),
 	}
-	// Longest processing time first: a small job is never left to run
-	// alone at the end while a big one waits.
-	slices.SortStableFunc(jobs, func(a, b job) int { return cmp.Compare(b.cost, a.cost) })
+	b.cond.L = &b.mu
+	b.stop = context.AfterFunc(ctx, func() { b.fail(ctx.Err()) })
+	for range workers {
+		b.wg.Go(b.work)
+	}
+	return b
+}
 
-	var (
-		mu   sync.Mutex
-		next int
-		ferr error
-		wg   sync.WaitGroup
-	)
-	take := func() (job, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if next >= len(jobs) || ferr != nil {
-			return job{}, false
-		}
-		next++
-		return jobs[next-1], true
+func (b *Batch) fail(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		b.err = err
 	}
-	fail := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if ferr == nil {
-			ferr = err
-		}
+	b.cond.Broadcast()
+}
+
+// Append adds p to the input (p is copied).
+func (b *Batch) Append(p []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if b.started {
+		b.queue(false)
 	}
-	for range min(workers, len(jobs)) {
-		wg.Go(func() {
-			encoders := make([]Encoder, len(formats))
-			for {
-				j, ok := take()
-				if !ok {
-					return
+}
+
+// Start lets the batch compress what it holds and what comes next.
+func (b *Batch) Start() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.started = true
+	b.queue(false)
+}
+
+// Len returns the number of input bytes appended so far.
+func (b *Batch) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.buf)
+}
+
+// queue turns the complete chunks of input (all of it when final) into
+// jobs. An empty input is one empty stream. b.mu is held.
+func (b *Batch) queue(final bool) {
+	for i, f := range b.formats {
+		for {
+			rest := len(b.buf) - b.queued[i]
+			k := f.Chunk
+			switch {
+			case final && (rest > 0 || len(b.outs[i]) == 0):
+				k = rest
+				if f.Chunk > 0 {
+					k = min(f.Chunk, rest)
 				}
-				if err := ctx.Err(); err != nil {
-					fail(err)
-					return
-				}
-				if encoders[j.format] == nil {
-					encoders[j.format] = formats[j.format].New()
-				}
-				var b bytes.Buffer
-				b.Grow(len(j.src)/8 + 64)
-				if err := encoders[j.format].Encode(&b, j.src); err != nil {
-					fail(fmt.Errorf("%s: %w", formats[j.format].Name, err))
-					return
-				}
-				outs[j.format][j.seq] = b.Bytes()
+			case f.Chunk <= 0 || rest < f.Chunk:
+				k = -1
 			}
-		})
+			if k < 0 {
+				break
+			}
+			lo := b.queued[i]
+			// A full slice expression: later appends never touch it.
+			src := b.buf[lo : lo+k : lo+k]
+			heap.Push(&b.pending, job{format: i, seq: len(b.outs[i]), src: src, cost: f.Cost * float64(k)})
+			b.outs[i] = append(b.outs[i], nil)
+			b.queued[i] += k
+			if k == 0 {
+				break
+			}
+		}
 	}
-	wg.Wait()
-	if ferr != nil {
-		return nil, ferr
+	b.cond.Broadcast()
+}
+
+func (b *Batch) work() {
+	encoders := make([]Encoder, len(b.formats))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for {
+		for b.err == nil && len(b.pending) == 0 && !b.closed {
+			b.cond.Wait()
+		}
+		if b.err != nil || len(b.pending) == 0 {
+			return
+		}
+		if err := b.ctx.Err(); err != nil {
+			b.err = err
+			b.cond.Broadcast()
+			return
+		}
+		j := heap.Pop(&b.pending).(job)
+		b.mu.Unlock()
+		if encoders[j.format] == nil {
+			encoders[j.format] = b.formats[j.format].New()
+		}
+		var out bytes.Buffer
+		out.Grow(len(j.src)/8 + 64)
+		err := encoders[j.format].Encode(&out, j.src)
+		b.mu.Lock()
+		if err != nil {
+			if b.err == nil {
+				b.err = fmt.Errorf("%s: %w", b.formats[j.format].Name, err)
+			}
+			b.cond.Broadcast()
+			return
+		}
+		b.outs[j.format][j.seq] = out.Bytes()
 	}
-	res := make([][]byte, len(formats))
-	for i, parts := range outs {
+}
+
+// Close compresses the rest of the input and returns the outputs, one
+// per format (a stream per chunk, concatenated).
+func (b *Batch) Close() ([][]byte, error) {
+	b.mu.Lock()
+	b.started = true
+	b.closed = true
+	if b.err == nil {
+		b.queue(true)
+	}
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	b.wg.Wait()
+	b.stop()
+	if b.err != nil {
+		return nil, b.err
+	}
+	res := make([][]byte, len(b.formats))
+	for i, parts := range b.outs {
 		res[i] = bytes.Join(parts, nil)
 	}
 	return res, nil
+}
+
+// Abort drops the batch: running streams finish, queued ones are not
+// started.
+func (b *Batch) Abort() {
+	b.fail(errAborted)
+	b.wg.Wait()
+	b.stop()
 }
 
 // Writer compresses what is written to it into one format, a stream per

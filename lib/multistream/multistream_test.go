@@ -239,3 +239,56 @@ func BenchmarkCompress(b *testing.B) {
 		})
 	}
 }
+
+// A batch fed piece by piece, held, then started, gives the same files
+// as Compress over the whole input; an aborted one stops.
+func TestBatch(t *testing.T) {
+	in := text(400 << 10)
+	formats := []Format{Gzip, small(Bzip2, 64<<10), small(XZ, 100<<10)}
+	want, err := Compress(context.Background(), in, formats, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, startAt := range []int{0, 150 << 10, len(in)} {
+		t.Run(fmt.Sprintf("start after %d bytes", startAt), func(t *testing.T) {
+			b := NewBatch(context.Background(), formats, 2, 0)
+			for off := 0; off < len(in); {
+				if off >= startAt {
+					b.Start()
+				}
+				k := min(len(in)-off, 777+off%5000)
+				b.Append(in[off : off+k])
+				off += k
+			}
+			if b.Len() != len(in) {
+				t.Errorf("Len() = %d, want %d", b.Len(), len(in))
+			}
+			got, err := b.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range formats {
+				if !bytes.Equal(got[i], want[i]) {
+					t.Errorf("%s: differs from Compress", formats[i].Name)
+				}
+			}
+			checkDecompress(t, "xz", got[2], in)
+		})
+	}
+	t.Run("abort", func(t *testing.T) {
+		b := NewBatch(context.Background(), formats, 2, 0)
+		b.Start()
+		b.Append(in)
+		b.Abort() // returns once the workers are gone
+	})
+	t.Run("cancel", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		b := NewBatch(ctx, formats, 2, 0)
+		b.Append(in[:100])
+		cancel()
+		b.Append(in[100:])
+		if _, err := b.Close(); !errors.Is(err, context.Canceled) {
+			t.Errorf("Close after cancel: %v", err)
+		}
+	})
+}
