@@ -110,19 +110,9 @@ type Build struct {
 // the build's start and end from the database.
 func Load(ctx context.Context, d *sql.DB) (*Build, error) {
 	b := &Build{}
-	// Databases written before pkgdag recorded initial_detail say why a
-	// package starts prefailed only through its reasons.
-	initialDetail := `CASE WHEN p.skip_reason != '' THEN p.skip_reason ELSE p.fail_reason END`
-	var hasDetail int
-	if err := d.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('packages') WHERE name = 'initial_detail'`).Scan(&hasDetail); err != nil {
-		return nil, fmt.Errorf("read packages: %w", err)
-	}
-	if hasDetail > 0 {
-		initialDetail = "p.initial_detail"
-	}
 	rows, err := d.QueryContext(ctx, `SELECT p.id, p.pkgname, p.pkgpath, p.maintainer, p.depth,
 		p.skip_reason, p.fail_reason, COALESCE(s.state, p.initial_state),
-		CASE WHEN s.pkg_id IS NULL THEN `+initialDetail+` ELSE s.detail END,
+		CASE WHEN s.pkg_id IS NULL THEN p.initial_detail ELSE s.detail END,
 		COALESCE(s.wall_ms, -1), COALESCE(s.finished_at, 0), s.result
 		FROM packages p LEFT JOIN build_state s ON s.pkg_id = p.id
 		WHERE p.selected = 1 ORDER BY p.id`)

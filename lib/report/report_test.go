@@ -378,21 +378,3 @@ func TestDot(t *testing.T) {
 		t.Errorf("report.dot:\n%s\nwant\n%s", buf.String(), want)
 	}
 }
-
-// Databases from before pkgdag wrote initial_detail still load.
-func TestLoadWithoutInitialDetail(t *testing.T) {
-	path := makeDB(t, fixture(), true)
-	d := openDB(t, path)
-	if _, err := d.Exec(`ALTER TABLE packages DROP COLUMN initial_detail`); err != nil {
-		t.Fatal(err)
-	}
-	b, err := Load(context.Background(), d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range b.Packages {
-		if p.Name == "skipped-1.0" && (p.State != sched.Prefailed || p.Detail != `"${PKGNAME} is not available for Linux"`) {
-			t.Errorf("skipped-1.0: %s %q", p.State, p.Detail)
-		}
-	}
-}

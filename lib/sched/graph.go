@@ -25,10 +25,7 @@ type Graph struct {
 	OwnWeight  []int64  // PBULK_WEIGHT (100 when absent)
 	Weight     []int64  // PBULK_WEIGHT summed over the node and its transitive dependents
 	Initial    []State  // open, prefailed or indirect-prefailed
-	Reason     []string // why a package starts prefailed or indirect-prefailed
-	// InitialDetail is set when Reason comes from pkgdag's initial_detail,
-	// which names the root of an indirect-prefailed package too.
-	InitialDetail bool
+	Reason     []string // why a package starts prefailed or indirect-prefailed (pkgdag's initial_detail)
 
 	byName map[string]int32
 }
@@ -143,18 +140,7 @@ func (g *Graph) computeWeights() error {
 // database was edited by hand.
 func LoadGraph(ctx context.Context, d *sql.DB) (*Graph, error) {
 	g := &Graph{}
-	// pkgdag's initial_detail (a later addition to the schema) says why a
-	// package starts prefailed; without it the skip or fail reason does.
-	why := `CASE WHEN skip_reason != '' THEN skip_reason ELSE fail_reason END`
-	var hasDetail int
-	if err := d.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('packages') WHERE name = 'initial_detail'`).Scan(&hasDetail); err != nil {
-		return nil, fmt.Errorf("read packages: %w", err)
-	}
-	if hasDetail > 0 {
-		why = "initial_detail"
-		g.InitialDetail = true
-	}
-	rows, err := d.QueryContext(ctx, `SELECT id, pkgname, pkgpath, pbulk_weight, weight, initial_state, `+why+`
+	rows, err := d.QueryContext(ctx, `SELECT id, pkgname, pkgpath, pbulk_weight, weight, initial_state, initial_detail
 		FROM packages WHERE selected = 1 ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("read packages: %w", err)

@@ -128,9 +128,6 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 	if fresh {
 		for i := range state {
 			state[i], detail[i] = g.Initial[i], g.Reason[i]
-			if state[i] == IndirectPrefailed && !g.InitialDetail {
-				state[i] = Open // propagation below names its root
-			}
 		}
 	}
 	var reopened []Change
