@@ -167,6 +167,7 @@ type pkg struct {
 	computed bool
 	stale    bool
 	err      error
+	done     bool // processed (under Merge's commit lock)
 }
 
 // Merge builds the pkg_summary of s and publishes it (see the package
@@ -197,6 +198,43 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 		return nil, fmt.Errorf("%w: no All/*%s in %s", ErrNoPackages, o.Suffix, s)
 	}
 
+	// The summary grows in file name order while the workers read: each
+	// finished package lets commit append every entry that is now
+	// complete up to it, and the publisher compresses those streams of
+	// it that are complete while reading goes on.
+	hint := 0
+	for _, p := range pkgs {
+		if p.frag != nil {
+			hint += int(p.frag.Size) + 2
+		}
+	}
+	var pub *publisher
+	if o.Output == nil {
+		pub = newPublisher(ctx, s, o, hint)
+		defer pub.abort()
+	}
+	var (
+		mu        sync.Mutex
+		sum       = make([]byte, 0, hint)
+		committed int
+	)
+	commit := func(p *pkg) {
+		mu.Lock()
+		defer mu.Unlock()
+		p.done = true
+		grown := false
+		for ; committed < len(pkgs) && pkgs[committed].done; committed++ {
+			if q := pkgs[committed]; q.err == nil {
+				sum = append(sum, q.entry...)
+				q.entry = nil // one copy is enough
+				grown = true
+			}
+		}
+		if grown && pub != nil {
+			pub.feed(sum)
+		}
+	}
+
 	var done atomic.Int64
 	stopProgress := progress(o.Progress, &done, len(pkgs))
 	// A fixed set of workers taking the next package: one goroutine per
@@ -212,6 +250,7 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 				}
 				p := pkgs[i]
 				if p.err != nil {
+					commit(p)
 					continue
 				}
 				err := process(gctx, s, o, p)
@@ -223,6 +262,7 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 					return gctx.Err()
 				}
 				p.err = err
+				commit(p)
 			}
 		})
 	}
@@ -235,18 +275,11 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	var sum bytes.Buffer
-	total := 0
-	for _, p := range pkgs {
-		total += len(p.entry)
-	}
-	sum.Grow(total)
 	for _, p := range pkgs {
 		if p.err != nil {
 			res.Failed = append(res.Failed, Failure{PkgName: p.name, Error: p.err.Error()})
 			continue
 		}
-		sum.Write(p.entry)
 		res.Packages++
 		if p.computed {
 			res.Computed++
@@ -257,7 +290,7 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 			res.Stale++
 		}
 	}
-	res.SummaryBytes = int64(sum.Len())
+	res.SummaryBytes = int64(len(sum))
 	res.ReadSeconds = time.Since(start).Seconds()
 	if res.Packages == 0 && len(res.Failed) > 0 {
 		// Publishing an empty summary would empty the repository for
@@ -267,10 +300,10 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 	}
 
 	if o.Output != nil {
-		if _, err := o.Output.Write(sum.Bytes()); err != nil {
+		if _, err := o.Output.Write(sum); err != nil {
 			return nil, err
 		}
-	} else if err := publish(ctx, s, o, pkgs, sum.Bytes(), res); err != nil {
+	} else if err := pub.publish(pkgs, sum, res); err != nil {
 		return nil, err
 	}
 	res.Seconds = time.Since(start).Seconds()

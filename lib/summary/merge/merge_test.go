@@ -647,3 +647,69 @@ func TestMergeMultiStream(t *testing.T) {
 		t.Errorf("second merge: %+v, %v; want unchanged", res, err)
 	}
 }
+
+// Without Force, the summary is compared with the published one while it
+// is read, and compression starts at the first difference: wherever the
+// difference is (or when one summary is a prefix of the other), the new
+// summary must be published, and an unchanged one must not.
+func TestMergeChangedSummary(t *testing.T) {
+	ctx := context.Background()
+	name := func(i int) string { return fmt.Sprintf("pkg%05d-%d.%d", i, i%7, i%13) }
+	recomment := func(t *testing.T, dir string, i int) {
+		p := filepath.Join(dir, "index", name(i)+".pkginfo")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.Replace(b, []byte("COMMENT=Package"), []byte("COMMENT=Changed package"), 1)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name   string
+		change func(t *testing.T, dir string)
+	}{
+		{"first entry", func(t *testing.T, dir string) { recomment(t, dir, 0) }},
+		{"middle entry", func(t *testing.T, dir string) { recomment(t, dir, 150) }},
+		{"last entry", func(t *testing.T, dir string) { recomment(t, dir, 299) }},
+		{"last package removed", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "All", name(299)+".tgz"))
+			os.Remove(filepath.Join(dir, "index", name(299)+".pkginfo"))
+		}},
+		{"package added at the end", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "All", "zz-1.tgz"), []byte("x"), 0o644)
+			os.WriteFile(filepath.Join(dir, "index", "zz-1.pkginfo"), []byte("PKGNAME=zz-1\nFILE_NAME=zz-1.tgz\nFILE_SIZE=1\n"), 0o644)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := fragmentStore(t, 300)
+			s := openStore(t, dir, storeopen.Options{})
+			o := Options{Formats: []string{"gz", "xz"}}
+			if _, err := Merge(ctx, s, o); err != nil {
+				t.Fatal(err)
+			}
+			tt.change(t, dir)
+			var want bytes.Buffer
+			if _, err := Merge(ctx, s, Options{Output: &want}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := Merge(ctx, s, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Unchanged || len(res.Published) != 2 {
+				t.Errorf("changed summary: %+v", res)
+			}
+			for _, c := range [][2]string{{"gzip", "pkg_summary.gz"}, {"xz", "pkg_summary.xz"}} {
+				if got := decompress(t, c[0], filepath.Join(dir, "All", c[1])); !bytes.Equal(got, want.Bytes()) {
+					t.Errorf("%s: not the new summary", c[1])
+				}
+			}
+			if res, err := Merge(ctx, s, o); err != nil || !res.Unchanged {
+				t.Errorf("merge after publishing: %+v, %v; want unchanged", res, err)
+			}
+		})
+	}
+}

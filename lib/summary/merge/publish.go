@@ -58,27 +58,114 @@ func (zstEncoder) Encode(dst *bytes.Buffer, src []byte) error {
 	return zw.Close()
 }
 
-// publish compresses the summary into every format (in parallel), puts
-// them in order, then SHA512.bz2 (see the package comment for why this
-// order).
-func publish(ctx context.Context, s store.Store, o Options, pkgs []*pkg, sum []byte, res *Result) error {
-	if !o.Force {
-		same, err := unchanged(ctx, s, o, sum)
-		if err != nil {
-			return err
-		}
-		if same {
-			res.Unchanged = true
-			return publishSHA512(ctx, s, o, pkgs, nil, res)
-		}
-	}
-	// Every format at once, in streams sharing the cores.
+// publisher compresses the summary while Merge still reads it and
+// publishes it at the end.
+//
+// Unless forced, nothing is compressed before the summary is known to
+// differ from the published one: a goroutine reads back the published
+// summary (oldSummary) while Merge reads fragments, and feed compares the
+// summary as it grows with it; the first difference starts the
+// compression. An unchanged summary costs no compression at all, a
+// changed one is compressed during the rest of the reading.
+type publisher struct {
+	ctx   context.Context
+	s     store.Store
+	o     Options
+	batch *multistream.Batch
+	fed   int // bytes of the summary given to batch
+
+	started  bool
+	old      chan oldResult // the published summary, when not forced
+	oldRes   *oldResult     // received from old
+	compared int            // bytes of the summary found equal to oldRes.sum
+}
+
+type oldResult struct {
+	sum []byte // nil: some format is missing or unreadable
+	err error  // the store failed
+}
+
+func newPublisher(ctx context.Context, s store.Store, o Options, sizeHint int) *publisher {
 	var fs []multistream.Format
 	for _, name := range o.Formats {
 		fs = append(fs, formats[name].ms)
 	}
-	outs, err := multistream.Compress(ctx, sum, fs, 0)
+	p := &publisher{ctx: ctx, s: s, o: o, batch: multistream.NewBatch(ctx, fs, 0, sizeHint)}
+	if o.Force {
+		p.start()
+	} else {
+		p.old = make(chan oldResult, 1)
+		go func() {
+			sum, err := oldSummary(ctx, s, o)
+			p.old <- oldResult{sum, err}
+		}()
+	}
+	return p
+}
+
+func (p *publisher) start() {
+	p.started = true
+	p.batch.Start()
+}
+
+// feed takes the summary so far (it only grows) into the batch and
+// compares it with the published one.
+func (p *publisher) feed(sum []byte) {
+	p.batch.Append(sum[p.fed:])
+	p.fed = len(sum)
+	if p.started {
+		return
+	}
+	if p.oldRes == nil {
+		select {
+		case r := <-p.old:
+			p.oldRes = &r
+		default:
+			return // compare later
+		}
+	}
+	old := p.oldRes.sum
+	if old == nil || len(sum) > len(old) || !bytes.Equal(sum[p.compared:], old[p.compared:len(sum)]) {
+		p.start()
+		return
+	}
+	p.compared = len(sum)
+}
+
+// abort stops the compression if publish has not run.
+func (p *publisher) abort() {
+	if p.batch != nil {
+		p.batch.Abort()
+	}
+}
+
+// publish finishes compressing the summary into every format, puts the
+// files in order, then SHA512.bz2 (see the package comment for why this
+// order).
+func (p *publisher) publish(pkgs []*pkg, sum []byte, res *Result) error {
+	ctx, s, o := p.ctx, p.s, p.o
+	p.feed(sum)
+	if !p.started {
+		if p.oldRes == nil {
+			r := <-p.old
+			p.oldRes = &r
+		}
+		if p.oldRes.err != nil {
+			return p.oldRes.err
+		}
+		if p.oldRes.sum != nil && bytes.Equal(p.oldRes.sum, sum) {
+			p.batch.Abort()
+			p.batch = nil
+			res.Unchanged = true
+			return publishSHA512(ctx, s, o, pkgs, nil, res)
+		}
+	}
+	outs, err := p.batch.Close()
+	p.batch = nil
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("compress pkg_summary: %w", err)
 	}
 	for i, name := range o.Formats {
@@ -145,16 +232,16 @@ func digestLine(path, hexDigest string) string {
 	return "SHA512 (" + path + ") = " + hexDigest + "\n"
 }
 
-// unchanged reports whether every format is present in the store and one
-// of them (the cheapest to read) holds exactly sum: then nothing needs
-// compressing or publishing.
-func unchanged(ctx context.Context, s store.Store, o Options, sum []byte) (bool, error) {
+// oldSummary returns the published summary when every format is present
+// in the store, read from one of them (the cheapest to read); nil when a
+// format is missing or unreadable.
+func oldSummary(ctx context.Context, s store.Store, o Options) ([]byte, error) {
 	for _, name := range o.Formats {
 		if _, err := s.Stat(ctx, formats[name].object); err != nil {
 			if store.IsNotExist(err) {
-				return false, nil
+				return nil, nil
 			}
-			return false, err
+			return nil, err
 		}
 	}
 	pick := o.Formats[0]
@@ -166,11 +253,11 @@ func unchanged(ctx context.Context, s store.Store, o Options, sum []byte) (bool,
 	old, err := getDecompressed(ctx, s, formats[pick].object)
 	if err != nil {
 		if store.IsNotExist(err) || errors.Is(err, errCorrupt) {
-			return false, nil
+			return nil, nil
 		}
-		return false, err
+		return nil, err
 	}
-	return bytes.Equal(old, sum), nil
+	return old, nil
 }
 
 var errCorrupt = errors.New("corrupt compressed file")
