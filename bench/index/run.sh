@@ -4,6 +4,9 @@
 # 1. merge: F fragments (default 30000, real fluxer entries renamed) in a
 #    file store, merged and published by `pkgindex merge` as pkg_summary.gz
 #    only, and as gz+bz2+xz (the default); target: under 2 s for 30,000.
+#    Then the CPU time by part: the read phase (--stdout) and each format
+#    alone less the read phase; their sum over 2 is the floor of the wall
+#    time of the default merge on 2 cores.
 # 2. fragments from packages: P real .tgz packages (default 200, 100 KB to
 #    5 MB, metadata first). Times `gzip -dc` over all files, `pkgindex
 #    fragment` over the same files (metadata only: one process, sequential),
@@ -60,6 +63,24 @@ echo "merge: gz only:        ${gz_s} s wall, ${gz_cpu} s CPU (read $(json "$WORK
 echo "merge: gz + bz2 + xz:  ${all_s} s wall, ${all_cpu} s CPU (read $(json "$WORK/merge-all.json" read_seconds) s, publish $(json "$WORK/merge-all.json" publish_seconds) s)"
 echo "merge: unchanged (default formats, nothing rewritten): ${same_s} s wall, ${same_cpu} s CPU"
 ls -l "$WORK/frag/All/pkg_summary".* | awk '{ print "merge:   " $NF ": " $5 " bytes" }'
+# CPU by part: the read phase alone (--stdout: no compression, nothing
+# written to the store), then each format on its own, less the read phase.
+t0=$(now)
+cpu "$WORK/pkgindex" merge --store "$WORK/frag" --stdout > /dev/null
+t1=$(now)
+parts="read $(elapsed "$t0" "$t1") $(cpus)"
+for f in gz bz2 xz; do
+	t0=$(now)
+	cpu "$WORK/pkgindex" merge --store "$WORK/frag" --formats "$f" --force --json > "$WORK/merge-$f.json"
+	t1=$(now)
+	parts="$parts $f $(elapsed "$t0" "$t1") $(cpus)"
+done
+echo "$parts" | awk '{
+	p = $3
+	printf "merge: CPU by part: read (--stdout) %.2f s (%.2f s wall)", p, $2
+	for (i = 4; i <= NF; i += 3) printf "; %s %.2f s", $i, $(i+2) - p
+	printf "; sum %.2f s, so >= %.2f s wall on 2 cores\n", $6 + $9 + $12 - 2 * p, ($6 + $9 + $12 - 2 * p) / 2
+}'
 
 # --- 2. fragments computed from packages
 if [ ! -f "$WORK/pkgs/done" ]; then
