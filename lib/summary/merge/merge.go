@@ -54,7 +54,15 @@
 // GOMAXPROCS goroutines, costliest first: one bzip2 stream of 35 MB took
 // 4 s of one core while the other idled. gz (a tenth of bzip2's cost)
 // stays one stream. The files cost about 2% (bz2) more or 1% less (xz)
-// than one stream would. With SHA512, SHA512.bz2 is written at the
+// than one stream would.
+//
+// Compressing overlaps reading: the summary is assembled in file name
+// order as the fragments arrive, and each stream is compressed as soon as
+// its piece is complete, so a merge from a remote store compresses while
+// it waits for the network. Unless Force is set, the published summary is
+// read back meanwhile and compared with the new one as it grows; the
+// compression starts at the first difference, so an unchanged summary
+// costs no compression at all. With SHA512, SHA512.bz2 is written at the
 // store root like pbulk's: `digest SHA512` lines "SHA512 (All/x.tgz) =
 // <hex>" for every package in the summary and for the published
 // All/pkg_summary.* files, sorted by path. Package digests are cached in

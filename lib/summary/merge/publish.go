@@ -76,6 +76,7 @@ type publisher struct {
 
 	started  bool
 	old      chan oldResult // the published summary, when not forced
+	stopOld  func()         // cancels reading it
 	oldRes   *oldResult     // received from old
 	compared int            // bytes of the summary found equal to oldRes.sum
 }
@@ -95,8 +96,10 @@ func newPublisher(ctx context.Context, s store.Store, o Options, sizeHint int) *
 		p.start()
 	} else {
 		p.old = make(chan oldResult, 1)
+		octx, cancel := context.WithCancel(ctx)
+		p.stopOld = cancel
 		go func() {
-			sum, err := oldSummary(ctx, s, o)
+			sum, err := oldSummary(octx, s, o)
 			p.old <- oldResult{sum, err}
 		}()
 	}
@@ -106,6 +109,9 @@ func newPublisher(ctx context.Context, s store.Store, o Options, sizeHint int) *
 func (p *publisher) start() {
 	p.started = true
 	p.batch.Start()
+	if p.stopOld != nil {
+		p.stopOld() // the published summary is not needed any more (abort waits for the reader)
+	}
 }
 
 // feed takes the summary so far (it only grows) into the batch and
@@ -132,10 +138,20 @@ func (p *publisher) feed(sum []byte) {
 	p.compared = len(sum)
 }
 
-// abort stops the compression if publish has not run.
+// abort stops the compression if publish has not run, and the reading
+// of the published summary: nothing uses the store once Merge returns.
 func (p *publisher) abort() {
 	if p.batch != nil {
 		p.batch.Abort()
+		p.batch = nil
+	}
+	if p.stopOld != nil {
+		p.stopOld()
+		if p.oldRes == nil {
+			r := <-p.old
+			p.oldRes = &r
+		}
+		p.stopOld = nil
 	}
 }
 
