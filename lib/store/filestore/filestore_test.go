@@ -105,9 +105,9 @@ func TestCategorySymlinks(t *testing.T) {
 	}
 }
 
-// ReadFile is merge's fast path for small objects: the same bytes as Get,
-// the same errors, and no hang on a FIFO in place of an object.
-func TestReadFile(t *testing.T) {
+// ReadFileInfo is merge's fast path for small objects: the same bytes as
+// Get, the same errors, and no hang on a FIFO in place of an object.
+func TestReadFileInfo(t *testing.T) {
 	dir := t.TempDir()
 	s, err := filestore.New(dir)
 	if err != nil {
@@ -120,26 +120,28 @@ func TestReadFile(t *testing.T) {
 		if err := s.Put(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.ReadFile(ctx, name)
-		if err != nil || !bytes.Equal(got, data) {
-			t.Errorf("ReadFile(%s) = %d bytes, %v; want %d bytes", name, len(got), err, len(data))
+		// The bytes of the object, described as Stat does.
+		got, info, err := s.ReadFileInfo(ctx, name)
+		want, serr := s.Stat(ctx, name)
+		if err != nil || serr != nil || !bytes.Equal(got, data) || info.Name != want.Name || info.Size != want.Size || !info.ModTime.Equal(want.ModTime) {
+			t.Errorf("ReadFileInfo(%s) = %d bytes, %+v, %v; Stat: %+v, %v", name, len(got), info, err, want, serr)
 		}
 	}
 	if err := syscall.Mkfifo(filepath.Join(dir, "index", "fifo"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"index/missing", "index/sub", "index/fifo"} {
-		if _, err := s.ReadFile(ctx, name); !store.IsNotExist(err) {
-			t.Errorf("ReadFile(%s): %v, want a not-exist error", name, err)
+		if _, _, err := s.ReadFileInfo(ctx, name); !store.IsNotExist(err) {
+			t.Errorf("ReadFileInfo(%s): %v, want a not-exist error", name, err)
 		}
 	}
-	if _, err := s.ReadFile(ctx, "../x"); err == nil || store.IsNotExist(err) {
-		t.Errorf("ReadFile(../x): %v, want an invalid-name error", err)
+	if _, _, err := s.ReadFileInfo(ctx, "../x"); err == nil || store.IsNotExist(err) {
+		t.Errorf("ReadFileInfo(../x): %v, want an invalid-name error", err)
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := s.ReadFile(cancelled, "index/a.pkginfo"); err != context.Canceled {
-		t.Errorf("ReadFile after cancel: %v", err)
+	if _, _, err := s.ReadFileInfo(cancelled, "index/a.pkginfo"); err != context.Canceled {
+		t.Errorf("ReadFileInfo after cancel: %v", err)
 	}
 }
 

@@ -70,3 +70,20 @@ func BenchmarkMergeRead(b *testing.B) {
 		b.ReportMetric(float64(res.SummaryBytes), "summary-bytes")
 	}
 }
+
+// BenchmarkMergePublish is a whole forced merge: read, compress to gz,
+// bz2 and xz, publish.
+func BenchmarkMergePublish(b *testing.B) {
+	s, err := filestore.New(benchStore(b, 30000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := Merge(context.Background(), s, Options{Force: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(res.ReadSeconds, "read-s")
+	}
+}

@@ -176,6 +176,12 @@ type pkg struct {
 	stale    bool
 	err      error
 	done     bool // processed (under Merge's commit lock)
+
+	// probe: index/ was not listed (the store is a statReader); frag and
+	// sum are found by reading them, their bytes kept here.
+	probe    bool
+	fragData []byte
+	sumData  []byte
 }
 
 // Merge builds the pkg_summary of s and publishes it (see the package
@@ -358,7 +364,11 @@ func collect(ctx context.Context, s store.Store, o Options, res *Result) ([]*pkg
 		}
 		return nil
 	})
+	probe := asStatReader(s) != nil
 	g.Go(func() error {
+		if probe {
+			return nil // process reads index/ directly
+		}
 		err := s.List(gctx, "index/", func(i store.Info) error {
 			index = append(index, i)
 			return nil
@@ -370,6 +380,9 @@ func collect(ctx context.Context, s store.Store, o Options, res *Result) ([]*pkg
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	for _, p := range byName {
+		p.probe = probe
 	}
 	for _, i := range index {
 		base := strings.TrimPrefix(i.Name, "index/")
@@ -433,7 +446,66 @@ func fresh(cache *store.Info, p *pkg) bool {
 	return cache != nil && !cache.ModTime.Before(p.info.ModTime)
 }
 
+// statReader is implemented by stores that read a small object and
+// describe it (as List would) in one go: lib/store/filestore, where
+// reading index/<PKGNAME>.pkginfo directly costs less than listing 30,000
+// files and then reading them. A missing object is an error wrapping
+// store.ErrNotExist.
+type statReader interface {
+	ReadFileInfo(ctx context.Context, name string) ([]byte, store.Info, error)
+}
+
+// asStatReader returns the statReader s is or wraps (storeopen wraps
+// every store in lib/store/retry, whose retries are for networks: a local
+// read that fails fails again), or nil.
+func asStatReader(s store.Store) statReader {
+	for {
+		if sr, ok := s.(statReader); ok {
+			return sr
+		}
+		u, ok := s.(interface{ Unwrap() store.Store })
+		if !ok {
+			return nil
+		}
+		s = u.Unwrap()
+	}
+}
+
+// probeFile reads a cached object (fragment or digest) that index/ was
+// not listed for.
+func probeFile(ctx context.Context, s store.Store, name string) ([]byte, *store.Info, error) {
+	b, i, err := asStatReader(s).ReadFileInfo(ctx, name)
+	switch {
+	case err == nil:
+		return b, &i, nil
+	case ctx.Err() != nil:
+		return nil, nil, ctx.Err()
+	}
+	return nil, nil, err
+}
+
 func process(ctx context.Context, s store.Store, o Options, p *pkg) error {
+	if p.probe {
+		if !o.Cksum { // with Cksum fragments are not used
+			b, info, err := probeFile(ctx, s, "index/"+p.name+".pkginfo")
+			switch {
+			case err == nil:
+				p.frag, p.fragData = info, b
+			case ctx.Err() != nil:
+				return err
+			case !store.IsNotExist(err):
+				p.stale = true // present but unreadable: recompute
+			}
+		}
+		if o.SHA512 {
+			b, info, err := probeFile(ctx, s, "index/"+p.name+".sha512")
+			if err == nil {
+				p.sum, p.sumData = info, b
+			} else if ctx.Err() != nil {
+				return err
+			}
+		}
+	}
 	needDigest := o.SHA512
 	if needDigest && fresh(p.sum, p) {
 		if d, ok := readDigest(ctx, s, p); ok {
@@ -461,10 +533,14 @@ func process(ctx context.Context, s store.Store, o Options, p *pkg) error {
 // readFragment returns the fragment of p if it is one well-formed entry
 // for the package file as stored.
 func readFragment(ctx context.Context, s store.Store, p *pkg) ([]byte, error) {
-	b, err := getAll(ctx, s, p.frag.Name, p.frag.Size)
-	if err != nil {
-		return nil, err
+	b := p.fragData
+	if b == nil {
+		var err error
+		if b, err = getAll(ctx, s, p.frag.Name, p.frag.Size); err != nil {
+			return nil, err
+		}
 	}
+	p.fragData = nil
 	if err := checkFragment(b, strings.TrimPrefix(p.file, "All/"), p.info.Size); err != nil {
 		return nil, fmt.Errorf("%s: %w", p.frag.Name, err)
 	}
@@ -510,10 +586,14 @@ func checkFragment(b []byte, fileName string, size int64) error {
 }
 
 func readDigest(ctx context.Context, s store.Store, p *pkg) (string, bool) {
-	b, err := getAll(ctx, s, p.sum.Name, p.sum.Size)
-	if err != nil {
-		return "", false
+	b := p.sumData
+	if b == nil {
+		var err error
+		if b, err = getAll(ctx, s, p.sum.Name, p.sum.Size); err != nil {
+			return "", false
+		}
 	}
+	p.sumData = nil
 	want := "SHA512 (" + p.file + ") = "
 	var digest string
 	sizeOK := false
@@ -528,16 +608,11 @@ func readDigest(ctx context.Context, s store.Store, p *pkg) (string, bool) {
 	return digest, digest != "" && sizeOK
 }
 
-// fileReader is implemented by stores that read a whole small object
-// faster than Get and a reader do (lib/store/filestore).
-type fileReader interface {
-	ReadFile(ctx context.Context, name string) ([]byte, error)
-}
-
 // getAll reads a small object whose listed size is size.
 func getAll(ctx context.Context, s store.Store, name string, size int64) ([]byte, error) {
-	if fr, ok := s.(fileReader); ok {
-		return fr.ReadFile(ctx, name)
+	if sr := asStatReader(s); sr != nil {
+		b, _, err := sr.ReadFileInfo(ctx, name)
+		return b, err
 	}
 	rc, err := s.Get(ctx, name)
 	if err != nil {

@@ -236,9 +236,24 @@ func checkSHA512(t *testing.T, dir string) {
 
 // TestMergeStaleAndBroken covers fragments that must not be used and
 // packages that cannot be read.
+// listedStore hides the file store's ReadFileInfo (and Unwrap): merge
+// then lists index/ as it does on remote stores.
+type listedStore struct{ store.Store }
+
 func TestMergeStaleAndBroken(t *testing.T) {
+	t.Run("index read directly", func(t *testing.T) { testMergeStaleAndBroken(t, false) })
+	t.Run("index listed", func(t *testing.T) { testMergeStaleAndBroken(t, true) })
+}
+
+func testMergeStaleAndBroken(t *testing.T, listed bool) {
 	f := newFixture(t, 12)
 	s := openStore(t, f.dir, storeopen.Options{})
+	if listed {
+		s = listedStore{s}
+	}
+	if ok := asStatReader(s) != nil; ok == listed {
+		t.Fatalf("store %T: statReader %v", s, ok)
+	}
 	ctx := context.Background()
 	all := func(n string) string { return filepath.Join(f.dir, "All", n+".tgz") }
 	frag := func(n string) string { return filepath.Join(f.dir, "index", n+".pkginfo") }
