@@ -223,6 +223,19 @@ func (b *Batch) Append(p []byte) {
 	}
 }
 
+// Extend sets the input to in, which begins with the input so far, without
+// copying: the caller keeps appending to its buffer and passes the longer
+// slice, and never changes a byte it has passed (append to a slice never
+// does: it writes past the end, or copies to a new array).
+func (b *Batch) Extend(in []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = in
+	if b.started {
+		b.queue(false)
+	}
+}
+
 // Start lets the batch compress what it holds and what comes next.
 func (b *Batch) Start() {
 	b.mu.Lock()

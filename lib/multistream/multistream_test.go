@@ -292,3 +292,29 @@ func TestBatch(t *testing.T) {
 		}
 	})
 }
+
+// Extend takes the caller's growing buffer without copying it.
+func TestBatchExtend(t *testing.T) {
+	in := text(300 << 10)
+	formats := []Format{small(Bzip2, 64<<10), small(XZ, 100<<10)}
+	want, err := Compress(context.Background(), in, formats, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewBatch(context.Background(), formats, 2, 0)
+	b.Start()
+	var buf []byte // grows by append: reallocated now and then
+	for off := 0; off < len(in); off += 1000 {
+		buf = append(buf, in[off:min(off+1000, len(in))]...)
+		b.Extend(buf)
+	}
+	got, err := b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range formats {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("%s: differs from Compress", formats[i].Name)
+		}
+	}
+}

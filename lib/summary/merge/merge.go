@@ -218,13 +218,16 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 	// it that are complete while reading goes on.
 	hint := 0
 	for _, p := range pkgs {
-		if p.frag != nil {
+		switch {
+		case p.frag != nil:
 			hint += int(p.frag.Size) + 2
+		case p.probe:
+			hint += 1200 // a little more than pkgsrc's entries average
 		}
 	}
 	var pub *publisher
 	if o.Output == nil {
-		pub = newPublisher(ctx, s, o, hint)
+		pub = newPublisher(ctx, s, o)
 		defer pub.abort()
 	}
 	var (

@@ -72,7 +72,6 @@ type publisher struct {
 	s     store.Store
 	o     Options
 	batch *multistream.Batch
-	fed   int // bytes of the summary given to batch
 
 	started  bool
 	old      chan oldResult // the published summary, when not forced
@@ -86,12 +85,12 @@ type oldResult struct {
 	err error  // the store failed
 }
 
-func newPublisher(ctx context.Context, s store.Store, o Options, sizeHint int) *publisher {
+func newPublisher(ctx context.Context, s store.Store, o Options) *publisher {
 	var fs []multistream.Format
 	for _, name := range o.Formats {
 		fs = append(fs, formats[name].ms)
 	}
-	p := &publisher{ctx: ctx, s: s, o: o, batch: multistream.NewBatch(ctx, fs, 0, sizeHint)}
+	p := &publisher{ctx: ctx, s: s, o: o, batch: multistream.NewBatch(ctx, fs, 0, 0)} // fed by Extend
 	if o.Force {
 		p.start()
 	} else {
@@ -117,8 +116,7 @@ func (p *publisher) start() {
 // feed takes the summary so far (it only grows) into the batch and
 // compares it with the published one.
 func (p *publisher) feed(sum []byte) {
-	p.batch.Append(sum[p.fed:])
-	p.fed = len(sum)
+	p.batch.Extend(sum)
 	if p.started {
 		return
 	}
