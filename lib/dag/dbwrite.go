@@ -409,26 +409,11 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 // the resolution fails: the database will not be kept.
 func insertScanRecords(ctx context.Context, tx *sql.Tx, recs []scan.Record, bg *background) error {
 	const rows = 64
-	return pipeline(ctx, tx, "scan_records", []string{"pkg_id", "record"}, rows, func(emit func(c *chunk) error) error {
-		var c *chunk
-		for i := range recs {
-			if c == nil {
-				if bg.failed() {
-					return bg.err
-				}
-				c = newChunk()
-			}
-			c.args = append(c.args, int64(i+1), str(recs[i].Text))
-			if c.rows++; c.rows == rows {
-				if err := emit(c); err != nil {
-					return err
-				}
-				c = nil
-			}
+	return pipeline(ctx, tx, "scan_records", []string{"pkg_id", "record"}, rows, len(recs), func(c *chunk, i int) error {
+		if i%rows == 0 && bg.failed() {
+			return bg.err
 		}
-		if c != nil {
-			return emit(c)
-		}
+		c.args = append(c.args, int64(i+1), str(recs[i].Text))
 		return nil
 	})
 }
@@ -444,57 +429,41 @@ func insertPackages(ctx context.Context, tx *sql.Tx, g *Graph, a *Analysis) erro
 		}
 		return nil
 	}
-	return pipeline(ctx, tx, "packages", packagesColumns, 32, func(emit func(c *chunk) error) error {
-		var c *chunk
-		for i := range g.Pkgs {
-			if c == nil {
-				c = newChunk()
-			}
-			r := &g.Recs[i]
-			p := &g.Pkgs[i]
-			base, version := pattern.SplitName(p.Name)
-			var depends any
-			if v, ok := g.DependsValue(i); ok {
-				depends = v
-			}
-			// The presolve view appends the DEPENDS line to the scanned
-			// record; only a rewritten record is stored whole.
-			var rewritten any
-			if len(p.Unresolved) > 0 && !p.Predepends {
-				// The arena is the chunk's until SQLite has copied it.
-				start := len(c.arena)
-				c.arena = g.AppendPresolve(c.arena, i)
-				rewritten = str(c.arena[start:])
-			}
-			var given int64
-			if p.Predepends {
-				given = 1
-			}
-			// Integers go in as int64, which database/sql passes on
-			// without converting.
-			var selected int64
-			if a.Selected[i] {
-				selected = 1
-			}
-			c.args = append(c.args,
-				int64(i+1), p.Name, base, version, p.Location,
-				field(r, scan.KeyAllDepends), field(r, scan.KeyPkgSkipReason), g.FailReason(i),
-				field(r, scan.KeyNoBinOnFTP), field(r, scan.KeyRestricted), field(r, scan.KeyCategories),
-				field(r, scan.KeyMaintainer), field(r, scan.KeyUseDestdir), field(r, scan.KeyBootstrapPkg),
-				field(r, scan.KeyUsergroupPhase), nullable(r, scan.KeyMultiVersion), int64(scan.PbulkWeight(r)),
-				depends, given, rewritten,
-				int64(a.Depth[i]), a.Weight[i], selected, a.State[i], a.Detail[i],
-			)
-			if c.rows++; c.rows == 32 {
-				if err := emit(c); err != nil {
-					return err
-				}
-				c = nil
-			}
+	return pipeline(ctx, tx, "packages", packagesColumns, 32, len(g.Pkgs), func(c *chunk, i int) error {
+		r := &g.Recs[i]
+		p := &g.Pkgs[i]
+		base, version := pattern.SplitName(p.Name)
+		var depends any
+		if v, ok := g.DependsValue(i); ok {
+			depends = v
 		}
-		if c != nil {
-			return emit(c)
+		// The presolve view appends the DEPENDS line to the scanned
+		// record; only a rewritten record is stored whole.
+		var rewritten any
+		if len(p.Unresolved) > 0 && !p.Predepends {
+			start := len(c.arena)
+			c.arena = g.AppendPresolve(c.arena, i)
+			rewritten = str(c.arena[start:])
 		}
+		var given int64
+		if p.Predepends {
+			given = 1
+		}
+		// Integers go in as int64, which database/sql passes on
+		// without converting.
+		var selected int64
+		if a.Selected[i] {
+			selected = 1
+		}
+		c.args = append(c.args,
+			int64(i+1), p.Name, base, version, p.Location,
+			field(r, scan.KeyAllDepends), field(r, scan.KeyPkgSkipReason), g.FailReason(i),
+			field(r, scan.KeyNoBinOnFTP), field(r, scan.KeyRestricted), field(r, scan.KeyCategories),
+			field(r, scan.KeyMaintainer), field(r, scan.KeyUseDestdir), field(r, scan.KeyBootstrapPkg),
+			field(r, scan.KeyUsergroupPhase), nullable(r, scan.KeyMultiVersion), int64(scan.PbulkWeight(r)),
+			depends, given, rewritten,
+			int64(a.Depth[i]), a.Weight[i], selected, a.State[i], a.Detail[i],
+		)
 		return nil
 	})
 }
@@ -516,10 +485,12 @@ func newChunk() *chunk {
 	return c
 }
 
-// pipeline inserts the rows that produce emits, chunk by chunk: produce
-// runs in its own goroutine, so preparing the next rows overlaps with
-// SQLite writing the previous ones. Full chunks must hold size rows.
-func pipeline(ctx context.Context, tx *sql.Tx, table string, cols []string, size int, produce func(emit func(*chunk) error) error) error {
+// pipeline inserts n rows, size rows to a statement: row appends the
+// values of row i to c.args (text may point into c.arena, which is the
+// chunk's until SQLite has copied it). The rows are prepared in their own
+// goroutine, so preparing the next rows overlaps with SQLite writing the
+// previous ones. An error from row stops the insert and is returned.
+func pipeline(ctx context.Context, tx *sql.Tx, table string, cols []string, size, n int, row func(c *chunk, i int) error) error {
 	b := newBatch(tx, table, cols, size)
 	defer func() {
 		if b.full != nil {
@@ -532,14 +503,23 @@ func pipeline(ctx context.Context, tx *sql.Tx, table string, cols []string, size
 	var perr error
 	go func() {
 		defer close(chunks)
-		perr = produce(func(c *chunk) error {
+		for start := 0; start < n && perr == nil; start += size {
+			c := newChunk()
+			for i := start; i < min(start+size, n); i++ {
+				if perr = row(c, i); perr != nil {
+					break
+				}
+				c.rows++
+			}
+			if perr != nil {
+				break
+			}
 			select {
 			case chunks <- c:
-				return nil
 			case <-ctx.Done():
-				return ctx.Err()
+				perr = ctx.Err()
 			}
-		})
+		}
 	}()
 	var err error
 	for c := range chunks {

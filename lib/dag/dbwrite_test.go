@@ -237,22 +237,40 @@ func TestOldDatabaseSurvivesFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	unchanged := func(what string) {
+		t.Helper()
+		after, _ := os.ReadFile(path)
+		if !bytes.Equal(before, after) {
+			t.Errorf("%s: the old database changed", what)
+		}
+		entries, _ := os.ReadDir(dir)
+		if len(entries) != 1 {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			t.Errorf("%s: files left behind: %v", what, names)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, _, err := WriteDB(ctx, path, g, nil, DBInfo{Now: time.Now()}); err == nil {
 		t.Fatal("WriteDB with a cancelled context succeeded")
 	}
-	after, _ := os.ReadFile(path)
-	if !bytes.Equal(before, after) {
-		t.Error("the old database changed after a failed write")
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
+	unchanged("cancelled")
+
+	// A failed resolution, which runs while the scanned records are
+	// written, is returned as it is, early or late.
+	boom := errors.New("test.scan:3: boom")
+	for _, delay := range []time.Duration{0, 50 * time.Millisecond} {
+		g, a, _, err := Build(context.Background(), path, g.Recs, func(context.Context) (*Graph, []int, error) {
+			time.Sleep(delay)
+			return nil, nil, boom
+		}, DBInfo{Now: time.Now()})
+		if err != boom || g != nil || a != nil {
+			t.Errorf("resolve error after %v: got %v, %v, %v; want the error itself", delay, g, a, err)
 		}
-		t.Errorf("files left behind: %v", names)
+		unchanged("resolve error")
 	}
 
 	// Something that is not a database is not overwritten either: its
@@ -356,44 +374,5 @@ func TestScanRecordsAndPresolveView(t *testing.T) {
 	}
 	if want := strings.Count(presolve.String(), "\nDEPENDS="); given != want {
 		t.Errorf("%d packages with depends_given, want %d", given, want)
-	}
-}
-
-// TestBuildResolveError checks that a failed resolution, which runs while
-// the scanned records are written, leaves the old database and nothing
-// else, and is returned as it is.
-func TestBuildResolveError(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "bulk.db")
-	writeSmall(t, path, nil)
-	before, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := scan.ReadAll("test.scan", strings.NewReader(smallScan))
-	if err != nil {
-		t.Fatal(err)
-	}
-	boom := errors.New("test.scan:3: boom")
-	for _, delay := range []time.Duration{0, 50 * time.Millisecond} {
-		g, a, _, err := Build(context.Background(), path, recs, func(context.Context) (*Graph, []int, error) {
-			time.Sleep(delay)
-			return nil, nil, boom
-		}, DBInfo{Now: time.Now()})
-		if err != boom || g != nil || a != nil {
-			t.Errorf("delay %v: got %v, %v, %v; want the resolve error itself", delay, g, a, err)
-		}
-		after, _ := os.ReadFile(path)
-		if !bytes.Equal(before, after) {
-			t.Errorf("delay %v: the old database changed", delay)
-		}
-		entries, _ := os.ReadDir(dir)
-		if len(entries) != 1 {
-			var names []string
-			for _, e := range entries {
-				names = append(names, e.Name())
-			}
-			t.Errorf("delay %v: files left: %v", delay, names)
-		}
 	}
 }
