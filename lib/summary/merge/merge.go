@@ -151,8 +151,8 @@ type Result struct {
 	Published      []string  `json:"published"` // object names written, in order
 	Unchanged      bool      `json:"unchanged"` // the store already held this summary: nothing was rewritten
 	SummaryBytes   int64     `json:"summary_bytes"`
-	ReadSeconds    float64   `json:"read_seconds"`    // listing and reading fragments and packages
-	PublishSeconds float64   `json:"publish_seconds"` // compressing and writing
+	ReadSeconds    float64   `json:"read_seconds"`    // listing and reading fragments and packages (compression starts meanwhile)
+	PublishSeconds float64   `json:"publish_seconds"` // the rest: finishing the compression, writing
 	Seconds        float64   `json:"seconds"`         // all of it
 }
 
