@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"sync"
 
@@ -49,6 +50,10 @@ type Format struct {
 	Cost float64
 	// New returns an encoder; each goroutine uses its own.
 	New func() Encoder
+	// NewStream, for a format of one stream (Chunk 0), returns a writer
+	// of that stream onto w, which a Batch feeds piece by piece as its
+	// input arrives; nil means the stream is compressed at Close.
+	NewStream func(w io.Writer) (io.WriteCloser, error)
 }
 
 // Encoder appends one complete stream holding src to dst. It may be
@@ -63,8 +68,10 @@ type Encoder interface {
 const bz2Block = 900 * 1000
 
 // Gzip is `gzip -6`, one stream: it is cheap enough (under a tenth of
-// bzip2's time) not to need splitting.
-var Gzip = Format{Name: "gz", Cost: 8, New: func() Encoder { return &gzipEncoder{} }}
+// bzip2's time) not to need splitting, and a Batch compresses it piece
+// by piece while the input arrives.
+var Gzip = Format{Name: "gz", Cost: 8, New: func() Encoder { return &gzipEncoder{} },
+	NewStream: func(w io.Writer) (io.WriteCloser, error) { return gzip.NewWriterLevel(w, 6) }}
 
 // Bzip2 is `bzip2 -9` (dsnet/compress), in streams of two blocks: small
 // jobs keep the cores evenly loaded.
@@ -129,6 +136,21 @@ type job struct {
 	seq    int // stream number within the format
 	src    []byte
 	cost   float64
+	stream bool // a piece of a Format.NewStream stream
+	last   bool // the stream's last piece: close it
+}
+
+// streamPiece is the least input a piece of a NewStream stream is given
+// to a worker with (but the last).
+const streamPiece = 1 << 20
+
+// stream is the state of a format compressed by Format.NewStream. Its
+// pieces run one after the other: busy says one is queued or running.
+type stream struct {
+	w      io.WriteCloser
+	out    bytes.Buffer
+	busy   bool
+	closed bool // the last piece is queued
 }
 
 // jobHeap is a max-heap of jobs by cost.
@@ -170,7 +192,8 @@ type Batch struct {
 	mu      sync.Mutex
 	cond    sync.Cond
 	buf     []byte
-	queued  []int // per format: input bytes given to streams so far
+	queued  []int     // per format: input bytes given to streams so far
+	streams []*stream // per format: non-nil for the NewStream ones
 	outs    [][][]byte
 	pending jobHeap
 	started bool
@@ -194,7 +217,14 @@ func NewBatch(ctx context.Context, formats []Format, workers, sizeHint int) *Bat
 		formats: formats,
 		buf:     make([]byte, 0, max(sizeHint, 0)),
 		queued:  make([]int, len(formats)),
+		streams: make([]*stream, len(formats)),
 		outs:    make([][][]byte, len(formats)),
+	}
+	for i, f := range formats {
+		if f.Chunk <= 0 && f.NewStream != nil {
+			b.streams[i] = &stream{}
+			b.outs[i] = [][]byte{nil}
+		}
 	}
 	b.cond.L = &b.mu
 	b.stop = context.AfterFunc(ctx, func() { b.fail(ctx.Err()) })
@@ -255,6 +285,18 @@ func (b *Batch) Len() int {
 // jobs. An empty input is one empty stream. b.mu is held.
 func (b *Batch) queue(final bool) {
 	for i, f := range b.formats {
+		if st := b.streams[i]; st != nil {
+			lo := b.queued[i]
+			rest := len(b.buf) - lo
+			if st.busy || st.closed || (!final && rest < streamPiece) {
+				continue
+			}
+			// A sequence of pieces is the critical path: it goes first.
+			heap.Push(&b.pending, job{format: i, src: b.buf[lo : lo+rest : lo+rest], cost: math.MaxFloat64, stream: true, last: final})
+			b.queued[i] += rest
+			st.busy, st.closed = true, final
+			continue
+		}
 		for {
 			rest := len(b.buf) - b.queued[i]
 			k := f.Chunk
@@ -302,6 +344,20 @@ func (b *Batch) work() {
 		}
 		j := heap.Pop(&b.pending).(job)
 		b.mu.Unlock()
+		if j.stream {
+			err := b.writeStream(j)
+			b.mu.Lock()
+			if err != nil {
+				if b.err == nil {
+					b.err = fmt.Errorf("%s: %w", b.formats[j.format].Name, err)
+				}
+				b.cond.Broadcast()
+				return
+			}
+			b.streams[j.format].busy = false
+			b.queue(b.closed) // the next piece, if there is one
+			continue
+		}
 		if encoders[j.format] == nil {
 			encoders[j.format] = b.formats[j.format].New()
 		}
@@ -318,6 +374,32 @@ func (b *Batch) work() {
 		}
 		b.outs[j.format][j.seq] = out.Bytes()
 	}
+}
+
+// writeStream writes a piece of a NewStream format; only one piece of a
+// stream runs at a time, so its state needs no lock.
+func (b *Batch) writeStream(j job) error {
+	st := b.streams[j.format]
+	if st.w == nil {
+		w, err := b.formats[j.format].NewStream(&st.out)
+		if err != nil {
+			return err
+		}
+		st.w = w
+	}
+	if _, err := st.w.Write(j.src); err != nil {
+		return err
+	}
+	if !j.last {
+		return nil
+	}
+	if err := st.w.Close(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.outs[j.format][0] = st.out.Bytes()
+	b.mu.Unlock()
+	return nil
 }
 
 // Close compresses the rest of the input and returns the outputs, one

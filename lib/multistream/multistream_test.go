@@ -318,3 +318,30 @@ func TestBatchExtend(t *testing.T) {
 		}
 	}
 }
+
+// A one-stream format with NewStream (gzip) is compressed piece by piece
+// while the input arrives, and gives the same single stream as one
+// Encode over the whole input.
+func TestBatchStream(t *testing.T) {
+	in := text(3*streamPiece + 12345)
+	var want bytes.Buffer
+	if err := Gzip.New().Encode(&want, in); err != nil {
+		t.Fatal(err)
+	}
+	b := NewBatch(context.Background(), []Format{Gzip, small(XZ, 1<<20)}, 2, 0)
+	b.Start()
+	var buf []byte
+	for off := 0; off < len(in); off += 100 << 10 {
+		buf = append(buf, in[off:min(off+100<<10, len(in))]...)
+		b.Extend(buf)
+	}
+	got, err := b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[0], want.Bytes()) {
+		t.Error("gzip fed piece by piece differs from one Encode")
+	}
+	checkDecompress(t, "gz", got[0], in)
+	checkDecompress(t, "xz", got[1], in)
+}
