@@ -40,7 +40,11 @@ func WriteDir(ctx context.Context, dir string, d *sql.DB, b *Build, loc *time.Lo
 	}
 	writers := map[string]func(io.Writer) error{
 		"report": func(w io.Writer) error {
-			zw := multistream.NewWriter(temps["report.bz2"].w, multistream.Bzip2, 0)
+			// Streams of nine blocks, as before lib/multistream: a
+			// report is large enough to keep every core busy with them.
+			bz2 := multistream.Bzip2
+			bz2.Chunk = 9 * 900 * 1000
+			zw := multistream.NewWriter(temps["report.bz2"].w, bz2, 0)
 			if err := WriteReport(ctx, io.MultiWriter(w, zw), d, b); err != nil {
 				zw.Close()
 				return err
