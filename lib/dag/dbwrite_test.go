@@ -60,7 +60,7 @@ func TestWriteDB(t *testing.T) {
 		t.Errorf("counts %+v", counts)
 	}
 
-	// The record column, in id order, is pbulk-resolve's output.
+	// The presolve view, in pkg_id order, is pbulk-resolve's output.
 	var want bytes.Buffer
 	g.WritePresolve(&want, nil)
 	var got strings.Builder
