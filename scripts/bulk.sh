@@ -43,7 +43,7 @@ gpg_key=                            # armoured OpenPGP secret key (sign=gpg)
 x509_key=                           # PEM private key (sign=x509)
 x509_cert=                          # PEM code-signing certificate (sign=x509)
 passphrase_file=                    # passphrase of the signing key, if any
-summary_formats=gz,bz2,xz           # pkg_summary forms to publish
+summary_formats=plain,gz,bz2,xz     # pkg_summary forms to publish
 checksum_packages=no                # yes: also publish SHA512.bz2
 bindir=$top/bin                     # where the pkgbulk tools are
 strict=no                           # yes: exit 1 when any package failed

@@ -28,7 +28,7 @@ fragments pkgrun stores, and publish them atomically.
   pkgindex merge --store URL        collect index/<PKGNAME>.pkginfo fragments
                                     (computing missing or stale ones from
                                     All/<PKGNAME>.tgz), publish
-                                    All/pkg_summary.{gz,bz2,xz} and, with
+                                    All/pkg_summary{,.gz,.bz2,.xz} and, with
                                     --sha512, SHA512.bz2
 
 Packages are read as pkg_add reads them: gzip, bzip2, xz, zstd or plain tar,
@@ -124,7 +124,7 @@ type MergeCmd struct {
 	Suffix      string `name:"suffix" default:".tgz" help:"Package file suffix in All/ (pbulk's pkg_sufx)."`
 	Success     string `name:"success" placeholder:"FILE" help:"Only packages listed in FILE (pbulk's meta/success: one PKGNAME a line); a listed package without a file fails."`
 	Exclude     string `name:"exclude" placeholder:"FILE" help:"Leave out the PKGNAMEs listed in FILE (e.g. NO_BIN_ON_FTP packages; pbulk includes them)."`
-	Formats     string `name:"formats" default:"gz,bz2,xz" help:"Comma-separated forms to publish: gz, bz2, xz, zst, plain (All/pkg_summary)."`
+	Formats     string `name:"formats" default:"plain,gz,bz2,xz" help:"Comma-separated forms to publish: plain (All/pkg_summary), gz, bz2, xz, zst."`
 	SHA512      bool   `name:"sha512" help:"Also publish SHA512.bz2 (digest SHA512 lines of every package and pkg_summary file)."`
 	Cksum       bool   `name:"cksum" help:"Recompute every entry with FILE_CKSUM=sha256 (reads every package whole; ignores fragments)."`
 	Force       bool   `name:"force" help:"Publish even if the store already holds the same pkg_summary (by default an unchanged summary is left as it is)."`

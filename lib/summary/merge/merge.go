@@ -39,9 +39,10 @@
 //
 // # Publishing
 //
-// The summary is published as All/pkg_summary.gz, All/pkg_summary.bz2 and
-// All/pkg_summary.xz (pbulk publishes gz and bz2; newer pbulk scripts also
-// xz); Formats selects others, including "plain" for All/pkg_summary and
+// The summary is published as All/pkg_summary (plain), All/pkg_summary.gz,
+// All/pkg_summary.bz2 and All/pkg_summary.xz (pbulk publishes gz and bz2;
+// newer pbulk scripts also xz; the plain file costs only its write and
+// serves tools that do not decompress); Formats selects others, including
 // "zst" (bob's pkg_summary.zst).
 //
 // pkg_summary.bz2 and pkg_summary.xz are multi-stream files
@@ -115,7 +116,7 @@ type Options struct {
 	Suffix  string          // package file suffix; default ".tgz"
 	Success []string        // PKGNAMEs to include; nil means every package in All/
 	Exclude map[string]bool // PKGNAMEs to leave out
-	Formats []string        // of "gz", "bz2", "xz", "zst", "plain"; nil means gz, bz2, xz
+	Formats []string        // of "gz", "bz2", "xz", "zst", "plain"; nil means plain, gz, bz2, xz
 	SHA512  bool            // also publish SHA512.bz2
 	Cksum   bool            // add FILE_CKSUM=sha256 to computed entries (reads whole packages)
 	// Force publishes even when the store already holds the same summary
@@ -192,7 +193,7 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 		o.Suffix = ".tgz"
 	}
 	if o.Formats == nil {
-		o.Formats = []string{"gz", "bz2", "xz"}
+		o.Formats = []string{"plain", "gz", "bz2", "xz"}
 	}
 	for _, f := range o.Formats {
 		if _, ok := formats[f]; !ok {

@@ -152,6 +152,9 @@ func TestMergeFileStore(t *testing.T) {
 		t.Errorf("result %+v", res)
 	}
 	want := f.expected(t)
+	if got, err := os.ReadFile(filepath.Join(f.dir, "All", "pkg_summary")); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("the plain pkg_summary differs from pkg_info -X over the sorted files (%v)", err)
+	}
 	for prog, obj := range map[string]string{"gzip": "pkg_summary.gz", "bzip2": "pkg_summary.bz2", "xz": "pkg_summary.xz"} {
 		if got := decompress(t, prog, filepath.Join(f.dir, "All", obj)); !bytes.Equal(got, want) {
 			t.Errorf("%s differs from pkg_info -X over the sorted files", obj)
@@ -224,7 +227,7 @@ func checkSHA512(t *testing.T, dir string) {
 	var all []string
 	ents, _ := os.ReadDir(filepath.Join(dir, "All"))
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".tgz") || strings.HasPrefix(e.Name(), "pkg_summary.") {
+		if strings.HasSuffix(e.Name(), ".tgz") || e.Name() == "pkg_summary" || strings.HasPrefix(e.Name(), "pkg_summary.") {
 			all = append(all, "All/"+e.Name())
 		}
 	}
@@ -516,13 +519,13 @@ func TestMergeUnchanged(t *testing.T) {
 	os.Remove(filepath.Join(f.dir, "All", "pkg_summary.xz"))
 	os.Remove(filepath.Join(f.dir, "SHA512.bz2"))
 	res, err = Merge(ctx, s, o)
-	if err != nil || res.Unchanged || len(res.Published) != 4 {
+	if err != nil || res.Unchanged || len(res.Published) != 5 {
 		t.Errorf("after losing pkg_summary.xz: %+v %v", res, err)
 	}
 	checkSHA512(t, f.dir)
 	o.Force = true
 	res, err = Merge(ctx, s, o)
-	if err != nil || res.Unchanged || len(res.Published) != 4 {
+	if err != nil || res.Unchanged || len(res.Published) != 5 {
 		t.Errorf("forced: %+v %v", res, err)
 	}
 }
@@ -551,7 +554,7 @@ func TestMergeS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Packages != 6 || res.Computed != 6 || len(res.Published) != 4 {
+	if res.Packages != 6 || res.Computed != 6 || len(res.Published) != 5 {
 		t.Errorf("result %+v", res)
 	}
 	rc, err := s.Get(ctx, "All/pkg_summary.bz2")
