@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/pkgbulk/pkgbulk/lib/store/filestore"
+	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
+	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
 )
 
 // benchStore returns a file store of n fragments with their (tiny)
@@ -85,5 +87,44 @@ func BenchmarkMergePublish(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(res.ReadSeconds, "read-s")
+	}
+}
+
+// BenchmarkMergeS3 is a forced merge of 30,000 fragments from an S3 store
+// (a real versitygw on loopback, whose posix back end serves the files of
+// a directory tree, so the fragments are written there directly): the
+// read phase waits on 30,000 GETs, and compression overlaps it.
+//
+//	go test -run x -bench MergeS3 -benchtime 3x ./lib/summary/merge
+func BenchmarkMergeS3(b *testing.B) {
+	srv := storetest.StartS3(b)
+	src := benchStore(b, 30000)
+	repo := filepath.Join(srv.Dir, srv.Bucket, "repo")
+	if err := os.CopyFS(repo, os.DirFS(src)); err != nil {
+		b.Fatal(err)
+	}
+	s, err := storeopen.Open(context.Background(), srv.URL("repo"), storeopen.Options{
+		S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for _, formats := range [][]string{{"gz"}, nil} {
+		name := "default"
+		if formats != nil {
+			name = strings.Join(formats, ",")
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				res, err := Merge(context.Background(), s, Options{Force: true, Formats: formats})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Packages != 30000 {
+					b.Fatalf("%d packages merged", res.Packages)
+				}
+				b.ReportMetric(res.ReadSeconds, "read-s")
+			}
+		})
 	}
 }
