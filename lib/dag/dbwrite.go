@@ -302,22 +302,22 @@ var packagesIndexes = []struct{ name, create string }{
 // sql.Tx, so that the bulk inserts can use the driver's statements
 // directly (see pipeline).
 func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *background, info *DBInfo) error {
-	tx, err := d.Conn(ctx)
+	conn, err := d.Conn(ctx)
 	if err != nil {
 		return err
 	}
-	defer tx.Close()
-	if _, err := tx.ExecContext(ctx, "BEGIN"); err != nil {
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
 		return err
 	}
 	committed := false
 	defer func() {
 		if !committed {
-			tx.ExecContext(context.Background(), "ROLLBACK")
+			conn.ExecContext(context.Background(), "ROLLBACK")
 		}
 	}()
 
-	if err := insertScanRecords(ctx, tx, recs, bg); err != nil {
+	if err := insertScanRecords(ctx, conn, recs, bg); err != nil {
 		if bg.failed() {
 			return bg.err
 		}
@@ -330,18 +330,18 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 	}
 	info.trace("wait for resolve")
 
-	if _, err := tx.ExecContext(ctx, "DROP INDEX depends_dep"); err != nil {
+	if _, err := conn.ExecContext(ctx, "DROP INDEX depends_dep"); err != nil {
 		return err
 	}
-	if err := insertDepends(ctx, tx, g); err != nil {
+	if err := insertDepends(ctx, conn, g); err != nil {
 		return fmt.Errorf("insert depends: %w", err)
 	}
 	info.trace("insert depends rows")
-	if _, err := tx.ExecContext(ctx, dependsIndex); err != nil {
+	if _, err := conn.ExecContext(ctx, dependsIndex); err != nil {
 		return err
 	}
 	info.trace("index depends")
-	ins := newBatch(tx, "unresolved", []string{"pkg_id", "pattern", "location"}, 100)
+	ins := newBatch(conn, "unresolved", []string{"pkg_id", "pattern", "location"}, 100)
 	for i := range g.Pkgs {
 		for _, u := range g.Pkgs[i].Unresolved {
 			if err := ins.add(ctx, i+1, u.Pattern, u.Location); err != nil {
@@ -358,21 +358,21 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 	info.trace("wait for analysis")
 	counts := CountsOf(g, a)
 	for _, idx := range packagesIndexes {
-		if _, err := tx.ExecContext(ctx, "DROP INDEX "+idx.name); err != nil {
+		if _, err := conn.ExecContext(ctx, "DROP INDEX "+idx.name); err != nil {
 			return err
 		}
 	}
-	if err := insertPackages(ctx, tx, g, a); err != nil {
+	if err := insertPackages(ctx, conn, g, a); err != nil {
 		return fmt.Errorf("insert packages: %w", err)
 	}
 	info.trace("insert packages")
 	for _, idx := range packagesIndexes {
-		if _, err := tx.ExecContext(ctx, idx.create); err != nil {
+		if _, err := conn.ExecContext(ctx, idx.create); err != nil {
 			return err
 		}
 	}
 	info.trace("index packages")
-	ins = newBatch(tx, "cycles", []string{"cycle", "pkg_id"}, 100)
+	ins = newBatch(conn, "cycles", []string{"cycle", "pkg_id"}, 100)
 	for k, cyc := range a.Cycles {
 		for _, v := range cyc {
 			if err := ins.add(ctx, k+1, v+1); err != nil {
@@ -383,7 +383,7 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 	if err := ins.flush(ctx); err != nil {
 		return fmt.Errorf("insert cycles: %w", err)
 	}
-	hist, err := carryHistory(ctx, tx, path)
+	hist, err := carryHistory(ctx, conn, path)
 	if err != nil {
 		return err
 	}
@@ -405,7 +405,7 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 		{"indirect_prefailed", strconv.Itoa(counts.IndirectPrefailed)},
 		{"history_rows", strconv.Itoa(counts.HistoryRows)},
 	}
-	ins = newBatch(tx, "meta", []string{"key", "value"}, 50)
+	ins = newBatch(conn, "meta", []string{"key", "value"}, 50)
 	for _, kv := range meta {
 		if err := ins.add(ctx, kv[0], kv[1]); err != nil {
 			return fmt.Errorf("insert meta: %w", err)
@@ -414,7 +414,7 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 	if err := ins.flush(ctx); err != nil {
 		return fmt.Errorf("insert meta: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return err
 	}
 	committed = true
@@ -424,9 +424,9 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 
 // insertScanRecords writes every record as scanned. It stops early when
 // the resolution fails: the database will not be kept.
-func insertScanRecords(ctx context.Context, tx *sql.Conn, recs []scan.Record, bg *background) error {
+func insertScanRecords(ctx context.Context, conn *sql.Conn, recs []scan.Record, bg *background) error {
 	const rows = 64
-	return pipeline(ctx, tx, "scan_records", []string{"pkg_id", "record"}, rows, len(recs), func(c *chunk, i int) error {
+	return pipeline(ctx, conn, "scan_records", []string{"pkg_id", "record"}, rows, len(recs), func(c *chunk, i int) error {
 		if i%rows == 0 && bg.failed() {
 			return bg.err
 		}
@@ -435,7 +435,7 @@ func insertScanRecords(ctx context.Context, tx *sql.Conn, recs []scan.Record, bg
 	})
 }
 
-func insertPackages(ctx context.Context, tx *sql.Conn, g *Graph, a *Analysis) error {
+func insertPackages(ctx context.Context, conn *sql.Conn, g *Graph, a *Analysis) error {
 	field := func(r *scan.Record, key string) string {
 		v, _ := r.GetBytes(key)
 		return str(v)
@@ -446,7 +446,7 @@ func insertPackages(ctx context.Context, tx *sql.Conn, g *Graph, a *Analysis) er
 		}
 		return nil
 	}
-	return pipeline(ctx, tx, "packages", packagesColumns, 32, len(g.Pkgs), func(c *chunk, i int) error {
+	return pipeline(ctx, conn, "packages", packagesColumns, 32, len(g.Pkgs), func(c *chunk, i int) error {
 		r := &g.Recs[i]
 		p := &g.Pkgs[i]
 		base, version := pattern.SplitName(p.Name)
@@ -620,7 +620,7 @@ func (q insertQuery) text(rows int) string {
 }
 
 // insertDepends writes one row per edge.
-func insertDepends(ctx context.Context, tx *sql.Conn, g *Graph) error {
+func insertDepends(ctx context.Context, conn *sql.Conn, g *Graph) error {
 	// Number the edges, so that pipeline can ask for them by index.
 	type edge struct{ pkg, k int32 }
 	var edges []edge
@@ -642,7 +642,7 @@ func insertDepends(ctx context.Context, tx *sql.Conn, g *Graph) error {
 			edges = append(edges, edge{int32(i), int32(k)})
 		}
 	}
-	return pipeline(ctx, tx, "depends", []string{"pkg_id", "dep_id", "pattern", "ord"}, 1000, len(edges), func(c *chunk, i int) error {
+	return pipeline(ctx, conn, "depends", []string{"pkg_id", "dep_id", "pattern", "ord"}, 1000, len(edges), func(c *chunk, i int) error {
 		e := edges[i]
 		d := &g.Pkgs[e.pkg].Deps[e.k]
 		c.add(int64(e.pkg)+1, int64(d.Pkg)+1, d.Pattern, int64(e.k))
@@ -653,7 +653,7 @@ func insertDepends(ctx context.Context, tx *sql.Conn, g *Graph) error {
 // carryHistory copies the history rows of the database at path, if there
 // is one, into the new database. Columns are matched by name so that an
 // older schema's history still carries over.
-func carryHistory(ctx context.Context, tx *sql.Conn, path string) (int, error) {
+func carryHistory(ctx context.Context, conn *sql.Conn, path string) (int, error) {
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return 0, nil
@@ -663,11 +663,11 @@ func carryHistory(ctx context.Context, tx *sql.Conn, path string) (int, error) {
 	wrap := func(err error) error {
 		return fmt.Errorf("carry over history from %s (move the file away to start without history): %w", path, err)
 	}
-	if _, err := tx.ExecContext(ctx, "ATTACH DATABASE ? AS old", path); err != nil {
+	if _, err := conn.ExecContext(ctx, "ATTACH DATABASE ? AS old", path); err != nil {
 		return 0, wrap(err)
 	}
-	defer tx.ExecContext(context.Background(), "DETACH DATABASE old")
-	rows, err := tx.QueryContext(ctx, "SELECT name FROM old.pragma_table_info('history')")
+	defer conn.ExecContext(context.Background(), "DETACH DATABASE old")
+	rows, err := conn.QueryContext(ctx, "SELECT name FROM old.pragma_table_info('history')")
 	if err != nil {
 		return 0, wrap(err)
 	}
@@ -687,7 +687,7 @@ func carryHistory(ctx context.Context, tx *sql.Conn, path string) (int, error) {
 	if len(oldCols) == 0 {
 		return 0, nil // no history table: nothing to carry
 	}
-	rows, err = tx.QueryContext(ctx, "SELECT name FROM main.pragma_table_info('history')")
+	rows, err = conn.QueryContext(ctx, "SELECT name FROM main.pragma_table_info('history')")
 	if err != nil {
 		return 0, wrap(err)
 	}
@@ -708,7 +708,7 @@ func carryHistory(ctx context.Context, tx *sql.Conn, path string) (int, error) {
 		}
 	}
 	list := strings.Join(cols, ", ")
-	res, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO main.history ("+list+") SELECT "+list+" FROM old.history")
+	res, err := conn.ExecContext(ctx, "INSERT OR IGNORE INTO main.history ("+list+") SELECT "+list+" FROM old.history")
 	if err != nil {
 		return 0, wrap(err)
 	}
@@ -719,15 +719,15 @@ func carryHistory(ctx context.Context, tx *sql.Conn, path string) (int, error) {
 // batch inserts the rows of the small tables (unresolved, cycles, meta)
 // with multi-row INSERT statements of up to size rows.
 type batch struct {
-	tx   *sql.Conn
+	conn *sql.Conn
 	q    insertQuery
 	size int
 	full *sql.Stmt
 	args []any
 }
 
-func newBatch(tx *sql.Conn, table string, cols []string, size int) *batch {
-	return &batch{tx: tx, q: insertQuery{table: table, cols: cols}, size: size, args: make([]any, 0, size*len(cols))}
+func newBatch(conn *sql.Conn, table string, cols []string, size int) *batch {
+	return &batch{conn: conn, q: insertQuery{table: table, cols: cols}, size: size, args: make([]any, 0, size*len(cols))}
 }
 
 func (b *batch) pending() int { return len(b.args) / len(b.q.cols) }
@@ -738,7 +738,7 @@ func (b *batch) add(ctx context.Context, values ...any) error {
 		return nil
 	}
 	if b.full == nil {
-		st, err := b.tx.PrepareContext(ctx, b.q.text(b.size))
+		st, err := b.conn.PrepareContext(ctx, b.q.text(b.size))
 		if err != nil {
 			return err
 		}
@@ -776,7 +776,7 @@ func (b *batch) flush(ctx context.Context) error {
 	if len(b.args) == 0 {
 		return nil
 	}
-	err := run(b.tx.QueryContext(ctx, b.q.text(b.pending()), b.args...))
+	err := run(b.conn.QueryContext(ctx, b.q.text(b.pending()), b.args...))
 	b.args = b.args[:0]
 	return err
 }
