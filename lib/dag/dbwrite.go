@@ -124,19 +124,15 @@ func Build(ctx context.Context, path string, recs []scan.Record, resolve func(co
 	}
 	stopFlush := startWriteback(tmp)
 	dropped := dropCache(path)
-	err = fill(ctx, d, path, recs, bg, &info)
+	counts, err := fill(ctx, d, path, recs, bg, &info)
 	if cerr := d.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	stopFlush()
 	info.trace("close")
 	g, a := bg.results()
-	counts := countsOf(g, a)
-	counts.HistoryRows = bg.historyRows
-	if err == nil {
-		err = bg.err
-	}
 	if err != nil {
+		counts = countsOf(g, a)
 		<-dropped
 		if re := (resolveError{}); errors.As(err, &re) {
 			return g, a, counts, re.err
@@ -181,8 +177,6 @@ type background struct {
 	limited  []int
 	err      error // the resolve function's, as a resolveError
 	a        *Analysis
-	// historyRows is set by fill (it is not known to the goroutine).
-	historyRows int
 }
 
 func startResolve(ctx context.Context, recs []scan.Record, resolve func(context.Context) (*Graph, []int, error), info *DBInfo) *background {
@@ -301,14 +295,14 @@ var packagesIndexes = []struct{ name, create string }{
 // It works on one connection with its own BEGIN and COMMIT rather than a
 // sql.Tx, so that the bulk inserts can use the driver's statements
 // directly (see pipeline).
-func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *background, info *DBInfo) error {
+func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *background, info *DBInfo) (Counts, error) {
 	conn, err := d.Conn(ctx)
 	if err != nil {
-		return err
+		return Counts{}, err
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
-		return err
+		return Counts{}, err
 	}
 	committed := false
 	defer func() {
@@ -319,38 +313,38 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 
 	if err := insertScanRecords(ctx, conn, recs, bg); err != nil {
 		if bg.failed() {
-			return bg.err
+			return Counts{}, bg.err
 		}
-		return fmt.Errorf("insert scan records: %w", err)
+		return Counts{}, fmt.Errorf("insert scan records: %w", err)
 	}
 	info.trace("insert scan records")
 	g := bg.graph()
 	if g == nil {
-		return bg.err
+		return Counts{}, bg.err
 	}
 	info.trace("wait for resolve")
 
 	if _, err := conn.ExecContext(ctx, "DROP INDEX depends_dep"); err != nil {
-		return err
+		return Counts{}, err
 	}
 	if err := insertDepends(ctx, conn, g); err != nil {
-		return fmt.Errorf("insert depends: %w", err)
+		return Counts{}, fmt.Errorf("insert depends: %w", err)
 	}
 	info.trace("insert depends rows")
 	if _, err := conn.ExecContext(ctx, dependsIndex); err != nil {
-		return err
+		return Counts{}, err
 	}
 	info.trace("index depends")
 	ins := newBatch(conn, "unresolved", []string{"pkg_id", "pattern", "location"}, 100)
 	for i := range g.Pkgs {
 		for _, u := range g.Pkgs[i].Unresolved {
 			if err := ins.add(ctx, i+1, u.Pattern, u.Location); err != nil {
-				return fmt.Errorf("insert unresolved: %w", err)
+				return Counts{}, fmt.Errorf("insert unresolved: %w", err)
 			}
 		}
 	}
 	if err := ins.flush(ctx); err != nil {
-		return fmt.Errorf("insert unresolved: %w", err)
+		return Counts{}, fmt.Errorf("insert unresolved: %w", err)
 	}
 
 	info.trace("insert unresolved")
@@ -359,16 +353,16 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 	counts := CountsOf(g, a)
 	for _, idx := range packagesIndexes {
 		if _, err := conn.ExecContext(ctx, "DROP INDEX "+idx.name); err != nil {
-			return err
+			return Counts{}, err
 		}
 	}
 	if err := insertPackages(ctx, conn, g, a); err != nil {
-		return fmt.Errorf("insert packages: %w", err)
+		return Counts{}, fmt.Errorf("insert packages: %w", err)
 	}
 	info.trace("insert packages")
 	for _, idx := range packagesIndexes {
 		if _, err := conn.ExecContext(ctx, idx.create); err != nil {
-			return err
+			return Counts{}, err
 		}
 	}
 	info.trace("index packages")
@@ -376,19 +370,18 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 	for k, cyc := range a.Cycles {
 		for _, v := range cyc {
 			if err := ins.add(ctx, k+1, v+1); err != nil {
-				return fmt.Errorf("insert cycles: %w", err)
+				return Counts{}, fmt.Errorf("insert cycles: %w", err)
 			}
 		}
 	}
 	if err := ins.flush(ctx); err != nil {
-		return fmt.Errorf("insert cycles: %w", err)
+		return Counts{}, fmt.Errorf("insert cycles: %w", err)
 	}
 	hist, err := carryHistory(ctx, conn, path)
 	if err != nil {
-		return err
+		return Counts{}, err
 	}
 	counts.HistoryRows = hist
-	bg.historyRows = hist
 	meta := [][2]string{
 		{"schema_version", strconv.Itoa(db.SchemaVersion)},
 		{"created", info.Now.UTC().Format(time.RFC3339)},
@@ -408,18 +401,18 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 	ins = newBatch(conn, "meta", []string{"key", "value"}, 50)
 	for _, kv := range meta {
 		if err := ins.add(ctx, kv[0], kv[1]); err != nil {
-			return fmt.Errorf("insert meta: %w", err)
+			return Counts{}, fmt.Errorf("insert meta: %w", err)
 		}
 	}
 	if err := ins.flush(ctx); err != nil {
-		return fmt.Errorf("insert meta: %w", err)
+		return Counts{}, fmt.Errorf("insert meta: %w", err)
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return err
+		return Counts{}, err
 	}
 	committed = true
 	info.trace("history, meta, commit")
-	return nil
+	return counts, nil
 }
 
 // insertScanRecords writes every record as scanned. It stops early when
