@@ -112,10 +112,10 @@ func WriteDB(ctx context.Context, path string, pkgs []Pkg) error {
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO packages (id, pkgname, pkgbase, version, pkgpath, all_depends,
 			skip_reason, fail_reason, no_bin_on_ftp, restricted, categories, maintainer, use_destdir,
-			bootstrap_pkg, usergroup_phase, pbulk_weight, depends, depth, weight, initial_state)
-			VALUES (?, ?, ?, ?, ?, '', ?, ?, '', '', 'test', '', 'user-destdir', '', '', ?, ?, ?, ?, ?)`,
+			bootstrap_pkg, usergroup_phase, pbulk_weight, depends, depth, weight, initial_state, initial_detail)
+			VALUES (?, ?, ?, ?, ?, '', ?, ?, '', '', 'test', '', 'user-destdir', '', '', ?, ?, ?, ?, ?, ?)`,
 			i+1, p.Name, base(p.Name), version(p.Name), path, p.Skip, p.Fail, weightOf(p), depends,
-			len(cl), w, initial[i])
+			len(cl), w, initial[i], detail[i])
 		if err != nil {
 			return fmt.Errorf("insert %s: %w", p.Name, err)
 		}
@@ -126,19 +126,6 @@ func WriteDB(ctx context.Context, path string, pkgs []Pkg) error {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO depends (pkg_id, dep_id, pattern, ord) VALUES (?, ?, ?, ?)`,
 				i+1, idx[dn]+1, base(dn)+"-[0-9]*", ord); err != nil {
 				return fmt.Errorf("insert edge %s -> %s: %w", p.Name, dn, err)
-			}
-		}
-	}
-	// pkgdag also writes why a package starts prefailed, in schemas that
-	// have the column.
-	var hasDetail int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('packages') WHERE name = 'initial_detail'`).Scan(&hasDetail); err != nil {
-		return err
-	}
-	if hasDetail > 0 {
-		for i := range pkgs {
-			if _, err := tx.ExecContext(ctx, `UPDATE packages SET initial_detail = ? WHERE id = ?`, detail[i], i+1); err != nil {
-				return err
 			}
 		}
 	}
