@@ -351,10 +351,7 @@ func (b *Batch) work() {
 			err := b.writeStream(j)
 			b.mu.Lock()
 			if err != nil {
-				if b.err == nil {
-					b.err = fmt.Errorf("%s: %w", b.formats[j.format].Name, err)
-				}
-				b.cond.Broadcast()
+				b.failLocked(j, err)
 				return
 			}
 			b.streams[j.format].busy = false
@@ -369,10 +366,7 @@ func (b *Batch) work() {
 		err := encoders[j.format].Encode(&out, j.src)
 		b.mu.Lock()
 		if err != nil {
-			if b.err == nil {
-				b.err = fmt.Errorf("%s: %w", b.formats[j.format].Name, err)
-			}
-			b.cond.Broadcast()
+			b.failLocked(j, err)
 			return
 		}
 		b.outs[j.format][j.seq] = out.Bytes()
@@ -380,6 +374,15 @@ func (b *Batch) work() {
 }
 
 // writeStream writes a piece of a NewStream format; only one piece of a
+// failLocked records the first error (of job j's format) and wakes the
+// waiters. b.mu is held.
+func (b *Batch) failLocked(j job, err error) {
+	if b.err == nil {
+		b.err = fmt.Errorf("%s: %w", b.formats[j.format].Name, err)
+	}
+	b.cond.Broadcast()
+}
+
 // stream runs at a time, so its state needs no lock.
 func (b *Batch) writeStream(j job) error {
 	st := b.streams[j.format]
