@@ -373,7 +373,6 @@ func (b *Batch) work() {
 	}
 }
 
-// writeStream writes a piece of a NewStream format; only one piece of a
 // failLocked records the first error (of job j's format) and wakes the
 // waiters. b.mu is held.
 func (b *Batch) failLocked(j job, err error) {
@@ -383,6 +382,7 @@ func (b *Batch) failLocked(j job, err error) {
 	b.cond.Broadcast()
 }
 
+// writeStream writes a piece of a NewStream format; only one piece of a
 // stream runs at a time, so its state needs no lock.
 func (b *Batch) writeStream(j job) error {
 	st := b.streams[j.format]
