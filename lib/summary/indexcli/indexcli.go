@@ -129,6 +129,7 @@ type MergeCmd struct {
 	Cksum       bool   `name:"cksum" help:"Recompute every entry with FILE_CKSUM=sha256 (reads every package whole; ignores fragments)."`
 	Force       bool   `name:"force" help:"Publish even if the store already holds the same pkg_summary (by default an unchanged summary is left as it is)."`
 	NoWriteBack bool   `name:"no-write-back" help:"Do not save computed fragments and digests in index/."`
+	NoReuse     bool   `name:"no-reuse" help:"Read every fragment, even those unchanged since the last merge (whose entries are otherwise taken from the published summary on a remote store)."`
 	Jobs        int    `name:"jobs" short:"j" default:"0" help:"Packages to read at once (default 4 x CPUs)."`
 	Stdout      bool   `name:"stdout" help:"Write the uncompressed pkg_summary to stdout and publish nothing."`
 	JSON        bool   `name:"json" help:"Print a JSON summary of the merge on stdout (not with --stdout)."`
@@ -145,10 +146,17 @@ it is not older than its package and its FILE_NAME and FILE_SIZE match the
 stored file (a signed package differs in size, so its fragment is redone);
 otherwise the entry is computed from the package and saved as its fragment.
 
+On a remote store (sftp://, s3://), where each fragment is a round trip, a
+package and its fragment that are unchanged since the last merge listed them
+(same size, strictly older than the newest object it saw) keep their entry
+from the published pkg_summary, as recorded in index/merge-state.json; only
+new and changed packages are read. Deleting a fragment, or --no-reuse, makes
+the merge read it again.
+
 Every file is replaced atomically (temporary name, then rename). The
 pkg_summary files are published first, SHA512.bz2 last: a client that fetches
 SHA512.bz2 and then the files it lists gets matching files. The JSON summary
-has: store, packages, from_fragments, computed, stale, excluded, failed
+has: store, packages, reused, from_fragments, computed, stale, excluded, failed
 [{pkgname, error}], published, unchanged, summary_bytes, read_seconds,
 publish_seconds, seconds.
 
@@ -169,7 +177,7 @@ func (c *MergeCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return fmt.Errorf("--json and --stdout both write to stdout; pick one")
 	}
 	o := merge.Options{
-		Suffix: c.Suffix, SHA512: c.SHA512, Force: c.Force, Cksum: c.Cksum, NoWriteBack: c.NoWriteBack, Workers: c.Jobs,
+		Suffix: c.Suffix, SHA512: c.SHA512, Force: c.Force, Cksum: c.Cksum, NoWriteBack: c.NoWriteBack, NoReuse: c.NoReuse, Workers: c.Jobs,
 	}
 	for _, f := range strings.Split(c.Formats, ",") {
 		if f = strings.TrimSpace(f); f != "" {
@@ -227,8 +235,8 @@ func (c *MergeCmd) Run(ctx context.Context, g *cli.Globals) error {
 			return err
 		}
 	} else if c.Verbose || cli.IsTerminal(g.Stderr) {
-		fmt.Fprintf(g.Stderr, "pkgindex: %d packages (%d from fragments, %d computed, %d failed) published to %s: %s\n",
-			res.Packages, res.FromFragments, res.Computed, len(res.Failed), res.Store, strings.Join(res.Published, " "))
+		fmt.Fprintf(g.Stderr, "pkgindex: %d packages (%d reused, %d from fragments, %d computed, %d failed) published to %s: %s\n",
+			res.Packages, res.Reused, res.FromFragments, res.Computed, len(res.Failed), res.Store, strings.Join(res.Published, " "))
 	}
 	if len(res.Failed) > 0 {
 		return cli.Failed("%d packages could not be indexed", len(res.Failed))

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/store/filestore"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
@@ -93,7 +95,10 @@ func BenchmarkMergePublish(b *testing.B) {
 // BenchmarkMergeS3 is a forced merge of 30,000 fragments from an S3 store
 // (a real versitygw on loopback, whose posix back end serves the files of
 // a directory tree, so the fragments are written there directly): the
-// read phase waits on 30,000 GETs, and compression overlaps it.
+// read phase waits on 30,000 GETs, and compression overlaps it. The
+// "reuse" case is the merge after one that listed the same store: the
+// entries come from the published summary, only 30 new packages'
+// fragments are fetched.
 //
 //	go test -run x -bench MergeS3 -benchtime 3x ./lib/summary/merge
 func BenchmarkMergeS3(b *testing.B) {
@@ -101,6 +106,17 @@ func BenchmarkMergeS3(b *testing.B) {
 	src := benchStore(b, 30000)
 	repo := filepath.Join(srv.Dir, srv.Bucket, "repo")
 	if err := os.CopyFS(repo, os.DirFS(src)); err != nil {
+		b.Fatal(err)
+	}
+	// Written an hour ago, before every listing the benchmark makes.
+	old := time.Now().Add(-time.Hour)
+	err := filepath.WalkDir(repo, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			err = os.Chtimes(path, old, old)
+		}
+		return err
+	})
+	if err != nil {
 		b.Fatal(err)
 	}
 	s, err := storeopen.Open(context.Background(), srv.URL("repo"), storeopen.Options{
@@ -116,7 +132,7 @@ func BenchmarkMergeS3(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				res, err := Merge(context.Background(), s, Options{Force: true, Formats: formats})
+				res, err := Merge(context.Background(), s, Options{Force: true, NoReuse: true, Formats: formats})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -127,4 +143,33 @@ func BenchmarkMergeS3(b *testing.B) {
 			}
 		})
 	}
+	b.Run("reuse", func(b *testing.B) {
+		// The first merge publishes; the second lists what it
+		// published, so its state shows every package as older.
+		for range 2 {
+			if _, err := Merge(context.Background(), s, Options{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// 30 packages built since: their fragments are newer than that.
+		frags, err := filepath.Glob(filepath.Join(repo, "index", "*.pkginfo"))
+		if err != nil || len(frags) < 30000 {
+			b.Fatalf("%d fragments (%v)", len(frags), err)
+		}
+		for _, f := range frags[:30] {
+			if err := os.Chtimes(f, time.Now(), time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for b.Loop() {
+			res, err := Merge(context.Background(), s, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.Packages != 30000 || res.Reused < 29970 {
+				b.Fatalf("%d packages merged, %d reused", res.Packages, res.Reused)
+			}
+			b.ReportMetric(res.ReadSeconds, "read-s")
+		}
+	})
 }

@@ -30,6 +30,26 @@
 // whose size always differs, so its fragment is recomputed. A fragment that
 // does not parse is recomputed too (and counted in Result.Stale).
 //
+// # Reusing the previous summary
+//
+// On a store that is listed (every store but a local directory, which
+// reads a fragment faster than it could compare it), a merge takes the
+// entry of a package from the published summary, without fetching its
+// fragment, when the package has the size that entry records and both
+// the package and its fragment are strictly older than the newest object
+// of the previous merge's listing (by 2 s). That merge recorded, in
+// index/merge-state.json, the digest of the summary it published and that
+// time. Times come from the store's own clock, and every object written
+// after a listing is newer than everything it showed, so an object that
+// looks that old was read by the previous merge as it is now: the same
+// quick check as rsync's (size and time), with the racy case (a rewrite
+// in the same second as the listing) read again. A state that does not
+// match the published summary (published by another tool, or lost)
+// makes a full read; so does deleting a fragment for its package, or
+// NoReuse for all. A merge with Cksum reuses only entries made with
+// Cksum, and one without only entries made without. Digests for SHA512
+// are still read from index/<PKGNAME>.sha512 for every package.
+//
 // # Order and format
 //
 // Entries are concatenated in the byte order of the package file names
@@ -124,6 +144,9 @@ type Options struct {
 	Force bool
 	// NoWriteBack leaves computed fragments and digests unsaved.
 	NoWriteBack bool
+	// NoReuse reads every fragment (or package) even when the previous
+	// merge's summary holds its entry (see the package comment).
+	NoReuse bool
 	// Workers bounds parallel package and fragment reads; default
 	// 4×GOMAXPROCS (remote stores are latency bound).
 	Workers int
@@ -144,6 +167,7 @@ type Failure struct {
 type Result struct {
 	Store          string    `json:"store"`
 	Packages       int       `json:"packages"`       // entries in the summary
+	Reused         int       `json:"reused"`         // entries taken from the previous summary
 	FromFragments  int       `json:"from_fragments"` // entries taken from index/
 	Computed       int       `json:"computed"`       // entries computed from packages
 	Stale          int       `json:"stale"`          // fragments present but unusable
@@ -174,6 +198,7 @@ type pkg struct {
 	entry    []byte
 	digest   string // hex SHA512 of the package file
 	computed bool
+	reused   bool // entry taken from the previous summary
 	stale    bool
 	err      error
 	done     bool // processed (under Merge's commit lock)
@@ -205,12 +230,33 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 	}
 	res := &Result{Store: s.String(), Failed: []Failure{}, Published: []string{}}
 
-	pkgs, err := collect(ctx, s, o, res)
+	// What the last merge left is read while the store is listed: the
+	// published summary (to leave it alone when unchanged, and to reuse
+	// its entries) and, on a store that is listed, the merge state. A
+	// local store (statReader) reads its fragments faster than it would
+	// list index/ to compare them, and keeps no state.
+	withState := asStatReader(s) == nil && !o.NoReuse
+	var prev *previous
+	if o.Output == nil && !o.Force || withState {
+		prev = loadPrevious(ctx, s, o, withState)
+		defer prev.stop()
+	}
+	pkgs, listed, err := collect(ctx, s, o, res)
 	if err != nil {
 		return nil, err
 	}
 	if len(pkgs) == 0 && o.Success == nil {
 		return nil, fmt.Errorf("%w: no All/*%s in %s", ErrNoPackages, o.Suffix, s)
+	}
+	if withState {
+		prev.wait()
+		if entries, before := prev.reusable(o); entries != nil {
+			for _, p := range pkgs {
+				if p.err == nil && reuse(p, entries, before, o) {
+					res.Reused++
+				}
+			}
+		}
 	}
 
 	// The summary grows in file name order while the workers read: each
@@ -220,6 +266,8 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 	hint := 0
 	for _, p := range pkgs {
 		switch {
+		case p.reused:
+			hint += len(p.entry)
 		case p.frag != nil:
 			hint += int(p.frag.Size) + 2
 		case p.probe:
@@ -228,7 +276,7 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 	}
 	var pub *publisher
 	if o.Output == nil {
-		pub = newPublisher(ctx, s, o)
+		pub = newPublisher(ctx, s, o, prev)
 		defer pub.abort()
 	}
 	var (
@@ -299,6 +347,9 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 			continue
 		}
 		res.Packages++
+		if p.reused {
+			continue
+		}
 		if p.computed {
 			res.Computed++
 		} else {
@@ -321,8 +372,15 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 		if _, err := o.Output.Write(sum); err != nil {
 			return nil, err
 		}
-	} else if err := pub.publish(pkgs, sum, res); err != nil {
-		return nil, err
+	} else {
+		if err := pub.publish(pkgs, sum, res); err != nil {
+			return nil, err
+		}
+		if withState {
+			if err := writeState(ctx, s, o, prev.state, sum, listed); err != nil {
+				return nil, err
+			}
+		}
 	}
 	res.Seconds = time.Since(start).Seconds()
 	res.PublishSeconds = res.Seconds - res.ReadSeconds
@@ -342,16 +400,20 @@ func isPackageErr(err error) bool {
 }
 
 // collect lists All/ and index/ and returns the packages to index, sorted
-// by file name.
-func collect(ctx context.Context, s store.Store, o Options, res *Result) ([]*pkg, error) {
+// by file name, and the newest modification time it listed.
+func collect(ctx context.Context, s store.Store, o Options, res *Result) ([]*pkg, time.Time, error) {
 	// The two listings are independent: run them together (on a local
 	// store each is tens of thousands of lstats, on a remote one a
 	// sequence of round trips).
 	byName := map[string]*pkg{}
 	var index []store.Info
+	var newestAll, newestIndex time.Time
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := s.List(gctx, "All/", func(i store.Info) error {
+			if i.ModTime.After(newestAll) {
+				newestAll = i.ModTime
+			}
 			base := strings.TrimPrefix(i.Name, "All/")
 			if strings.Contains(base, "/") || !strings.HasSuffix(base, o.Suffix) {
 				return nil
@@ -374,6 +436,9 @@ func collect(ctx context.Context, s store.Store, o Options, res *Result) ([]*pkg
 			return nil // process reads index/ directly
 		}
 		err := s.List(gctx, "index/", func(i store.Info) error {
+			if i.ModTime.After(newestIndex) {
+				newestIndex = i.ModTime
+			}
 			index = append(index, i)
 			return nil
 		})
@@ -383,7 +448,7 @@ func collect(ctx context.Context, s store.Store, o Options, res *Result) ([]*pkg
 		return nil
 	})
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	for _, p := range byName {
 		p.probe = probe
@@ -431,7 +496,10 @@ func collect(ctx context.Context, s store.Store, o Options, res *Result) ([]*pkg
 		}
 	}
 	slices.SortFunc(pkgs, func(a, b *pkg) int { return strings.Compare(a.file, b.file) })
-	return pkgs, nil
+	if newestIndex.After(newestAll) {
+		newestAll = newestIndex
+	}
+	return pkgs, newestAll, nil
 }
 
 func countPresent(ps []*pkg) int {
@@ -489,6 +557,9 @@ func probeFile(ctx context.Context, s store.Store, name string) ([]byte, *store.
 }
 
 func process(ctx context.Context, s store.Store, o Options, p *pkg) error {
+	if p.reused && !o.SHA512 {
+		return nil
+	}
 	if p.probe {
 		if !o.Cksum { // with Cksum fragments are not used
 			b, info, err := probeFile(ctx, s, "index/"+p.name+".pkginfo")
@@ -516,7 +587,10 @@ func process(ctx context.Context, s store.Store, o Options, p *pkg) error {
 			p.digest, needDigest = d, false
 		}
 	}
-	if fresh(p.frag, p) && !o.Cksum {
+	switch {
+	case p.reused:
+		// Only the digest is missing.
+	case fresh(p.frag, p) && !o.Cksum:
 		e, err := readFragment(ctx, s, p)
 		if err == nil {
 			p.entry = e
@@ -525,7 +599,7 @@ func process(ctx context.Context, s store.Store, o Options, p *pkg) error {
 		} else {
 			p.stale = true
 		}
-	} else if p.frag != nil {
+	case p.frag != nil:
 		p.stale = !o.Cksum
 	}
 	if p.entry != nil && !needDigest {

@@ -62,11 +62,11 @@ func (zstEncoder) Encode(dst *bytes.Buffer, src []byte) error {
 // publishes it at the end.
 //
 // Unless forced, nothing is compressed before the summary is known to
-// differ from the published one: a goroutine reads back the published
-// summary (oldSummary) while Merge reads fragments, and feed compares the
-// summary as it grows with it; the first difference starts the
-// compression. An unchanged summary costs no compression at all, a
-// changed one is compressed during the rest of the reading.
+// differ from the published one: Merge reads back the published summary
+// (loadPrevious) while it reads fragments, and feed compares the summary
+// as it grows with it; the first difference starts the compression. An
+// unchanged summary costs no compression at all, a changed one is
+// compressed during the rest of the reading.
 type publisher struct {
 	ctx   context.Context
 	s     store.Store
@@ -74,18 +74,11 @@ type publisher struct {
 	batch *multistream.Batch
 
 	started  bool
-	old      chan oldResult // the published summary, when not forced
-	stopOld  func()         // cancels reading it
-	oldRes   *oldResult     // received from old
-	compared int            // bytes of the summary found equal to oldRes.sum
+	prev     *previous // the published summary; nil when forced
+	compared int       // bytes of the summary found equal to prev.sum
 }
 
-type oldResult struct {
-	sum []byte // nil: some format is missing or unreadable
-	err error  // the store failed
-}
-
-func newPublisher(ctx context.Context, s store.Store, o Options) *publisher {
+func newPublisher(ctx context.Context, s store.Store, o Options, prev *previous) *publisher {
 	var fs []multistream.Format
 	for _, name := range o.Formats {
 		fs = append(fs, formats[name].ms)
@@ -94,13 +87,7 @@ func newPublisher(ctx context.Context, s store.Store, o Options) *publisher {
 	if o.Force {
 		p.start()
 	} else {
-		p.old = make(chan oldResult, 1)
-		octx, cancel := context.WithCancel(ctx)
-		p.stopOld = cancel
-		go func() {
-			sum, err := oldSummary(octx, s, o)
-			p.old <- oldResult{sum, err}
-		}()
+		p.prev = prev
 	}
 	return p
 }
@@ -108,8 +95,8 @@ func newPublisher(ctx context.Context, s store.Store, o Options) *publisher {
 func (p *publisher) start() {
 	p.started = true
 	p.batch.Start()
-	if p.stopOld != nil {
-		p.stopOld() // the published summary is not needed any more (abort waits for the reader)
+	if p.prev != nil {
+		p.prev.cancel() // the published summary is not needed any more (Merge waits for the reader)
 	}
 }
 
@@ -117,18 +104,10 @@ func (p *publisher) start() {
 // compares it with the published one.
 func (p *publisher) feed(sum []byte) {
 	p.batch.Extend(sum)
-	if p.started {
-		return
+	if p.started || !p.prev.ready() {
+		return // compare later
 	}
-	if p.oldRes == nil {
-		select {
-		case r := <-p.old:
-			p.oldRes = &r
-		default:
-			return // compare later
-		}
-	}
-	old := p.oldRes.sum
+	old := p.prev.sum
 	if old == nil || len(sum) > len(old) || !bytes.Equal(sum[p.compared:], old[p.compared:len(sum)]) {
 		p.start()
 		return
@@ -136,20 +115,12 @@ func (p *publisher) feed(sum []byte) {
 	p.compared = len(sum)
 }
 
-// abort stops the compression if publish has not run, and the reading
-// of the published summary: nothing uses the store once Merge returns.
+// abort stops the compression if publish has not run: nothing uses the
+// store once Merge returns.
 func (p *publisher) abort() {
 	if p.batch != nil {
 		p.batch.Abort()
 		p.batch = nil
-	}
-	if p.stopOld != nil {
-		p.stopOld()
-		if p.oldRes == nil {
-			r := <-p.old
-			p.oldRes = &r
-		}
-		p.stopOld = nil
 	}
 }
 
@@ -160,14 +131,11 @@ func (p *publisher) publish(pkgs []*pkg, sum []byte, res *Result) error {
 	ctx, s, o := p.ctx, p.s, p.o
 	p.feed(sum)
 	if !p.started {
-		if p.oldRes == nil {
-			r := <-p.old
-			p.oldRes = &r
+		p.prev.wait()
+		if p.prev.err != nil {
+			return p.prev.err
 		}
-		if p.oldRes.err != nil {
-			return p.oldRes.err
-		}
-		if p.oldRes.sum != nil && bytes.Equal(p.oldRes.sum, sum) {
+		if p.prev.sum != nil && bytes.Equal(p.prev.sum, sum) {
 			p.batch.Abort()
 			p.batch = nil
 			res.Unchanged = true

@@ -1,0 +1,204 @@
+package merge
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/store"
+)
+
+// stateObject records what the last merge was built from, so that the
+// next one can take the entries of unchanged packages from the published
+// summary instead of fetching 30,000 fragments again (one request each
+// on a remote store).
+const stateObject = "index/merge-state.json"
+
+// racyMargin is how much older than the newest object of the last
+// merge's listing an object must look to be trusted unchanged. An object
+// rewritten with the same size in the clock tick in which that listing
+// saw it would look unchanged (S3 and SFTP report seconds); it was then
+// as new as the newest object listed, so only strictly older objects are
+// trusted, as racy-git does. The margin adds room for stores whose ticks
+// are coarser (FAT keeps 2 s) or that round times differently.
+const racyMargin = 2 * time.Second
+
+// mergeState is stateObject's content.
+type mergeState struct {
+	Version int `json:"version"`
+	// SummarySHA256 is the digest of the summary the merge published
+	// (or found already published).
+	SummarySHA256 string `json:"summary_sha256"`
+	// Listed is the newest modification time among the objects that
+	// merge listed in All/ and index/. Every object is timed by the
+	// store's own clock, so Listed is no later than the listing: an
+	// object modified since then has a later time.
+	Listed time.Time `json:"listed"`
+	Suffix string    `json:"suffix"`
+	Cksum  bool      `json:"cksum"` // entries were computed with FILE_CKSUM
+}
+
+const stateVersion = 1
+
+// previous is what the last merge left in the store: its summary (read
+// in the background while Merge lists the store) and its state.
+type previous struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+
+	// Set before done is closed:
+	sum   []byte      // the published summary; nil when a format is missing or unreadable
+	state *mergeState // nil when absent, unreadable or of another kind
+	err   error       // the store failed reading the summary
+}
+
+// loadPrevious starts reading the published summary and, with withState,
+// the merge state.
+func loadPrevious(ctx context.Context, s store.Store, o Options, withState bool) *previous {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &previous{done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(p.done)
+		var wg sync.WaitGroup
+		if withState {
+			wg.Go(func() { p.state = readState(ctx, s) })
+		}
+		p.sum, p.err = oldSummary(ctx, s, o)
+		wg.Wait()
+	}()
+	return p
+}
+
+// ready reports whether the reading has finished.
+func (p *previous) ready() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits for the reading to finish.
+func (p *previous) wait() { <-p.done }
+
+// stop cancels the reading and waits for it.
+func (p *previous) stop() {
+	p.cancel()
+	<-p.done
+}
+
+// readState returns the merge state, or nil if there is none that can be
+// used: a lost or damaged state only costs a full read.
+func readState(ctx context.Context, s store.Store) *mergeState {
+	rc, err := s.Get(ctx, stateObject)
+	if err != nil {
+		return nil
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil {
+		return nil
+	}
+	var st mergeState
+	if json.Unmarshal(b, &st) != nil || st.Version != stateVersion {
+		return nil
+	}
+	return &st
+}
+
+// oldEntry is an entry of the published summary.
+type oldEntry struct {
+	text []byte // the entry with its blank line
+	size int64  // its FILE_SIZE
+}
+
+// reusable returns the entries of the previous summary that stand for
+// packages still unchanged, by package file name; nil when the state
+// does not describe the published summary or was made with other
+// options.
+func (p *previous) reusable(o Options) (map[string]oldEntry, time.Time) {
+	st := p.state
+	if st == nil || p.sum == nil || st.Suffix != o.Suffix || st.Cksum != o.Cksum {
+		return nil, time.Time{}
+	}
+	d := sha256.Sum256(p.sum)
+	if hex.EncodeToString(d[:]) != st.SummarySHA256 {
+		return nil, time.Time{} // published by someone else, or since
+	}
+	entries := map[string]oldEntry{}
+	rest := p.sum
+	for len(rest) > 0 {
+		i := bytes.Index(rest, []byte("\n\n"))
+		if i < 0 {
+			return nil, time.Time{} // not a summary this package wrote
+		}
+		text := rest[: i+2 : i+2]
+		rest = rest[i+2:]
+		var name string
+		var size int64 = -1
+		for line := range bytes.Lines(text[:i+1]) {
+			if v, ok := bytes.CutPrefix(line, []byte("FILE_NAME=")); ok {
+				name = string(bytes.TrimSuffix(v, []byte("\n")))
+			} else if v, ok := bytes.CutPrefix(line, []byte("FILE_SIZE=")); ok {
+				size, _ = strconv.ParseInt(string(bytes.TrimSuffix(v, []byte("\n"))), 10, 64)
+			}
+		}
+		if name != "" && size >= 0 {
+			entries[name] = oldEntry{text: text, size: size}
+		}
+	}
+	return entries, st.Listed.Add(-racyMargin)
+}
+
+// reuse gives p the entry of the previous summary when the package and
+// what its entry came from are unchanged since that summary was made:
+// the same size, and modified before the previous listing (by the
+// margin). An entry is taken from a fragment, so a package whose
+// fragment is gone is read again (deleting a fragment forces its
+// recomputation); with Cksum, fragments are not used and only the
+// package counts.
+func reuse(p *pkg, entries map[string]oldEntry, before time.Time, o Options) bool {
+	e, ok := entries[p.file[len("All/"):]]
+	if !ok || e.size != p.info.Size || !p.info.ModTime.Before(before) {
+		return false
+	}
+	if !o.Cksum && (p.frag == nil || !p.frag.ModTime.Before(before)) {
+		return false
+	}
+	p.entry, p.reused = e.text, true
+	return true
+}
+
+func (a *mergeState) same(b mergeState) bool {
+	return a.Version == b.Version && a.SummarySHA256 == b.SummarySHA256 && a.Listed.Equal(b.Listed) &&
+		a.Suffix == b.Suffix && a.Cksum == b.Cksum
+}
+
+// writeState records the merge that published sum from a listing whose
+// newest object was modified at listed, unless the store holds that
+// state already.
+func writeState(ctx context.Context, s store.Store, o Options, old *mergeState, sum []byte, listed time.Time) error {
+	d := sha256.Sum256(sum)
+	st := mergeState{Version: stateVersion, SummarySHA256: hex.EncodeToString(d[:]),
+		Listed: listed.UTC(), Suffix: o.Suffix, Cksum: o.Cksum}
+	if old != nil && old.same(st) {
+		return nil
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if err := s.Put(ctx, stateObject, bytes.NewReader(b), int64(len(b))); err != nil {
+		return fmt.Errorf("save %s: %w", stateObject, err)
+	}
+	return nil
+}
