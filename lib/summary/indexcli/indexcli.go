@@ -149,8 +149,9 @@ otherwise the entry is computed from the package and saved as its fragment.
 On a remote store (sftp://, s3://), where each fragment is a round trip, a
 package and its fragment that are unchanged since the last merge listed them
 (same size, strictly older than the newest object it saw) keep their entry
-from the published pkg_summary, as recorded in index/merge-state.json; only
-new and changed packages are read. Deleting a fragment, or --no-reuse, makes
+from the published pkg_summary (and, with --sha512, their digests from
+SHA512.bz2), as recorded in index/merge-state.json; only new and changed
+packages are read. Deleting a fragment, or --no-reuse, makes
 the merge read it again.
 
 Every file is replaced atomically (temporary name, then rename). The

@@ -47,8 +47,9 @@
 // match the published summary (published by another tool, or lost)
 // makes a full read; so does deleting a fragment for its package, or
 // NoReuse for all. A merge with Cksum reuses only entries made with
-// Cksum, and one without only entries made without. Digests for SHA512
-// are still read from index/<PKGNAME>.sha512 for every package.
+// Cksum, and one without only entries made without. With SHA512, the
+// digest of a package unchanged by that rule comes from the published
+// SHA512.bz2 when the state vouches for it too.
 //
 // # Order and format
 //
@@ -377,7 +378,7 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 			return nil, err
 		}
 		if withState {
-			if err := writeState(ctx, s, o, prev.state, sum, listed); err != nil {
+			if err := writeState(ctx, s, o, prev.state, sum, pub.sha512, listed); err != nil {
 				return nil, err
 			}
 		}
@@ -557,7 +558,8 @@ func probeFile(ctx context.Context, s store.Store, name string) ([]byte, *store.
 }
 
 func process(ctx context.Context, s store.Store, o Options, p *pkg) error {
-	if p.reused && !o.SHA512 {
+	needDigest := o.SHA512 && p.digest == "" // known when reused
+	if p.reused && !needDigest {
 		return nil
 	}
 	if p.probe {
@@ -581,7 +583,6 @@ func process(ctx context.Context, s store.Store, o Options, p *pkg) error {
 			}
 		}
 	}
-	needDigest := o.SHA512
 	if needDigest && fresh(p.sum, p) {
 		if d, ok := readDigest(ctx, s, p); ok {
 			p.digest, needDigest = d, false

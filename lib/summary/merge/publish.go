@@ -76,6 +76,7 @@ type publisher struct {
 	started  bool
 	prev     *previous // the published summary; nil when forced
 	compared int       // bytes of the summary found equal to prev.sum
+	sha512   []byte    // the text of SHA512.bz2, once published (or found)
 }
 
 func newPublisher(ctx context.Context, s store.Store, o Options, prev *previous) *publisher {
@@ -139,7 +140,9 @@ func (p *publisher) publish(pkgs []*pkg, sum []byte, res *Result) error {
 			p.batch.Abort()
 			p.batch = nil
 			res.Unchanged = true
-			return publishSHA512(ctx, s, o, pkgs, nil, res)
+			var err error
+			p.sha512, err = publishSHA512(ctx, s, o, pkgs, nil, p.prev.sha512, res)
+			return err
 		}
 	}
 	outs, err := p.batch.Close()
@@ -157,15 +160,21 @@ func (p *publisher) publish(pkgs []*pkg, sum []byte, res *Result) error {
 		}
 		res.Published = append(res.Published, obj)
 	}
-	return publishSHA512(ctx, s, o, pkgs, outs, res)
+	var published []byte // the SHA512.bz2 text Merge has read, if any
+	if p.prev != nil {
+		published = p.prev.sha512
+	}
+	p.sha512, err = publishSHA512(ctx, s, o, pkgs, outs, published, res)
+	return err
 }
 
 // publishSHA512 writes SHA512.bz2 for the packages and the pkg_summary
 // files (outs, in Formats order; nil means read them back from the
-// store), unless the store already holds exactly that text.
-func publishSHA512(ctx context.Context, s store.Store, o Options, pkgs []*pkg, outs [][]byte, res *Result) error {
+// store), unless the store already holds exactly that text (published,
+// when not nil, is the text already read back), and returns the text.
+func publishSHA512(ctx context.Context, s store.Store, o Options, pkgs []*pkg, outs [][]byte, published []byte, res *Result) ([]byte, error) {
 	if !o.SHA512 {
-		return nil
+		return nil, nil
 	}
 	var lines [][2]string // path, digest line
 	for i, name := range o.Formats {
@@ -176,7 +185,7 @@ func publishSHA512(ctx context.Context, s store.Store, o Options, pkgs []*pkg, o
 		} else {
 			var err error
 			if b, err = getAll(ctx, s, obj, 1<<20); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		d := sha512.Sum512(b)
@@ -194,19 +203,23 @@ func publishSHA512(ctx context.Context, s store.Store, o Options, pkgs []*pkg, o
 		text.WriteString(l[1])
 	}
 	if !o.Force {
-		if old, err := getDecompressed(ctx, s, "SHA512.bz2"); err == nil && string(old) == text.String() {
-			return nil
+		old := published
+		if old == nil {
+			old, _ = getDecompressed(ctx, s, "SHA512.bz2")
+		}
+		if old != nil && string(old) == text.String() {
+			return old, nil
 		}
 	}
 	bz, err := multistream.Compress(ctx, []byte(text.String()), []multistream.Format{multistream.Bzip2}, 0)
 	if err != nil {
-		return fmt.Errorf("compress SHA512.bz2: %w", err)
+		return nil, fmt.Errorf("compress SHA512.bz2: %w", err)
 	}
 	if err := s.Put(ctx, "SHA512.bz2", bytes.NewReader(bz[0]), int64(len(bz[0]))); err != nil {
-		return fmt.Errorf("publish SHA512.bz2: %w", err)
+		return nil, fmt.Errorf("publish SHA512.bz2: %w", err)
 	}
 	res.Published = append(res.Published, "SHA512.bz2")
-	return nil
+	return []byte(text.String()), nil
 }
 
 // digestLine is what `digest SHA512 path` prints.

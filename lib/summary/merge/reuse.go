@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,9 @@ type mergeState struct {
 	Listed time.Time `json:"listed"`
 	Suffix string    `json:"suffix"`
 	Cksum  bool      `json:"cksum"` // entries were computed with FILE_CKSUM
+	// SHA512SHA256 is the digest of the text of the SHA512.bz2 the merge
+	// published (or found), when it did.
+	SHA512SHA256 string `json:"sha512_sha256,omitempty"`
 }
 
 const stateVersion = 1
@@ -54,9 +58,10 @@ type previous struct {
 	cancel context.CancelFunc
 
 	// Set before done is closed:
-	sum   []byte      // the published summary; nil when a format is missing or unreadable
-	state *mergeState // nil when absent, unreadable or of another kind
-	err   error       // the store failed reading the summary
+	sum    []byte      // the published summary; nil when a format is missing or unreadable
+	state  *mergeState // nil when absent, unreadable or of another kind
+	sha512 []byte      // the text of the published SHA512.bz2, with SHA512 and a state
+	err    error       // the store failed reading the summary
 }
 
 // loadPrevious starts reading the published summary and, with withState,
@@ -69,6 +74,9 @@ func loadPrevious(ctx context.Context, s store.Store, o Options, withState bool)
 		var wg sync.WaitGroup
 		if withState {
 			wg.Go(func() { p.state = readState(ctx, s) })
+			if o.SHA512 {
+				wg.Go(func() { p.sha512, _ = getDecompressed(ctx, s, "SHA512.bz2") })
+			}
 		}
 		p.sum, p.err = oldSummary(ctx, s, o)
 		wg.Wait()
@@ -116,31 +124,32 @@ func readState(ctx context.Context, s store.Store) *mergeState {
 
 // oldEntry is an entry of the published summary.
 type oldEntry struct {
-	text []byte // the entry with its blank line
-	size int64  // its FILE_SIZE
+	text   []byte // the entry with its blank line
+	size   int64  // its FILE_SIZE
+	digest string // the package's SHA-512 in the published SHA512.bz2, if known
 }
 
-// reusable returns the entries of the previous summary that stand for
-// packages still unchanged, by package file name; nil when the state
-// does not describe the published summary or was made with other
-// options.
-func (p *previous) reusable(o Options) (map[string]oldEntry, time.Time) {
+// reusable returns the entries of the previous summary (with the digests
+// of the previous SHA512.bz2 when it matches the state too), by package
+// file name, and the time before which an object counts as unchanged;
+// nil when the state does not describe the published summary or was made
+// with other options.
+func (p *previous) reusable(o Options) (map[string]*oldEntry, time.Time) {
 	st := p.state
 	if st == nil || p.sum == nil || st.Suffix != o.Suffix || st.Cksum != o.Cksum {
 		return nil, time.Time{}
 	}
-	d := sha256.Sum256(p.sum)
-	if hex.EncodeToString(d[:]) != st.SummarySHA256 {
+	if hexSHA256(p.sum) != st.SummarySHA256 {
 		return nil, time.Time{} // published by someone else, or since
 	}
-	entries := map[string]oldEntry{}
+	entries := map[string]*oldEntry{}
 	rest := p.sum
 	for len(rest) > 0 {
 		i := bytes.Index(rest, []byte("\n\n"))
 		if i < 0 {
 			return nil, time.Time{} // not a summary this package wrote
 		}
-		text := rest[: i+2 : i+2]
+		text := rest[:i+2 : i+2]
 		rest = rest[i+2:]
 		var name string
 		var size int64 = -1
@@ -152,10 +161,24 @@ func (p *previous) reusable(o Options) (map[string]oldEntry, time.Time) {
 			}
 		}
 		if name != "" && size >= 0 {
-			entries[name] = oldEntry{text: text, size: size}
+			entries[name] = &oldEntry{text: text, size: size}
+		}
+	}
+	if p.sha512 != nil && st.SHA512SHA256 != "" && hexSHA256(p.sha512) == st.SHA512SHA256 {
+		for line := range strings.Lines(string(p.sha512)) {
+			path, d, ok := strings.Cut(strings.TrimPrefix(line, "SHA512 ("), ") = ")
+			d = strings.TrimSuffix(d, "\n")
+			if e := entries[strings.TrimPrefix(path, "All/")]; ok && e != nil && len(d) == 128 {
+				e.digest = d
+			}
 		}
 	}
 	return entries, st.Listed.Add(-racyMargin)
+}
+
+func hexSHA256(b []byte) string {
+	d := sha256.Sum256(b)
+	return hex.EncodeToString(d[:])
 }
 
 // reuse gives p the entry of the previous summary when the package and
@@ -164,12 +187,14 @@ func (p *previous) reusable(o Options) (map[string]oldEntry, time.Time) {
 // margin). An entry is taken from a fragment, so a package whose
 // fragment is gone is read again (deleting a fragment forces its
 // recomputation); with Cksum, fragments are not used and only the
-// package counts.
-func reuse(p *pkg, entries map[string]oldEntry, before time.Time, o Options) bool {
-	e, ok := entries[p.file[len("All/"):]]
-	if !ok || e.size != p.info.Size || !p.info.ModTime.Before(before) {
+// package counts. The package's digest, which depends on nothing else,
+// is taken when known.
+func reuse(p *pkg, entries map[string]*oldEntry, before time.Time, o Options) bool {
+	e := entries[strings.TrimPrefix(p.file, "All/")]
+	if e == nil || e.size != p.info.Size || !p.info.ModTime.Before(before) {
 		return false
 	}
+	p.digest = e.digest
 	if !o.Cksum && (p.frag == nil || !p.frag.ModTime.Before(before)) {
 		return false
 	}
@@ -179,16 +204,18 @@ func reuse(p *pkg, entries map[string]oldEntry, before time.Time, o Options) boo
 
 func (a *mergeState) same(b mergeState) bool {
 	return a.Version == b.Version && a.SummarySHA256 == b.SummarySHA256 && a.Listed.Equal(b.Listed) &&
-		a.Suffix == b.Suffix && a.Cksum == b.Cksum
+		a.Suffix == b.Suffix && a.Cksum == b.Cksum && a.SHA512SHA256 == b.SHA512SHA256
 }
 
-// writeState records the merge that published sum from a listing whose
-// newest object was modified at listed, unless the store holds that
-// state already.
-func writeState(ctx context.Context, s store.Store, o Options, old *mergeState, sum []byte, listed time.Time) error {
-	d := sha256.Sum256(sum)
-	st := mergeState{Version: stateVersion, SummarySHA256: hex.EncodeToString(d[:]),
+// writeState records the merge that published sum (and SHA512.bz2 with
+// the text sha512) from a listing whose newest object was modified at
+// listed, unless the store holds that state already.
+func writeState(ctx context.Context, s store.Store, o Options, old *mergeState, sum, sha512 []byte, listed time.Time) error {
+	st := mergeState{Version: stateVersion, SummarySHA256: hexSHA256(sum),
 		Listed: listed.UTC(), Suffix: o.Suffix, Cksum: o.Cksum}
+	if sha512 != nil {
+		st.SHA512SHA256 = hexSHA256(sha512)
+	}
 	if old != nil && old.same(st) {
 		return nil
 	}

@@ -269,3 +269,50 @@ func TestMergeReuseS3(t *testing.T) {
 		t.Error("pkg_summary over S3 differs")
 	}
 }
+
+// TestMergeReuseSHA512: with SHA512, the digests of unchanged packages
+// come from the published SHA512.bz2 (the cached index/*.sha512 are not
+// needed); a rebuilt package's digest is computed.
+func TestMergeReuseSHA512(t *testing.T) {
+	f := newFixture(t, 5)
+	s := listed{Store: openStore(t, f.dir, storeopen.Options{})}
+	setTimes(t, f.dir, "All/*.tgz", time.Now().Add(-3*time.Hour))
+	o := Options{SHA512: true}
+	mustMerge(t, s, o)
+	setTimes(t, f.dir, "index/*.pkginfo", time.Now().Add(-2*time.Hour))
+	mustMerge(t, s, o)
+	digests, err := filepath.Glob(filepath.Join(f.dir, "index", "*.sha512"))
+	if err != nil || len(digests) != 5 {
+		t.Fatalf("digests %v (%v)", digests, err)
+	}
+	for _, d := range digests {
+		os.Remove(d)
+	}
+	res := mustMerge(t, s, o)
+	if res.Reused != 5 || !res.Unchanged {
+		t.Errorf("third merge: %+v", res)
+	}
+	if left, _ := filepath.Glob(filepath.Join(f.dir, "index", "*.sha512")); len(left) != 0 {
+		t.Errorf("digests were computed again: %v", left)
+	}
+	checkSHA512(t, f.dir)
+
+	md, _ := loadFluxer(t)
+	rebuilt := f.names[3]
+	data, err := pkgtest.Package(md[rebuilt], pkgfile.Gzip, 8888, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, "All", rebuilt+".tgz"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res = mustMerge(t, s, o)
+	if res.Reused != 4 || res.Computed != 1 {
+		t.Errorf("after a rebuild: %+v", res)
+	}
+	if left, _ := filepath.Glob(filepath.Join(f.dir, "index", "*.sha512")); len(left) != 1 {
+		t.Errorf("digests computed: %v, want the rebuilt package's", left)
+	}
+	checkSHA512(t, f.dir)
+	checkPublished(t, f, "after a rebuild")
+}
