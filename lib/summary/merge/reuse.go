@@ -149,7 +149,7 @@ func (p *previous) reusable(o Options) (map[string]*oldEntry, time.Time) {
 		if i < 0 {
 			return nil, time.Time{} // not a summary this package wrote
 		}
-		text := rest[:i+2 : i+2]
+		text := rest[: i+2 : i+2]
 		rest = rest[i+2:]
 		var name string
 		var size int64 = -1
