@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -315,4 +316,30 @@ func TestMergeReuseSHA512(t *testing.T) {
 	}
 	checkSHA512(t, f.dir)
 	checkPublished(t, f, "after a rebuild")
+}
+
+// FuzzReusable: whatever the published summary holds, indexing it for
+// reuse never panics, and every entry it offers is a whole entry of that
+// summary (ending with its blank line) named by its FILE_NAME.
+func FuzzReusable(f *testing.F) {
+	f.Add([]byte("PKGNAME=a-1\nFILE_NAME=a-1.tgz\nFILE_SIZE=10\n\n"), []byte("SHA512 (All/a-1.tgz) = "+strings.Repeat("ab", 64)+"\n"))
+	f.Add([]byte("FILE_NAME=x\n\nFILE_SIZE=-1\n\n\n\n"), []byte("SHA512 () = \n"))
+	f.Add([]byte("no blank line at the end\n"), []byte(nil))
+	f.Fuzz(func(t *testing.T, sum, sha []byte) {
+		p := &previous{sum: sum, sha512: sha, state: &mergeState{
+			Version: stateVersion, SummarySHA256: hexSHA256(sum), SHA512SHA256: hexSHA256(sha),
+			Listed: time.Unix(1e9, 0), Suffix: ".tgz"}}
+		entries, _ := p.reusable(Options{Suffix: ".tgz"})
+		for name, e := range entries {
+			if !bytes.HasSuffix(e.text, []byte("\n\n")) || !bytes.Contains(sum, e.text) {
+				t.Fatalf("entry %q is not a whole entry of the summary: %q", name, e.text)
+			}
+			if !bytes.Contains(e.text, []byte("FILE_NAME="+name+"\n")) {
+				t.Fatalf("entry %q does not name itself: %q", name, e.text)
+			}
+			if e.digest != "" && !bytes.Contains(sha, []byte("SHA512 (All/"+name+") = "+e.digest)) {
+				t.Fatalf("digest %q of %q is not in SHA512.bz2", e.digest, name)
+			}
+		}
+	})
 }
