@@ -110,6 +110,29 @@ func (f *fixture) expected(t *testing.T, skip ...string) []byte {
 	return b.Bytes()
 }
 
+// upload puts the fixture's packages into s.
+func (f *fixture) upload(t *testing.T, s store.Store) {
+	t.Helper()
+	for _, n := range f.names {
+		data, err := os.ReadFile(filepath.Join(f.dir, "All", n+".tgz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Put(context.Background(), "All/"+n+".tgz", bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// s3Store returns an empty store in a real S3 server (versitygw) that
+// the test starts on loopback.
+func s3Store(t *testing.T) store.Store {
+	t.Helper()
+	srv := storetest.StartS3(t)
+	return openStore(t, srv.URL("repo"), storeopen.Options{
+		S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey})
+}
+
 func decompress(t *testing.T, prog, path string) []byte {
 	t.Helper()
 	out, err := exec.Command(testenv.Program(t, prog), "-dc", path).Output()
@@ -442,15 +465,7 @@ func TestMergeSFTP(t *testing.T) {
 	o := storeopen.Options{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts}
 	s := openStore(t, srv.URL("repo"), o)
 	ctx := context.Background()
-	for _, n := range f.names {
-		data, err := os.ReadFile(filepath.Join(f.dir, "All", n+".tgz"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Put(ctx, "All/"+n+".tgz", bytes.NewReader(data), int64(len(data))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.upload(t, s)
 	res, err := Merge(ctx, s, Options{SHA512: true})
 	if err != nil {
 		t.Fatal(err)
@@ -536,20 +551,10 @@ func TestMergeS3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an S3 server")
 	}
-	srv := storetest.StartS3(t)
 	f := newFixture(t, 6)
-	o := storeopen.Options{S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey}
-	s := openStore(t, srv.URL("repo"), o)
+	s := s3Store(t)
 	ctx := context.Background()
-	for _, n := range f.names {
-		data, err := os.ReadFile(filepath.Join(f.dir, "All", n+".tgz"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Put(ctx, "All/"+n+".tgz", bytes.NewReader(data), int64(len(data))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.upload(t, s)
 	res, err := Merge(ctx, s, Options{SHA512: true})
 	if err != nil {
 		t.Fatal(err)

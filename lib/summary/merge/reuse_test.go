@@ -15,7 +15,6 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/pkgfile/pkgtest"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
-	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
 )
 
 // listed is a store that Merge must list, as it lists a remote one (it
@@ -215,20 +214,10 @@ func TestMergeReuseS3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an S3 server")
 	}
-	srv := storetest.StartS3(t)
 	f := newFixture(t, 6)
-	o := storeopen.Options{S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey}
-	s := openStore(t, srv.URL("repo"), o)
+	s := s3Store(t)
 	ctx := context.Background()
-	for _, n := range f.names {
-		data, err := os.ReadFile(filepath.Join(f.dir, "All", n+".tgz"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Put(ctx, "All/"+n+".tgz", bytes.NewReader(data), int64(len(data))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.upload(t, s)
 	if res := mustMerge(t, s, Options{}); res.Computed != 6 {
 		t.Errorf("first merge: %+v", res)
 	}
