@@ -263,15 +263,7 @@ func TestBatch(t *testing.T) {
 			if b.Len() != len(in) {
 				t.Errorf("Len() = %d, want %d", b.Len(), len(in))
 			}
-			got, err := b.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range formats {
-				if !bytes.Equal(got[i], want[i]) {
-					t.Errorf("%s: differs from Compress", formats[i].Name)
-				}
-			}
+			got := closeLike(t, b, formats, want)
 			checkDecompress(t, "xz", got[2], in)
 		})
 	}
@@ -308,6 +300,12 @@ func TestBatchExtend(t *testing.T) {
 		buf = append(buf, in[off:min(off+1000, len(in))]...)
 		b.Extend(buf)
 	}
+	closeLike(t, b, formats, want)
+}
+
+// closeLike closes b and checks that its outputs equal want (Compress's).
+func closeLike(t *testing.T, b *Batch, formats []Format, want [][]byte) [][]byte {
+	t.Helper()
 	got, err := b.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -317,6 +315,7 @@ func TestBatchExtend(t *testing.T) {
 			t.Errorf("%s: differs from Compress", formats[i].Name)
 		}
 	}
+	return got
 }
 
 // A one-stream format with NewStream (gzip) is compressed piece by piece
