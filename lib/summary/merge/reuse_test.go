@@ -57,6 +57,20 @@ func setTimes(t *testing.T, dir, pattern string, mt time.Time) {
 	}
 }
 
+// rebuild writes a new package file for name: the same metadata, another
+// size.
+func (f *fixture) rebuild(t *testing.T, name string) {
+	t.Helper()
+	md, _ := loadFluxer(t)
+	data, err := pkgtest.Package(md[name], pkgfile.Gzip, 9999, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, "All", name+".tgz"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func mustMerge(t *testing.T, s store.Store, o Options) *Result {
 	t.Helper()
 	res, err := Merge(context.Background(), s, o)
@@ -111,15 +125,7 @@ func TestMergeReuse(t *testing.T) {
 
 	// A rebuilt package (new size, new time; its fragment is older) and a
 	// deleted fragment are read; the rest is reused.
-	md, _ := loadFluxer(t)
-	rebuilt := f.names[2]
-	data, err := pkgtest.Package(md[rebuilt], pkgfile.Gzip, 9999, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(f.dir, "All", rebuilt+".tgz"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	f.rebuild(t, f.names[2])
 	if err := os.Remove(filepath.Join(f.dir, "index", f.names[5]+".pkginfo")); err != nil {
 		t.Fatal(err)
 	}
@@ -287,15 +293,7 @@ func TestMergeReuseSHA512(t *testing.T) {
 	}
 	checkSHA512(t, f.dir)
 
-	md, _ := loadFluxer(t)
-	rebuilt := f.names[3]
-	data, err := pkgtest.Package(md[rebuilt], pkgfile.Gzip, 8888, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(f.dir, "All", rebuilt+".tgz"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	f.rebuild(t, f.names[3])
 	res = mustMerge(t, s, o)
 	if res.Reused != 4 || res.Computed != 1 {
 		t.Errorf("after a rebuild: %+v", res)
