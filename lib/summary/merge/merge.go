@@ -378,7 +378,11 @@ func Merge(ctx context.Context, s store.Store, o Options) (*Result, error) {
 			return nil, err
 		}
 		if withState {
-			if err := writeState(ctx, s, o, prev.state, sum, pub.sha512, listed); err != nil {
+			known := "" // an unchanged summary is the one reusable hashed
+			if res.Unchanged {
+				known = prev.sumSHA256
+			}
+			if err := writeState(ctx, s, o, prev.state, sum, known, pub.sha512, listed); err != nil {
 				return nil, err
 			}
 		}

@@ -62,6 +62,8 @@ type previous struct {
 	state  *mergeState // nil when absent, unreadable or of another kind
 	sha512 []byte      // the text of the published SHA512.bz2, with SHA512 and a state
 	err    error       // the store failed reading the summary
+
+	sumSHA256 string // of sum, once reusable has computed it
 }
 
 // loadPrevious starts reading the published summary and, with withState,
@@ -139,7 +141,8 @@ func (p *previous) reusable(o Options) (map[string]*oldEntry, time.Time) {
 	if st == nil || p.sum == nil || st.Suffix != o.Suffix || st.Cksum != o.Cksum {
 		return nil, time.Time{}
 	}
-	if hexSHA256(p.sum) != st.SummarySHA256 {
+	p.sumSHA256 = hexSHA256(p.sum)
+	if p.sumSHA256 != st.SummarySHA256 {
 		return nil, time.Time{} // published by someone else, or since
 	}
 	entries := map[string]*oldEntry{}
@@ -209,9 +212,13 @@ func (a *mergeState) same(b mergeState) bool {
 
 // writeState records the merge that published sum (and SHA512.bz2 with
 // the text sha512) from a listing whose newest object was modified at
-// listed, unless the store holds that state already.
-func writeState(ctx context.Context, s store.Store, o Options, old *mergeState, sum, sha512 []byte, listed time.Time) error {
-	st := mergeState{Version: stateVersion, SummarySHA256: hexSHA256(sum),
+// listed, unless the store holds that state already. sumSHA256 is sum's
+// digest when known (an unchanged summary was hashed by reusable).
+func writeState(ctx context.Context, s store.Store, o Options, old *mergeState, sum []byte, sumSHA256 string, sha512 []byte, listed time.Time) error {
+	if sumSHA256 == "" {
+		sumSHA256 = hexSHA256(sum)
+	}
+	st := mergeState{Version: stateVersion, SummarySHA256: sumSHA256,
 		Listed: listed.UTC(), Suffix: o.Suffix, Cksum: o.Cksum}
 	if sha512 != nil {
 		st.SHA512SHA256 = hexSHA256(sha512)
