@@ -124,13 +124,19 @@ func (f *fixture) upload(t *testing.T, s store.Store) {
 	}
 }
 
-// s3Store returns an empty store in a real S3 server (versitygw) that
-// the test starts on loopback.
-func s3Store(t *testing.T) store.Store {
+// s3Fixture returns n fluxer packages uploaded to a store in a real S3
+// server (versitygw) that the test starts on loopback.
+func s3Fixture(t *testing.T, n int) (*fixture, store.Store) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts an S3 server")
+	}
+	f := newFixture(t, n)
 	srv := storetest.StartS3(t)
-	return openStore(t, srv.URL("repo"), storeopen.Options{
+	s := openStore(t, srv.URL("repo"), storeopen.Options{
 		S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey})
+	f.upload(t, s)
+	return f, s
 }
 
 func decompress(t *testing.T, prog, path string) []byte {
@@ -548,13 +554,8 @@ func TestMergeUnchanged(t *testing.T) {
 // TestMergeS3 runs a merge against a real S3 server (versitygw) on
 // loopback.
 func TestMergeS3(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts an S3 server")
-	}
-	f := newFixture(t, 6)
-	s := s3Store(t)
+	f, s := s3Fixture(t, 6)
 	ctx := context.Background()
-	f.upload(t, s)
 	res, err := Merge(ctx, s, Options{SHA512: true})
 	if err != nil {
 		t.Fatal(err)

@@ -217,13 +217,8 @@ func TestMergeReuseRacy(t *testing.T) {
 // times are to the second: the third merge reads nothing but the listing
 // and the previous summary.
 func TestMergeReuseS3(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts an S3 server")
-	}
-	f := newFixture(t, 6)
-	s := s3Store(t)
+	f, s := s3Fixture(t, 6)
 	ctx := context.Background()
-	f.upload(t, s)
 	if res := mustMerge(t, s, Options{}); res.Computed != 6 {
 		t.Errorf("first merge: %+v", res)
 	}
