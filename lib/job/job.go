@@ -24,6 +24,13 @@ import (
 	"os"
 )
 
+// ExitNoSpace is pkgrun's exit code when the builder itself ran out of
+// disk space (its work root, or its own installer writing a dependency):
+// the job is not at fault, so a scheduler requeues it without counting a
+// crash against the package and stops using that builder until space is
+// freed. It prints no Result.
+const ExitNoSpace = 3
+
 // ResultVersion is the version of the Result document.
 const ResultVersion = 1
 
