@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -91,7 +92,6 @@ func Run(ctx context.Context, name, description string, grammar any, args []stri
 		kong.Description(description),
 		kong.Writers(g.Stdout, g.Stderr),
 		kong.Exit(func(code int) { exited = code }),
-		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 		kong.BindTo(ctx, (*context.Context)(nil)),
 		kong.Bind(g),
@@ -109,18 +109,15 @@ func Run(ctx context.Context, name, description string, grammar any, args []stri
 		return 2
 	}
 	if err != nil {
+		// A usage mistake gets one line and a pointer to the help, not the
+		// help itself: a typo must not bury its message under a screenful.
+		// Both go to stderr: stdout may be a pipe that expects data
+		// (pkgrun's JSON, pkgscan's records).
+		fmt.Fprintf(g.Stderr, "%s: %v\n", name, oneLine(err))
 		var perr *kong.ParseError
 		if errors.As(err, &perr) {
-			fmt.Fprintf(g.Stderr, "%s: %v\n", name, err)
-			if perr.Context != nil {
-				// Usage after a mistake goes to stderr: stdout may be a
-				// pipe that expects data (pkgrun's JSON, pkgscan's records).
-				parser.Stdout = g.Stderr
-				_ = perr.Context.PrintUsage(true)
-			}
-			return 2
+			fmt.Fprintf(g.Stderr, "%s: run '%s --help' for usage\n", name, commandPath(name, perr.Context))
 		}
-		fmt.Fprintf(g.Stderr, "%s: %v\n", name, err)
 		return 2
 	}
 	err = kctx.Run(bindings...)
@@ -128,6 +125,26 @@ func Run(ctx context.Context, name, description string, grammar any, args []stri
 		fmt.Fprintf(g.Stderr, "%s: %v\n", name, err)
 	}
 	return ExitCode(err)
+}
+
+// commandPath is "tool" or "tool cmd sub": the help that explains the
+// command the user was typing.
+func commandPath(name string, k *kong.Context) string {
+	path := []string{name}
+	if k != nil {
+		for _, p := range k.Path {
+			if p.Command != nil {
+				path = append(path, p.Command.Name)
+			}
+		}
+	}
+	return strings.Join(path, " ")
+}
+
+// oneLine joins the lines of an error message, so a usage error is one
+// line whatever kong put in it.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ")), " ")
 }
 
 // FlagGiven reports whether the long flag name was typed on the command
