@@ -75,6 +75,12 @@ type Cmd struct {
 	Watch []string
 	// Credential runs the command as another user (nil: as the caller).
 	Credential *syscall.Credential
+	// Cloneflags starts the command in new namespaces (CLONE_NEWNS...);
+	// with them the command dies when the calling thread's process does
+	// (Pdeathsig SIGKILL), so a killed caller leaves no namespace behind.
+	Cloneflags uintptr
+	// ExtraFiles are passed to the command as descriptors 3, 4...
+	ExtraFiles []*os.File
 }
 
 // Result is what happened to a command.
@@ -110,7 +116,12 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	if c.Stderr != nil {
 		cmd.Stderr = c.Stderr
 	}
+	cmd.ExtraFiles = c.ExtraFiles
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.Credential}
+	if c.Cloneflags != 0 {
+		cmd.SysProcAttr.Cloneflags = c.Cloneflags
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	// A pipe copier would wait for every grandchild holding the pipe;
 	// the group is killed below, so this only bounds a pathological case.
 	cmd.WaitDelay = 5 * time.Second
