@@ -20,6 +20,10 @@
 //     silently; pkgbulk treats it as a corrupted file);
 //   - blank lines are kept in the text and mean "no field";
 //   - the data must end with '\n';
+//   - no line may hold a NUL byte (pbulk-scan drops such output, and every
+//     pbulk tool reads records as C strings);
+//   - errors are reported in file order: the first bad line is named, so
+//     reading in chunks (ReadAll) and reading at once (Parse) agree;
 //   - a key that appears twice: Get returns the first occurrence;
 //   - unknown keys are kept in the text and can be read with Get.
 package scan
@@ -226,9 +230,6 @@ func parse(name string, data []byte, firstLine int, recs []Record) ([]Record, in
 	if len(data) == 0 {
 		return recs, 0, nil
 	}
-	if data[len(data)-1] != '\n' {
-		return nil, 0, &Error{File: name, Line: firstLine + bytes.Count(data, nl) + 1, Msg: "file does not end with a newline (truncated?)"}
-	}
 	if len(data) > 1<<31-1 {
 		return nil, 0, &Error{File: name, Line: firstLine + 1, Msg: "file larger than 2 GiB"}
 	}
@@ -251,8 +252,17 @@ func parse(name string, data []byte, firstLine int, recs []Record) ([]Record, in
 	}
 	for pos := 0; pos < len(data); {
 		lineNo++
-		end := bytes.IndexByte(data[pos:], '\n') + pos
+		n := bytes.IndexByte(data[pos:], '\n')
+		if n < 0 {
+			return nil, 0, &Error{File: name, Line: lineNo, Msg: "file does not end with a newline (truncated?)"}
+		}
+		end := pos + n
 		line := data[pos:end]
+		// Each line is searched while it is in the cache: one pass over
+		// the whole file first would cost as much as the parse.
+		if nul := bytes.IndexByte(line, 0); nul >= 0 {
+			return nil, 0, &Error{File: name, Line: lineNo, Msg: nulMessage(line, nul)}
+		}
 		if bytes.HasPrefix(line, pkgnamePrefix) {
 			finish(pos)
 			v := line[len(pkgnamePrefix):]
@@ -276,6 +286,14 @@ func parse(name string, data []byte, firstLine int, recs []Record) ([]Record, in
 	}
 	finish(len(data))
 	return recs, lineNo - firstLine, nil
+}
+
+// nulMessage describes a line holding a NUL byte at offset at.
+func nulMessage(line []byte, at int) string {
+	if eq := bytes.IndexByte(line[:at], '='); eq >= 0 {
+		return fmt.Sprintf("NUL byte in the value of %q", truncate(line[:eq]))
+	}
+	return "NUL byte in a line"
 }
 
 // noLines marks a parsed one-line record (non-nil, so Get uses the index).

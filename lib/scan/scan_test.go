@@ -129,6 +129,16 @@ func TestParseErrors(t *testing.T) {
 		{"empty name", "PKGNAME=\n", 1, "shorter than 2"},
 		{"space in name", "PKGNAME=foo-1\nA=b\nPKGNAME=foo 1\n", 3, "whitespace"},
 		{"no equals", "PKGNAME=foo-1\nPKG_LOCATION=a/b\ngarbage\n", 3, "without '='"},
+		// The first bad line in file order is the one reported (a fuzz
+		// finding: Parse named the missing final newline, the chunked
+		// reader the leading blank line).
+		{"garbage, then truncated", "\nPKGNAME=0000000", 1, "before the first PKGNAME"},
+		{"bad name, then truncated", "PKGNAME=x\nA=", 1, "shorter than 2"},
+		{"nul in value", "PKGNAME=foo-1\nPKG_LOCATION=a/b\x00c\n", 2, `NUL byte in the value of "PKG_LOCATION"`},
+		{"nul in name", "PKGNAME=foo\x00-1\n", 1, `NUL byte in the value of "PKGNAME"`},
+		{"nul in key", "PKGNAME=foo-1\nA\x00B=c\n", 2, "NUL byte in a line"},
+		{"nul after error", "PKGNAME=foo-1\ngarbage\nA=\x00\n", 2, "without '='"},
+		{"nul in last line", "PKGNAME=foo-1\nA=\x00", 2, "does not end with a newline"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,6 +154,38 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("Error() = %q lacks file:line", err)
 			}
 		})
+	}
+	if recs, err := Parse("empty", nil); err != nil || len(recs) != 0 {
+		t.Errorf("empty input: %v, %v", recs, err)
+	}
+}
+
+// TestParseChunksAgree checks that the chunked reader reports exactly
+// Parse's error (or records) for inputs where the first error and the
+// chunk boundaries used to make them differ, whatever the chunk size.
+func TestParseChunksAgree(t *testing.T) {
+	inputs := []string{
+		"\nPKGNAME=0000000", // fuzz finding
+		"X\nPKGNAME=ab\nPKGNAME=c",
+		"PKGNAME=ab\nPKGNAME=x\nA=",
+		"PKGNAME=ab\nA=1\nPKGNAME=cd\nB=\x00\nPKGNAME=ef\nC",
+		"PKGNAME=ab\nA=\x00\nPKGNAME=cd\nno equals\n",
+		"PKGNAME=ab\nA=1\nPKGNAME=cd\n\nPKGNAME=ef\n",
+		twoRecords + "PKGNAME=x y\n" + twoRecords[:20],
+	}
+	for _, in := range inputs {
+		recs, err := Parse("in", []byte(in))
+		for size := 1; size <= len(in)+1; size++ {
+			crecs, cerr := readChunks("in", strings.NewReader(in), size)
+			if fmt.Sprint(err) != fmt.Sprint(cerr) {
+				t.Errorf("%q, chunk size %d: error %v, Parse: %v", in, size, cerr, err)
+				break
+			}
+			if err == nil && !sameRecords(recs, crecs) {
+				t.Errorf("%q, chunk size %d: records differ", in, size)
+				break
+			}
+		}
 	}
 	if recs, err := Parse("empty", nil); err != nil || len(recs) != 0 {
 		t.Errorf("empty input: %v, %v", recs, err)
@@ -344,6 +386,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("PKGNAME=ab\n"))
 	f.Add([]byte("PKGNAME=ab\n\n\nX=\n"))
 	f.Add([]byte("x"))
+	f.Add([]byte("\nPKGNAME=0000000"))
+	f.Add([]byte("PKGNAME=ab\nA=\x00\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		recs, err := Parse("fuzz", in)
 		// Reading in small chunks gives the same records or error.
