@@ -4,7 +4,7 @@
 //	file:///abs/dir  or a plain path      lib/store/filestore
 //	sftp://user@host[:port]/dir           lib/store/sftpstore
 //	s3://bucket[/prefix][?endpoint=URL]   lib/store/s3store
-//	mem://name                            lib/store/memstore (tests)
+//	mem://name                            lib/store/memstore, only with Options.Mem (tests)
 //
 // Credentials come from Options (command-line flags; tools embed Flags
 // in their kong grammar and call Flags.Options), else from the
@@ -27,8 +27,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/store/retry"
 )
 
-// Options configure Open. The zero value works for file:// and mem://,
-// and for sftp/s3 when the environment provides what they need.
+// Options configure Open. The zero value works for file://, and for sftp/s3 when the environment provides what they need.
 type Options struct {
 	// S3 endpoint (URL such as https://s3.example.org or
 	// http://127.0.0.1:9000), region and credentials. Empty fields fall
@@ -58,8 +57,10 @@ type Options struct {
 	Retry   retry.Options
 	NoRetry bool
 
-	// Mem, when set, makes mem://name stores shared by name; otherwise
-	// every Open of mem://name returns a new empty store.
+	// Mem enables mem://name stores, for tests: every Open of mem://name
+	// with the same Registry returns the same in-memory store. Without a
+	// Registry (as in every tool) mem:// is an unknown scheme: a store
+	// that vanishes when the tool exits is no use to a user.
 	Mem *memstore.Registry
 
 	// Getenv replaces os.Getenv (tests); nil means os.Getenv.
@@ -117,17 +118,15 @@ func open(ctx context.Context, rawURL string, opts Options) (store.Store, error)
 		}
 		return filestore.New(u.Path)
 	case "mem":
-		name := u.Host + u.Path
 		if opts.Mem != nil {
-			return opts.Mem.Store(name), nil
+			return opts.Mem.Store(u.Host + u.Path), nil
 		}
-		return memstore.New(name), nil
 	case "sftp":
 		return openSFTP(ctx, u, opts)
 	case "s3":
 		return openS3(ctx, u, opts)
 	}
-	return nil, fmt.Errorf("open store %s: unknown scheme %q (want file, sftp, s3 or mem)", redact(u), u.Scheme)
+	return nil, fmt.Errorf("open store %s: unknown scheme %q (want file, sftp or s3)", redact(u), u.Scheme)
 }
 
 // isPlainPath tells a path from a URL: URLs have "://" or start with a
