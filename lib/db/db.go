@@ -4,6 +4,10 @@
 //
 // Writers: pkgdag creates the file (packages, scan_records, depends, unresolved, meta,
 // carried-over history); pkgsched owns build_state, events and history.
+// One writer at a time: pkgsched run holds the database's lock (TryLock)
+// for its whole run, and pkgdag build takes it before it replaces the
+// file. Readers (pkgsched status and report) use OpenReadOnly and take no
+// lock.
 package db
 
 import (
@@ -12,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 )
@@ -161,7 +166,7 @@ func Create(ctx context.Context, path string) (*sql.DB, error) {
 	// _mutex=no: the pool holds one connection, which database/sql never
 	// lends to two goroutines at once, so SQLite's own per-call locking is
 	// pure cost (0.1 s of CPU in a pkgdag build of 29,000 packages).
-	d, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=OFF&_synchronous=OFF&_foreign_keys=off&_mutex=no")
+	d, err := sql.Open("sqlite3", "file:"+uriPath.Replace(path)+"?_journal_mode=OFF&_synchronous=OFF&_foreign_keys=off&_mutex=no")
 	if err != nil {
 		return nil, fmt.Errorf("create database %s: %w", path, err)
 	}
@@ -189,7 +194,43 @@ func Open(ctx context.Context, path string) (*sql.DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	d, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000&_foreign_keys=off")
+	return open(ctx, path, "_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=10000&_foreign_keys=off")
+}
+
+// OpenReadOnly opens an existing database for reading only, for commands
+// that never write (pkgsched status, report, simulate): it works on a
+// read-only file system and on a file owned by another user, and changes
+// nothing, not even the journal mode. It uses SQLite's read-only mode,
+// which sees everything a running pkgsched committed. A database in WAL
+// mode (every database pkgsched has run on) whose -shm file is missing and
+// cannot be created there (a read-only directory) can only be opened
+// immutable; that is done only when no -wal file with data lies beside it,
+// so nothing committed is missed.
+func OpenReadOnly(ctx context.Context, path string) (*sql.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	d, err := open(ctx, path, "mode=ro&_busy_timeout=10000")
+	if err == nil || errors.Is(err, ErrSchema) {
+		return d, err
+	}
+	if fi, werr := os.Stat(path + "-wal"); werr == nil && fi.Size() > 0 {
+		return nil, fmt.Errorf("%w (its write-ahead log %s-wal cannot be read from here)", err, path)
+	}
+	d, ierr := open(ctx, path, "immutable=1")
+	if ierr != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// uriPath escapes what would end or break the path of an SQLite URI.
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
+// open opens path with the URI parameters params and checks the schema
+// version.
+func open(ctx context.Context, path, params string) (*sql.DB, error) {
+	d, err := sql.Open("sqlite3", "file:"+uriPath.Replace(path)+"?"+params)
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
