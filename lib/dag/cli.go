@@ -48,9 +48,12 @@ Exit status:
   1  --strict and some pattern was unresolved or a cycle was found
      (the output is still written completely)
   2  bad usage or bad input (a line without '=', a record without PKGNAME,
-     a duplicate PKGNAME, a malformed dependency, a truncated file, an
-     unknown pkgpath in the limited list) or an I/O error; nothing is
-     written and an existing database is left untouched`
+     a duplicate PKGNAME, a PKGNAME that is not NAME-VERSION or holds '/',
+     whitespace or a leading '-' or '.', a PKG_LOCATION that is not a
+     relative category/dir, a NUL byte, an input without any record, a
+     malformed dependency, a truncated file, an unknown pkgpath in the
+     limited list) or an I/O error; the message names the file and line,
+     nothing is written and an existing database is left untouched`
 
 // Inputs are the arguments shared by the commands.
 type Inputs struct {
@@ -165,6 +168,12 @@ func (in *Inputs) parse(g *cli.Globals) ([]scan.Record, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if len(rs) == 0 {
+			if name == "-" {
+				name = "<stdin>"
+			}
+			return nil, fmt.Errorf("%s: empty scan: no PKGNAME= record (did the scan fail?)", name)
 		}
 		if recs == nil {
 			recs = rs

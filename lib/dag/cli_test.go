@@ -142,6 +142,19 @@ func TestCLIBadInput(t *testing.T) {
 		{"malformed entry", smallScan + rec("new-1", "y/new", "lib-1"), nil, at(n+3) + "Incorrect dependency for new-1"},
 		{"truncated", smallScan[:len(smallScan)-5], nil, at(n) + "file does not end with a newline"},
 		{"unknown limited pkgpath", smallScan, []string{"-l", list}, list + ":3: pkgpath x/nowhere is not in the scan"},
+		// Issue 9, point 10: names and locations that would leave the
+		// store or the tree, NUL bytes, and an empty scan.
+		{"PKGNAME with a path", smallScan + rec("../../evil-1.0", "y/evil", ""), nil, at(n+1) + `invalid input: PKGNAME "../../evil-1.0" contains '/'`},
+		{"PKGNAME with a leading dash", smallScan + rec("-rf-1.0", "y/rf", ""), nil, at(n+1) + `invalid input: PKGNAME "-rf-1.0" starts with '-'`},
+		{"PKGNAME with a leading dot", rec(".hidden-1", "y/hidden", "") + smallScan, nil, bad + `:1: invalid input: PKGNAME ".hidden-1" starts with '.'`},
+		{"PKGNAME without a version", smallScan + rec("noversion", "y/nov", ""), nil, at(n+1) + `invalid input: PKGNAME "noversion" is not NAME-VERSION`},
+		{"PKGNAME with a control character", smallScan + rec("foo\v-1.0", "y/foo", ""), nil, at(n+1) + `invalid input: PKGNAME "foo\v-1.0" contains whitespace or a control character`},
+		{"absolute PKG_LOCATION", smallScan + rec("evil-1.0", "/etc", ""), nil, at(n+2) + `invalid input: PKG_LOCATION of evil-1.0: location "/etc" is absolute`},
+		{"PKG_LOCATION with ..", rec("evil-1.0", "../../etc", "") + smallScan, nil, bad + `:2: invalid input: PKG_LOCATION of evil-1.0: location "../../etc" leaves the pkgsrc tree`},
+		{"PKG_LOCATION one level", smallScan + rec("evil-1.0", "etc", ""), nil, at(n+2) + `invalid input: PKG_LOCATION of evil-1.0: location "etc" is not category/dir`},
+		{"NUL in a value", smallScan + rec("nul-1.0", "y/nul", "", "COMMENT=a\x00b"), nil, at(n+14) + `NUL byte in the value of "COMMENT"`},
+		{"NUL in PKGNAME", smallScan + rec("nul\x00-1.0", "y/nul", ""), nil, at(n+1) + `NUL byte in the value of "PKGNAME"`},
+		{"empty scan", "", nil, bad + ": empty scan: no PKGNAME= record"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,7 +167,22 @@ func TestCLIBadInput(t *testing.T) {
 			if after, _ := os.ReadFile(dbPath); !bytes.Equal(before, after) {
 				t.Error("the existing database changed")
 			}
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				if name := e.Name(); name != "bulk.db" && name != "bad.scan" && name != "list" {
+					t.Errorf("%s left behind", name)
+				}
+			}
 		})
+	}
+	for _, cmd := range []string{"build", "presolve"} {
+		code, out, stderr := pkgdag(t, "", cmd, "-o", dbPath+"."+cmd, "-")
+		if code != 2 || out != "" || stderr != "pkgdag: <stdin>: empty scan: no PKGNAME= record (did the scan fail?)\n" {
+			t.Errorf("%s of an empty stdin: exit %d, stdout %q, stderr %q", cmd, code, out, stderr)
+		}
+		if _, err := os.Stat(dbPath + "." + cmd); !os.IsNotExist(err) {
+			t.Errorf("%s of an empty stdin wrote %s.%s", cmd, dbPath, cmd)
+		}
 	}
 	if code, _, stderr := pkgdag(t, "", "build", "-o", dbPath, filepath.Join(dir, "missing.scan")); code != 2 || !strings.Contains(stderr, "missing.scan") {
 		t.Errorf("missing input: exit %d, %s", code, stderr)

@@ -167,8 +167,10 @@ type entry struct {
 }
 
 // Resolve resolves the records. Bad input (missing fields, duplicate or
-// short PKGNAMEs, malformed entries or patterns) is reported as an error
-// joining up to 20 *scan.Error values, each naming file and line.
+// short PKGNAMEs, a PKGNAME that is not a package name or a PKG_LOCATION
+// that is not category/dir (scan.CheckPkgName, scan.CheckLocation),
+// malformed entries or patterns) is reported as an error joining up to 20
+// *scan.Error values, each naming file and line.
 // workers <= 0 means GOMAXPROCS.
 func Resolve(ctx context.Context, recs []scan.Record, workers int) (*Graph, error) {
 	if workers <= 0 {
@@ -191,9 +193,22 @@ func Resolve(ctx context.Context, recs []scan.Record, workers int) (*Graph, erro
 			}
 			continue
 		}
+		if err := scan.CheckPkgName(name); err != nil {
+			if bad(r.Errorf("invalid input: %v", err)) {
+				break
+			}
+			continue
+		}
 		loc, ok := r.Get(scan.KeyPkgLocation)
 		if !ok {
 			if bad(r.Errorf("invalid input: no PKG_LOCATION line for %s", name)) {
+				break
+			}
+			continue
+		}
+		if err := scan.CheckLocation(loc); err != nil {
+			err := &scan.Error{File: r.File(), Line: r.LineOf(scan.KeyPkgLocation), Msg: fmt.Sprintf("invalid input: PKG_LOCATION of %s: %v", name, err)}
+			if bad(err) {
 				break
 			}
 			continue
