@@ -14,6 +14,7 @@ import (
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/pkgfile"
+	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 	"github.com/pkgbulk/pkgbulk/lib/summary"
 	"github.com/pkgbulk/pkgbulk/lib/summary/merge"
@@ -97,6 +98,19 @@ func (c *FragmentCmd) Run(ctx context.Context, g *cli.Globals) error {
 	return nil
 }
 
+// errListed stops checkStore's listing after the first object.
+var errListed = errors.New("listed")
+
+// checkStore lists All/ up to its first object: what every tool needs from
+// a store (a reachable server, valid credentials, an existing bucket).
+func checkStore(ctx context.Context, s store.Store) error {
+	err := s.List(ctx, "All/", func(store.Info) error { return errListed })
+	if err != nil && !errors.Is(err, errListed) {
+		return fmt.Errorf("store %s: %w", s, err)
+	}
+	return nil
+}
+
 func entryFromStdin(g *cli.Globals, cksum bool) ([]byte, error) {
 	var r io.Reader = g.Stdin
 	h := summary.NewCksum()
@@ -134,6 +148,7 @@ type MergeCmd struct {
 	Stdout      bool   `name:"stdout" help:"Write the uncompressed pkg_summary to stdout and publish nothing."`
 	JSON        bool   `name:"json" help:"Print a JSON summary of the merge on stdout (not with --stdout)."`
 	Verbose     bool   `name:"verbose" short:"v" help:"Print a summary line on stderr (always shown on a terminal)."`
+	CheckStore  bool   `name:"check-store" help:"Only check that the store can be opened and its All/ listed, then exit (0: usable; 2: not, with the reason); reads and publishes nothing. For scripts that check their settings first."`
 
 	Access storeopen.Flags `embed:"" group:"Store access"`
 }
@@ -219,6 +234,9 @@ func (c *MergeCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return err
 	}
 	defer s.Close()
+	if c.CheckStore {
+		return checkStore(ctx, s)
+	}
 	res, err := merge.Merge(ctx, s, o)
 	if errors.Is(err, merge.ErrNothingIndexed) {
 		return cli.Failed("%v", err)
