@@ -63,19 +63,89 @@ if [ -n "$config" ]; then
 	# shellcheck disable=SC1090
 	. "$config"
 fi
+say() { echo "bulk.sh: $*" >&2; }
+. "$top/scripts/common.sh"
+
+# ---- check the settings before anything runs -------------------------------
+# A mistake in the config must stop the run now, naming the setting, not
+# after a scan of the whole tree. Every problem found is reported.
+bad=0
+conf_error() { say "$*"; bad=1; }
+need_file() { # setting value: an existing, readable file
+	if [ ! -f "$2" ] || [ ! -r "$2" ]; then
+		conf_error "$1=$2: no such readable file"
+	fi
+}
+yes_no() {
+	case $2 in
+	yes | no) ;;
+	*) conf_error "$1=$2: want yes or no" ;;
+	esac
+}
+count() {
+	case $2 in
+	'' | *[!0-9]*) conf_error "$1=$2: want a number (0: one per CPU)" ;;
+	esac
+}
+if [ ! -d "$pkgsrc" ]; then
+	conf_error "pkgsrc=$pkgsrc: no such directory"
+fi
+command -v "$make" >/dev/null 2>&1 || conf_error "make=$make: no such program"
+count jobs "$jobs"
+count scan_jobs "$scan_jobs"
+yes_no reuse_scan_results "$reuse_scan_results"
+yes_no checksum_packages "$checksum_packages"
+yes_no strict "$strict"
+[ -z "$priority" ] || need_file priority "$priority"
+[ -z "$bootstrapkit" ] || need_file bootstrapkit "$bootstrapkit"
+[ -z "$passphrase_file" ] || need_file passphrase_file "$passphrase_file"
+case $sign in
+no) ;;
+gpg) need_file gpg_key "$gpg_key" ;;
+x509) need_file x509_key "$x509_key"; need_file x509_cert "$x509_cert" ;;
+*) conf_error "sign=$sign: want no, gpg or x509" ;;
+esac
+# Every location of the limited list must be a package directory of the
+# tree (the list is read as pkgdag reads it: '#' starts a comment, trailing
+# blanks are dropped).
+if [ -n "$limited_list" ]; then
+	need_file limited_list "$limited_list"
+	if [ -f "$limited_list" ] && [ -r "$limited_list" ] && [ -d "$pkgsrc" ]; then
+		locations=$(awk '{ sub(/#.*/, ""); sub(/[ \t]+$/, "") } $0 != "" { print NR ":" $0 }' "$limited_list")
+		if [ -z "$locations" ]; then
+			conf_error "limited_list=$limited_list: lists no package"
+		fi
+		while IFS= read -r l; do
+			[ -n "$l" ] || continue
+			loc=${l#*:}
+			[ -f "$pkgsrc/$loc/Makefile" ] || conf_error "limited_list=$limited_list:${l%%:*}: $loc is not a package directory of pkgsrc=$pkgsrc"
+		done <<-EOF
+			$locations
+		EOF
+	fi
+fi
+[ "$bad" = 0 ] || { say "fix the settings above${config:+ in $config}"; exit 2; }
 
 # Build the tools when this checkout has none yet (or they are older than
 # the sources), so the script works straight after a clone.
 if [ ! -x "$bindir/pkgsched" ] || [ -n "$(find "$top/cmd" "$top/lib" -name '*.go' -newer "$bindir/pkgsched" 2>/dev/null | head -1)" ]; then
-	(cd "$top" && go build -o "$bindir/" ./cmd/...) || { echo "bulk.sh: building the tools failed" >&2; exit 2; }
+	find_go bulk.sh "$top" || exit 2
+	(cd "$top" && go build -o "$bindir/" ./cmd/...) || { say "building the tools failed"; exit 2; }
 fi
 PATH=$bindir:$PATH
 export PATH
 
+# The store: a known scheme, reachable, with working store_opts. pkgindex
+# opens it and lists All/, as every later stage will.
+if ! msg=$(pkgindex merge --check-store --store="$store" $store_opts 2>&1 >/dev/null); then
+	say "the store setting does not work (store=, store_opts=):"
+	printf '%s\n' "$msg" | sed 's/^/    /' >&2
+	exit 2
+fi
+
 meta=$bulkdir/meta
 mkdir -p "$meta" "$bulkdir/work"
 failed=0
-say() { echo "bulk.sh: $*" >&2; }
 
 # ---- scan -----------------------------------------------------------------
 say "scanning $pkgsrc"
@@ -101,7 +171,9 @@ pkgdag build $limited --output="$meta/bulk.db" "$meta/pscan" >&2 || exit 2
 pkgdag presolve --quiet "$meta/pscan" >"$meta/presolve.new" && mv "$meta/presolve.new" "$meta/presolve"
 
 # ---- build ----------------------------------------------------------------
-say "building with $jobs local slots (0 = one per CPU) into $store"
+slots=$jobs
+[ "$jobs" -gt 0 ] || slots="$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN) (one per CPU)"
+say "building with $slots local build slots into $store"
 prio=
 [ -n "$priority" ] && prio="--priority=$priority"
 kit=
@@ -138,7 +210,6 @@ gpg)
 	step pkgsign sign --store="$store" $store_opts --gpg-key="$gpg_key" ${passphrase_file:+--passphrase-file="$passphrase_file"} ;;
 x509)
 	step pkgsign sign --store="$store" $store_opts --x509-key="$x509_key" --x509-cert="$x509_cert" ${passphrase_file:+--passphrase-file="$passphrase_file"} ;;
-*) say "unknown sign=$sign (no, gpg or x509)"; exit 2 ;;
 esac
 sha=
 [ "$checksum_packages" = yes ] && sha="--sha512"

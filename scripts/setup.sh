@@ -1,15 +1,49 @@
 #!/bin/sh
-# Installs what pkgbulk needs on a Debian machine and builds the tools into
-# ./bin. With --test it also installs what the test suite runs for real:
-# OpenSSH's sshd, an S3 server (versitygw), GnuPG, OpenSSL, binutils' ar and
-# bsdtar. Run as root (or with sudo). Safe to run again.
+# Usage: sh scripts/setup.sh [--test] [--prefix DIR]
+#
+# Installs what pkgbulk needs on a Debian machine (bmake, SQLite, the
+# compressors, a C compiler and patch for the example tree's builds) and
+# builds the tools into ./bin. Run as root (or with sudo). Safe to run again.
+#
+#   --test        also install what the test suite runs for real: OpenSSH's
+#                 sshd, an S3 server (versitygw), GnuPG, OpenSSL, binutils'
+#                 ar, bsdtar and chromium
+#   --prefix DIR  also install the tools into DIR/bin (e.g. /usr/local)
+#
+# Go (the version go.mod names, or newer) must be on PATH or in
+# /usr/local/go. When apt or dpkg is busy (unattended-upgrades on a fresh
+# machine), setup waits up to APT_LOCK_TIMEOUT seconds (default 600).
 set -eu
-cd "$(dirname "$0")/.."
 
+usage() {
+	echo "usage: sh scripts/setup.sh [--test] [--prefix DIR]" >&2
+	exit 2
+}
 want_test=no
-[ "${1:-}" = "--test" ] && want_test=yes
+prefix=
+while [ $# -gt 0 ]; do
+	case $1 in
+	--test) want_test=yes ;;
+	--prefix) [ $# -ge 2 ] || usage; prefix=$2; shift ;;
+	--prefix=*) prefix=${1#--prefix=} ;;
+	-h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	*) echo "setup: unknown option $1" >&2; usage ;;
+	esac
+	shift
+done
+if [ -n "$prefix" ]; then
+	case $prefix in
+	/*) ;;
+	*) prefix=$PWD/$prefix ;;
+	esac
+fi
 
-pkgs="bmake sqlite3 gzip bzip2 xz-utils zstd ca-certificates"
+cd "$(dirname "$0")/.."
+top=$(pwd)
+. "$top/scripts/common.sh"
+apt_timeout=${APT_LOCK_TIMEOUT:-600}
+
+pkgs="bmake sqlite3 gzip bzip2 xz-utils zstd ca-certificates gcc libc6-dev patch"
 if [ "$want_test" = yes ]; then
 	pkgs="$pkgs openssh-server openssh-client gnupg openssl binutils libarchive-tools chromium"
 fi
@@ -21,21 +55,17 @@ done
 if [ -n "$missing" ]; then
 	SUDO=""
 	[ "$(id -u)" = 0 ] || SUDO=sudo
-	$SUDO apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+	echo "setup: installing$missing" >&2
+	wait_for_apt setup "$apt_timeout"
+	$SUDO apt-get -o DPkg::Lock::Timeout="$apt_timeout" update -qq
+	wait_for_apt setup "$apt_timeout"
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout="$apt_timeout" install -y -qq $missing >/dev/null
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-	if [ -x /usr/local/go/bin/go ]; then
-		PATH=/usr/local/go/bin:$PATH
-	else
-		echo "setup: Go is not installed (pkgbulk needs Go 1.26 or newer)" >&2
-		exit 2
-	fi
-fi
+find_go setup "$top"
 
 if [ "$want_test" = yes ]; then
-	gobin=$(go env GOPATH)/bin
+	gobin=$(go env GOPATH | sed 's/:.*//')/bin
 	if [ ! -x "$gobin/versitygw" ]; then
 		echo "setup: installing versitygw (S3 server for the store tests)" >&2
 		go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
@@ -44,3 +74,23 @@ fi
 
 mkdir -p bin
 go build -o bin/ ./cmd/...
+tools=$(ls cmd)
+
+if [ -n "$prefix" ]; then
+	mkdir -p "$prefix/bin"
+	for t in $tools; do
+		# A temporary name, then rename: a running tool keeps its file.
+		cp "bin/$t" "$prefix/bin/.$t.new"
+		chmod 755 "$prefix/bin/.$t.new"
+		mv -f "$prefix/bin/.$t.new" "$prefix/bin/$t"
+	done
+	echo "setup: installed" $tools "into $prefix/bin" >&2
+	case ":$PATH:" in
+	*":$prefix/bin:"*) ;;
+	*) echo "setup: $prefix/bin is not on PATH; add it: export PATH=$prefix/bin:\$PATH" >&2 ;;
+	esac
+else
+	echo "setup: the tools are in $top/bin; to run them by name:" >&2
+	echo "    export PATH=$top/bin:\$PATH" >&2
+	echo "setup: (or install them: sh scripts/setup.sh --prefix /usr/local)" >&2
+fi
