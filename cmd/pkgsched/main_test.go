@@ -18,6 +18,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/dag"
 	"github.com/pkgbulk/pkgbulk/lib/db"
 	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
 	"github.com/pkgbulk/pkgbulk/lib/sched/schedcmd"
@@ -366,5 +367,131 @@ func TestSIGTERM(t *testing.T) {
 	d.QueryRow(`SELECT sum(attempts) FROM build_state`).Scan(&attempts)
 	if inproc != 0 || requeued != 2 || attempts != 2 {
 		t.Errorf("after SIGTERM: %d in_processing, %d requeued, %d attempts; want 0, 2, 2", inproc, requeued, attempts)
+	}
+}
+
+// startSched starts a real pkgsched process (this test binary as main)
+// with args; its output is logged when the test fails.
+func startSched(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), asMain+"=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("pkgsched %v:\n%s", args, out.String())
+		}
+	})
+	return cmd, &out
+}
+
+// waitBuilders waits until n fake builders run in work and returns their
+// pids.
+func waitBuilders(t *testing.T, work string, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var markers []string
+	for time.Now().Before(deadline) {
+		markers, _ = filepath.Glob(filepath.Join(work, "running.*"))
+		if len(markers) == n {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(markers) != n {
+		t.Fatalf("%d builders running, want %d: %v", len(markers), n, markers)
+	}
+	var pids []int
+	for _, m := range markers {
+		b, _ := os.ReadFile(m)
+		var pid int
+		fmt.Sscan(string(b), &pid)
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(b), ") Z")
+}
+
+// TestOneSchedulerPerDatabase: while a pkgsched run holds a database, a
+// second run is refused (exit 2, naming the first's pid and host) without
+// touching the first's builders or its settings, and pkgdag build refuses
+// to replace the file; pkgsched status still reads it. Once the first run
+// is gone, the second runs.
+func TestOneSchedulerPerDatabase(t *testing.T) {
+	path := writeDB(t, schedtest.RandomDAG(4, 10))
+	fake := executortest.FakePkgrun(t)
+	work := t.TempDir()
+	first, out := startSched(t, "run", "--db", path, "-j", "2", "--pkgrun", fake, "--work-root", work, "--env", "FAKE_SLEEP_MS=60000")
+	pids := waitBuilders(t, work, 2)
+	pid := first.Process.Pid
+	host, _ := os.Hostname()
+	settings := fmt.Sprintf("%s.pkgrun-%d.json", path, pid)
+	before, err := os.ReadFile(settings)
+	if err != nil || !strings.Contains(string(before), "FAKE_SLEEP_MS=60000") {
+		t.Fatalf("the first run's settings file %s: %v %s", settings, err, before)
+	}
+
+	code, stdout, errs := run(t, "run", "--db", path, "-j", "2", "--pkgrun", fake, "--work-root", work, "--env", "FAKE_SLEEP_MS=1")
+	if code != 2 {
+		t.Errorf("second run: exit %d, want 2\n%s\n%s", code, stdout, errs)
+	}
+	for _, want := range []string{path, "in use by pkgsched run", fmt.Sprintf("pid %d", pid), "host " + host} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("second run's message %q lacks %q", errs, want)
+		}
+	}
+	for _, p := range pids {
+		if !alive(p) {
+			t.Errorf("the first run's builder %d was killed by the second run", p)
+		}
+	}
+	if after, _ := os.ReadFile(settings); !bytes.Equal(after, before) {
+		t.Errorf("the first run's settings changed:\n%s", after)
+	}
+
+	// pkgdag build must not swap the database under the run.
+	scanFile := filepath.Join(t.TempDir(), "pscan")
+	os.WriteFile(scanFile, []byte("PKGNAME=x-1.0\nPKG_LOCATION=x/x\nALL_DEPENDS=\nPKG_SKIP_REASON=\nPKG_FAIL_REASON=\n"), 0o644)
+	fi, _ := os.Stat(path)
+	var dout, derr bytes.Buffer
+	code = cli.Run(context.Background(), "pkgdag", dag.Description, &dag.Command{}, []string{"build", "-o", path, scanFile},
+		&cli.Globals{Stdin: strings.NewReader(""), Stdout: &dout, Stderr: &derr})
+	if code != 2 || !strings.Contains(derr.String(), "refusing to replace") || !strings.Contains(derr.String(), fmt.Sprintf("pid %d", pid)) {
+		t.Errorf("pkgdag build over a running database: exit %d, stderr %q", code, derr.String())
+	}
+	if fi2, err := os.Stat(path); err != nil || !os.SameFile(fi, fi2) {
+		t.Errorf("pkgdag replaced the database under a running pkgsched")
+	}
+	if code, stdout, errs := run(t, "status", "--db", path); code != 0 || !strings.Contains(stdout, "running:") {
+		t.Errorf("status during the run: exit %d\n%s\n%s", code, stdout, errs)
+	}
+
+	first.Process.Signal(syscall.SIGTERM)
+	if err := first.Wait(); err == nil {
+		t.Errorf("the interrupted first run exited 0:\n%s", out)
+	}
+	if _, err := os.Stat(settings); !os.IsNotExist(err) {
+		t.Errorf("the first run left its settings file: %v", err)
+	}
+	if _, err := os.Stat(path + db.LockSuffix); !os.IsNotExist(err) {
+		t.Errorf("the first run left its lock file: %v", err)
+	}
+	code, stdout, errs = run(t, "run", "--db", path, "-j", "2", "--pkgrun", fake, "--work-root", work, "--env", "FAKE_SLEEP_MS=1")
+	if code != 0 || !strings.Contains(stdout, "done  10") {
+		t.Errorf("run after the first stopped: exit %d\n%s\n%s", code, stdout, errs)
 	}
 }

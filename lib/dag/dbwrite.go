@@ -90,7 +90,9 @@ func WriteDB(ctx context.Context, path string, g *Graph, limited []int, info DBI
 // atomically: it is built in a temporary file in the same directory,
 // synced and renamed over path, so an existing database is either replaced
 // whole or left untouched. When path already holds a database with a
-// history table, its rows are carried over.
+// history table, its rows are carried over. While another process holds
+// the database's lock (db.TryLock: a running pkgsched), Build refuses with
+// an error wrapping db.ErrLocked and writes nothing.
 //
 // resolve returns the resolved graph of recs and the limited selection
 // (nil for a full build; see Analyze). It runs concurrently with the first
@@ -100,6 +102,16 @@ func WriteDB(ctx context.Context, path string, g *Graph, limited []int, info DBI
 // the graph and its analysis when they were computed, even with an error
 // from writing.
 func Build(ctx context.Context, path string, recs []scan.Record, resolve func(context.Context) (*Graph, []int, error), info DBInfo) (*Graph, *Analysis, Counts, error) {
+	// Never swap the database under a running pkgsched: it holds the
+	// lock for its whole run. Held here until the rename is done.
+	lock, err := db.TryLock(path, "pkgdag build")
+	if errors.Is(err, db.ErrLocked) {
+		return nil, nil, Counts{}, fmt.Errorf("refusing to replace %s: %w; stop that run first, or write another file", path, err)
+	}
+	if err != nil {
+		return nil, nil, Counts{}, err
+	}
+	defer lock.Release()
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

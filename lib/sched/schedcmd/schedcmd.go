@@ -151,6 +151,17 @@ func (c *RunCmd) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 	if err != nil {
 		return err
 	}
+	// One scheduler per database, for the whole run: a second one would
+	// hand out every package again and kill this one's builders as
+	// orphans, and pkgdag must not replace the file under us.
+	lock, err := db.TryLock(abs, "pkgsched run")
+	if err != nil {
+		if errors.Is(err, db.ErrLocked) {
+			return fmt.Errorf("%w: one pkgsched run per database; wait for it or stop it, then run again", err)
+		}
+		return err
+	}
+	defer lock.Release()
 	// Opening checks the schema; a bad database stops us before any
 	// builder starts.
 	d, err := db.Open(ctx, abs)
@@ -179,7 +190,7 @@ func (c *RunCmd) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 	} else if n > 0 {
 		fmt.Fprintf(g.Stderr, "pkgsched: killed %d orphaned builder processes of an earlier run\n", n)
 	}
-	ex, err := local.New(local.Config{Pkgrun: c.Pkgrun, Slots: jobs, Settings: settings, Tag: abs, SettingsFile: abs + ".pkgrun.json"})
+	ex, err := local.New(local.Config{Pkgrun: c.Pkgrun, Slots: jobs, Settings: settings, Tag: abs, SettingsFile: settingsFile(abs, g.Stderr)})
 	if err != nil {
 		return err
 	}
@@ -205,6 +216,33 @@ func (c *RunCmd) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 		return fmt.Errorf("%d packages left open", n)
 	}
 	return nil
+}
+
+// settingsFile names this run's pkgrun settings file: beside the
+// database, so that a run killed with -9 leaves no stray file in /tmp, and
+// of this run alone (<db>.pkgrun-<pid>.json). Files of earlier runs are
+// removed: the caller holds the database's lock, so their runs are over.
+func settingsFile(db string, stderr io.Writer) string {
+	old, _ := filepath.Glob(globEscape(db) + ".pkgrun-*.json")
+	old = append(old, db+".pkgrun.json") // before runs had their own
+	for _, f := range old {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stderr, "pkgsched: remove the settings file of an earlier run: %v\n", err)
+		}
+	}
+	return fmt.Sprintf("%s.pkgrun-%d.json", db, os.Getpid())
+}
+
+// globEscape quotes the metacharacters of filepath.Match in s.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func total(m map[sched.State]int) int {
