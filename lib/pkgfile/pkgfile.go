@@ -23,8 +23,18 @@
 // (pkg_info only warns about misordered packages, but pkg_admin refuses to
 // sign them and pkg_create never writes them).
 //
-// Errors name the package and what is wrong; they wrap ErrFormat for bad
-// contents and ErrTruncated for a stream that ends early. Because the
+// Errors name the package and what is wrong. Every error wraps ErrFormat
+// (and ErrTruncated for a stream that ends early) unless it is an error of
+// the reader ReadMeta was given, which is wrapped as is: a caller tells a
+// bad package from a failing disk or network with errors.Is(err,
+// ErrFormat).
+//
+// What one package may cost is bounded, whatever its bytes say (see
+// Limits): each metadata file, all of them together, the decompressed
+// bytes read before the payload, the +PKG_HASH and signature of a signed
+// package, and the memory an xz or zstd stream asks its decoder for. A
+// package beyond a limit is a bad package (ErrFormat, naming the member),
+// never an out-of-memory. Because the
 // payload is not read, a package cut short inside its payload (or with a
 // corrupt payload) is not noticed here: that takes reading it whole, as
 // pkg_add, pkgsign's verifier or a checksum does. Signatures are not
@@ -49,9 +59,51 @@ var ErrFormat = errors.New("invalid binary package")
 // ErrTruncated is wrapped (besides ErrFormat) when the stream ends early.
 var ErrTruncated = errors.New("truncated stream")
 
-// MaxMetaSize bounds one metadata member: the largest +CONTENTS in pkgsrc
-// (texlive, big font packages) is a few megabytes.
-const MaxMetaSize = 256 << 20
+// Limits on what reading one package may cost. A package that exceeds one
+// is refused as malformed (ErrFormat), with a message naming the member.
+//
+// pkg_install's metadata files are small. +CONTENTS, by far the largest,
+// holds about 100 bytes per file of the package (its path and the
+// "@comment MD5:" line pkg_create adds): a few megabytes for the largest
+// packages in pkgsrc, which have tens of thousands of files. +DESC,
+// +BUILD_INFO, +BUILD_VERSION and the +INSTALL/+DEINSTALL scripts are
+// kilobytes.
+const (
+	// MaxMetaFileSize bounds one metadata file (+CONTENTS, +DESC, ...):
+	// 16 MiB is +CONTENTS for some 160,000 files, four times the largest
+	// packages.
+	MaxMetaFileSize = 16 << 20
+	// MaxMetaTotal bounds all metadata files of a package together: the
+	// largest +CONTENTS allowed and 8 MiB for all the others.
+	MaxMetaTotal = 24 << 20
+	// MaxMetaStream bounds the decompressed tar data read before the first
+	// payload member: the metadata files plus 1 MiB for their headers,
+	// padding and pax records (a few kilobytes in real packages). A
+	// stream that goes on longer without reaching the payload is a
+	// decompression bomb.
+	MaxMetaStream = MaxMetaTotal + 1<<20
+	// maxGlobalHeaders bounds the pax global headers before the payload
+	// (pkg_create writes none, GNU tar and bsdtar one at most; each may
+	// hold 1 MiB of records, which archive/tar parses into memory).
+	maxGlobalHeaders = 4
+	// MaxHashSize bounds +PKG_HASH of a signed package: 129 bytes per
+	// 64 KiB block, so 32 MiB is a 16 GiB package.
+	MaxHashSize = 32 << 20
+	// MaxSignatureSize bounds +PKG_SIGNATURE and +PKG_GPG_SIGNATURE: an
+	// armoured OpenPGP signature, or a PEM PKCS#7 signature with its
+	// certificate, is a few kilobytes.
+	MaxSignatureSize = 1 << 20
+	// MaxXZDict bounds the dictionary an xz block may ask for (the xz
+	// decoder allocates it whole, up to 4 GiB, from one header byte):
+	// 64 MiB is xz -9's, the largest preset; libarchive, which pkg_create
+	// uses, writes xz -6's 8 MiB.
+	MaxXZDict = 64 << 20
+	// MaxZstdWindow bounds the window a zstd frame may ask for: 128 MiB
+	// is what the zstd tool decompresses without --memory (window log
+	// 27, zstd --long and --ultra -22); pkg_create's libarchive writes
+	// level 3, a few MiB.
+	MaxZstdWindow = 128 << 20
+)
 
 // Signed-package member names (spec §3.1).
 const (
@@ -131,11 +183,37 @@ func ReadMetaFile(path string) (*Meta, error) {
 // whose third member is such a tarball) and returns its metadata, stopping
 // at the first payload member. name is used in errors.
 func ReadMeta(name string, r io.Reader) (*Meta, error) {
-	m, err := readMeta(r)
-	if err != nil {
+	src := &sourceReader{r: r}
+	m, err := readMeta(src)
+	switch {
+	case err == nil:
+		return m, nil
+	case src.err != nil:
+		// The reader failed (disk, network, cancellation), whatever a
+		// decoder made of it: not the package's fault.
+		return nil, fmt.Errorf("%s: %w", name, src.err)
+	case errors.Is(err, ErrFormat):
 		return nil, fmt.Errorf("%s: %w", name, err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, fmt.Errorf("%s: %w: %w (%v)", name, ErrFormat, ErrTruncated, err)
 	}
-	return m, nil
+	// Whatever else a decoder or parser says is about the bytes.
+	return nil, fmt.Errorf("%s: %w: %w", name, ErrFormat, err)
+}
+
+// sourceReader remembers the first error other than io.EOF of the reader
+// ReadMeta reads, to tell the reader's failures from the package's.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
 }
 
 func readMeta(r io.Reader) (*Meta, error) {
@@ -164,6 +242,9 @@ func readSigned(br *bufio.Reader) (*Meta, error) {
 	}
 	m := &Meta{Signed: true}
 	h, err := a.Next()
+	if err == io.EOF {
+		return nil, fmt.Errorf("%w: signed container without members (want %s first)", ErrFormat, HashName)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("signed package: first member: %w", wrapAr(err))
 	}
@@ -171,10 +252,13 @@ func readSigned(br *bufio.Reader) (*Meta, error) {
 		return nil, fmt.Errorf("%w: signed container with a wrong member order: first ar member is %q, want %s",
 			ErrFormat, h.Name, HashName)
 	}
-	if m.HashFile, err = readMember(a, h); err != nil {
+	if m.HashFile, err = readMember(a, h, MaxHashSize); err != nil {
 		return nil, fmt.Errorf("signed package: %s: %w", HashName, err)
 	}
 	h, err = a.Next()
+	if err == io.EOF {
+		return nil, fmt.Errorf("%w: signed container with a wrong member order: no second member (the signature)", ErrFormat)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("signed package: second member: %w", wrapAr(err))
 	}
@@ -183,7 +267,7 @@ func readSigned(br *bufio.Reader) (*Meta, error) {
 			ErrFormat, h.Name, X509SigName, GPGSigName)
 	}
 	m.SignatureName = h.Name
-	if m.Signature, err = readMember(a, h); err != nil {
+	if m.Signature, err = readMember(a, h, MaxSignatureSize); err != nil {
 		return nil, fmt.Errorf("signed package: %s: %w", h.Name, err)
 	}
 	h, err = a.Next()
@@ -200,9 +284,9 @@ func readSigned(br *bufio.Reader) (*Meta, error) {
 	return m, nil
 }
 
-func readMember(a *ar.Reader, h *ar.Header) ([]byte, error) {
-	if h.Size > MaxMetaSize {
-		return nil, fmt.Errorf("%w: member is %d bytes (limit %d)", ErrFormat, h.Size, MaxMetaSize)
+func readMember(a *ar.Reader, h *ar.Header, limit int64) ([]byte, error) {
+	if h.Size > limit {
+		return nil, fmt.Errorf("%w: member is %d bytes, more than the %s allowed", ErrFormat, h.Size, FormatSize(limit))
 	}
 	b := make([]byte, h.Size)
 	if _, err := io.ReadFull(a, b); err != nil {
@@ -222,6 +306,14 @@ func wrapAr(err error) error {
 		return fmt.Errorf("%w: %w", ErrFormat, ErrTruncated)
 	}
 	return err
+}
+
+// FormatSize writes a limit for messages: "16 MiB", or bytes.
+func FormatSize(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // Compression names a package's compression as detected from its magic.

@@ -3,7 +3,6 @@ package pkgfile
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"compress/bzip2"
 	"errors"
 	"fmt"
@@ -17,6 +16,11 @@ import (
 // Decompress returns a reader of the decompressed bytes of br, whose
 // compression is detected from its first bytes, and the compression found.
 // close releases decoder resources (zstd); it does not close br.
+//
+// The decoders' memory is bounded: an xz block that asks for a dictionary
+// larger than MaxXZDict, or a zstd frame with a window larger than
+// MaxZstdWindow, fails the read (ErrFormat) before anything is allocated
+// for it.
 func Decompress(br *bufio.Reader) (r io.Reader, c Compression, close func(), err error) {
 	head, _ := br.Peek(6)
 	c = DetectCompression(head)
@@ -31,13 +35,14 @@ func Decompress(br *bufio.Reader) (r io.Reader, c Compression, close func(), err
 	case Bzip2:
 		return bzip2.NewReader(br), c, nop, nil
 	case XZ:
-		xr, err := xz.NewReader(br)
+		xr, err := xz.NewReader(newXZGuard(br, MaxXZDict))
 		if err != nil {
 			return nil, c, nil, streamErr(c, err)
 		}
 		return xr, c, nop, nil
 	case Zstd:
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(MaxZstdWindow))
 		if err != nil {
 			return nil, c, nil, streamErr(c, err)
 		}
@@ -48,6 +53,12 @@ func Decompress(br *bufio.Reader) (r io.Reader, c Compression, close func(), err
 
 // streamErr classifies an error from a decompressor or the tar reader.
 func streamErr(c Compression, err error) error {
+	if errors.Is(err, ErrFormat) {
+		return err // already said (the bomb limit, the xz guard)
+	}
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) {
+		return fmt.Errorf("%w: zstd frame asks for a window of more than %s (the limit)", ErrFormat, FormatSize(MaxZstdWindow))
+	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: %w (%s data ends early)", ErrFormat, ErrTruncated, c)
 	}
@@ -63,9 +74,11 @@ func readTarball(br *bufio.Reader, m *Meta) error {
 		return err
 	}
 	defer closeFn()
-	cr := &countingReader{r: dr}
+	cr := &countingReader{r: dr, limit: MaxMetaStream}
 	tr := tar.NewReader(cr)
 	m.Files = make(map[string][]byte, 8)
+	var total int64 // bytes of metadata files so far
+	globals := 0
 	for i := 0; ; i++ {
 		h, err := tr.Next()
 		if err == io.EOF && cr.n%512 != 0 {
@@ -83,10 +96,17 @@ func readTarball(br *bufio.Reader, m *Meta) error {
 			if i == 0 && errors.Is(err, tar.ErrHeader) {
 				return fmt.Errorf("%w: not a tar archive (%s compression): %w", ErrFormat, c, err)
 			}
-			return fmt.Errorf("tar member %d: %w", i+1, streamErr(c, err))
+			after := ""
+			if len(m.Order) > 0 {
+				after = " (after " + m.Order[len(m.Order)-1] + ")"
+			}
+			return fmt.Errorf("tar member %d%s: %w", i+1, after, streamErr(c, err))
 		}
 		if h.Typeflag == tar.TypeXGlobalHeader {
 			// libarchive applies pax global headers silently; so do we.
+			if globals++; globals > maxGlobalHeaders {
+				return fmt.Errorf("%w: more than %d pax global headers before the payload", ErrFormat, maxGlobalHeaders)
+			}
 			i--
 			continue
 		}
@@ -102,15 +122,22 @@ func readTarball(br *bufio.Reader, m *Meta) error {
 		if _, dup := m.Files[h.Name]; dup {
 			return fmt.Errorf("%w: duplicate member %s", ErrFormat, h.Name)
 		}
-		if h.Size > MaxMetaSize {
-			return fmt.Errorf("%w: %s is %d bytes (limit %d)", ErrFormat, h.Name, h.Size, MaxMetaSize)
+		if h.Size > MaxMetaFileSize {
+			return fmt.Errorf("%w: %s is %d bytes, more than the %s a metadata file may have",
+				ErrFormat, h.Name, h.Size, FormatSize(MaxMetaFileSize))
 		}
-		var buf bytes.Buffer
-		buf.Grow(int(min(h.Size, 1<<20)) + 1)
-		if _, err := buf.ReadFrom(tr); err != nil {
+		if total+h.Size > MaxMetaTotal {
+			return fmt.Errorf("%w: %s (%d bytes) brings the metadata files to %d bytes, more than the %s allowed in all",
+				ErrFormat, h.Name, h.Size, total+h.Size, FormatSize(MaxMetaTotal))
+		}
+		total += h.Size
+		// Exactly the size the header declares (and the limits allow):
+		// the tar reader yields that many bytes or fails.
+		b := make([]byte, h.Size)
+		if _, err := io.ReadFull(tr, b); err != nil {
 			return fmt.Errorf("reading %s: %w", h.Name, streamErr(c, err))
 		}
-		m.Files[h.Name] = buf.Bytes()
+		m.Files[h.Name] = b
 		m.Order = append(m.Order, h.Name)
 	}
 	for _, req := range []string{ContentsName, CommentName, DescName} {
@@ -121,13 +148,22 @@ func readTarball(br *bufio.Reader, m *Meta) error {
 	return nil
 }
 
-// countingReader counts the bytes the tar reader consumed.
+// countingReader counts the bytes the tar reader consumed and fails once
+// they exceed limit.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r     io.Reader
+	n     int64
+	limit int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	if c.n >= c.limit {
+		return 0, fmt.Errorf("%w: more than %s of tar data before the payload (a decompression bomb?)",
+			ErrFormat, FormatSize(c.limit))
+	}
+	if room := c.limit - c.n; int64(len(p)) > room {
+		p = p[:room]
+	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err

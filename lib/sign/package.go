@@ -240,9 +240,14 @@ func (t *tailReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// maxMember bounds +PKG_HASH and the signature (a 4 GB package has a
-// 8.4 MB hash file).
-const maxMember = pkgfile.MaxMetaSize
+// memberLimit bounds what is read of +PKG_HASH (a 4 GB package has an
+// 8.4 MB hash file) and of the signature, as lib/pkgfile bounds them.
+func memberLimit(i int) int64 {
+	if i == 0 {
+		return pkgfile.MaxHashSize
+	}
+	return pkgfile.MaxSignatureSize
+}
 
 // VerifyPackage reads a package stream and checks it as pkg_add would
 // (pkg_verify_signature and the verifying read of the inner package):
@@ -292,8 +297,8 @@ func VerifyPackage(name string, r io.Reader, v Verifier) (*Result, error) {
 			res.problem("second ar member is %q, want %s or %s", h.Name, X509Member, GPGMember)
 			return res, nil
 		}
-		if h.Size > maxMember {
-			res.problem("%s is %d bytes (limit %d)", h.Name, h.Size, maxMember)
+		if limit := memberLimit(i); h.Size > limit {
+			res.problem("%s is %d bytes, more than the %s allowed", h.Name, h.Size, pkgfile.FormatSize(limit))
 			return res, nil
 		}
 		b := make([]byte, h.Size)
