@@ -2,36 +2,61 @@
 # not run it. POSIX sh. Each function prints its messages as "$1: ..." on
 # stderr (the caller's name) and returns non-zero on failure.
 
-# find_go NAME TOP: puts a Go new enough for TOP/go.mod on PATH (and
-# exports PATH).
-# This is the one definition of "where Go is": the go on PATH, else
-# /usr/local/go/bin/go (where the go.dev tarball installs it), the first
-# that is at least the version go.mod's "go" line names. Go's bin
-# directory (GOPATH/bin, where "go install" puts versitygw) is added too.
+# find_go NAME TOP: puts a Go that can build TOP/go.mod on PATH (and
+# exports PATH). This is the one definition of "where Go is": of the go on
+# PATH and /usr/local/go/bin/go (where the go.dev tarball installs it), the
+# first that is at least the version go.mod's "go" line names; else the
+# first Go 1.21 or newer that may download that version (GOTOOLCHAIN is not
+# "local"). Go's bin directory (GOPATH/bin, where "go install" puts
+# versitygw) is added too.
 find_go() {
 	_fg_need=$(awk '$1 == "go" { print $2; exit }' "$2/go.mod")
 	_fg_found=""
+	_fg_switch=""
 	for _fg_go in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go; do
 		[ -n "$_fg_go" ] && [ -x "$_fg_go" ] || continue
-		_fg_v=$("$_fg_go" env GOVERSION 2>/dev/null) || continue
+		_fg_v=$(go_env "$_fg_go" GOVERSION) || continue
 		if go_version_at_least "${_fg_v#go}" "$_fg_need"; then
-			_fg_dir=$(dirname "$_fg_go")
-			case ":$PATH:" in
-			*":$_fg_dir:"*) ;;
-			*) PATH=$_fg_dir:$PATH ;;
-			esac
-			PATH=$PATH:$("$_fg_go" env GOPATH | sed 's/:.*//')/bin
-			export PATH
+			go_on_path "$_fg_go"
 			return 0
 		fi
 		_fg_found="$_fg_found $_fg_v ($_fg_go)"
+		# Go 1.21 and newer fetch the toolchain go.mod asks for, unless
+		# GOTOOLCHAIN=local forbids it.
+		if [ -z "$_fg_switch" ] && go_version_at_least "${_fg_v#go}" 1.21 &&
+			[ "$(go_env "$_fg_go" GOTOOLCHAIN)" != local ]; then
+			_fg_switch=$_fg_go
+		fi
 	done
+	if [ -n "$_fg_switch" ]; then
+		echo "$1: using $(go_env "$_fg_switch" GOVERSION) ($_fg_switch), which downloads Go $_fg_need for this module (GOTOOLCHAIN)" >&2
+		go_on_path "$_fg_switch"
+		return 0
+	fi
 	if [ -n "$_fg_found" ]; then
 		echo "$1: pkgbulk needs Go $_fg_need or newer; found only$_fg_found. Install it from https://go.dev/dl/ into /usr/local/go" >&2
 	else
 		echo "$1: Go is not installed (not on PATH, not in /usr/local/go); pkgbulk needs Go $_fg_need or newer: https://go.dev/dl/" >&2
 	fi
 	return 2
+}
+
+# go_on_path GO: puts GO's directory first on PATH (unless it is on PATH
+# already) and its GOPATH/bin last, and exports PATH.
+go_on_path() {
+	_gp_dir=$(dirname "$1")
+	case ":$PATH:" in
+	*":$_gp_dir:"*) ;;
+	*) PATH=$_gp_dir:$PATH ;;
+	esac
+	PATH=$PATH:$(go_env "$1" GOPATH | sed 's/:.*//')/bin
+	export PATH
+}
+
+# go_env GO VAR: GO's setting VAR, asked outside any module (inside this
+# one, an older Go would answer for the toolchain go.mod makes it fetch).
+go_env() {
+	(cd / && "$1" env "$2" 2>/dev/null)
 }
 
 # go_version_at_least HAVE NEED: true when version HAVE (1.26.8, 1.27rc1)
