@@ -23,9 +23,16 @@
 //     when the builder crashed (pkgrun exit 2, death by a signal, missing
 //     or unparsable result) and one wrapping ErrLost when the worker or its
 //     lease was lost; the scheduler requeues the job once per such error
-//     (bounded) and counts it apart from failed builds. When ctx is
-//     cancelled Run stops the build and returns ctx.Err() (wrapped); the
-//     job is requeued without counting a crash.
+//     and counts it apart from failed builds (and stops the run when one
+//     job crashed too often: a crash is never a build failure). When ctx
+//     is cancelled Run stops the build and returns ctx.Err() (wrapped);
+//     the job is requeued without counting a crash.
+//   - Run returns an error wrapping ErrNoSpace when the builder ran out of
+//     disk space (pkgrun exit status job.ExitNoSpace). The job is not at
+//     fault: the scheduler requeues it without counting a crash. The
+//     executor stops handing out that builder for the rest of its life
+//     (Capacity drops), and once every builder is out of space Acquire
+//     returns an error wrapping ErrNoSpace at once, which stops the run.
 package executor
 
 import (
@@ -41,6 +48,10 @@ var ErrCrash = errors.New("builder crashed")
 
 // ErrLost is wrapped by errors of a worker or lease that went away.
 var ErrLost = errors.New("worker lost")
+
+// ErrNoSpace is wrapped by errors of a builder that ran out of disk space.
+// It is neither a crash nor a failed build.
+var ErrNoSpace = errors.New("builder out of disk space")
 
 // Job is one package to build.
 type Job struct {
@@ -102,6 +113,23 @@ func (e *CrashError) Error() string {
 func (e *CrashError) Is(target error) bool {
 	return target == ErrCrash || (e.Lost && target == ErrLost)
 }
+
+// NoSpaceError is a builder that ran out of disk space.
+type NoSpaceError struct {
+	Worker string
+	Stderr string // tail of the builder's standard error
+}
+
+func (e *NoSpaceError) Error() string {
+	s := e.Worker + ": builder out of disk space"
+	if e.Stderr != "" {
+		s += " (stderr: " + lastLine(e.Stderr) + ")"
+	}
+	return s
+}
+
+// Is makes errors.Is(err, ErrNoSpace) true.
+func (e *NoSpaceError) Is(target error) bool { return target == ErrNoSpace }
 
 func lastLine(s string) string {
 	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {

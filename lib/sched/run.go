@@ -59,6 +59,7 @@ type Summary struct {
 	UpToDate    int           `json:"up_to_date"` // done with detail up-to-date
 	Jobs        int           `json:"jobs"`       // builder runs started
 	Crashes     int           `json:"crashes"`    // builder runs that crashed
+	NoSpace     int           `json:"no_space"`   // builder runs that ran out of disk space
 	Capacity    int           `json:"capacity"`   // slots (the most seen)
 	ElapsedMS   int64         `json:"elapsed_ms"`
 	BusyMS      int64         `json:"busy_ms"`     // sum of job wall times
@@ -310,7 +311,11 @@ func (r *runner) loop() error {
 			acquiring = false
 			acqCancel()
 			if a.err != nil {
-				if !stopping && r.ctx.Err() == nil {
+				switch {
+				case stopping || r.ctx.Err() != nil:
+				case errors.Is(a.err, executor.ErrNoSpace):
+					stop(fmt.Errorf("stopping: %w. Free disk space on the builders and run pkgsched again to resume (%d jobs ran out of space and are queued again; none was counted as failed or crashed)", a.err, r.sum.NoSpace))
+				default:
 					stop(fmt.Errorf("executor: %w", a.err))
 				}
 				continue
@@ -392,6 +397,12 @@ func (r *runner) handle(dbCtx, jobCtx context.Context, f finished) error {
 	case jobCtx.Err() != nil:
 		// Interrupted (or stopped by a fatal error): not the builder's fault.
 		changes = []Change{r.core.Requeue(i, "interrupted")}
+	case errors.Is(f.err, executor.ErrNoSpace):
+		// The builder's disk, not the job: no crash, no failure. The
+		// executor retires that builder.
+		r.sum.NoSpace++
+		o.event = "nospace"
+		changes = []Change{r.core.Requeue(i, f.err.Error())}
 	default:
 		err := f.err
 		if err == nil {

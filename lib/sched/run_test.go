@@ -3,6 +3,7 @@ package sched_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/sched"
@@ -86,10 +88,12 @@ func newDB(t *testing.T, pkgs []schedtest.Pkg) (*sql.DB, string) {
 	return d, path
 }
 
-func newExec(t *testing.T, dir string, slots int, sleep time.Duration) *local.Executor {
+func newExec(t *testing.T, dir string, slots int, sleep time.Duration, env ...string) *local.Executor {
 	t.Helper()
+	s := executortest.Settings(dir, sleep)
+	s.Environment = append(s.Environment, env...)
 	e, err := local.New(local.Config{Pkgrun: executortest.FakePkgrun(t), Slots: slots,
-		Settings: executortest.Settings(dir, sleep), Tag: t.Name()})
+		Settings: s, Tag: t.Name()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,5 +357,67 @@ func TestCrashStreakAndRetry(t *testing.T) {
 	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 2, 0), Retry: sched.RetryFailed})
 	if err != nil || sum.Jobs != 1 || states(t, d)["both-1.0"] != "indirect-failed" {
 		t.Errorf("retry failed: %v, %d jobs, %v", err, sum.Jobs, states(t, d))
+	}
+}
+
+// column reads one integer column of build_state per package.
+func column(t *testing.T, d *sql.DB, col string) map[string]int {
+	t.Helper()
+	rows, err := d.Query(`SELECT p.pkgname, b.` + col + ` FROM build_state b JOIN packages p ON p.id = b.pkg_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	m := map[string]int{}
+	for rows.Next() {
+		var n string
+		var v int
+		if err := rows.Scan(&n, &v); err != nil {
+			t.Fatal(err)
+		}
+		m[n] = v
+	}
+	return m
+}
+
+// TestNoSpace: builders that run out of disk space (pkgrun exit 3) fail
+// no package and count no crash; once every builder is out of space the
+// run stops with a message that says to free space, and the next run
+// builds everything.
+func TestNoSpace(t *testing.T) {
+	pkgs := schedtest.RandomDAG(8, 12)
+	d, _ := newDB(t, pkgs)
+	dir := t.TempDir()
+	sum, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 3, 0, "FAKE_NOSPACE=1"), MaxCrashes: 1, CrashStreak: 1})
+	if !errors.Is(err, executor.ErrNoSpace) || !strings.Contains(err.Error(), "Free disk space") || !strings.Contains(err.Error(), "run pkgsched again") {
+		t.Fatalf("every builder out of space: %v", err)
+	}
+	if sum.NoSpace != 3 || sum.Crashes != 0 || sum.Failures() != 0 {
+		t.Errorf("summary: %d out of space, %d crashes, %d failures; want 3, 0, 0", sum.NoSpace, sum.Crashes, sum.Failures())
+	}
+	for n, s := range states(t, d) {
+		if s != "open" {
+			t.Errorf("%s is %s after running out of space, want open", n, s)
+		}
+	}
+	for n, c := range column(t, d, "crashes") {
+		if c != 0 {
+			t.Errorf("%s: %d crashes counted for a builder out of space", n, c)
+		}
+	}
+	var events int
+	d.QueryRow(`SELECT count(*) FROM events WHERE event = 'nospace'`).Scan(&events)
+	if events != 3 {
+		t.Errorf("%d nospace events, want 3", events)
+	}
+
+	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 3, 0)})
+	if err != nil || sum.Counts[sched.Done] != len(pkgs) {
+		t.Fatalf("after freeing space: %v, %v", err, sum.Counts)
+	}
+	for n, c := range builds(t, dir) {
+		if c != 1 {
+			t.Errorf("%s built %d times", n, c)
+		}
 	}
 }

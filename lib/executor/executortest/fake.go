@@ -68,11 +68,15 @@ const LogName = "built.log"
 //	timeout  result timeout (exit 1)     crash    exit 2, no result
 //	crashonce  crash the first time, then build
 //	garbage  prints junk (exit 0)        signal   kills itself with SIGKILL
-//	hang     sleeps until killed         anything else: done
+//	hang     sleeps until killed         nospace  exit 3 (job.ExitNoSpace)
+//	anything else: done
 //
 // Every job first sleeps FAKE_SLEEP_MS (from the settings' environment)
 // and checks that no other fake is building the same package and that
-// every DEPENDS package was logged as done before.
+// every DEPENDS package was logged as done before. Two more settings
+// break every job: FAKE_NOSPACE=1 makes it run out of disk space (exit
+// 3), and FAKE_OUTAGE_AFTER=N makes it crash (exit 2, like pkgrun when the
+// store is unreachable) once N jobs were logged as done.
 func Fake(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var set job.Settings
 	for i := 0; i < len(args); i++ {
@@ -160,6 +164,17 @@ func Fake(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 	}
 
+	if env["FAKE_NOSPACE"] == "1" {
+		fmt.Fprintln(stderr, "fake pkgrun: write work/foo.o: no space left on device")
+		return job.ExitNoSpace
+	}
+	if n, err := strconv.Atoi(env["FAKE_OUTAGE_AFTER"]); err == nil {
+		logged, _ := os.ReadFile(logf)
+		if strings.Count(string(logged), " done\n") >= n {
+			fmt.Fprintln(stderr, "fake pkgrun: store file:///fake: connection refused")
+			return 2
+		}
+	}
 	base := name
 	if k := strings.LastIndexByte(name, '-'); k > 0 {
 		base = name[:k]
@@ -192,6 +207,9 @@ func Fake(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		time.Sleep(time.Hour)
 	case strings.HasPrefix(base, "hang"):
 		time.Sleep(time.Hour)
+	case strings.HasPrefix(base, "nospace"):
+		fmt.Fprintln(stderr, "fake pkgrun: write work/foo.o: no space left on device")
+		return job.ExitNoSpace
 	}
 	appendLog(name + " " + string(res.Status))
 	if err := res.Encode(stdout); err != nil {

@@ -17,9 +17,10 @@
 // The suite checks results of every kind, crashes of every kind (exit 2,
 // a signal, garbage on stdout), cancellation in the middle of a build
 // (the build stops, nothing is left running, no crash is counted), slot
-// accounting, and, through the real scheduler on a small database, that a
-// crashed builder's job is requeued exactly once per crash and failed
-// after the bound while never running twice at once.
+// accounting, a builder out of disk space (not a crash; its slot is
+// retired), and, through the real scheduler on a small database, that a
+// crashed builder's job is requeued exactly once per crash, never runs
+// twice at once, and after the bound stops the run instead of failing.
 package executortest
 
 import (
@@ -51,6 +52,7 @@ func Run(t *testing.T, newExec Factory) {
 	t.Run("CancelMidBuild", func(t *testing.T) { testCancel(t, newExec) })
 	t.Run("Slots", func(t *testing.T) { testSlots(t, newExec) })
 	t.Run("CrashRequeuedOnce", func(t *testing.T) { testRequeue(t, newExec) })
+	t.Run("NoSpace", func(t *testing.T) { testNoSpace(t, newExec) })
 }
 
 func record(name string) []byte {
@@ -117,6 +119,44 @@ func testCrashes(t *testing.T, newExec Factory) {
 	// The slot came back after each crash.
 	if out, err := runOne(t, e, "ok-1.0"); err != nil || out.Result.Status != job.StatusDone {
 		t.Errorf("build after crashes: %v", err)
+	}
+}
+
+// testNoSpace: a builder out of disk space is neither a result nor a
+// crash; its slot is not handed out again, and once no slot is left
+// Acquire fails at once with ErrNoSpace.
+func testNoSpace(t *testing.T, newExec Factory) {
+	e := newExec(t, Settings(t.TempDir(), 0), 2)
+	for k := range 2 {
+		out, err := runOne(t, e, "nospace-1.0")
+		if err == nil {
+			t.Fatalf("out of space: got result %+v, want an error", out.Result)
+		}
+		if !errors.Is(err, executor.ErrNoSpace) || errors.Is(err, executor.ErrCrash) {
+			t.Errorf("out of space: error %v, want ErrNoSpace and no crash", err)
+		}
+		if !strings.Contains(err.Error(), "no space left on device") {
+			t.Errorf("out of space: error %v lacks the builder's stderr", err)
+		}
+		if c := e.Capacity(); c != 1-k {
+			t.Errorf("capacity %d after %d slots ran out of space, want %d", c, k+1, 1-k)
+		}
+		if k == 0 {
+			if out, err := runOne(t, e, "ok-1.0"); err != nil || out.Result.Status != job.StatusDone {
+				t.Errorf("build on the slot left: %v", err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	s, err := e.Acquire(ctx)
+	if err == nil {
+		s.Release()
+		t.Fatalf("acquired slot %s with every slot out of space", s.Name())
+	}
+	if !errors.Is(err, executor.ErrNoSpace) || time.Since(start) > 5*time.Second {
+		t.Errorf("acquire with every slot out of space: %v after %v, want ErrNoSpace at once", err, time.Since(start))
 	}
 }
 

@@ -7,7 +7,10 @@
 // with a failed/skew/timeout result are builds; anything else (exit 2 or
 // another code, death by a signal, a result that does not parse or
 // contradicts the exit code) is a crash of the builder
-// (executor.ErrCrash).
+// (executor.ErrCrash), except exit job.ExitNoSpace: the builder ran out of
+// disk space (executor.ErrNoSpace). That slot is then retired for the rest
+// of the executor's life; once every slot is, Acquire fails with
+// executor.ErrNoSpace.
 //
 // pkgrun runs in its own process group. When the job's context ends, the
 // group gets SIGTERM, then SIGKILL after a grace period; when pkgrun
@@ -48,8 +51,9 @@ type Config struct {
 	Grace time.Duration
 	// SettingsFile is the path of the settings file handed to every
 	// pkgrun (default: a new file in the system's temporary directory).
-	// pkgsched names one beside the database, so a scheduler killed with
-	// -9 leaves no stray file in /tmp: the next run overwrites it.
+	// pkgsched names one per run beside the database, so a scheduler
+	// killed with -9 leaves no stray file in /tmp (the next run removes
+	// it) and no run overwrites another's.
 	SettingsFile string
 }
 
@@ -68,6 +72,11 @@ type Executor struct {
 	jobFile  string
 	free     chan int
 	closeOne sync.Once
+
+	mu      sync.Mutex
+	live    int           // slots not retired
+	full    chan struct{} // closed when every slot is retired
+	noSpace error         // the last slot's *executor.NoSpaceError
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -127,23 +136,44 @@ func New(cfg Config) (*Executor, error) {
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("local executor: write settings %s: %w", f.Name(), err)
 	}
-	e := &Executor{cfg: cfg, jobFile: f.Name(), free: make(chan int, cfg.Slots)}
+	e := &Executor{cfg: cfg, jobFile: f.Name(), free: make(chan int, cfg.Slots), live: cfg.Slots, full: make(chan struct{})}
 	for i := 1; i <= cfg.Slots; i++ {
 		e.free <- i
 	}
 	return e, nil
 }
 
-// Capacity is the configured number of slots.
-func (e *Executor) Capacity() int { return e.cfg.Slots }
+// Capacity is the number of slots not retired for lack of disk space.
+func (e *Executor) Capacity() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.live
+}
 
-// Acquire waits for a free slot.
+// Acquire waits for a free slot. When every slot was retired because its
+// builder ran out of disk space, it returns an error wrapping
+// executor.ErrNoSpace.
 func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
 	select {
 	case i := <-e.free:
 		return &slot{e: e, n: i}, nil
+	case <-e.full:
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return nil, fmt.Errorf("every slot is out of disk space; last: %w", e.noSpace)
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// retire takes a slot whose builder ran out of disk space out of service.
+func (e *Executor) retire(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.noSpace = err
+	e.live--
+	if e.live == 0 {
+		close(e.full)
 	}
 }
 
@@ -163,6 +193,9 @@ type slot struct {
 func (s *slot) Name() string { return fmt.Sprintf("local/%d", s.n) }
 
 func (s *slot) Release() { s.once.Do(func() { s.e.free <- s.n }) }
+
+// retire gives the slot up for good (its builder is out of disk space).
+func (s *slot) retire(err error) { s.once.Do(func() { s.e.retire(err) }) }
 
 // Run runs pkgrun for j.
 func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, error) {
@@ -207,7 +240,11 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 	if cancelled {
 		return nil, fmt.Errorf("%s: %s: %w", s.Name(), j.PkgName, ctx.Err())
 	}
-	return s.interpret(j, werr, stdout.Bytes(), stderr.String(), stdout.over)
+	out, err := s.interpret(j, werr, stdout.Bytes(), stderr.String(), stdout.over)
+	if errors.Is(err, executor.ErrNoSpace) {
+		s.retire(err)
+	}
+	return out, err
 }
 
 func (s *slot) interpret(j executor.Job, werr error, out []byte, errTail string, over bool) (*executor.Outcome, error) {
@@ -224,6 +261,9 @@ func (s *slot) interpret(j executor.Job, werr error, out []byte, errTail string,
 			return nil, crash("pkgrun killed by signal %d (%s)", int(ws.Signal()), ws.Signal())
 		}
 		code = ee.ExitCode()
+	}
+	if code == job.ExitNoSpace {
+		return nil, &executor.NoSpaceError{Worker: s.Name(), Stderr: errTail}
 	}
 	if code != 0 && code != 1 {
 		return nil, crash("pkgrun exit status %d", code)

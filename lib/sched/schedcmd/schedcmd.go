@@ -264,7 +264,7 @@ func printSummary(w io.Writer, s *sched.Summary, asJSON bool) error {
 	}
 	fmt.Fprintf(w, "packages: %d\n", total(s.Counts))
 	printCounts(w, s.Counts, s.UpToDate)
-	fmt.Fprintf(w, "builder runs: %d (%d crashed)\n", s.Jobs, s.Crashes)
+	fmt.Fprintf(w, "builder runs: %d (%d crashed, %d out of disk space)\n", s.Jobs, s.Crashes, s.NoSpace)
 	fmt.Fprintf(w, "elapsed: %s on %d slots, utilisation %.1f%%\n", dur(s.ElapsedMS), s.Capacity, 100*s.Utilisation)
 	fmt.Fprintf(w, "idle slot time: %s with packages ready (dispatch), %s with nothing ready (dependency tail)\n", dur(s.IdleReadyMS), dur(s.IdleStarvedMS))
 	return nil
