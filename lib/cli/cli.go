@@ -44,11 +44,21 @@ type failedError struct{ msg string }
 func (e *failedError) Error() string        { return e.msg }
 func (e *failedError) Is(target error) bool { return target == ErrFailed }
 
+// ExitCoder is an error that carries its own exit code (pkgrun's
+// job.ExitNoSpace, say).
+type ExitCoder interface {
+	error
+	ExitCode() int
+}
+
 // ExitCode maps an error to the documented exit code.
 func ExitCode(err error) int {
+	var coded ExitCoder
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &coded):
+		return coded.ExitCode()
 	case errors.Is(err, ErrFailed):
 		return 1
 	default:
