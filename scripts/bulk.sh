@@ -139,7 +139,7 @@ export PATH
 # opens it and lists All/, as every later stage will.
 if ! msg=$(pkgindex merge --check-store --store="$store" $store_opts 2>&1 >/dev/null); then
 	say "the store setting does not work (store=, store_opts=):"
-	printf '%s\n' "$msg" | sed 's/^/    /' >&2
+	printf '%s\n' "$msg" | sed "/: run '.*--help' for usage\$/d; s/^/    /" >&2
 	exit 2
 fi
 

@@ -18,6 +18,18 @@ import (
 // runBulk runs scripts/bulk.sh with a config that keeps everything in dir.
 func runBulk(t *testing.T, dir string, extra string) (stdout, stderr string) {
 	t.Helper()
+	code, out, errs := bulk(t, dir, extra)
+	if code != 0 {
+		t.Fatalf("bulk.sh: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	return out, errs
+}
+
+// bulk runs scripts/bulk.sh with a config that keeps everything in dir
+// (extra comes last, so it can override the rest) and returns its exit
+// status and output.
+func bulk(t *testing.T, dir string, extra string) (code int, stdout, stderr string) {
+	t.Helper()
 	root := testenv.RepoRoot(t)
 	conf := filepath.Join(dir, "bulk.conf")
 	body := fmt.Sprintf("bulkdir=%s/bulk\nstore=file://%s/packages\nbindir=%s\njobs=2\nscan_jobs=2\n%s",
@@ -28,10 +40,60 @@ func runBulk(t *testing.T, dir string, extra string) (stdout, stderr string) {
 	cmd := exec.Command("sh", filepath.Join(root, "scripts", "bulk.sh"), "-c", conf)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("bulk.sh: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String(), errb.String()
+	} else if err != nil {
+		t.Fatal(err)
 	}
-	return out.String(), errb.String()
+	return 0, out.String(), errb.String()
+}
+
+// TestBulkChecksSettings: a mistake in the config stops bulk.sh before it
+// scans anything, with exit 2 and a message that names the setting; every
+// mistake is reported at once.
+func TestBulkChecksSettings(t *testing.T) {
+	testenv.Program(t, "bmake")
+	dir := t.TempDir()
+	list := filepath.Join(dir, "list")
+	os.WriteFile(list, []byte("textproc/exgrep\n# a comment\ntextproc/exgerp   # a typo\n\nmisc/nothere\n"), 0o644)
+	for _, c := range []struct {
+		name, conf string
+		want       []string
+	}{
+		{"list path typo", "limited_list=" + list + "x\n",
+			[]string{"limited_list=" + list + "x: no such readable file"}},
+		{"list locations", "limited_list=" + list + "\n",
+			[]string{"limited_list=" + list + ":3: textproc/exgerp is not a package directory", "limited_list=" + list + ":5: misc/nothere is not"}},
+		{"unknown store scheme", "store=ftp://host/packages\n",
+			[]string{"the store setting does not work", `unknown scheme "ftp"`}},
+		{"unreachable store", "store=s3://packages/x\nstore_opts=--s3-endpoint=http://127.0.0.1:1\n",
+			[]string{"the store setting does not work", "connection refused"}},
+		{"store_opts typo", "store_opts=--s3-endpiont=http://127.0.0.1:1\n",
+			[]string{"the store setting does not work", "unknown flag --s3-endpiont"}},
+		{"several", "pkgsrc=" + dir + "/tree\nsign=pgp\njobs=eight\nmake=bmkae\n",
+			[]string{"pkgsrc=" + dir + "/tree: no such directory", "sign=pgp: want no, gpg or x509", "jobs=eight: want a number", "make=bmkae: no such program"}},
+		{"signing key", "sign=gpg\ngpg_key=" + dir + "/key.asc\n",
+			[]string{"gpg_key=" + dir + "/key.asc: no such readable file"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errs := bulk(t, dir, c.conf)
+			if code != 2 || out != "" {
+				t.Errorf("exit %d, stdout %q; want 2 and nothing", code, out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(errs, "bulk.sh: ") || !strings.Contains(errs, w) {
+					t.Errorf("stderr does not say %q:\n%s", w, errs)
+				}
+			}
+			if strings.Contains(errs, "scanning") {
+				t.Errorf("bulk.sh scanned before it stopped:\n%s", errs)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "bulk", "meta")); err == nil {
+				t.Errorf("bulk.sh wrote %s/bulk/meta before it stopped", dir)
+			}
+		})
+	}
 }
 
 // TestBulkExampleTree is the README's main job: a real bulk build of the
