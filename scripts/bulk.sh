@@ -154,7 +154,8 @@ if [ "$reuse_scan_results" = yes ] && [ -f "$meta/pscan" ]; then
 	reuse="--reuse=$meta/pscan"
 fi
 rc=0
-pkgscan --pkgsrc="$pkgsrc" --make="$make" --jobs="$scan_jobs" $reuse --output="$meta/pscan.new" || rc=$?
+# A limited build scans the listed locations and what they depend on, as pbulk does.
+pkgscan --pkgsrc="$pkgsrc" --make="$make" --jobs="$scan_jobs" $reuse ${limited_list:+--limited="$limited_list"} --output="$meta/pscan.new" || rc=$?
 case $rc in
 0) ;;
 1) say "some locations failed to scan (see above); building the rest"; failed=1 ;;

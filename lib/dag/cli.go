@@ -41,7 +41,8 @@ prefailed and its dependents indirect-prefailed.
 "pkgdag build" writes the build database (SQLite, schema in docs/schema.md);
 "pkgdag presolve" prints pbulk-resolve's output (the "presolve" file).
 With --limited FILE (pkgpaths, one per line) only those packages and their
-dependency closure are selected for the build.
+dependency closure are selected for the build; the scan may be the whole
+tree's or "pkgscan --limited FILE"'s, which holds only the closure.
 
 Exit status:
   0  done; unresolved patterns and dependency cycles are warnings

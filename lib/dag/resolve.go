@@ -26,12 +26,13 @@
 //   - a record that already has a DEPENDS line (a presolve file given as
 //     input) is left alone: its DEPENDS names are taken as they are.
 //
-// One deliberate difference from pbulk's limited-list loop (spec §6.5):
-// there, only the listed locations and the dependencies found so far are
-// scanned, so a pattern can only resolve among those. pkgdag resolves a
-// limited build against the whole scan it is given and then selects the
-// closure (Graph.SelectPaths, Analysis.Selected), so every package gets
-// the same dependencies as in a full build.
+// Limited builds (spec §6.5): pkgdag resolves against the whole scan it is
+// given and then selects the closure of the listed pkgpaths
+// (Graph.SelectPaths, Analysis.Selected). Given a full-tree scan, every
+// package gets the same dependencies as in a full build; given the scan of
+// `pkgscan --limited` (the listed locations and every location their
+// ALL_DEPENDS name, transitively), a pattern resolves among those records,
+// which contain what pbulk's scan-and-resolve loop would have scanned.
 //
 // Resolution of one record depends only on the global candidate set, so
 // the best match of each distinct pattern is computed once, in parallel,

@@ -275,7 +275,9 @@ func TestReadList(t *testing.T) {
 	}{
 		{"b/x\na/y\n\n# c/z\na/y  \t\n", "a/y b/x", ""},
 		{"cat/pkg#comment\n  \n", "cat/pkg", ""},
-		{"a/b/c\n", "a/b/c", ""},
+		{"a/b/c\n", "", "list:1: location \"a/b/c\" is not category/dir"},
+		{"ok/one\ntwo\n", "", "list:2: location \"two\" is not category/dir"},
+		{"a/b\tc\n", "", "list:1: location \"a/b\\tc\" contains whitespace"},
 		{"ok/one\n/abs/path\n", "", "list:2: location \"/abs/path\" is absolute"},
 		{"x/../../etc\n", "", "list:1: location \"x/../../etc\" leaves the pkgsrc tree"},
 		{"", "", ""},

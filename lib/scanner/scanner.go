@@ -14,6 +14,24 @@
 // limited scan takes a list (ReadList, CleanList): sorted and de-duplicated
 // as pbulk's scan driver does.
 //
+// # Limited scans that follow dependencies
+//
+// With Config.FollowDepends (pkgscan --limited), the listed locations are
+// scanned, then every location named by an entry PATTERN:../../LOCATION
+// of an ALL_DEPENDS line of their output, then those locations'
+// dependencies, until no new location appears: the closure of the list, as
+// pbulk's scan driver builds it by running pbulk-scan -l and pbulk-resolve
+// -i in a loop (spec §7). The output holds the records of exactly the
+// closure's locations, in byte order of location, so it equals `pkgscan -l`
+// of the closure. pbulk scans a dependency's location only when its
+// pattern matches nothing scanned so far, and follows only the records
+// chosen; pkgscan follows every entry of every record, so its closure
+// contains pbulk's, and every pattern sees at least the candidates it sees
+// under pbulk. An entry that names no location (no ":../../") or one
+// outside the tree is not followed: "Incorrect dependency" on stderr,
+// counted in Stats.BadDepends. A dependency's location that does not exist
+// fails to scan like any other ("no such package directory").
+//
 // Records are written in job order whatever the parallelism: a location's
 // records are written as soon as it and every location before it are done,
 // so output streams while the scan runs and memory holds at most a window of
@@ -87,6 +105,10 @@ type Config struct {
 	// Locations limits the scan to these locations, in this order; nil
 	// scans the whole tree.
 	Locations []string
+	// FollowDepends (with Locations) also scans every location the
+	// records' ALL_DEPENDS name, then theirs, until no new location
+	// appears: pbulk's limited-list loop. See "Limited scans" above.
+	FollowDepends bool
 	// Reuse is a previous scan output to reuse records from ("" for none).
 	// A missing file is reported and ignored.
 	Reuse string
@@ -105,14 +127,15 @@ type Config struct {
 
 // Stats count what a scan did.
 type Stats struct {
-	Locations  int     `json:"locations"`  // jobs (locations to scan)
-	Scanned    int     `json:"scanned"`    // locations for which make ran
-	Reused     int     `json:"reused"`     // locations whose old records were reused
-	Failed     int     `json:"failed"`     // locations that failed (incl. categories that could not be listed)
-	Records    int     `json:"records"`    // records written
-	Duplicates int     `json:"duplicates"` // records dropped as duplicate PKGNAMEs
-	Malformed  int     `json:"malformed"`  // locations whose output was (partly) not recognized
-	MakeRuns   int     `json:"make_runs"`  // make processes started, tree walk included
+	Locations  int     `json:"locations"`   // jobs (locations to scan)
+	Scanned    int     `json:"scanned"`     // locations for which make ran
+	Reused     int     `json:"reused"`      // locations whose old records were reused
+	Failed     int     `json:"failed"`      // locations that failed (incl. categories that could not be listed)
+	Records    int     `json:"records"`     // records written
+	Duplicates int     `json:"duplicates"`  // records dropped as duplicate PKGNAMEs
+	Malformed  int     `json:"malformed"`   // locations whose output was (partly) not recognized
+	BadDepends int     `json:"bad_depends"` // ALL_DEPENDS entries not followed (FollowDepends): no location, or one outside the tree
+	MakeRuns   int     `json:"make_runs"`   // make processes started, tree walk included
 	WalkCached bool    `json:"walk_cached"`
 	CacheUsed  bool    `json:"cache_used"` // a matching cache was read
 	Seconds    float64 `json:"seconds"`
@@ -197,7 +220,8 @@ type result struct {
 	stderr []byte
 	reused bool
 	dir    string
-	entry  *cacheLoc // cache entry for the new cache, nil when not cacheable
+	bad    []badDepend // with FollowDepends: ALL_DEPENDS entries not followed
+	entry  *cacheLoc   // cache entry for the new cache, nil when not cacheable
 }
 
 // Scan runs the scan and writes records to out. It returns an error only
@@ -255,11 +279,10 @@ func Scan(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 			return nil, err
 		}
 	}
-	s.total.Store(int64(len(locs)))
 
 	bw := bufio.NewWriterSize(io.MultiWriter(out, res.outHash, (*counter)(&res.outSize)), 1<<16)
 	em := NewEmitter(bw, s.log.warn)
-	err = s.run(ctx, locs, func(r *result) error {
+	emit := func(r *result) error {
 		s.report(r, &res.Stats)
 		if r.fail != "" {
 			return nil
@@ -280,9 +303,25 @@ func Scan(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 			s.builder.addLocation(r.loc, r.entry)
 		}
 		return nil
-	}, bw.Flush)
-	if err != nil {
-		return nil, err
+	}
+	if cfg.FollowDepends && locs != nil {
+		// The closure is known only at the end, and its records are
+		// written in the order of `pkgscan -l CLOSURE`: held until then.
+		var done map[string]*result
+		locs, done, err = s.closure(ctx, locs)
+		if err != nil {
+			return nil, err
+		}
+		for _, loc := range locs {
+			if err := emit(done[loc]); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		s.total.Store(int64(len(locs)))
+		if err := s.run(ctx, locs, emit, bw.Flush); err != nil {
+			return nil, err
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return nil, fmt.Errorf("write records: %w", err)
@@ -300,8 +339,53 @@ type counter int64
 
 func (c *counter) Write(p []byte) (int, error) { *c += counter(len(p)); return len(p), nil }
 
+// closure scans locs, then the locations their records' ALL_DEPENDS
+// entries name, round after round, until no new location appears. It
+// returns every location scanned, sorted, and its result.
+func (s *scanner) closure(ctx context.Context, locs []string) ([]string, map[string]*result, error) {
+	done := make(map[string]*result)
+	round := SortUnique(append([]string(nil), locs...))
+	seen := make(map[string]bool, len(round))
+	for _, loc := range round {
+		seen[loc] = true
+	}
+	all := append([]string(nil), round...)
+	for len(round) > 0 {
+		s.total.Add(int64(len(round)))
+		err := s.run(ctx, round, func(r *result) error {
+			done[r.loc] = r
+			return nil
+		}, func() error { return nil })
+		if err != nil {
+			return nil, nil, err
+		}
+		var next []string
+		for _, loc := range round {
+			r := done[loc]
+			if r.fail != "" {
+				continue
+			}
+			var deps []string
+			deps, r.bad = dependLocations(r.raw)
+			for _, d := range deps {
+				if !seen[d] {
+					seen[d] = true
+					next = append(next, d)
+				}
+			}
+		}
+		round = SortUnique(next)
+		all = append(all, round...)
+	}
+	return SortUnique(all), done, nil
+}
+
 // report prints what a finished location needs said, in job order.
 func (s *scanner) report(r *result, st *Stats) {
+	for _, b := range r.bad {
+		st.BadDepends++
+		s.log.warn(fmt.Sprintf("Incorrect dependency %q of %s, not followed: %v", b.entry, r.loc, b.err))
+	}
 	if r.fail != "" {
 		st.Failed++
 		s.log.warn(fmt.Sprintf("Scan failed for %s", r.loc))
