@@ -119,8 +119,9 @@ func TestUnreachableStore(t *testing.T) {
 }
 
 // TestRunCommand runs pkgsched run in-process against the fake builder:
-// exit codes, the summary, status afterwards, and a builder that prints
-// garbage (retried, then failed with the crash named).
+// exit codes, the summary, status afterwards, and builders that print
+// garbage or run out of disk space (the run stops with exit 2, the
+// package stays open).
 func TestRunCommand(t *testing.T) {
 	fake := executortest.FakePkgrun(t)
 	work := t.TempDir()
@@ -142,21 +143,42 @@ func TestRunCommand(t *testing.T) {
 		t.Errorf("simulate: exit %d\n%s", code, out)
 	}
 
-	bad := writeDB(t, []schedtest.Pkg{{Name: "garbage-1.0"}, {Name: "app-1.0", Deps: []string{"garbage-1.0"}}, {Name: "fine-1.0"}})
-	code, out, errs = run(t, "run", "--db", bad, "-j", "2", "--pkgrun", fake, "--work-root", work, "--json")
-	if code != 1 || !strings.Contains(out, `"crashes": 3`) || !strings.Contains(errs, "2 of 3 packages not built") {
-		t.Errorf("crashing builder: exit %d\n%s\n%s", code, out, errs)
-	}
-	d, err := db.Open(context.Background(), bad)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	var state, detail string
-	var crashes int
-	d.QueryRow(`SELECT state, detail, crashes FROM build_state WHERE pkg_id = 1`).Scan(&state, &detail, &crashes)
-	if state != "failed" || crashes != 3 || !strings.Contains(detail, "garbage on pkgrun's stdout") {
-		t.Errorf("garbage-1.0: %s crashes %d detail %q", state, crashes, detail)
+	// Builders that crash, or run out of disk space, stop the run with
+	// exit 2 and fail no package.
+	for _, tc := range []struct {
+		name, bad string
+		env       []string
+		want      []string
+	}{
+		{name: "crashing builder", bad: "garbage-1.0",
+			want: []string{"garbage-1.0: its builder crashed 3 times", "garbage on pkgrun's stdout", "run pkgsched again"}},
+		{name: "out of disk space", bad: "nospace-1.0",
+			want: []string{"every slot is out of disk space", "no space left on device", "Free disk space", "run pkgsched again"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := writeDB(t, []schedtest.Pkg{{Name: tc.bad}, {Name: "app-1.0", Deps: []string{tc.bad}}, {Name: "fine-1.0"}})
+			code, out, errs := run(t, "run", "--db", bad, "-j", "2", "--pkgrun", fake, "--work-root", work, "--json")
+			if code != 2 {
+				t.Errorf("exit %d, want 2\n%s\n%s", code, out, errs)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errs)
+				}
+			}
+			d, err := db.Open(context.Background(), bad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			var failed int
+			d.QueryRow(`SELECT count(*) FROM build_state WHERE state NOT IN ('open', 'done')`).Scan(&failed)
+			var state string
+			d.QueryRow(`SELECT state FROM build_state WHERE pkg_id = 1`).Scan(&state)
+			if state != "open" || failed != 0 {
+				t.Errorf("%s: %s, %d packages failed", tc.bad, state, failed)
+			}
+		})
 	}
 }
 

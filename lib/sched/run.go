@@ -14,8 +14,8 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 )
 
-// DefaultMaxCrashes bounds how often a package's builder may crash before
-// the package is failed.
+// DefaultMaxCrashes bounds how often a package's builder may crash in one
+// run before the run stops.
 const DefaultMaxCrashes = 3
 
 // DefaultCrashStreak is how many builder crashes in a row stop a run.
@@ -33,17 +33,21 @@ const (
 
 // RunOptions configure Run.
 type RunOptions struct {
-	Exec       executor.Executor
-	Order      Order  // default OrderPath
-	User       []bool // the user's priority list (ReadPriority), nil for none
-	MaxCrashes int    // default DefaultMaxCrashes
+	Exec  executor.Executor
+	Order Order  // default OrderPath
+	User  []bool // the user's priority list (ReadPriority), nil for none
+	// MaxCrashes stops the run when one package's builder crashed that
+	// many times in it (default DefaultMaxCrashes). The package stays
+	// queued: a crash (or a lost worker) is a fault of the builders or
+	// the store, never a failed build.
+	MaxCrashes int
 	// CrashStreak stops the run when that many builder runs in a row
 	// crashed (default DefaultCrashStreak): pkgrun's settings are broken,
 	// and going on would fail every package.
 	CrashStreak int
 	// Retry reopens packages a previous run decided: RetryCrashed those
-	// failed by crashes of their builder, RetryFailed every failed, skew
-	// and timeout package. Their indirect-failed dependents are reopened
+	// that a pkgsched before this one failed after crashes of their
+	// builder, RetryFailed every failed, skew and timeout package. Their indirect-failed dependents are reopened
 	// too (and failed again by any failure that remains).
 	Retry Retry
 	// Progress receives a one-line status every ProgressEvery (default 1s)
@@ -184,7 +188,7 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 
 	sum := &Summary{Capacity: opts.Exec.Capacity()}
 	r := &runner{ctx: ctx, d: d, g: g, core: core, led: led, opts: opts, now: now,
-		attempts: attempts, crashes: crashes, sum: sum}
+		attempts: attempts, crashes: crashes, ran: make([]int, g.Len()), sum: sum}
 	err = r.loop()
 	sum.BusyMS = r.busy.Milliseconds()
 	sum.Counts = make(map[State]int)
@@ -216,7 +220,8 @@ type runner struct {
 	opts      RunOptions
 	now       func() int64
 	attempts  []int
-	crashes   []int
+	crashes   []int // crashes of each package's builder, all runs (build_state.crashes)
+	ran       []int // crashes of each package's builder in this run
 	sum       *Summary
 	running   map[int32]string
 	busy      time.Duration
@@ -337,7 +342,9 @@ func (r *runner) loop() error {
 				stop(err)
 			}
 			if r.streak >= r.opts.CrashStreak && !stopping {
-				stop(fmt.Errorf("%d builder runs in a row crashed, stopping (check pkgrun and its settings; then run again with --retry crashed); last: %w", r.streak, r.lastCrash))
+				stop(fmt.Errorf("%d builder runs in a row crashed; stopping (no package was marked failed).\n"+
+					"  Check pkgrun, its settings and the store, then run pkgsched again to resume.\n"+
+					"  last crash: %w%s", r.streak, r.lastCrash, stderrTail(r.lastCrash)))
 			}
 		case <-done:
 			done = nil
@@ -404,23 +411,75 @@ func (r *runner) handle(dbCtx, jobCtx context.Context, f finished) error {
 		o.event = "nospace"
 		changes = []Change{r.core.Requeue(i, f.err.Error())}
 	default:
+		// The builder crashed or its worker was lost: the job goes back
+		// to the queue, whatever happens. Too many crashes of one job
+		// stop the run (the builders or the store are broken); they
+		// never make the package failed.
 		err := f.err
 		if err == nil {
 			err = &executor.CrashError{Worker: f.worker, Reason: "executor returned neither result nor error"}
 		}
 		r.crashes[i]++
+		r.ran[i]++
 		r.sum.Crashes++
 		o.crash = true
 		o.event = "crash"
 		r.streak++
 		r.lastCrash = err
-		if r.crashes[i] >= r.opts.MaxCrashes {
-			changes = r.core.Finish(i, Failed, fmt.Sprintf("builder crashed %d times; last: %v", r.crashes[i], err))
-		} else {
-			changes = []Change{r.core.Requeue(i, fmt.Sprintf("crash %d of %d: %v", r.crashes[i], r.opts.MaxCrashes, err))}
+		changes = []Change{r.core.Requeue(i, fmt.Sprintf("crash %d of %d in this run: %v", r.ran[i], r.opts.MaxCrashes, err))}
+		if r.ran[i] >= r.opts.MaxCrashes {
+			if err := r.led.finish(dbCtx, changes, o); err != nil {
+				return err
+			}
+			return &CrashLimitError{PkgName: r.g.Name[i], Crashes: r.ran[i], Err: err}
 		}
 	}
 	return r.led.finish(dbCtx, changes, o)
+}
+
+// CrashLimitError stops a run when one package's builder crashed
+// MaxCrashes times in it. The package stays queued (open).
+type CrashLimitError struct {
+	PkgName string
+	Crashes int
+	Err     error // the last crash
+}
+
+func (e *CrashLimitError) Error() string {
+	times := fmt.Sprintf("%d times", e.Crashes)
+	if e.Crashes == 1 {
+		times = "once"
+	}
+	return fmt.Sprintf("%s: its builder crashed %s in this run; stopping.\n"+
+		"  %s stays queued and is not marked failed: a crash is a fault of pkgrun, the builders or the store, not of the package.\n"+
+		"  Fix that and run pkgsched again to resume.\n"+
+		"  last crash: %v%s", e.PkgName, times, e.PkgName, e.Err, stderrTail(e.Err))
+}
+
+// Unwrap returns the last crash.
+func (e *CrashLimitError) Unwrap() error { return e.Err }
+
+// stderrTail formats the last lines of a crashed builder's stderr, for
+// the message that stops a run; "" when there is none.
+func stderrTail(err error) string {
+	var ce *executor.CrashError
+	if !errors.As(err, &ce) {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(ce.Stderr, "\n"), "\n")
+	if len(lines) > 10 {
+		lines = lines[len(lines)-10:]
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			b.WriteString("\n    " + l)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "\n  the builder's last lines on stderr:" + b.String()
 }
 
 func (r *runner) progress(final bool) {

@@ -325,9 +325,9 @@ func TestCrashStreakAndRetry(t *testing.T) {
 		t.Errorf("after the streak: %d jobs, %v", sum.Jobs, sum.Counts)
 	}
 
-	// crashonce packages crash on their first run only: with a bound of
-	// one crash they fail, and their dependents with them; a retry of the
-	// crashed packages builds everything.
+	// crashonce packages crash on their first run only. With a bound of
+	// one crash the run stops there and fails nothing: the package stays
+	// queued, and the next run builds it.
 	pkgs = []schedtest.Pkg{
 		{Name: "crashonce-1.0"},
 		{Name: "app-1.0", Deps: []string{"crashonce-1.0"}},
@@ -336,20 +336,38 @@ func TestCrashStreakAndRetry(t *testing.T) {
 	}
 	d, _ = newDB(t, pkgs)
 	dir = t.TempDir()
-	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 2, 0), MaxCrashes: 1})
-	if err != nil || sum.Counts[sched.Failed] != 2 || sum.Counts[sched.IndirectFailed] != 2 {
-		t.Fatalf("first run: %v %v", err, sum.Counts)
+	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 1, 0), MaxCrashes: 1})
+	var cl *sched.CrashLimitError
+	if !errors.As(err, &cl) || cl.PkgName != "crashonce-1.0" || !errors.Is(err, executor.ErrCrash) {
+		t.Fatalf("first run: %v, want a crash limit of crashonce-1.0", err)
 	}
-	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 2, 0), MaxCrashes: 1, Retry: sched.RetryCrashed})
+	if got := states(t, d); got["crashonce-1.0"] != "open" || got["app-1.0"] != "open" || got["both-1.0"] != "open" {
+		t.Errorf("after the crash limit: %v", got)
+	}
+	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 1, 0), MaxCrashes: 1})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("resumed run: %v", err)
 	}
 	got := states(t, d)
 	want := map[string]string{"crashonce-1.0": "done", "app-1.0": "done", "failing-1.0": "failed", "both-1.0": "indirect-failed"}
 	for n, w := range want {
 		if got[n] != w {
-			t.Errorf("after retry crashed: %s %s, want %s", n, got[n], w)
+			t.Errorf("after the resumed run: %s %s, want %s", n, got[n], w)
 		}
+	}
+
+	// --retry crashed reopens what a pkgsched before this one failed
+	// after crashes, and the dependents that failed with it.
+	if _, err := d.Exec(`UPDATE build_state SET state = 'failed', detail = 'builder crashed 3 times; last: x', crashes = 3 WHERE pkg_id = 1;
+		UPDATE build_state SET state = 'indirect-failed', detail = 'crashonce-1.0' WHERE pkg_id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 2, 0), Retry: sched.RetryCrashed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := states(t, d); got["crashonce-1.0"] != "done" || got["app-1.0"] != "done" || got["failing-1.0"] != "failed" {
+		t.Errorf("after retry crashed: %v", got)
 	}
 	if sum.Jobs != 2 {
 		t.Errorf("retry crashed ran %d jobs, want 2", sum.Jobs)
@@ -357,6 +375,50 @@ func TestCrashStreakAndRetry(t *testing.T) {
 	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 2, 0), Retry: sched.RetryFailed})
 	if err != nil || sum.Jobs != 1 || states(t, d)["both-1.0"] != "indirect-failed" {
 		t.Errorf("retry failed: %v, %d jobs, %v", err, sum.Jobs, states(t, d))
+	}
+}
+
+// TestStoreOutageAtTheEnd: the store goes away when most packages are
+// built, so the builders of the last ones crash (pkgrun exit 2) again and
+// again, fewer times in a row than the crash streak. Those packages must
+// not become failed: the run stops once one of them reached its crash
+// bound, names it and its builder's stderr, leaves it queued, and the
+// next run (store back) builds the rest.
+func TestStoreOutageAtTheEnd(t *testing.T) {
+	var pkgs []schedtest.Pkg
+	for i := range 12 {
+		pkgs = append(pkgs, schedtest.Pkg{Name: fmt.Sprintf("p%02d-1.0", i)})
+	}
+	d, _ := newDB(t, pkgs)
+	dir := t.TempDir()
+	sum, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 2, 0, "FAKE_OUTAGE_AFTER=10"), MaxCrashes: 3, CrashStreak: 10})
+	var cl *sched.CrashLimitError
+	if !errors.As(err, &cl) {
+		t.Fatalf("outage: %v, want a crash limit", err)
+	}
+	for _, want := range []string{cl.PkgName, "crashed 3 times", "not marked failed", "run pkgsched again", "connection refused"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q lacks %q", err, want)
+		}
+	}
+	if sum.Failures() != 0 || sum.Counts[sched.Done] != 10 || sum.Counts[sched.Open] != 2 {
+		t.Errorf("after the outage: %v", sum.Counts)
+	}
+	if got := states(t, d)[cl.PkgName]; got != "open" {
+		t.Errorf("%s is %s, want open", cl.PkgName, got)
+	}
+	if c := column(t, d, "crashes")[cl.PkgName]; c != 3 {
+		t.Errorf("%s: %d crashes recorded, want 3", cl.PkgName, c)
+	}
+
+	sum, err = sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, dir, 2, 0), MaxCrashes: 3})
+	if err != nil || sum.Counts[sched.Done] != len(pkgs) || sum.Jobs != 2 {
+		t.Fatalf("after the outage: %v, %d jobs, %v", err, sum.Jobs, sum.Counts)
+	}
+	for n, c := range builds(t, dir) {
+		if c != 1 {
+			t.Errorf("%s built %d times", n, c)
+		}
 	}
 }
 

@@ -43,9 +43,19 @@ States are pbulk's (open, in_processing, done, failed, prefailed,
 indirect-failed, indirect-prefailed) plus skew and timeout, which fail
 dependents like failed; up-to-date packages are done with detail
 'up-to-date'. A crashed pkgrun (exit 2, a signal, garbage on stdout) is
-retried up to --max-crashes times and counted apart from failed builds;
---crash-streak crashes in a row stop the run (pkgrun itself is broken), and
-'pkgsched run --retry crashed' reopens what crashes failed.
+never a failed build: the package is queued again, and when one package's
+builder crashed --max-crashes times in a run, or --crash-streak builder
+runs in a row crashed, the run stops (exit 2, naming the package and the
+builder's stderr) with the package still queued. A pkgrun out of disk
+space (exit 3) is not a crash either: the package is queued again, that
+builder is not used again in this run, and once no builder is left the run
+stops (exit 2). Fix the cause and run pkgsched again to resume. 'pkgsched
+run --retry failed' rebuilds failed packages.
+
+One pkgsched run per database: it holds <db>.lock for the whole run, and a
+second run (or pkgdag build replacing the database) exits 2 naming its pid
+and host. pkgsched status and report only read the database and work on a
+read-only one.
 
 pkgrun's settings go to every builder as a job document (--job and the
 flags that override it); the "Store access" flags (--s3-endpoint,
@@ -57,7 +67,9 @@ Exit codes:
   0  every selected package is done (built or up to date)
   1  some package failed, was prefailed, skewed, timed out or depends on one
   2  bad usage or input (missing database, other schema version, unknown
-     package in the priority list), an I/O error, or an interrupted run`
+     package in the priority list), a database in use by another run, an
+     I/O error, builders that crash or are out of disk space, or an
+     interrupted run: run it again to resume`
 
 // CLI is pkgsched's grammar.
 type CLI struct {
@@ -73,10 +85,10 @@ type RunCmd struct {
 	Jobs         int    `short:"j" default:"0" placeholder:"N" help:"Parallel builds (pkgrun processes); 0 means one per CPU."`
 	Priority     string `placeholder:"FILE" type:"existingfile" help:"Priority list: pkgpaths or PKGNAMEs, one a line; they and their dependencies go first."`
 	Order        string `enum:"path,pbulk" default:"path" help:"Ready-queue order: path (longest remaining path) or pbulk (pbulk-build's weight order)."`
-	MaxCrashes   int    `default:"3" placeholder:"N" help:"Builder crashes of one package before it is failed."`
-	CrashStreak  int    `default:"10" placeholder:"N" help:"Stop when this many builder runs in a row crashed (broken pkgrun settings)."`
+	MaxCrashes   int    `default:"3" placeholder:"N" help:"Stop the run when one package's builder crashed this many times in it (the package stays queued)."`
+	CrashStreak  int    `default:"10" placeholder:"N" help:"Stop when this many builder runs in a row crashed (broken pkgrun settings or store)."`
 	NoStoreCheck bool   `help:"Do not check that the tree and the store can be reached before the first build (for a store only the builders reach)."`
-	Retry        string `enum:",crashed,failed" default:"" help:"Reopen packages an earlier run failed: crashed (failed by builder crashes) or failed (every failed, skew and timeout package); their indirect-failed dependents are reopened too."`
+	Retry        string `enum:",crashed,failed" default:"" help:"Reopen packages an earlier run failed: failed (every failed, skew and timeout package) or crashed (those an older pkgsched failed after builder crashes); their indirect-failed dependents are reopened too."`
 	Pkgrun       string `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
 	JSON         bool   `name:"json" help:"Print the summary as JSON."`
 
