@@ -153,13 +153,40 @@ func copyBuildInfo(b *bytes.Buffer, bi []byte) {
 	}
 }
 
+// PkgName returns the PKGNAME of a package: the argument of the @name
+// line of its +CONTENTS. A package without one, with an empty one or with
+// several is refused (an error wrapping pkgfile.ErrFormat): pkg_info -X
+// would print an entry without PKGNAME, with PKGNAME=(null), or with
+// two, and no client can use such an entry.
+func PkgName(m *pkgfile.Meta) (string, error) {
+	var names []string
+	if m != nil {
+		pkgfile.EachLine(m.Files[pkgfile.ContentsName], func(cmd string, arg []byte) bool {
+			if cmd == "name" {
+				names = append(names, string(arg))
+			}
+			return true
+		})
+	}
+	switch {
+	case len(names) == 0:
+		return "", fmt.Errorf("%w: %s has no @name line", pkgfile.ErrFormat, pkgfile.ContentsName)
+	case len(names) > 1:
+		return "", fmt.Errorf("%w: %s has %d @name lines (%s, %s, ...)", pkgfile.ErrFormat, pkgfile.ContentsName, len(names), names[0], names[1])
+	case names[0] == "":
+		return "", fmt.Errorf("%w: %s has an empty @name", pkgfile.ErrFormat, pkgfile.ContentsName)
+	}
+	return names[0], nil
+}
+
 // EntryOptions select what EntryFromFile adds beyond pkg_info -X.
 type EntryOptions struct {
 	Cksum bool // add FILE_CKSUM=sha256 <hex> (reads the whole file)
 }
 
 // EntryFromFile reads the package at path and returns its entry, as
-// `pkg_info -X path` prints it.
+// `pkg_info -X path` prints it. A package without a PKGNAME (see PkgName)
+// is an error.
 func EntryFromFile(path string) ([]byte, error) {
 	return EntryFromFileOpts(path, EntryOptions{})
 }
@@ -185,6 +212,9 @@ func EntryFromFileOpts(path string, o EntryOptions) ([]byte, error) {
 	m, err := pkgfile.ReadMeta(path, r)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := PkgName(m); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	file := File{Name: filepath.Base(path), Size: st.Size()}
 	if o.Cksum {

@@ -121,6 +121,9 @@ func entryFromStdin(g *cli.Globals, cksum bool) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := summary.PkgName(m); err != nil {
+		return nil, fmt.Errorf("<stdin>: %w", err)
+	}
 	if !cksum {
 		return summary.Entry(m, "", 0), nil
 	}
@@ -179,8 +182,11 @@ publish_seconds, seconds.
 When every published file already exists and holds the same summary, nothing
 is compressed or rewritten ("unchanged": true); --force rewrites anyway.
 
-Packages that cannot be read are left out (and reported); the rest is
-published. If none can be read, nothing is published.
+Packages that cannot be read (not a package, truncated, metadata beyond the
+limits of docs/stores.md), that have no @name, or whose @name is not their
+file name, are left out and reported on stderr with the file and the reason;
+the rest is published. If none can be read, nothing is published. A store
+that fails while a package is read stops the merge (exit 2).
 
 Exit status: 0 published (or unchanged); 1 some packages could not be read or
 a package listed in --success is missing; 2 bad usage, bad input or a store

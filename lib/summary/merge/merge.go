@@ -102,8 +102,14 @@
 // new; each is complete and self-consistent.
 //
 // Packages whose metadata cannot be read are left out of the summary,
-// reported in Result.Failed, and the rest is still published (pbulk's
-// pipeline does the same: pkg_info complains and xargs goes on).
+// reported in Result.Failed (naming the file and the reason), and the rest
+// is still published (pbulk's pipeline does the same: pkg_info complains
+// and xargs goes on). So are packages without exactly one non-empty @name
+// in +CONTENTS, and packages whose @name is not their file's name
+// (<PKGNAME><suffix>): pbulk would publish an entry without PKGNAME, or
+// the same PKGNAME twice. A package cut short by the store (a dropped
+// connection, after the store's retries) is not a bad package: that
+// stops the merge, and nothing is published without it.
 package merge
 
 import (
@@ -624,7 +630,7 @@ func readFragment(ctx context.Context, s store.Store, p *pkg) ([]byte, error) {
 		}
 	}
 	p.fragData = nil
-	if err := checkFragment(b, strings.TrimPrefix(p.file, "All/"), p.info.Size); err != nil {
+	if err := checkFragment(b, p.name, strings.TrimPrefix(p.file, "All/"), p.info.Size); err != nil {
 		return nil, fmt.Errorf("%s: %w", p.frag.Name, err)
 	}
 	// Normalise the end: exactly one blank line, whatever the writer did.
@@ -634,13 +640,15 @@ func readFragment(ctx context.Context, s store.Store, p *pkg) ([]byte, error) {
 
 // checkFragment checks, cheaply (30,000 of them are read per merge), that
 // b is one pkg_summary entry (VAR=value lines, no blank line but at the
-// end) whose FILE_NAME and FILE_SIZE describe the package file.
-func checkFragment(b []byte, fileName string, size int64) error {
+// end) of the package pkgName (one PKGNAME line) whose FILE_NAME and
+// FILE_SIZE describe the package file.
+func checkFragment(b []byte, pkgName, fileName string, size int64) error {
 	body := bytes.TrimRight(b, "\n")
 	if len(body) == 0 {
 		return fmt.Errorf("empty fragment")
 	}
 	var gotName, gotSize []byte
+	pkgNames := 0
 	for n := 1; len(body) > 0; n++ {
 		line := body
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -653,11 +661,18 @@ func checkFragment(b []byte, fileName string, size int64) error {
 			return fmt.Errorf("line %d is not VARIABLE=VALUE (%d-line fragment)", n, bytes.Count(b, []byte{'\n'}))
 		}
 		switch string(line[:eq]) {
+		case "PKGNAME":
+			if pkgNames++; string(line[eq+1:]) != pkgName {
+				return fmt.Errorf("PKGNAME %q, want %q", line[eq+1:], pkgName)
+			}
 		case "FILE_NAME":
 			gotName = line[eq+1:]
 		case "FILE_SIZE":
 			gotSize = line[eq+1:]
 		}
+	}
+	if pkgNames != 1 {
+		return fmt.Errorf("%d PKGNAME lines, want one", pkgNames)
 	}
 	if string(gotName) != fileName {
 		return fmt.Errorf("FILE_NAME %q, want %q", gotName, fileName)
@@ -725,8 +740,8 @@ func getAll(ctx context.Context, s store.Store, name string, size int64) ([]byte
 func compute(ctx context.Context, s store.Store, o Options, p *pkg, needDigest bool) error {
 	rc, err := s.Get(ctx, p.file)
 	if err != nil {
-		if store.IsNotExist(err) {
-			return packageErr{err}
+		if ctx.Err() == nil && store.IsPermanent(err) {
+			return packageErr{err} // gone since the listing, or unreadable
 		}
 		return err
 	}
@@ -752,10 +767,16 @@ func compute(ctx context.Context, s store.Store, o Options, p *pkg, needDigest b
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if errors.Is(err, pkgfile.ErrFormat) {
+			// ReadMeta says what is wrong with the package (ErrFormat)
+			// apart from what went wrong reading it; of the latter, only
+			// what retrying cannot cure is this package's alone.
+			if errors.Is(err, pkgfile.ErrFormat) || store.IsPermanent(err) {
 				return packageErr{err}
 			}
 			return fmt.Errorf("read %s: %w", p.file, err)
+		}
+		if err := checkName(m, p); err != nil {
+			return packageErr{err}
 		}
 	}
 	if len(hs) > 0 {
@@ -785,6 +806,22 @@ func compute(ctx context.Context, s store.Store, o Options, p *pkg, needDigest b
 		if err := s.Put(ctx, "index/"+p.name+".sha512", strings.NewReader(line), int64(len(line))); err != nil {
 			return fmt.Errorf("save digest: %w", err)
 		}
+	}
+	return nil
+}
+
+// checkName refuses a package without a usable @name, or whose @name is
+// not the name of its file: its entry would lack PKGNAME, or describe a
+// package that a client looking for <PKGNAME><suffix> does not find, and
+// two such files could put the same PKGNAME into the summary twice.
+func checkName(m *pkgfile.Meta, p *pkg) error {
+	name, err := summary.PkgName(m)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.file, err)
+	}
+	if name != p.name {
+		return fmt.Errorf("%s: %w: +CONTENTS says @name %s, the file name says %s (not indexed under another name)",
+			p.file, pkgfile.ErrFormat, name, p.name)
 	}
 	return nil
 }

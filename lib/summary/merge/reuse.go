@@ -126,9 +126,10 @@ func readState(ctx context.Context, s store.Store) *mergeState {
 
 // oldEntry is an entry of the published summary.
 type oldEntry struct {
-	text   []byte // the entry with its blank line
-	size   int64  // its FILE_SIZE
-	digest string // the package's SHA-512 in the published SHA512.bz2, if known
+	text    []byte // the entry with its blank line
+	pkgName string // its PKGNAME; "" when it has none or several
+	size    int64  // its FILE_SIZE
+	digest  string // the package's SHA-512 in the published SHA512.bz2, if known
 }
 
 // reusable returns the entries of the previous summary (with the digests
@@ -154,17 +155,24 @@ func (p *previous) reusable(o Options) (map[string]*oldEntry, time.Time) {
 		}
 		text := rest[: i+2 : i+2]
 		rest = rest[i+2:]
-		var name string
+		var name, pkgName string
 		var size int64 = -1
+		pkgNames := 0
 		for line := range bytes.Lines(text[:i+1]) {
-			if v, ok := bytes.CutPrefix(line, []byte("FILE_NAME=")); ok {
+			if v, ok := bytes.CutPrefix(line, []byte("PKGNAME=")); ok {
+				pkgName = string(bytes.TrimSuffix(v, []byte("\n")))
+				pkgNames++
+			} else if v, ok := bytes.CutPrefix(line, []byte("FILE_NAME=")); ok {
 				name = string(bytes.TrimSuffix(v, []byte("\n")))
 			} else if v, ok := bytes.CutPrefix(line, []byte("FILE_SIZE=")); ok {
 				size, _ = strconv.ParseInt(string(bytes.TrimSuffix(v, []byte("\n"))), 10, 64)
 			}
 		}
+		if pkgNames != 1 {
+			pkgName = ""
+		}
 		if name != "" && size >= 0 {
-			entries[name] = &oldEntry{text: text, size: size}
+			entries[name] = &oldEntry{text: text, pkgName: pkgName, size: size}
 		}
 	}
 	if p.sha512 != nil && st.SHA512SHA256 != "" && hexSHA256(p.sha512) == st.SHA512SHA256 {
@@ -191,10 +199,15 @@ func hexSHA256(b []byte) string {
 // fragment is gone is read again (deleting a fragment forces its
 // recomputation); with Cksum, fragments are not used and only the
 // package counts. The package's digest, which depends on nothing else,
-// is taken when known.
+// is taken when known. An entry that is not of this package by its one
+// PKGNAME (a summary published before pkgindex checked that) is not
+// reused: the package is read again and judged.
 func reuse(p *pkg, entries map[string]*oldEntry, before time.Time, o Options) bool {
 	e := entries[strings.TrimPrefix(p.file, "All/")]
 	if e == nil || e.size != p.info.Size || !p.info.ModTime.Before(before) {
+		return false
+	}
+	if e.pkgName != p.name {
 		return false
 	}
 	p.digest = e.digest
