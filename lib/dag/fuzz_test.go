@@ -14,7 +14,8 @@ import (
 func FuzzResolve(f *testing.F) {
 	f.Add([]byte(smallScan))
 	f.Add([]byte(rec("aaaa-1", "x/a", "aaaa-[0-9]*:../../x/a {b,c}>=1:../../x/b"))) // self-loop, unresolved
-	f.Add([]byte("PKGNAME=abcd-1\nPKG_LOCATION=x\nALL_DEPENDS=a:../../b\nDEPENDS=abcd-1 abcd-1\n"))
+	f.Add([]byte("PKGNAME=abcd-1\nPKG_LOCATION=x/y\nALL_DEPENDS=a:../../b\nDEPENDS=abcd-1 abcd-1\n"))
+	f.Add([]byte("PKGNAME=../../evil-1\nPKG_LOCATION=../../etc\nALL_DEPENDS=\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		recs, err := scan.Parse("fuzz", in)
 		if err != nil {
