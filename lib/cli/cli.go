@@ -84,7 +84,9 @@ func IsTerminal(w io.Writer) bool {
 // Main parses args into grammar (a kong struct whose commands have a
 // Run(...) error method), runs the selected command with ctx, *Globals and
 // the extra bindings, prints a failure as "name: msg" on stderr and returns
-// the exit code. Only main() calls os.Exit.
+// the exit code. A usage mistake (unknown flag, missing argument, bad
+// value) prints "name: msg" and "name: run 'name cmd --help' for usage",
+// never the help itself, and returns 2. Only main() calls os.Exit.
 func Main(name, description string, grammar any, args []string, g *Globals, bindings ...any) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
