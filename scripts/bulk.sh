@@ -16,8 +16,9 @@
 # Exit status: 0 the bulk build ran to the end and wrote its report (like
 # pbulk's bulkbuild, packages that failed to build are in the report, not in
 # the exit status; set strict=yes to exit 1 when any package failed); 1 with
-# strict=yes, some package failed or some location failed to scan; 2 a stage
-# could not run.
+# strict=yes, some package failed or some location failed to scan; 2 a
+# setting is wrong (all are checked before the scan starts: files, the
+# limited list's locations, the store) or a stage could not run.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
