@@ -173,9 +173,11 @@ pkgdag build $limited --output="$meta/bulk.db" "$meta/pscan" >&2 || exit 2
 pkgdag presolve --quiet "$meta/pscan" >"$meta/presolve.new" && mv "$meta/presolve.new" "$meta/presolve"
 
 # ---- build ----------------------------------------------------------------
-slots=$jobs
-[ "$jobs" -gt 0 ] || slots="$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN) (one per CPU)"
-say "building with $slots local build slots into $store"
+if [ "$jobs" -gt 0 ]; then
+	say "building with $jobs local build slots into $store"
+else
+	say "building with $(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN) local build slots (one per CPU) into $store"
+fi
 prio=
 [ -n "$priority" ] && prio="--priority=$priority"
 kit=
