@@ -61,7 +61,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -74,6 +73,7 @@ import (
 
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/proc"
+	"github.com/pkgbulk/pkgbulk/lib/sandbox"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/summary"
 )
@@ -87,8 +87,11 @@ type Builder struct {
 	Progress io.Writer
 
 	maxTime, noOutput time.Duration
-	pkgAdd, pkgDelete string
 	unpriv            *syscall.Credential // nil: every phase runs as pkgrun's user
+	kit               *kit                // the unpacked bootstrap kit, or nil
+
+	// testMounts are added to every sandbox (a test's window into it).
+	testMounts []sandbox.Mount
 }
 
 // Check validates the settings and fills the defaults; Run calls it.
@@ -144,6 +147,15 @@ func (b *Builder) Check() error {
 			return fmt.Errorf("bootstrap kit: %w", err)
 		}
 	}
+	if s.Prefix == "" {
+		s.Prefix = "/usr/pkg"
+	}
+	if !filepath.IsAbs(s.Prefix) || filepath.Clean(s.Prefix) != s.Prefix || s.Prefix == "/" {
+		return fmt.Errorf("prefix %q is not a clean absolute path below /", s.Prefix)
+	}
+	if err := sandbox.Available(); err != nil {
+		return err
+	}
 	b.unpriv = nil
 	if s.UnprivUser != "" && os.Geteuid() == 0 {
 		u, err := user.Lookup(s.UnprivUser)
@@ -156,12 +168,6 @@ func (b *Builder) Check() error {
 			return fmt.Errorf("unprivileged_user %s: non-numeric uid %q or gid %q", s.UnprivUser, u.Uid, u.Gid)
 		}
 		b.unpriv = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{uint32(gid)}}
-	}
-	b.pkgAdd, b.pkgDelete = "", ""
-	if a, err := exec.LookPath("pkg_add"); err == nil {
-		if d, err := exec.LookPath("pkg_delete"); err == nil {
-			b.pkgAdd, b.pkgDelete = a, d
-		}
 	}
 	return nil
 }
@@ -177,8 +183,11 @@ type run struct {
 	start    time.Time
 	deadline time.Time
 
-	root, prefix, pkgdb, work, packages, logdir, depsdir string
-	pkgdir                                               string
+	root, logdir, depsdir string
+	pkgdir                string
+	box                   *box
+	// What make says of the package (show-vars, before anything runs).
+	localbase, pkgdb, stagePkgfile, pkgfile string
 
 	lastWhy proc.Why // what ended the last failed command
 
@@ -208,6 +217,9 @@ func (b *Builder) Run(ctx context.Context, j *Job) (*job.Result, error) {
 	err := r.do(ctx)
 	r.res.WallMS = time.Since(r.start).Milliseconds()
 	r.res.DiskBytes = r.peakDisk
+	if errors.Is(err, syscall.ENOSPC) && !errors.Is(err, ErrNoSpace) {
+		err = noSpaceError{fmt.Errorf("%w: %w", ErrNoSpace, err)}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +245,13 @@ func (r *run) do(ctx context.Context) error {
 	if err := os.MkdirAll(r.WorkRoot(), 0o755); err != nil {
 		return fmt.Errorf("work root: %w", err)
 	}
+	if kit := r.Settings.BootstrapKit; kit != "" {
+		k, err := openKit(kit, r.WorkRoot())
+		if err != nil {
+			return fmt.Errorf("bootstrap kit %s: %w", kit, err)
+		}
+		r.kit = k
+	}
 	root, err := os.MkdirTemp(r.WorkRoot(), j.PkgName+".")
 	if err != nil {
 		return fmt.Errorf("job directory: %w", err)
@@ -244,15 +263,28 @@ func (r *run) do(ctx context.Context) error {
 			os.RemoveAll(root)
 		}
 	}()
-	r.prefix = filepath.Join(root, "prefix")
-	r.pkgdb = filepath.Join(root, "pkgdb")
-	r.work = filepath.Join(root, "work")
-	r.packages = filepath.Join(root, "packages")
-	r.logdir = filepath.Join(root, "logs")
-	r.depsdir = filepath.Join(root, "deps")
-	// 1. Version skew.
+	if err := os.Chmod(root, 0o755); err != nil {
+		return err
+	}
+	// The sandbox (pbulk's client-clean: a fresh bootstrap state).
+	if r.box, err = r.newBox(root); err != nil {
+		return fmt.Errorf("job directory: %w", err)
+	}
+	r.logdir, r.depsdir = r.box.logs, r.box.deps
+	if err := os.WriteFile(r.workLog(), nil, 0o644); err != nil {
+		return err
+	}
+	if c := r.unpriv; c != nil {
+		// pkg-build chowns work.log.
+		if err := os.Chown(r.workLog(), int(c.Uid), int(c.Gid)); err != nil {
+			return fmt.Errorf("unprivileged_user: %w", err)
+		}
+	}
+
+	// 1. Version skew, and what the package's make says about where
+	// things go.
 	r.progress("checking the tree's PKGNAME")
-	name, msg, err := r.showVar(ctx, "PKGNAME")
+	vals, msg, err := r.showVars(ctx, "PKGNAME", "LOCALBASE", "PKG_DBDIR", "STAGE_PKGFILE", "PKGFILE")
 	if err != nil {
 		return err
 	}
@@ -260,6 +292,8 @@ func (r *run) do(ctx context.Context) error {
 		r.res.Status, r.res.FailedPhase, r.res.Message = job.StatusFailed, "skew-check", msg
 		return r.checkTimeout(ctx, "skew-check")
 	}
+	name := vals[0]
+	r.localbase, r.pkgdb, r.stagePkgfile, r.pkgfile = vals[1], vals[2], vals[3], vals[4]
 	if name != j.PkgName {
 		r.res.Status = job.StatusSkew
 		r.res.Message = fmt.Sprintf("version skew: the job is %s but %s in the tree makes %s", j.PkgName, j.PkgLocation, name)
@@ -283,33 +317,6 @@ func (r *run) do(ctx context.Context) error {
 		r.res.Message = "not up to date: " + why
 	}
 
-	// 3. The sandbox.
-	for _, d := range []string{r.prefix, r.pkgdb, r.work, r.packages, r.logdir, r.depsdir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	if kit := r.Settings.BootstrapKit; kit != "" {
-		if err := extractKit(kit, r.prefix); err != nil {
-			return fmt.Errorf("bootstrap kit %s: %w", kit, err)
-		}
-	}
-	if err := os.WriteFile(r.workLog(), nil, 0o644); err != nil {
-		return err
-	}
-	if c := r.unpriv; c != nil {
-		// pkg-build chowns work.log; the work directory must be the
-		// user's too, and the job directory (0700 from MkdirTemp)
-		// traversable.
-		if err := os.Chmod(root, 0o755); err != nil {
-			return err
-		}
-		for _, p := range []string{r.work, r.workLog()} {
-			if err := os.Chown(p, int(c.Uid), int(c.Gid)); err != nil {
-				return fmt.Errorf("unprivileged_user: %w", err)
-			}
-		}
-	}
 	stopSampler := r.sampleDisk()
 	defer stopSampler()
 
@@ -332,67 +339,45 @@ func (r *run) do(ctx context.Context) error {
 func (r *run) WorkRoot() string { return r.Settings.WorkRoot }
 func (r *run) workLog() string  { return filepath.Join(r.logdir, "work.log") }
 
-// treeVars are the variables that point a package's make at the job's
-// sandbox (examples/README.md lists them for the example tree; pkgsrc
-// knows them all).
-func (r *run) treeVars() []string {
-	return []string{
-		"PREFIX=" + r.prefix,
-		"LOCALBASE=" + r.prefix,
-		"PKG_DBDIR=" + r.pkgdb,
-		"WRKOBJDIR=" + r.work,
-		"PACKAGES=" + r.packages,
-	}
-}
-
-// env is the environment of every make: the caller's, without the
-// variables of an enclosing make, plus Settings.Environment.
-func (r *run) env() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOBJDIR", "MAKEOBJDIRPREFIX", ".MAKE.LEVEL.ENV":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, r.Settings.Environment...)
-}
-
-// makeArgs is the argument list of a phase target (spec §2.2).
+// makeArgs is the argument list of a phase target (spec §2.2): pkg-build's
+// own, nothing that pbulk takes from mk.conf.
 func (r *run) makeArgs(target string, extra ...string) []string {
 	args := []string{target, "BATCH=1", "DEPENDS_TARGET=/nonexistent"}
 	args = append(args, r.job.MultiVersion...)
-	args = append(args, "WRKLOG="+r.workLog())
-	args = append(args, r.treeVars()...)
+	args = append(args, "WRKLOG="+boxLogs+"/work.log")
 	return append(args, extra...)
 }
 
 // plainArgs is the argument list of make clean, which pkg-build runs
 // without BATCH and WRKLOG.
 func (r *run) plainArgs(target string) []string {
-	args := append([]string{target}, r.job.MultiVersion...)
-	return append(args, r.treeVars()...)
+	return append([]string{target}, r.job.MultiVersion...)
 }
 
-// showVar runs make show-var VARNAME=name. msg is non-empty when make
-// failed (the message names the package and quotes make's error).
-func (r *run) showVar(ctx context.Context, name string) (val, msg string, err error) {
+// showVars runs make show-vars VARNAMES=names and returns one value per
+// name. msg is non-empty when make failed (the message names the package
+// and quotes make's error).
+func (r *run) showVars(ctx context.Context, names ...string) (vals []string, msg string, err error) {
 	var out, errb bytes.Buffer
-	res, err := proc.Run(ctx, proc.Cmd{
-		Path: r.Settings.Make, Args: append(r.makeArgs("show-var"), "VARNAME="+name),
-		Dir: r.pkgdir, Env: r.env(), Output: &out, Stderr: &errb, Deadline: r.deadline,
-	})
+	res, err := r.inBox(ctx, sandbox.Cmd{
+		Path: r.box.make, Args: append(r.makeArgs("show-vars"), "VARNAMES="+strings.Join(names, " ")), Dir: r.pkgdir,
+	}, false, proc.Cmd{Output: &out, Stderr: &errb, Deadline: r.deadline})
 	if err != nil {
-		return "", "", fmt.Errorf("%s: %w", r.job.PkgName, err)
+		return nil, "", err
 	}
 	r.lastWhy = res.Why
+	what := fmt.Sprintf("make show-vars VARNAMES=%q in %s", strings.Join(names, " "), r.job.PkgLocation)
 	if !res.OK() {
-		return "", fmt.Sprintf("%s: make show-var VARNAME=%s in %s: %s: %s", r.job.PkgName, name, r.job.PkgLocation,
-			describe(res), clip(strings.TrimSpace(errb.String()))), nil
+		return nil, fmt.Sprintf("%s: %s: %s: %s", r.job.PkgName, what, describe(res), clip(strings.TrimSpace(errb.String()))), nil
 	}
-	return strings.TrimSpace(out.String()), "", nil
+	vals = strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(vals) != len(names) {
+		return nil, fmt.Sprintf("%s: %s printed %d lines for %d variables: %s", r.job.PkgName, what, len(vals), len(names), clip(out.String())), nil
+	}
+	for i := range vals {
+		vals[i] = strings.TrimSpace(vals[i])
+	}
+	return vals, "", nil
 }
 
 func describe(res proc.Result) string {
@@ -606,8 +591,7 @@ func (r *run) saveWrkdir(ctx context.Context) {
 		return
 	}
 	defer f.Close()
-	proc.Run(ctx, proc.Cmd{
-		Path: r.Settings.Make, Args: append(r.makeArgs("pbulk-save-wrkdir"), "INTO="+filepath.Join(r.logdir, "wrkdir.tar.gz")),
-		Dir: r.pkgdir, Env: r.env(), Output: f, Deadline: time.Now().Add(10 * time.Minute),
-	})
+	r.inBox(ctx, sandbox.Cmd{
+		Path: r.box.make, Args: append(r.makeArgs("pbulk-save-wrkdir"), "INTO="+boxLogs+"/wrkdir.tar.gz"), Dir: r.pkgdir,
+	}, false, proc.Cmd{Output: f, Deadline: time.Now().Add(10 * time.Minute)})
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/sandbox"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 	"github.com/pkgbulk/pkgbulk/lib/summary"
@@ -396,22 +398,58 @@ func alive(pid int) bool {
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
-func checkKilled(t *testing.T, pidfile string) {
+// sleeperSeconds is a sleep duration no other process uses: the sleeper
+// fixture's grandchild is found on the host by it.
+func sleeperSeconds() string {
+	return fmt.Sprintf("300.%d%d", os.Getpid(), time.Now().UnixNano()%1000000)
+}
+
+// sleeping counts the host's processes running "sleep secs".
+func sleeping(secs string) int {
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && string(b) == "sleep\x00"+secs+"\x00" {
+			n++
+		}
+	}
+	return n
+}
+
+// checkKilled checks that the sleeper's grandchild ran and is gone.
+func checkKilled(t *testing.T, secs string, seen bool) {
 	t.Helper()
-	b, err := os.ReadFile(pidfile)
-	if err != nil {
-		t.Fatalf("the build never started its grandchild: %v", err)
+	if !seen {
+		t.Fatal("the build never started its grandchild")
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatalf("pid file: %q", b)
-	}
-	for i := 0; i < 100 && alive(pid); i++ {
+	for i := 0; i < 100 && sleeping(secs) > 0; i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if alive(pid) {
-		t.Errorf("grandchild %d survived the kill", pid)
+	if n := sleeping(secs); n > 0 {
+		t.Errorf("%d grandchildren survived the kill", n)
 	}
+}
+
+// watchSleeping reports whether "sleep secs" was seen running before done
+// is closed.
+func watchSleeping(secs string, done <-chan struct{}) <-chan bool {
+	seen := make(chan bool, 1)
+	go func() {
+		for {
+			if sleeping(secs) > 0 {
+				seen <- true
+				return
+			}
+			select {
+			case <-done:
+				seen <- sleeping(secs) > 0
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return seen
 }
 
 func TestTimeouts(t *testing.T) {
@@ -425,13 +463,16 @@ func TestTimeouts(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			pidfile := filepath.Join(t.TempDir(), "grandchild.pid")
+			secs := sleeperSeconds()
 			b := e.builder(func(s *job.Settings) {
 				tc.settings(s)
-				s.Environment = []string{"SLEEPER_PIDFILE=" + pidfile}
+				s.Environment = []string{"SLEEPER_SECONDS=" + secs}
 			})
 			start := time.Now()
+			done := make(chan struct{})
+			seen := watchSleeping(secs, done)
 			res := e.run(b, sleeperJob)
+			close(done)
 			if res.Status != job.StatusTimeout || res.FailedPhase != "build" {
 				t.Fatalf("status %s phase %q (%s), want timeout in build", res.Status, res.FailedPhase, res.Message)
 			}
@@ -441,7 +482,7 @@ func TestTimeouts(t *testing.T) {
 			if el := time.Since(start); el > 60*time.Second {
 				t.Errorf("took %v", el)
 			}
-			checkKilled(t, pidfile)
+			checkKilled(t, secs, <-seen)
 			if log := e.read("bulklog/sleeper-1.0/build.log"); !strings.Contains(log, "starting a build that hangs") {
 				t.Errorf("build.log not kept:\n%s", log)
 			}
@@ -451,20 +492,17 @@ func TestTimeouts(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	e := newEnv(t)
-	pidfile := filepath.Join(t.TempDir(), "grandchild.pid")
-	b := e.builder(func(s *job.Settings) { s.Environment = []string{"SLEEPER_PIDFILE=" + pidfile} })
+	secs := sleeperSeconds()
+	b := e.builder(func(s *job.Settings) { s.Environment = []string{"SLEEPER_SECONDS=" + secs} })
 	j, _ := ParseJob("test", strings.NewReader(sleeperJob))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	done := make(chan struct{})
+	seen := watchSleeping(secs, done)
+	seenOnce := make(chan bool, 1)
 	go func() {
-		for i := 0; i < 3000; i++ {
-			// The shell creates the file before it writes the pid:
-			// wait for the content, not just the name.
-			if fi, err := os.Stat(pidfile); err == nil && fi.Size() > 0 {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		s := <-seen
+		seenOnce <- s
 		cancel()
 	}()
 	start := time.Now()
@@ -475,7 +513,8 @@ func TestCancel(t *testing.T) {
 	if el := time.Since(start); el > 60*time.Second {
 		t.Errorf("took %v", el)
 	}
-	checkKilled(t, pidfile)
+	close(done)
+	checkKilled(t, secs, <-seenOnce)
 	if left := e.workRootEntries(); len(left) != 0 {
 		t.Errorf("job directories left behind: %v", left)
 	}
@@ -524,23 +563,31 @@ func TestParallelJobs(t *testing.T) {
 		}
 		log, _ := io.ReadAll(rc)
 		rc.Close()
-		var own, other int
-		for _, d := range dirs {
-			if strings.Contains(string(log), filepath.Join(e.work, d)+"/") {
-				if strings.Contains(results[i].Message, d) {
-					own++
-				} else {
-					other++
-				}
-			}
+		if !strings.Contains(string(log), "this package never builds") {
+			t.Errorf("job %d: build.log:\n%s", i, log)
 		}
-		if own != 1 || other != 0 {
-			t.Errorf("job %d build.log mentions own dir %d times, the other job's %d times:\n%s", i, own, other, log)
+	}
+	// Each job built in its own WRKOBJDIR, the /tmp of its own sandbox.
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(e.work, d, "tmp", "work", "fixture", "broken")); err != nil {
+			t.Errorf("job %s: no work directory of its own: %v", d, err)
 		}
 	}
 }
 
-// TestBootstrapKit checks that the kit is unpacked into the fresh prefix.
+// window gives a test a writable host directory at /pkgbulk-test in every
+// sandbox of b, and returns the host directory.
+func window(t *testing.T, b *Builder) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	b.testMounts = append(b.testMounts, sandbox.Mount{Target: "/pkgbulk-test", Source: dir, Writable: true})
+	return dir
+}
+
+// TestBootstrapKit checks that every command of a job sees the kit at the
+// paths it was made for, that what a job writes over it stays the job's,
+// and that the kit is unpacked once per work root.
 func TestBootstrapKit(t *testing.T) {
 	e := newEnv(t)
 	kit := filepath.Join(t.TempDir(), "kit.tar.gz")
@@ -548,22 +595,39 @@ func TestBootstrapKit(t *testing.T) {
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
 	body := "kit marker\n"
-	tw.WriteHeader(&tar.Header{Name: "etc/kit-marker", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
+	tw.WriteHeader(&tar.Header{Name: "usr/pkg/etc/", Mode: 0o755, Typeflag: tar.TypeDir})
+	tw.WriteHeader(&tar.Header{Name: "/usr/pkg/etc/kit-marker", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
 	tw.Write([]byte(body))
+	tw.WriteHeader(&tar.Header{Name: "var/db/pkg/", Mode: 0o755, Typeflag: tar.TypeDir})
 	tw.Close()
 	zw.Close()
 	os.WriteFile(kit, buf.Bytes(), 0o644)
-	res := e.run(e.builder(func(s *job.Settings) { s.BootstrapKit = kit; s.KeepWorkdir = true }), brokenJob)
-	if res.Status != job.StatusFailed {
-		t.Fatalf("status %s", res.Status)
+	wrapper := filepath.Join(e.tree, "make-wrapper")
+	os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"$1 $(cat /usr/pkg/etc/kit-marker) $(ls -A /var/db/pkg | wc -l)\" >> /pkgbulk-test/calls\n"+
+		"echo changed > /usr/pkg/etc/kit-marker\nexec "+e.make+" \"$@\"\n"), 0o755)
+	b := e.builder(func(s *job.Settings) { s.BootstrapKit = kit; s.Make = wrapper })
+	calls := filepath.Join(window(t, b), "calls")
+	if res := e.run(b, helloJob); res.Status != job.StatusDone {
+		t.Fatalf("status %s %s", res.Status, res.Message)
 	}
-	dirs := e.workRootEntries()
-	if len(dirs) != 1 {
-		t.Fatalf("work root %v", dirs)
+	got, _ := os.ReadFile(calls)
+	lines := strings.Split(strings.TrimSpace(string(got)), "\n")
+	if len(lines) < 5 || lines[0] != "show-vars kit marker 0" || !strings.HasPrefix(lines[1], "clean changed") {
+		t.Errorf("what make saw of the kit:\n%s", got)
 	}
-	got, err := os.ReadFile(filepath.Join(e.work, dirs[0], "prefix", "etc", "kit-marker"))
-	if err != nil || string(got) != body {
-		t.Errorf("kit not unpacked into the prefix: %q %v", got, err)
+	// The job changed its copy only: a second job starts from the kit.
+	os.Remove(calls)
+	if res := e.run(b, helloJob); res.Status != job.StatusUpToDate {
+		t.Fatalf("second run: %s %s", res.Status, res.Message)
+	}
+	if got, _ := os.ReadFile(calls); !strings.HasPrefix(string(got), "show-vars kit marker") {
+		t.Errorf("a job saw the previous job's change to the kit:\n%s", got)
+	}
+	if dirs := e.workRootEntries(); len(dirs) != 1 || dirs[0] != ".kits" {
+		t.Errorf("work root %v, want only .kits", dirs)
+	}
+	if kits, _ := os.ReadDir(filepath.Join(e.work, ".kits")); len(kits) != 1 {
+		t.Errorf("the kit was unpacked %d times", len(kits))
 	}
 }
 
@@ -677,10 +741,12 @@ func TestExampleTree(t *testing.T) {
 // create-usergroup before stage-install for USERGROUP_PHASE=pre-install.
 func TestMakeInvocations(t *testing.T) {
 	e := newEnv(t)
-	calls := filepath.Join(t.TempDir(), "calls")
-	wrapper := filepath.Join(t.TempDir(), "make")
-	os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"$*\" >> "+calls+"\nexec "+e.make+" \"$@\"\n"), 0o755)
+	// The wrapper lives in the tree (visible in the sandbox, read-only)
+	// and writes to the test's window.
+	wrapper := filepath.Join(e.tree, "make-wrapper")
+	os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"$*\" >> /pkgbulk-test/calls\nexec "+e.make+" \"$@\"\n"), 0o755)
 	b := e.builder(func(s *job.Settings) { s.Make = wrapper })
+	calls := filepath.Join(window(t, b), "calls")
 	for _, loc := range []string{"lang/shlib", "sysutils/exlog"} {
 		if res := e.run(b, e.record(loc)); res.Status != job.StatusDone {
 			t.Fatalf("%s: %s %s", loc, res.Status, res.Message)
@@ -705,16 +771,17 @@ func TestMakeInvocations(t *testing.T) {
 				t.Errorf("%s: %s present=%v in %q", args[0], want, !phase, l)
 			}
 		}
-		if phase && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "WRKLOG=") && strings.HasSuffix(a, "/logs/work.log") }) {
+		if phase && !slices.Contains(args, "WRKLOG=/pkgbulk/log/work.log") {
 			t.Errorf("no WRKLOG in %q", l)
 		}
-		for _, v := range []string{"PREFIX=", "PKG_DBDIR=", "WRKOBJDIR=", "PACKAGES="} {
-			if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, v) }) {
-				t.Errorf("no %s in %q", v, l)
+		// What pbulk takes from mk.conf is never on the command line.
+		for _, v := range []string{"PREFIX=", "LOCALBASE=", "PKG_DBDIR=", "WRKOBJDIR=", "PACKAGES="} {
+			if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, v) }) {
+				t.Errorf("%s forced on the command line: %q", v, l)
 			}
 		}
 	}
-	want := "show-var clean checksum configure all create-usergroup stage-install stage-package-create show-var clean"
+	want := "show-vars clean checksum configure all create-usergroup stage-install stage-package-create clean"
 	if got := strings.Join(targets, " "); got != want {
 		t.Errorf("targets:\n%s\nwant:\n%s", got, want)
 	}
@@ -753,19 +820,19 @@ func TestUnprivilegedUser(t *testing.T) {
 	for _, d := range []string{filepath.Dir(dir), dir} {
 		os.Chmod(d, 0o755)
 	}
-	calls := filepath.Join(dir, "calls")
+	wrapper := filepath.Join(e.tree, "make-wrapper")
+	os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"$1 $(id -un)\" >> /pkgbulk-test/calls\nexec "+e.make+" \"$@\"\n"), 0o755)
+	b := e.builder(func(s *job.Settings) { s.Make = wrapper; s.UnprivUser = "nobody" })
+	calls := filepath.Join(window(t, b), "calls")
 	os.WriteFile(calls, nil, 0o666)
 	os.Chmod(calls, 0o666)
-	wrapper := filepath.Join(dir, "make")
-	os.WriteFile(wrapper, []byte("#!/bin/sh\necho \"$1 $(id -un)\" >> "+calls+"\nexec "+e.make+" \"$@\"\n"), 0o755)
-	b := e.builder(func(s *job.Settings) { s.Make = wrapper; s.UnprivUser = "nobody" })
 	res := e.run(b, "PKGNAME=hello-1.0\nPKG_LOCATION=fixture/hello\nUSE_DESTDIR=user-destdir\nUSERGROUP_PHASE=configure\nDEPENDS=\n")
 	if res.Status != job.StatusDone {
 		t.Fatalf("status %s (%s)", res.Status, res.Message)
 	}
 	got, _ := os.ReadFile(calls)
-	want := "show-var root\nclean root\nchecksum root\ncreate-usergroup root\nconfigure nobody\nall nobody\n" +
-		"stage-install nobody\nstage-package-create root\nshow-var root\nclean root\n"
+	want := "show-vars root\nclean root\nchecksum root\ncreate-usergroup root\nconfigure nobody\nall nobody\n" +
+		"stage-install nobody\nstage-package-create root\nclean root\n"
 	if string(got) != want {
 		t.Errorf("make ran as:\n%s\nwant:\n%s", got, want)
 	}

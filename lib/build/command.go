@@ -29,12 +29,26 @@ s3_allow_http, ssh_identity, known_hosts, connect_timeout); S3 keys come
 only from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS
 credentials file), never from a flag or the document.
 
-Steps: version-skew check (make show-var VARNAME=PKGNAME must equal the
-job's PKGNAME), up-to-date check against the store (unless --force), a fresh
-prefix and work directory under --work-root, the DEPENDS packages fetched
-from the store's All/ and installed into the prefix, the phases pre-clean,
-depends, checksum, configure, build, install, package (with an install
-test), deinstall, clean, each with a log. The package goes to the store as
+Every command of the build runs in a sandbox of the job's own (Linux mount,
+PID, IPC and network namespaces; pkgrun must run as root): the host's
+system directories read-only, the pkgsrc tree read-only at its path, the
+bootstrap kit (--bootstrap-kit, pbulk's tarball of the bootstrapped prefix
+and pkgdb) at the paths it was made for, over a private copy-on-write layer
+(or, without a kit, an empty prefix at --prefix), and the job's own /tmp
+and /var/tmp. Nothing else of the host is visible (the work root, a file
+store and the store's key files are hidden), and the environment is a fixed
+minimal one plus --env: no store keys reach a build. WRKOBJDIR=/tmp/work and
+PACKAGES=/tmp/packages come from the environment, so the kit's mk.conf
+decides when it sets them; nothing else is put on make's command line.
+
+Steps: version-skew check (make show-vars: PKGNAME must equal the job's),
+up-to-date check against the store (unless --force), the DEPENDS packages
+fetched from the store's All/ and installed with the kit's pkg_add (or
+pkgrun's own installer when the kit has none), the phases pre-clean,
+depends, checksum (the only one with network, unless --network),
+configure, build, install, package (stage-package-create and STAGE_PKGFILE,
+or make package and PKGFILE in trees without them; then an install test),
+deinstall, clean, each with a log. The package goes to the store as
 All/<PKGNAME>.tgz with its pkg_summary fragment index/<PKGNAME>.pkginfo;
 the logs of a failed build go to bulklog/<PKGNAME>/, and a successful build
 removes that directory (it exists iff the last attempt failed).
@@ -49,8 +63,9 @@ status is done, up-to-date, failed, skew or timeout.
 
 Exit status: 0 done or up-to-date; 1 failed, skew or timeout (the JSON says
 which); 2 the job could not be run (bad input or settings, store
-unreachable, interrupted by SIGINT/SIGTERM); then nothing is printed on
-stdout. On SIGINT/SIGTERM the build's process group is killed at once.`
+unreachable, the sandbox could not be set up, interrupted by SIGINT/SIGTERM);
+3 the builder ran out of disk space (the package is not at fault); with 2
+and 3 nothing is printed on stdout. On SIGINT/SIGTERM the build's process group is killed at once.`
 
 // Command is pkgrun's command line.
 type Command struct {
@@ -60,7 +75,10 @@ type Command struct {
 	Store        string        `help:"Store URL: file:///dir, sftp://user@host/dir, s3://bucket/prefix." placeholder:"URL"`
 	Make         string        `help:"make program (default bmake)." placeholder:"PROG"`
 	WorkRoot     string        `help:"Directory for the per-job prefix and work directories (default $TMPDIR/pkgrun)." placeholder:"DIR"`
-	BootstrapKit string        `help:"tar.gz unpacked into every fresh prefix." placeholder:"FILE"`
+	BootstrapKit string        `help:"pbulk's bootstrap kit: a tarball of the bootstrapped prefix and pkgdb, seen by every job at the paths it was made for (make one with pkgrun kit)." placeholder:"FILE"`
+	Prefix       string        `help:"Without a kit: where the job's empty prefix is mounted (default /usr/pkg)." placeholder:"DIR"`
+	Network      bool          `help:"Give every phase the host's network (default: only checksum, which fetches)."`
+	SandboxHide  []string      `name:"sandbox-hide" sep:"none" help:"Another host path a build must not see (repeatable)." placeholder:"PATH"`
 	MaxTime      time.Duration `help:"Wall-time limit of the job (0: none), e.g. 2h." placeholder:"DURATION"`
 	NoOutputTime time.Duration `help:"Kill the build when no log grew for this long (0: never)." placeholder:"DURATION"`
 	KeepWorkdir  bool          `help:"Keep the job directory of a failed build (and store WRKDIR as wrkdir.tar.gz)."`
@@ -136,6 +154,7 @@ func (c *Command) settings(timeoutGiven bool) (job.Settings, error) {
 	flags := job.Settings{
 		Pkgsrc: c.Pkgsrc, Store: c.Store, Make: c.Make, WorkRoot: c.WorkRoot,
 		BootstrapKit: c.BootstrapKit, PkgSuffix: c.PkgSuffix, UnprivUser: c.UnprivUser,
+		Prefix: c.Prefix, Network: c.Network, SandboxHide: c.SandboxHide,
 		KeepWorkdir: c.KeepWorkdir, SkipAgeCheck: c.SkipAgeCheck, Force: c.Force,
 		Environment: c.Env,
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pkgbulk/pkgbulk/lib/pattern"
 	"github.com/pkgbulk/pkgbulk/lib/proc"
+	"github.com/pkgbulk/pkgbulk/lib/sandbox"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 )
 
@@ -120,27 +121,23 @@ func (r *run) fetchAndInstall(ctx context.Context, p *phaseRun) (bool, error) {
 		}
 	}
 
-	in := r.installer(p)
 	var failed error
-	if err := p.inProcess(func() error {
-		if in.pkgAdd != "" {
-			// pkg_add installs the closure itself from PKG_PATH=deps/.
-			var direct []string
-			for _, dep := range j.Depends {
-				direct = append(direct, files[dep])
-			}
-			failed = in.pkgAddFiles(ctx, direct...)
-			return nil
+	if r.box.pkgAdd != "" {
+		// pkg_add installs the closure itself from PKG_PATH.
+		var direct []string
+		for _, dep := range j.Depends {
+			direct = append(direct, boxDeps+"/"+filepath.Base(files[dep]))
 		}
+		failed = r.pkgAdd(ctx, p, direct...)
+	} else {
+		var all []string
 		for _, n := range names {
-			if _, err := in.install(ctx, files[n]); err != nil {
-				failed = err
-				return nil
-			}
+			all = append(all, boxDeps+"/"+filepath.Base(files[n]))
 		}
-		return nil
-	}); err != nil {
-		return false, err
+		failed = r.pkgAdd(ctx, p, all...)
+	}
+	if errors.Is(failed, sandbox.ErrSetup) || ctx.Err() != nil {
+		return false, failed
 	}
 	if failed != nil {
 		p.why = r.lastWhy

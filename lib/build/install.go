@@ -2,6 +2,7 @@ package build
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/pkgbulk/pkgbulk/lib/beneath"
 	"github.com/pkgbulk/pkgbulk/lib/pkgfile"
 )
 
@@ -30,6 +32,11 @@ import (
 //     what the deinstall reads back;
 //   - +INSTALL runs with PRE-INSTALL and POST-INSTALL, +DEINSTALL with
 //     DEINSTALL and POST-DEINSTALL, as pkg_install runs them.
+//
+// Every file operation stays beneath the prefix and the pkgdb (lib/beneath):
+// a package whose payload or packing list would write, link or remove
+// through a symbolic link or a ".." path out of them is refused, with an
+// error that names the entry. pkgrun runs it inside the job's sandbox.
 //
 // Owners, groups and @exec/@unexec commands are not applied.
 type installer struct {
@@ -59,7 +66,23 @@ func (in *installer) install(ctx context.Context, file string) (string, error) {
 	}
 	pkg := names[0]
 	dbdir := filepath.Join(in.pkgdb, pkg)
-	if _, err := os.Stat(dbdir); err == nil {
+	if err := os.MkdirAll(in.prefix, 0o755); err != nil {
+		return pkg, err
+	}
+	if err := os.MkdirAll(in.pkgdb, 0o755); err != nil {
+		return pkg, err
+	}
+	prefix, err := beneath.Open(in.prefix)
+	if err != nil {
+		return pkg, err
+	}
+	defer prefix.Close()
+	db, err := beneath.Open(in.pkgdb)
+	if err != nil {
+		return pkg, err
+	}
+	defer db.Close()
+	if _, err := db.Lstat(pkg); err == nil {
 		return pkg, fmt.Errorf("%s is already installed in %s", pkg, in.pkgdb)
 	}
 	pl, dest, err := relocate(pl, in.prefix)
@@ -69,7 +92,7 @@ func (in *installer) install(ctx context.Context, file string) (string, error) {
 	fmt.Fprintf(in.log, "pkgrun: installing %s from %s into %s\n", pkg, file, in.prefix)
 
 	// Register first, as pkg_add does, so +INSTALL can find its metadata.
-	if err := os.MkdirAll(dbdir, 0o755); err != nil {
+	if err := db.MkdirAll(pkg, 0o755); err != nil {
 		return pkg, err
 	}
 	meta["+CONTENTS"] = formatPlist(pl)
@@ -78,12 +101,12 @@ func (in *installer) install(ctx context.Context, file string) (string, error) {
 		if name == "+INSTALL" || name == "+DEINSTALL" {
 			mode = 0o755
 		}
-		if err := os.WriteFile(filepath.Join(dbdir, name), b, mode); err != nil {
+		if err := db.WriteFile(pkg+"/"+name, bytes.NewReader(b), mode); err != nil {
 			return pkg, err
 		}
 	}
 	if err := in.runScript(ctx, dbdir, pkg, "+INSTALL", "PRE-INSTALL"); err != nil {
-		os.RemoveAll(dbdir)
+		in.unregister(db, pkg)
 		return pkg, err
 	}
 
@@ -118,7 +141,7 @@ func (in *installer) install(ctx context.Context, file string) (string, error) {
 		}
 		target := q[0]
 		dest[name] = q[1:]
-		if err := writeEntry(tr, h, target, placed); err != nil {
+		if err := writeEntry(prefix, tr, h, target, placed); err != nil {
 			return pkg, fmt.Errorf("%s: install %s: %w", file, h.Name, err)
 		}
 		placed[name] = target
@@ -129,8 +152,8 @@ func (in *installer) install(ctx context.Context, file string) (string, error) {
 		}
 	}
 	for _, d := range plistValues(pl, "pkgdir") {
-		if err := os.MkdirAll(filepath.Join(in.prefix, d), 0o755); err != nil {
-			return pkg, err
+		if err := prefix.MkdirAll(d, 0o755); err != nil {
+			return pkg, fmt.Errorf("%s: @pkgdir %s: %w", file, d, err)
 		}
 	}
 	if err := in.runScript(ctx, dbdir, pkg, "+INSTALL", "POST-INSTALL"); err != nil {
@@ -141,12 +164,12 @@ func (in *installer) install(ctx context.Context, file string) (string, error) {
 
 // relocate rewrites the @cwd lines of pl for an installation into prefix
 // and returns, for each file name, where the archive entries of that name
-// go, in packing-list order.
+// go (paths relative to the prefix), in packing-list order.
 func relocate(pl []pkgfile.PlistEntry, prefix string) ([]pkgfile.PlistEntry, map[string][]string, error) {
 	out := make([]pkgfile.PlistEntry, len(pl))
 	copy(out, pl)
 	dest := map[string][]string{}
-	orig, cwd := "", prefix
+	orig, cwd, rel := "", prefix, "."
 	ignore := false
 	for i, l := range out {
 		switch l.Cmd {
@@ -163,11 +186,12 @@ func relocate(pl []pkgfile.PlistEntry, prefix string) ([]pkgfile.PlistEntry, map
 				continue
 			case orig == "":
 				orig = a
-				cwd = prefix
+				cwd, rel = prefix, "."
 			case a == orig:
-				cwd = prefix
+				cwd, rel = prefix, "."
 			case strings.HasPrefix(a, orig+"/"):
-				cwd = filepath.Join(prefix, strings.TrimPrefix(a, orig+"/"))
+				rel = strings.TrimPrefix(a, orig+"/")
+				cwd = filepath.Join(prefix, rel)
 			default:
 				return nil, nil, fmt.Errorf("@cwd %s is outside the package's prefix %s", l.Arg, orig)
 			}
@@ -184,47 +208,46 @@ func relocate(pl []pkgfile.PlistEntry, prefix string) ([]pkgfile.PlistEntry, map
 			if cwd == "" {
 				return nil, nil, fmt.Errorf("+CONTENTS names %q under a relative @cwd", l.Arg)
 			}
-			dest[name] = append(dest[name], filepath.Join(cwd, name))
+			dest[name] = append(dest[name], path.Join(rel, name))
 		}
 	}
 	return out, dest, nil
 }
 
-func writeEntry(tr *tar.Reader, h *tar.Header, target string, placed map[string]string) error {
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-		return err
-	}
-	if h.Typeflag != tar.TypeDir {
-		if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	}
+// writeEntry writes one payload entry at rel beneath d; a hard link names
+// an earlier entry, by its archive name, through placed.
+func writeEntry(d *beneath.Dir, tr *tar.Reader, h *tar.Header, rel string, placed map[string]string) error {
 	switch h.Typeflag {
-	case tar.TypeReg:
-		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o7777)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, tr); err != nil {
-			out.Close()
-			return err
-		}
-		if err := out.Close(); err != nil {
-			return err
-		}
-		return os.Chmod(target, os.FileMode(h.Mode)&0o7777)
+	case tar.TypeReg, tar.TypeRegA:
+		return d.WriteFile(rel, tr, os.FileMode(h.Mode)&os.ModePerm|setBits(h.Mode))
 	case tar.TypeSymlink:
-		return os.Symlink(h.Linkname, target)
+		return d.Symlink(h.Linkname, rel)
 	case tar.TypeLink:
 		src, ok := placed[path.Clean(h.Linkname)]
 		if !ok {
 			return fmt.Errorf("hard link to %q, which was not installed before it", h.Linkname)
 		}
-		return os.Link(src, target)
+		return d.Link(src, rel)
 	case tar.TypeDir:
-		return os.MkdirAll(target, 0o755)
+		return d.MkdirAll(rel, 0o755)
 	}
 	return fmt.Errorf("unsupported archive entry type %q", h.Typeflag)
+}
+
+// setBits are the setuid, setgid and sticky bits of a tar mode as an
+// os.FileMode.
+func setBits(mode int64) os.FileMode {
+	var m os.FileMode
+	if mode&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	if mode&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if mode&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	return m
 }
 
 // deinstall removes the registered package pkg: its files per the
@@ -233,12 +256,25 @@ func writeEntry(tr *tar.Reader, h *tar.Header, target string, placed map[string]
 // is reported in the log and makes the deinstall fail, since the deinstall
 // test exists to catch packing lists that do not match the files.
 func (in *installer) deinstall(ctx context.Context, pkg string) error {
+	if _, err := clean(pkg); err != nil || strings.Contains(pkg, "/") {
+		return fmt.Errorf("%q is not a package name", pkg)
+	}
+	db, err := beneath.Open(in.pkgdb)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	prefix, err := beneath.Open(in.prefix)
+	if err != nil {
+		return err
+	}
+	defer prefix.Close()
 	dbdir := filepath.Join(in.pkgdb, pkg)
-	b, err := os.ReadFile(filepath.Join(dbdir, "+CONTENTS"))
+	b, err := db.ReadFile(pkg+"/+CONTENTS", maxContents)
 	if err != nil {
 		return fmt.Errorf("%s is not installed: %w", pkg, err)
 	}
-	if rb, err := os.ReadFile(filepath.Join(dbdir, "+REQUIRED_BY")); err == nil && strings.TrimSpace(string(rb)) != "" {
+	if rb, err := db.ReadFile(pkg+"/+REQUIRED_BY", maxContents); err == nil && strings.TrimSpace(string(rb)) != "" {
 		return fmt.Errorf("%s is required by other installed packages: %s", pkg, strings.Join(strings.Fields(string(rb)), " "))
 	}
 	fmt.Fprintf(in.log, "pkgrun: deinstalling %s from %s\n", pkg, in.prefix)
@@ -246,7 +282,7 @@ func (in *installer) deinstall(ctx context.Context, pkg string) error {
 		return err
 	}
 	pl := parsePlist(b)
-	cwd := in.prefix
+	cwd := "."
 	dirs := map[string]bool{}
 	var missing []string
 	ignore := false
@@ -259,29 +295,35 @@ func (in *installer) deinstall(ctx context.Context, pkg string) error {
 				cwd = ""
 				continue
 			}
-			cwd = filepath.Clean(l.Arg)
-			if cwd != in.prefix && !strings.HasPrefix(cwd, in.prefix+"/") {
-				return fmt.Errorf("%s: registered @cwd %s is outside %s", pkg, cwd, in.prefix)
+			c := filepath.Clean(l.Arg)
+			switch {
+			case c == in.prefix:
+				cwd = "."
+			case strings.HasPrefix(c, in.prefix+"/"):
+				cwd = strings.TrimPrefix(c, in.prefix+"/")
+			default:
+				return fmt.Errorf("%s: registered @cwd %s is outside %s", pkg, c, in.prefix)
 			}
 		case "":
 			if ignore || cwd == "" {
 				ignore = false
 				continue
 			}
-			p := filepath.Join(cwd, path.Clean(l.Arg))
-			if !strings.HasPrefix(p, in.prefix+"/") {
-				return fmt.Errorf("%s: %q is outside %s", pkg, l.Arg, in.prefix)
-			}
-			if err := os.Remove(p); err != nil {
+			p := path.Join(cwd, path.Clean(l.Arg))
+			if err := prefix.Remove(p); err != nil {
 				if errors.Is(err, os.ErrNotExist) {
 					missing = append(missing, p)
 					continue
 				}
 				return fmt.Errorf("%s: %w", pkg, err)
 			}
-			dirs[filepath.Dir(p)] = true
+			if d := path.Dir(p); d != "." {
+				dirs[d] = true
+			}
 		case "pkgdir", "dirrm":
-			dirs[filepath.Join(in.prefix, l.Arg)] = true
+			if c, err := clean(l.Arg); err == nil && c != "." {
+				dirs[c] = true
+			}
 		}
 	}
 	// Deepest first, then climb while empty.
@@ -291,27 +333,54 @@ func (in *installer) deinstall(ctx context.Context, pkg string) error {
 	}
 	sort.Slice(list, func(i, j int) bool { return len(list[i]) > len(list[j]) })
 	for _, d := range list {
-		for d != in.prefix && strings.HasPrefix(d, in.prefix+"/") {
-			if os.Remove(d) != nil {
+		for d != "." {
+			if prefix.Remove(d) != nil {
 				break
 			}
-			d = filepath.Dir(d)
+			d = path.Dir(d)
 		}
 	}
 	if err := in.runScript(ctx, dbdir, pkg, "+DEINSTALL", "POST-DEINSTALL"); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(dbdir); err != nil {
+	if err := in.unregister(db, pkg); err != nil {
 		return err
 	}
 	if len(missing) > 0 {
 		for _, m := range missing {
-			fmt.Fprintf(in.log, "pkgrun: %s: file %s listed in +CONTENTS was missing\n", pkg, m)
+			fmt.Fprintf(in.log, "pkgrun: %s: file %s listed in +CONTENTS was missing\n", pkg, path.Join(in.prefix, m))
 		}
 		return fmt.Errorf("%s: %d file(s) of its +CONTENTS were missing at deinstall", pkg, len(missing))
 	}
 	return nil
 }
+
+// unregister removes pkg's directory from the pkgdb.
+func (in *installer) unregister(db *beneath.Dir, pkg string) error {
+	dir := filepath.Join(in.pkgdb, pkg)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := db.Remove(pkg + "/" + e.Name()); err != nil {
+			return err
+		}
+	}
+	return db.Remove(pkg)
+}
+
+// clean checks a packing-list path: relative, without "..".
+func clean(rel string) (string, error) {
+	c := path.Clean(rel)
+	if path.IsAbs(rel) || c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("%q is outside the prefix", rel)
+	}
+	return c, nil
+}
+
+// maxContents bounds the size of a registered metadata file read back.
+const maxContents = 64 << 20
 
 // runScript runs +INSTALL/+DEINSTALL when the package has one.
 func (in *installer) runScript(ctx context.Context, dbdir, pkg, script, action string) error {

@@ -1,8 +1,9 @@
 package build
 
 import (
-	"archive/tar"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/proc"
+	"github.com/pkgbulk/pkgbulk/lib/sandbox"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 )
 
@@ -53,6 +55,12 @@ func (r *run) phase(ctx context.Context, name string, body func(p *phaseRun) (bo
 	if p.why == proc.Canceled || ctx.Err() != nil {
 		return false, fmt.Errorf("%s: interrupted during %s: %w", r.job.PkgName, name, context.Canceled)
 	}
+	if !ok && r.outOfSpace() {
+		// The build may have failed for want of space: the builder's
+		// fault, not the package's.
+		fmt.Fprintf(f, "pkgrun: the work root %s is out of space\n", r.WorkRoot())
+		return false, noSpaceError{fmt.Errorf("%s: the %s phase failed with the work root %s full: %w", r.job.PkgName, name, r.WorkRoot(), ErrNoSpace)}
+	}
 	if !ok {
 		r.res.FailedPhase = name
 		r.res.Status = job.StatusFailed
@@ -79,14 +87,14 @@ func (p *phaseRun) make(ctx context.Context, plain bool, target string, extra ..
 	if cred != nil {
 		as = " (as " + r.Settings.UnprivUser + ")"
 	}
-	fmt.Fprintf(p.log, "pkgrun: %s %s%s\n", r.Settings.Make, strings.Join(args, " "), as)
-	res, err := proc.Run(ctx, proc.Cmd{
-		Path: r.Settings.Make, Args: args, Dir: r.pkgdir, Env: r.env(), Output: p.log,
-		Deadline: r.deadline, NoOutput: r.noOutput, Watch: []string{p.log.Name(), r.workLog()},
+	fmt.Fprintf(p.log, "pkgrun: %s %s%s\n", r.box.make, strings.Join(args, " "), as)
+	// Only the checksum phase fetches: the others get no network.
+	res, err := r.inBox(ctx, sandbox.Cmd{Path: r.box.make, Args: args, Dir: r.pkgdir}, p.name == "checksum", proc.Cmd{
+		Output: p.log, Deadline: r.deadline, NoOutput: r.noOutput, Watch: []string{p.log.Name(), r.workLog()},
 		Credential: cred,
 	})
 	if err != nil {
-		return false, fmt.Errorf("%s: %w", r.job.PkgName, err)
+		return false, err
 	}
 	p.cpu += res.CPU
 	if !res.OK() {
@@ -177,58 +185,64 @@ func (r *run) phases(ctx context.Context) (bool, error) {
 		}
 	}
 
-	var pkgfile, installed string
+	// The package: stage-package-create and STAGE_PKGFILE where the tree
+	// has them, make package and PKGFILE in older trees.
+	var pkgfile string
+	installed := false
 	ok, err := r.phase(ctx, "package", func(p *phaseRun) (bool, error) {
-		if ok, err := p.make(ctx, false, "stage-package-create"); !ok || err != nil {
+		target, file := "stage-package-create", r.stagePkgfile
+		if file == "" {
+			target, file = "package", r.pkgfile
+		}
+		if file == "" {
+			p.msg = fmt.Sprintf("%s: make defines neither STAGE_PKGFILE nor PKGFILE in %s", j.PkgName, j.PkgLocation)
+			return false, nil
+		}
+		if ok, err := p.make(ctx, false, target); !ok || err != nil {
 			return ok, err
 		}
-		val, msg, err := r.showVar(ctx, "STAGE_PKGFILE")
+		host, err := r.box.hostPath(file)
 		if err != nil {
-			return false, err
-		}
-		if msg != "" {
-			p.why, p.msg = r.lastWhy, msg
+			p.msg = fmt.Sprintf("%s: package file: %v", j.PkgName, err)
 			return false, nil
 		}
-		if fi, err := os.Stat(val); err != nil || !fi.Mode().IsRegular() {
-			p.msg = fmt.Sprintf("%s: STAGE_PKGFILE %q does not exist after stage-package-create", j.PkgName, val)
+		if fi, err := os.Lstat(host); err != nil || !fi.Mode().IsRegular() {
+			p.msg = fmt.Sprintf("%s: %s does not exist after make %s", j.PkgName, file, target)
 			return false, nil
 		}
-		pkgfile = val
+		pkgfile = host
 		if j.BootstrapPkg != "" {
 			return true, nil
 		}
-		var ierr error
-		err = p.inProcess(func() error {
-			installed, ierr = r.installer(p).installFile(ctx, pkgfile)
-			return nil
-		})
-		if err != nil {
-			return false, err
+		if target == "package" && r.isInstalled(ctx, p) {
+			// An older tree's make package installed it already.
+			installed = true
+			return true, nil
 		}
-		if ierr != nil {
-			p.why = r.lastWhy
-			p.msg = fmt.Sprintf("%s: install test of %s failed: %v", j.PkgName, filepath.Base(pkgfile), ierr)
-			fmt.Fprintf(p.log, "pkgrun: %v\n", ierr)
+		// The install test, as pkg-build does it.
+		if err := r.pkgAdd(ctx, p, file); err != nil {
+			if errors.Is(err, sandbox.ErrSetup) || ctx.Err() != nil {
+				return false, err
+			}
+			p.msg = fmt.Sprintf("%s: install test of %s failed: %v", j.PkgName, path.Base(file), err)
+			fmt.Fprintf(p.log, "pkgrun: %v\n", err)
 			return false, nil
 		}
+		installed = true
 		return true, nil
 	})
 	if !ok || err != nil {
 		return false, err
 	}
 
-	if j.BootstrapPkg == "" {
+	if j.BootstrapPkg == "" && installed {
 		ok, err := r.phase(ctx, "deinstall", func(p *phaseRun) (bool, error) {
-			var derr error
-			p.inProcess(func() error {
-				derr = r.installer(p).deinstallPkg(ctx, installed)
-				return nil
-			})
-			if derr != nil {
-				p.why = r.lastWhy
-				p.msg = fmt.Sprintf("%s: deinstall test failed: %v", j.PkgName, derr)
-				fmt.Fprintf(p.log, "pkgrun: %v\n", derr)
+			if err := r.pkgDelete(ctx, p, j.PkgName); err != nil {
+				if errors.Is(err, sandbox.ErrSetup) || ctx.Err() != nil {
+					return false, err
+				}
+				p.msg = fmt.Sprintf("%s: deinstall test failed: %v", j.PkgName, err)
+				fmt.Fprintf(p.log, "pkgrun: %v\n", err)
 				return false, nil
 			}
 			return true, nil
@@ -272,30 +286,52 @@ func (r *run) phases(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// jobInstaller is the installer of one phase: built in, or pkg_install's
-// tools when present.
-type jobInstaller struct {
-	installer
-	pkgAdd, pkgDelete string
-	env               []string
-}
-
-func (r *run) installer(p *phaseRun) *jobInstaller {
-	in := &jobInstaller{pkgAdd: r.pkgAdd, pkgDelete: r.pkgDelete, env: r.env()}
-	in.prefix, in.pkgdb, in.log = r.prefix, r.pkgdb, p.log
-	in.script = func(ctx context.Context, dir string, env []string, argv ...string) error {
-		return r.command(ctx, p, dir, append(r.env(), env...), argv...)
+// pkgAdd installs package files (sandbox paths) into the job's prefix with
+// the kit's pkg_add (PKG_PATH at the fetched dependencies, as pbulk's
+// pkg_add_normal), or with pkgrun's own installer when the kit has none.
+func (r *run) pkgAdd(ctx context.Context, p *phaseRun, files ...string) error {
+	if r.box.pkgAdd != "" {
+		argv := append([]string{r.box.pkgAdd, "-K", r.pkgdb}, files...)
+		return r.command(ctx, p, argv, "PKG_PATH="+boxDeps)
 	}
-	return in
+	return r.command(ctx, p, append(r.installerArgs("add"), files...))
 }
 
-// command runs a helper command (install script, pkg_add) under the job's
-// limits, logging to the phase log.
-func (r *run) command(ctx context.Context, p *phaseRun, dir string, env []string, argv ...string) error {
+// pkgDelete removes pkg from the job's prefix.
+func (r *run) pkgDelete(ctx context.Context, p *phaseRun, pkg string) error {
+	if r.box.pkgDelete != "" {
+		return r.command(ctx, p, []string{r.box.pkgDelete, "-K", r.pkgdb, pkg})
+	}
+	return r.command(ctx, p, append(r.installerArgs("delete"), pkg))
+}
+
+// isInstalled reports whether the package is registered in the job's
+// pkgdb.
+func (r *run) isInstalled(ctx context.Context, p *phaseRun) bool {
+	var out bytes.Buffer
+	res, err := r.inBox(ctx, sandbox.Cmd{Path: "/bin/sh", Args: []string{"-c", `test -d "$1/$2"`, "sh", r.pkgdb, r.job.PkgName}},
+		false, proc.Cmd{Output: &out, Deadline: r.deadline})
+	return err == nil && res.OK()
+}
+
+// installerArgs is the command line of pkgrun's own installer in the
+// sandbox (see InstallerMain).
+func (r *run) installerArgs(op string) []string {
+	args := []string{boxTool, InstallerArg, op, "--prefix", r.localbase, "--pkgdb", r.pkgdb}
+	if c := r.unpriv; c != nil {
+		args = append(args, "--script-user", fmt.Sprintf("%d:%d", c.Uid, c.Gid))
+	}
+	return append(args, "--")
+}
+
+// command runs a helper command (pkg_add, pkg_delete) in the job's
+// sandbox under the job's limits, logging to the phase log. A command
+// that fails is an error; so is a sandbox that could not be set up
+// (wrapping sandbox.ErrSetup).
+func (r *run) command(ctx context.Context, p *phaseRun, argv []string, env ...string) error {
 	fmt.Fprintf(p.log, "pkgrun: %s\n", strings.Join(argv, " "))
-	res, err := proc.Run(ctx, proc.Cmd{
-		Path: argv[0], Args: argv[1:], Dir: dir, Env: env, Output: p.log,
-		Deadline: r.deadline, NoOutput: r.noOutput, Watch: []string{p.log.Name()},
+	res, err := r.inBox(ctx, sandbox.Cmd{Path: argv[0], Args: argv[1:], Dir: "/", Env: append(r.env(), env...)}, false, proc.Cmd{
+		Output: p.log, Deadline: r.deadline, NoOutput: r.noOutput, Watch: []string{p.log.Name()},
 	})
 	if err != nil {
 		return err
@@ -304,48 +340,9 @@ func (r *run) command(ctx context.Context, p *phaseRun, dir string, env []string
 	if !res.OK() {
 		r.lastWhy = res.Why
 		p.why = res.Why
-		return fmt.Errorf("%s: %s", argv[0], describe(res))
+		return fmt.Errorf("%s: %s", path.Base(argv[0]), describe(res))
 	}
 	return nil
-}
-
-// installFile installs the built package for the install test and returns
-// the name it was registered under.
-func (in *jobInstaller) installFile(ctx context.Context, file string) (string, error) {
-	if in.pkgAdd == "" {
-		return in.install(ctx, file)
-	}
-	if err := in.pkgAddFiles(ctx, file); err != nil {
-		return "", err
-	}
-	f, err := os.Open(file)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	meta, err := readMeta(file, f)
-	if err != nil {
-		return "", err
-	}
-	names := plistValues(parsePlist(meta["+CONTENTS"]), "name")
-	if len(names) == 0 {
-		return "", fmt.Errorf("%s: no @name in +CONTENTS", file)
-	}
-	return names[0], nil
-}
-
-func (in *jobInstaller) deinstallPkg(ctx context.Context, pkg string) error {
-	if in.pkgDelete == "" {
-		return in.deinstall(ctx, pkg)
-	}
-	return in.script(ctx, in.prefix, in.env, in.pkgDelete, "-K", in.pkgdb, pkg)
-}
-
-// pkgAddFiles runs pkg_add -K pkgdb -p prefix on package files, with
-// PKG_PATH at their directory so pkg_add finds their dependencies there.
-func (in *jobInstaller) pkgAddFiles(ctx context.Context, files ...string) error {
-	env := []string{"PKG_PATH=" + filepath.Dir(files[0])}
-	return in.script(ctx, filepath.Dir(files[0]), env, append([]string{in.pkgAdd, "-K", in.pkgdb, "-p", in.prefix}, files...)...)
 }
 
 func isNotExist(err error) bool { return store.IsNotExist(err) }
@@ -371,42 +368,21 @@ func linkOrCopy(src, dst string) error {
 	return out.Close()
 }
 
-// extractKit unpacks a bootstrap kit (tar, optionally compressed) into dir,
-// refusing entries that would land outside it.
-func extractKit(kit, dir string) error {
-	f, err := os.Open(kit)
-	if err != nil {
-		return err
+// minFree is the free space (and inodes) below which a failed phase is put
+// down to a full work root.
+const (
+	minFreeBytes  = 4 << 20
+	minFreeInodes = 64
+)
+
+// outOfSpace reports whether the work root's file system is (nearly) full.
+func (r *run) outOfSpace() bool {
+	var st syscall.Statfs_t
+	if syscall.Statfs(r.WorkRoot(), &st) != nil {
+		return false
 	}
-	defer f.Close()
-	tr, closer, err := openTar(f)
-	if err != nil {
-		return err
+	if uint64(st.Bavail)*uint64(st.Bsize) < minFreeBytes {
+		return true
 	}
-	defer closer()
-	placed := map[string]string{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := path.Clean(strings.TrimPrefix(h.Name, "/"))
-		if name == "." {
-			continue
-		}
-		if name == ".." || strings.HasPrefix(name, "../") {
-			return fmt.Errorf("entry %q is outside the kit", h.Name)
-		}
-		target := filepath.Join(dir, filepath.FromSlash(name))
-		if h.Typeflag == tar.TypeLink {
-			h.Linkname = path.Clean(strings.TrimPrefix(h.Linkname, "/"))
-		}
-		if err := writeEntry(tr, h, target, placed); err != nil {
-			return fmt.Errorf("%s: %w", h.Name, err)
-		}
-		placed[name] = target
-	}
+	return st.Files > 0 && st.Ffree < minFreeInodes
 }

@@ -67,7 +67,7 @@ type Settings struct {
 	Store        string   `json:"store,omitempty"`          // store URL: packages, logs, fragments
 	Make         string   `json:"make,omitempty"`           // make program (default bmake)
 	WorkRoot     string   `json:"work_root,omitempty"`      // where per-job prefixes and work dirs are made
-	BootstrapKit string   `json:"bootstrap_kit,omitempty"`  // tar.gz unpacked into each fresh prefix
+	BootstrapKit string   `json:"bootstrap_kit,omitempty"`  // pbulk's bootstrap kit: a tarball of the bootstrapped prefix and pkgdb
 	MaxTime      string   `json:"max_time,omitempty"`       // Go duration: maximum wall time of the job
 	NoOutputTime string   `json:"no_output_time,omitempty"` // Go duration: maximum time without log output
 	KeepWorkdir  bool     `json:"keep_workdir,omitempty"`   // keep the work dir of failed builds
@@ -76,6 +76,16 @@ type Settings struct {
 	PkgSuffix    string   `json:"pkg_suffix,omitempty"`     // default .tgz
 	UnprivUser   string   `json:"unprivileged_user,omitempty"`
 	Environment  []string `json:"environment,omitempty"` // extra KEY=VALUE for make
+	// Prefix is where a job's empty prefix is mounted in its sandbox when
+	// there is no bootstrap kit (default /usr/pkg); with a kit, the kit's
+	// own paths are used.
+	Prefix string `json:"prefix,omitempty"`
+	// Network gives every phase the host's network; by default only the
+	// checksum phase (which fetches distfiles) has it.
+	Network bool `json:"network,omitempty"`
+	// SandboxHide lists more host paths a build must not see (the work
+	// root, a file store and the store's key files are always hidden).
+	SandboxHide []string `json:"sandbox_hide,omitempty"`
 	// StoreAccess says how to reach an sftp:// or s3:// store; nil leaves
 	// it to pkgrun's flags and environment.
 	StoreAccess *StoreAccess `json:"store_access,omitempty"`
@@ -219,6 +229,9 @@ func (s Settings) Override(o Settings) Settings {
 	set(&s.NoOutputTime, o.NoOutputTime)
 	set(&s.PkgSuffix, o.PkgSuffix)
 	set(&s.UnprivUser, o.UnprivUser)
+	set(&s.Prefix, o.Prefix)
+	s.Network = s.Network || o.Network
+	s.SandboxHide = append(append([]string(nil), s.SandboxHide...), o.SandboxHide...)
 	s.KeepWorkdir = s.KeepWorkdir || o.KeepWorkdir
 	s.SkipAgeCheck = s.SkipAgeCheck || o.SkipAgeCheck
 	s.Force = s.Force || o.Force

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -71,12 +70,8 @@ func initMain() int {
 		return fail(fmt.Errorf("read the sandbox spec: %w", err))
 	}
 	os.Unsetenv(specEnv)
-	t0 := time.Now()
 	if err := setup(&s); err != nil {
 		return fail(err)
-	}
-	if os.Getenv("PKGBULK_SANDBOX_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "sandbox: set up in %v\n", time.Since(t0))
 	}
 	syscall.CloseOnExec(statusFD)
 
@@ -202,7 +197,7 @@ func setup(s *Spec) error {
 }
 
 // bindHost binds the host's entry at host to target: directories and
-// files read-only (with what is mounted below them), symbolic links
+// files read-only (without what is mounted below them), symbolic links
 // copied.
 func (b *builder) bindHost(host, target string) error {
 	fi, err := os.Lstat(host)
@@ -228,7 +223,9 @@ func (b *builder) bindHost(host, target string) error {
 	default:
 		return nil // sockets, devices at the top of /: not shown
 	}
-	if err := unix.Mount(host, full, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	// Not recursive: what is mounted below a host directory (another
+	// job's sandbox root among it) stays out of the sandbox.
+	if err := unix.Mount(host, full, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind %s: %w", host, err)
 	}
 	if err := readOnly(full); err != nil {

@@ -19,7 +19,7 @@
 // The root is built as follows, in this order:
 //
 //   - every top-level directory of the host, read-only, nosuid, nodev,
-//     except /proc, /sys, /dev, /tmp, /run, /home, /root, /mnt, /media,
+//     without the file systems mounted below it, except /proc, /sys, /dev, /tmp, /run, /home, /root, /mnt, /media,
 //     /srv, /boot and /lost+found (symbolic links at the top, such as
 //     Debian's /lib -> usr/lib, are copied);
 //   - Spec.Hide: host paths replaced by an empty read-only directory

@@ -371,7 +371,7 @@ func BenchmarkSandbox(b *testing.B) {
 	os.Mkdir(work, 0o755)
 	s := j.spec(base, "true")
 	s.Cmd = sandbox.Cmd{Path: "/bin/true"}
-	s.Mounts = append(s.Mounts, sandbox.Mount{Target: os.Getenv("BT"), Lower: []string{kit}, Upper: upper, Work: work})
+	s.Mounts = append(s.Mounts, sandbox.Mount{Target: "/var/pkgvar", Lower: []string{kit}, Upper: upper, Work: work})
 	for _, net := range []bool{false, true} {
 		s.Network = net
 		b.Run(fmt.Sprintf("network=%v", net), func(b *testing.B) {

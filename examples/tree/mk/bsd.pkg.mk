@@ -29,6 +29,7 @@
 #   clean                   remove ${WRKDIR}
 #   distinfo (makesum)      regenerate distinfo from the distfiles
 #   show-var VARNAME=X      print the value of X
+#   show-vars VARNAMES="X Y" print the value of each, one per line
 #   pbulk-index pbulk-index-item pbulk-save-wrkdir    (mk/pbulk/pbulk-index.mk)
 
 .include "bsd.prefs.mk"
@@ -130,7 +131,7 @@ _BUILD_VERSION_FILES=	${:!cd ${PKGSRCDIR} && { find ${PKGPATH} -maxdepth 1 -type
 # ---- phases -----------------------------------------------------------------
 .PHONY: checksum depends extract configure build all stage-install \
 	stage-package-create package-create package create-usergroup clean \
-	distinfo makesum show-var pre-configure do-configure post-configure \
+	distinfo makesum show-var show-vars pre-configure do-configure post-configure \
 	pre-build do-build post-build pre-install do-install post-install \
 	_ex-reasons _ex-extract
 
@@ -265,5 +266,10 @@ distinfo makesum:
 
 show-var:
 	@echo ${${VARNAME}:Q}
+
+show-vars:
+.for _v_ in ${VARNAMES}
+	@echo ${${_v_}:Q}
+.endfor
 
 .include "pbulk/pbulk-index.mk"
