@@ -184,8 +184,9 @@ func TestRunCommand(t *testing.T) {
 
 // TestKill9 kills pkgsched with SIGKILL at random moments, restarts it,
 // and checks at the end that every package has its right state, that no
-// finished package was built again and that only packages running at a
-// kill were built more than once.
+// finished package was built again, that only packages running at a
+// kill were built more than once, and that the job directories of the
+// builders killed with it are gone.
 func TestKill9(t *testing.T) {
 	n, kills := 300, 6
 	if testing.Short() {
@@ -325,7 +326,14 @@ func TestKill9(t *testing.T) {
 	if dupDone != 0 {
 		t.Errorf("%d packages were decided twice", dupDone)
 	}
-	t.Logf("%d packages, %d kills, %d packages requeued at a restart, %d built again", n, kills, len(restarts), again)
+	// The builders killed with pkgsched left their job directories; the
+	// next run removed them.
+	if left := executortest.JobDirs(t, work); len(left) > 0 {
+		t.Errorf("job directories left in the work root: %v", left)
+	}
+	var cleaned int
+	d.QueryRow(`SELECT count(*) FROM events WHERE event = 'cleanup'`).Scan(&cleaned)
+	t.Logf("%d packages, %d kills, %d packages requeued at a restart, %d built again, %d job directories cleaned up", n, kills, len(restarts), again, cleaned)
 }
 
 // TestSIGTERM stops a real pkgsched in the middle of long builds: it must

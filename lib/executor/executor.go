@@ -33,12 +33,15 @@
 //     executor stops handing out that builder for the rest of its life
 //     (Capacity drops), and once every builder is out of space Acquire
 //     returns an error wrapping ErrNoSpace at once, which stops the run.
+//   - An executor that can clean up after a scheduler that died (kill -9,
+//     a reboot) implements Cleaner.
 package executor
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/job"
 )
@@ -81,6 +84,33 @@ type Slot interface {
 	Run(ctx context.Context, j Job) (*Outcome, error)
 	// Release gives the slot back unused.
 	Release()
+}
+
+// StaleJob is a job that was running when an earlier scheduler died: the
+// database still has it in_processing.
+type StaleJob struct {
+	PkgName string
+	Worker  string    // the slot or host it was handed to
+	Started time.Time // when it was handed out
+}
+
+// Cleaned is one leftover of a stale job that CleanStale found: removed
+// (Err nil) or kept, and why.
+type Cleaned struct {
+	PkgName string
+	Path    string // e.g. the job directory /var/tmp/pkgbulk/foo-1.0.123456
+	Err     error  // why it was kept: in use, not a directory, ...
+}
+
+// Cleaner is implemented by executors that can remove what the builders of
+// stale jobs left behind (their job directories). The scheduler calls
+// CleanStale once at the start of a run, after the builders of the dead
+// scheduler were killed and before any job starts. It must remove only
+// what belongs to those jobs (made since they started) and what no live
+// process uses, never follow a symbolic link out of its work area, and
+// report every leftover it found.
+type Cleaner interface {
+	CleanStale(ctx context.Context, jobs []StaleJob) ([]Cleaned, error)
 }
 
 // Outcome is a builder's result plus what the executor observed.

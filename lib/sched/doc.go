@@ -44,12 +44,18 @@
 // change named after the new state, a history row) before any dependent it
 // releases is handed out. A crashed builder (executor.ErrCrash or
 // executor.ErrLost) adds an event "crash", crashes+1, and puts the package
-// back to open ("requeue") until it has crashed MaxCrashes times; then it
-// is failed with a detail naming the crash. An interrupted job goes back
-// to open with an event "requeue" detail "interrupted", not counted as a
-// crash. On start, in_processing rows go back to open ("requeue",
-// "requeued after restart") and failures whose propagation was not
-// recorded are propagated again. history gets one row per builder result:
+// back to open ("requeue"): a crash is never a failed build. When one
+// package's builder crashed MaxCrashes times in this run (or CrashStreak
+// builder runs in a row crashed), the run stops with an error
+// (CrashLimitError) and the package stays open for the next run. A builder
+// out of disk space (executor.ErrNoSpace) adds an event "nospace" and puts
+// the package back to open, counting no crash; the executor retires that
+// builder, and the run stops when none is left. An interrupted job goes
+// back to open with an event "requeue" detail "interrupted", not counted
+// as a crash. On start, in_processing rows go back to open ("requeue",
+// "requeued after restart"), the work directories their builders left are
+// removed (executor.Cleaner; an event "cleanup" each) and failures whose
+// propagation was not recorded are propagated again. history gets one row per builder result:
 // pkgpath, pkgname, finished_at, the result's status (done, up-to-date,
 // failed, skew, timeout), wall_ms (pkgrun's, else as measured) and cpu_ms.
 // meta key pkgsched.slots holds the last run's slot count (for the ETA of

@@ -50,6 +50,9 @@ type RunOptions struct {
 	// builder, RetryFailed every failed, skew and timeout package. Their indirect-failed dependents are reopened
 	// too (and failed again by any failure that remains).
 	Retry Retry
+	// Log receives messages for the operator, one line each, when not
+	// nil: the job directories of a killed run removed at the start.
+	Log io.Writer
 	// Progress receives a one-line status every ProgressEvery (default 1s)
 	// when not nil: the terminal's stderr.
 	Progress      io.Writer
@@ -133,6 +136,13 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 	if fresh {
 		for i := range state {
 			state[i], detail[i] = g.Initial[i], g.Reason[i]
+		}
+	} else {
+		// Jobs still in_processing belong to a run that was killed: their
+		// builders are gone (the caller killed any orphan), and what they
+		// left goes before anything starts.
+		if err := cleanStale(ctx, d, g, opts.Exec, opts.Log, now()); err != nil {
+			return nil, err
 		}
 	}
 	var reopened []Change

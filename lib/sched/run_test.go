@@ -483,3 +483,59 @@ func TestNoSpace(t *testing.T) {
 		}
 	}
 }
+
+// TestCleanupAfterKill: a run killed with -9 leaves its jobs in_processing
+// and their job directories in the work root. The next run removes the
+// directories of those jobs (only those made since the job started) and
+// records it, then builds the jobs again.
+func TestCleanupAfterKill(t *testing.T) {
+	pkgs := []schedtest.Pkg{{Name: "a-1.0"}, {Name: "b-1.0"}, {Name: "c-1.0", Deps: []string{"a-1.0"}}}
+	d, _ := newDB(t, pkgs)
+	work := t.TempDir()
+	if _, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, work, 2, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	// What kill -9 of the scheduler leaves: a-1.0 and c-1.0 in_processing,
+	// their builders dead, their job directories still there.
+	started := time.Now().Add(-time.Minute)
+	if _, err := d.Exec(`UPDATE build_state SET state = 'in_processing', started_at = ? WHERE pkg_id IN (1, 3)`, started.UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, mtime time.Time) string {
+		p := filepath.Join(work, name)
+		if err := os.MkdirAll(filepath.Join(p, "work"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, mtime, mtime)
+		return p
+	}
+	now := time.Now()
+	stale := []string{mk("a-1.0.1234", now), mk("c-1.0.99", now)}
+	keep := []string{
+		mk("a-1.0.77", started.Add(-time.Hour)), // an older attempt's: not this job's
+		mk("b-1.0.555", now),                    // b-1.0 was not running
+	}
+	var log strings.Builder
+	sum, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: newExec(t, work, 2, 0), Log: &log})
+	if err != nil || sum.Counts[sched.Done] != 3 || sum.Jobs != 2 {
+		t.Fatalf("resumed run: %v, %d jobs, %v", err, sum.Jobs, sum.Counts)
+	}
+	for _, p := range stale {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s of a killed job is still there", p)
+		}
+		if !strings.Contains(log.String(), "removed "+p) {
+			t.Errorf("log lacks the removal of %s:\n%s", p, log.String())
+		}
+	}
+	for _, p := range keep {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s was removed: %v", p, err)
+		}
+	}
+	var events int
+	d.QueryRow(`SELECT count(*) FROM events WHERE event = 'cleanup'`).Scan(&events)
+	if events != 2 {
+		t.Errorf("%d cleanup events, want 2", events)
+	}
+}

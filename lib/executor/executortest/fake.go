@@ -71,7 +71,9 @@ const LogName = "built.log"
 //	hang     sleeps until killed         nospace  exit 3 (job.ExitNoSpace)
 //	anything else: done
 //
-// Every job first sleeps FAKE_SLEEP_MS (from the settings' environment)
+// Every job makes a job directory in the work root as pkgrun does, works
+// in it and removes it at the end (unless it is killed). It first sleeps
+// FAKE_SLEEP_MS (from the settings' environment)
 // and checks that no other fake is building the same package and that
 // every DEPENDS package was logged as done before. Two more settings
 // break every job: FAKE_NOSPACE=1 makes it run out of disk space (exit
@@ -134,6 +136,21 @@ func Fake(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		f.Write([]byte(line + "\n"))
 		f.Close()
+	}
+
+	// A job directory, as pkgrun makes one (<work root>/<PKGNAME>.<random>),
+	// removed when the job ends unless the fake is killed; it works in
+	// there, so the directory is in use while it runs.
+	jobDir, err := os.MkdirTemp(dir, name+".")
+	if err != nil {
+		fmt.Fprintln(stderr, "fake pkgrun:", err)
+		return 2
+	}
+	defer os.RemoveAll(jobDir)
+	os.WriteFile(filepath.Join(jobDir, "work.log"), []byte("building "+name+"\n"), 0o644)
+	if err := os.Chdir(jobDir); err != nil {
+		fmt.Fprintln(stderr, "fake pkgrun:", err)
+		return 2
 	}
 
 	// Running marker: a live fake for the same package means a double run.

@@ -102,7 +102,8 @@ func testResults(t *testing.T, newExec Factory) {
 }
 
 func testCrashes(t *testing.T, newExec Factory) {
-	e := newExec(t, Settings(t.TempDir(), 0), 1)
+	dir := t.TempDir()
+	e := newExec(t, Settings(dir, 0), 1)
 	for _, name := range []string{"crash-1.0", "garbage-1.0", "signal-1.0"} {
 		out, err := runOne(t, e, name)
 		if err == nil {
@@ -120,6 +121,27 @@ func testCrashes(t *testing.T, newExec Factory) {
 	if out, err := runOne(t, e, "ok-1.0"); err != nil || out.Result.Status != job.StatusDone {
 		t.Errorf("build after crashes: %v", err)
 	}
+	// The builder killed by a signal left its job directory.
+	if left := JobDirs(t, dir); len(left) > 0 {
+		t.Errorf("crashed builders left job directories: %v", left)
+	}
+}
+
+// JobDirs lists the job directories (<PKGNAME>.<random>) in the work
+// root dir.
+func JobDirs(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && strings.Contains(e.Name(), ".") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // testNoSpace: a builder out of disk space is neither a result nor a
@@ -194,6 +216,9 @@ func testCancel(t *testing.T, newExec Factory) {
 		if pid, err := strconv.Atoi(string(b)); err == nil && syscall.Kill(pid, 0) == nil {
 			t.Errorf("builder pid %d still running after its job was cancelled", pid)
 		}
+	}
+	if left := JobDirs(t, dir); len(left) > 0 {
+		t.Errorf("the cancelled builder left its job directory: %v", left)
 	}
 	if out, err := runOne(t, e, "ok-1.0"); err != nil || out.Result.Status != job.StatusDone {
 		t.Errorf("build after a cancel: %v", err)

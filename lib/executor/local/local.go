@@ -15,7 +15,9 @@
 // pkgrun runs in its own process group. When the job's context ends, the
 // group gets SIGTERM, then SIGKILL after a grace period; when pkgrun
 // exits, whatever is left of its group is killed, so no build outlives its
-// job. On Linux pkgrun also gets SIGKILL when pkgsched dies (parent-death
+// job. The job directory a killed or crashed pkgrun left in the work root
+// is removed then (see CleanStale for the rules), and CleanStale removes
+// those of the jobs of a scheduler that was killed itself. On Linux pkgrun also gets SIGKILL when pkgsched dies (parent-death
 // signal), and every builder carries PKGSCHED_TAG=<tag> in its
 // environment so that KillOrphans can find processes of a killed run that
 // left pkgrun's group.
@@ -213,6 +215,7 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 	cmd.Stderr = &stderr
 	cmd.Env = append(os.Environ(), TagVar+"="+s.e.cfg.Tag)
 	cmd.SysProcAttr = sysProcAttr()
+	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, &executor.CrashError{Worker: s.Name(), Reason: "start " + s.e.cfg.Pkgrun + ": " + err.Error()}
 	}
@@ -237,10 +240,17 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 	}
 	// Nothing of the job may outlive it: kill what is left of its group.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	// A pkgrun that was killed, or crashed, may have left its job
+	// directory; one out of space should give its space back.
+	stale := []executor.StaleJob{{PkgName: j.PkgName, Worker: s.Name(), Started: start}}
 	if cancelled {
+		cleanJobDirs(context.WithoutCancel(ctx), s.e.WorkRoot(), stale)
 		return nil, fmt.Errorf("%s: %s: %w", s.Name(), j.PkgName, ctx.Err())
 	}
 	out, err := s.interpret(j, werr, stdout.Bytes(), stderr.String(), stdout.over)
+	if err != nil {
+		cleanJobDirs(ctx, s.e.WorkRoot(), stale)
+	}
 	if errors.Is(err, executor.ErrNoSpace) {
 		s.retire(err)
 	}

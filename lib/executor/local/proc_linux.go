@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -63,4 +64,67 @@ func waitGone(pids []int, limit time.Duration) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+}
+
+// inUse reads /proc: the working directory, root and open files of every
+// process it may look at, and this mount namespace's mount points.
+// Processes that end while it reads, or that it may not inspect, are
+// skipped.
+func inUse() (*usage, error) {
+	u := &usage{paths: map[string]string{}}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		// id parent major:minor root MOUNT-POINT options ...
+		f := strings.Fields(line)
+		if len(f) > 4 {
+			u.mounts = append(u.mounts, unescapeMount(f[4]))
+		}
+	}
+	dirs, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dirs {
+		pid := filepath.Base(d)
+		who := "pid " + pid
+		if comm, err := os.ReadFile(filepath.Join(d, "comm")); err == nil {
+			who += " (" + strings.TrimSpace(string(comm)) + ")"
+		}
+		links := []string{filepath.Join(d, "cwd"), filepath.Join(d, "root")}
+		if fds, err := os.ReadDir(filepath.Join(d, "fd")); err == nil {
+			for _, fd := range fds {
+				links = append(links, filepath.Join(d, "fd", fd.Name()))
+			}
+		}
+		for _, l := range links {
+			t, err := os.Readlink(l)
+			if err != nil || !strings.HasPrefix(t, "/") {
+				continue // gone, not ours, or a socket, pipe...
+			}
+			u.paths[strings.TrimSuffix(t, " (deleted)")] = who
+		}
+	}
+	return u, nil
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

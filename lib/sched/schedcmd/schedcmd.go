@@ -208,7 +208,7 @@ func (c *RunCmd) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 	}
 	defer ex.Close()
 	opts := sched.RunOptions{Exec: ex, Order: sched.Order(c.Order), User: user, MaxCrashes: c.MaxCrashes,
-		CrashStreak: c.CrashStreak, Retry: sched.Retry(c.Retry)}
+		CrashStreak: c.CrashStreak, Retry: sched.Retry(c.Retry), Log: g.Stderr}
 	if cli.IsTerminal(g.Stderr) {
 		opts.Progress = g.Stderr
 	}
