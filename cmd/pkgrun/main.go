@@ -12,5 +12,5 @@ import (
 
 func main() {
 	build.Main() // the sandbox's init and the built-in installer
-	os.Exit(cli.Main("pkgrun", build.Description, &build.Command{}, os.Args[1:], nil))
+	os.Exit(cli.Main("pkgrun", build.Description, &build.Tool{}, os.Args[1:], nil))
 }

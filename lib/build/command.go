@@ -67,7 +67,13 @@ unreachable, the sandbox could not be set up, interrupted by SIGINT/SIGTERM);
 3 the builder ran out of disk space (the package is not at fault); with 2
 and 3 nothing is printed on stdout. On SIGINT/SIGTERM the build's process group is killed at once.`
 
-// Command is pkgrun's command line.
+// Tool is pkgrun's command line: a build by default, or pkgrun kit.
+type Tool struct {
+	Build Command    `cmd:"" default:"withargs" help:"Build one package (the default: pkgrun [flags] < record)."`
+	Kit   KitCommand `cmd:"" help:"Make a bootstrap kit from a pkgsrc tree."`
+}
+
+// Command is pkgrun's build command line.
 type Command struct {
 	Job          string        `help:"JSON job settings document (lib/job Settings)." type:"existingfile" placeholder:"FILE"`
 	Input        string        `help:"Read the presolve record from FILE instead of stdin." type:"existingfile" placeholder:"FILE"`
