@@ -525,3 +525,81 @@ func TestOneSchedulerPerDatabase(t *testing.T) {
 		t.Errorf("run after the first stopped: exit %d\n%s\n%s", code, stdout, errs)
 	}
 }
+
+// TestReadOnlyDatabase: pkgsched status and report only read the
+// database, so they must work where it cannot be written: a file of
+// another user in a directory of theirs (as root, the commands run as
+// nobody, since root may write anything), else a read-only file in a
+// read-only directory. The database has been run on (WAL mode), which is
+// what made opening it need to write.
+func TestReadOnlyDatabase(t *testing.T) {
+	dir, err := os.MkdirTemp("", "pkgsched-ro-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o755); os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	path := filepath.Join(dir, "bulk.db")
+	if err := schedtest.WriteDB(context.Background(), path, schedtest.RandomDAG(6, 8)); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, 0o644)
+	fake := executortest.FakePkgrun(t)
+	if code, out, errs := run(t, "run", "--db", path, "-j", "2", "--pkgrun", fake, "--work-root", t.TempDir()); code != 0 {
+		t.Fatalf("run: exit %d\n%s\n%s", code, out, errs)
+	}
+	out, err := os.MkdirTemp("", "pkgsched-ro-out-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(out) })
+	os.Chmod(out, 0o777)
+
+	// reader runs pkgsched with args where it cannot write the database.
+	reader := func(args ...string) (int, string) {
+		if os.Geteuid() != 0 {
+			os.Chmod(path, 0o444)
+			os.Chmod(dir, 0o555)
+			defer os.Chmod(dir, 0o755)
+			code, stdout, errs := run(t, args...)
+			return code, stdout + errs
+		}
+		// nobody must reach the binary: copy it where everyone can.
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bindir, err := os.MkdirTemp("", "pkgsched-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(bindir)
+		os.Chmod(bindir, 0o755)
+		bin := filepath.Join(bindir, "pkgsched")
+		b, err := os.ReadFile(self)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), asMain+"=1")
+		cmd.Dir = "/"
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		o, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(o)
+	}
+	if code, o := reader("status", "--db", path); code != 0 || !strings.Contains(o, "done  8") {
+		t.Errorf("status of a read-only database: exit %d\n%s", code, o)
+	}
+	if code, o := reader("report", "--db", path, "-o", out); code != 0 {
+		t.Errorf("report of a read-only database: exit %d\n%s", code, o)
+	}
+	if _, err := os.Stat(filepath.Join(out, "report.html")); err != nil {
+		t.Errorf("report: %v", err)
+	}
+	if code, o := reader("simulate", "--db", path, "-W", "2"); code != 0 {
+		t.Errorf("simulate of a read-only database: exit %d\n%s", code, o)
+	}
+}

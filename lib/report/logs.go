@@ -144,3 +144,29 @@ func (p *Package) LastLog() *Log {
 	}
 	return nil
 }
+
+// StoredLogs reports, after FindLogs with a store, which packages' logs
+// the store should hold: those not done whose pkgrun result says it
+// stored logs (a log directory or phase logs). missing are those of them
+// for which the store listing found no log at all. All of them missing
+// means the store is not the one the builders wrote to, or cannot be read
+// from here.
+func StoredLogs(b *Build) (expected int, missing []*Package) {
+	for _, p := range b.Packages {
+		if p.Status() == "done" || p.Result == nil {
+			continue
+		}
+		named := p.Result.LogDir != ""
+		for _, ph := range p.Result.Phases {
+			named = named || ph.Log != ""
+		}
+		if !named {
+			continue
+		}
+		expected++
+		if len(p.Logs) == 0 {
+			missing = append(missing, p)
+		}
+	}
+	return expected, missing
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -47,15 +48,23 @@ graph of failures; render it with Graphviz: neato -Tsvg). Each file is replaced
 atomically, and only once all of them were written.
 
 The report can be written at any time; while packages are still open the
-status file has no BUILD_END lines and they are counted apart.
+status file has no BUILD_END lines and they are counted apart. The database
+is only read (a read-only file or file system will do).
 
-Exit codes: 0 written, 2 bad usage, unreadable database or store, or an
-I/O error.`
+With --store, the logs are found by listing the store. A store that cannot
+be reached or listed, a file store whose directory does not exist, or a
+store that holds none of the logs pkgrun says it stored (the wrong store)
+stops the report with exit 2: links are never dropped silently. When only
+some packages' logs are missing, their rows have no links and a warning
+names them.
+
+Exit codes: 0 written, 2 bad usage, unreadable database, an unreachable or
+wrong store, or an I/O error; nothing is written then.`
 }
 
 // Run writes the report.
 func (c *ReportCmd) Run(ctx context.Context, g *cli.Globals) error {
-	d, err := db.Open(ctx, c.DB)
+	d, err := db.OpenReadOnly(ctx, c.DB)
 	if err != nil {
 		return err
 	}
@@ -76,13 +85,37 @@ func (c *ReportCmd) Run(ctx context.Context, g *cli.Globals) error {
 	var st store.Store
 	if c.Store != "" {
 		links.StoreDir = localStoreDir(c.Store)
+		if dir := links.StoreDir; dir != "" {
+			// Opening a file store makes its directory: a store that
+			// is not there (a typo, an unmounted file system) would
+			// look empty.
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return fmt.Errorf("package store %s: %s is not a directory (not mounted?); cannot find the logs", c.Store, dir)
+			}
+		}
 		if st, err = storeopen.Open(ctx, c.Store, c.Access.Options()); err != nil {
-			return err
+			return err // names the store
 		}
 		defer st.Close()
 	}
 	if err := report.FindLogs(ctx, b, st, links); err != nil {
 		return err
+	}
+	if st != nil {
+		if want, missing := report.StoredLogs(b); len(missing) > 0 {
+			names := make([]string, 0, 5)
+			for _, p := range missing[:min(len(missing), 5)] {
+				names = append(names, p.Name)
+			}
+			list := strings.Join(names, ", ")
+			if len(missing) > len(names) {
+				list += ", ..."
+			}
+			if len(missing) == want {
+				return fmt.Errorf("package store %s holds none of the logs pkgrun stored for %d packages (%s): the wrong store, or it cannot be read from here; no report written", st, want, list)
+			}
+			fmt.Fprintf(g.Stderr, "pkgsched: warning: package store %s lacks the logs pkgrun stored for %d of %d packages (%s): their rows have no log links\n", st, len(missing), want, list)
+		}
 	}
 	loc := time.Local
 	if c.UTC {

@@ -308,7 +308,7 @@ type StatusCmd struct {
 
 // Run prints the status.
 func (c *StatusCmd) Run(ctx context.Context, g *cli.Globals) error {
-	d, err := db.Open(ctx, c.DB)
+	d, err := db.OpenReadOnly(ctx, c.DB)
 	if err != nil {
 		return err
 	}
@@ -369,7 +369,7 @@ func (c *SimulateCmd) Run(ctx context.Context, g *cli.Globals) error {
 	hist := map[string]int64{}
 	switch {
 	case c.DB != "":
-		d, err := db.Open(ctx, c.DB)
+		d, err := db.OpenReadOnly(ctx, c.DB)
 		if err != nil {
 			return err
 		}

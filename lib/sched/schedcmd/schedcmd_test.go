@@ -243,3 +243,100 @@ func TestRunRemoteStoresEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestReportStore: pkgsched report finds the logs by listing the store.
+// A store that cannot be reached, a file store whose directory is not
+// there, or one holding none of the logs pkgrun stored must stop the
+// report (exit 2, naming the store) instead of dropping the links
+// silently; logs missing for some packages only give a warning.
+func TestReportStore(t *testing.T) {
+	dir := t.TempDir()
+	pkgrun := filepath.Join(dir, "pkgrun")
+	script := `#!/bin/sh
+name=$(sed -n 's/^PKGNAME=//p')
+case $name in
+ok-*) printf '{"version":1,"pkgname":"%s","pkgpath":"test/ok","status":"done"}\n' "$name"; exit 0 ;;
+esac
+printf '{"version":1,"pkgname":"%s","pkgpath":"test/x","status":"failed","failed_phase":"build","log_dir":"bulklog/%s/","phases":[{"name":"build","ok":false,"log":"bulklog/%s/build.log"}]}\n' "$name" "$name" "$name"
+exit 1
+`
+	if err := os.WriteFile(pkgrun, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "bulk.db")
+	if err := schedtest.WriteDB(context.Background(), db, []schedtest.Pkg{{Name: "a-1.0"}, {Name: "b-1.0"}, {Name: "ok-1.0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := runSched(t, "run", "--db", db, "-j", "1", "--pkgrun", pkgrun, "--work-root", t.TempDir()); code != 1 {
+		t.Fatalf("run: exit %d, want 1\n%s\n%s", code, out, errs)
+	}
+	store := func(logs ...string) string {
+		s := t.TempDir()
+		for _, l := range logs {
+			p := filepath.Join(s, "bulklog", l, "build.log")
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.WriteFile(p, []byte("log\n"), 0o644)
+		}
+		return "file://" + s
+	}
+	missing := "file://" + filepath.Join(dir, "not-mounted")
+	tests := []struct {
+		name    string
+		args    []string
+		code    int
+		stderr  []string
+		links   []string // logs report.html links to
+		nolinks []string
+	}{
+		{name: "all logs", args: []string{"--store", store("a-1.0", "b-1.0")}, links: []string{"a-1.0/build.log", "b-1.0/build.log"}},
+		{name: "some logs", args: []string{"--store", store("a-1.0")},
+			stderr: []string{"warning", "lacks the logs pkgrun stored for 1 of 2 packages (b-1.0)"},
+			links:  []string{"a-1.0/build.log"}, nolinks: []string{"b-1.0/build.log"}},
+		{name: "wrong store", args: []string{"--store", store()}, code: 2,
+			stderr: []string{"holds none of the logs pkgrun stored for 2 packages (a-1.0, b-1.0)", "no report written"}},
+		{name: "missing directory", args: []string{"--store", missing}, code: 2,
+			stderr: []string{missing, "not a directory"}},
+		{name: "unreachable", args: []string{"--store", "s3://bucket/p", "--s3-endpoint", "http://127.0.0.1:1"}, code: 2,
+			stderr: []string{"s3://bucket/p", "connection refused"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("AWS_ACCESS_KEY_ID", "k")
+			t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+			out := filepath.Join(t.TempDir(), "meta")
+			args := append([]string{"report", "--db", db, "-o", out}, tt.args...)
+			code, stdout, errs := runSched(t, args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\n%s\n%s", code, tt.code, stdout, errs)
+			}
+			for _, w := range tt.stderr {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr %q lacks %q", errs, w)
+				}
+			}
+			html, err := os.ReadFile(filepath.Join(out, "report.html"))
+			if tt.code != 0 {
+				if err == nil {
+					t.Errorf("report.html written although the report failed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range tt.links {
+				if !strings.Contains(string(html), l) {
+					t.Errorf("report.html lacks a link to %s", l)
+				}
+			}
+			for _, l := range tt.nolinks {
+				if strings.Contains(string(html), l) {
+					t.Errorf("report.html links to %s", l)
+				}
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "not-mounted")); err == nil {
+		t.Errorf("the report made the missing store directory")
+	}
+}
