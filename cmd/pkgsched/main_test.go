@@ -336,67 +336,51 @@ func TestKill9(t *testing.T) {
 	t.Logf("%d packages, %d kills, %d packages requeued at a restart, %d built again, %d job directories cleaned up", n, kills, len(restarts), again, cleaned)
 }
 
-// TestSIGTERM stops a real pkgsched in the middle of long builds: it must
-// kill the builders, put their packages back to open and exit 2.
-func TestSIGTERM(t *testing.T) {
-	path := writeDB(t, schedtest.RandomDAG(4, 20))
-	fake := executortest.FakePkgrun(t)
-	work := t.TempDir()
-	self, _ := os.Executable()
-	cmd := exec.Command(self, "run", "--db", path, "-j", "2", "--pkgrun", fake, "--work-root", work, "--env", "FAKE_SLEEP_MS=60000")
-	cmd.Env = append(os.Environ(), asMain+"=1")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Wait for two builders to run.
-	deadline := time.Now().Add(20 * time.Second)
-	var markers []string
-	for time.Now().Before(deadline) {
-		markers, _ = filepath.Glob(filepath.Join(work, "running.*"))
-		if len(markers) == 2 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if len(markers) != 2 {
-		cmd.Process.Kill()
-		t.Fatalf("builders did not start: %v", markers)
-	}
-	var pids []int
-	for _, m := range markers {
-		b, _ := os.ReadFile(m)
-		var pid int
-		fmt.Sscan(string(b), &pid)
-		pids = append(pids, pid)
-	}
-	t0 := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	err := cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out.String(), "interrupted") {
-		t.Errorf("after SIGTERM: %v\n%s", err, out.String())
-	}
-	if d := time.Since(t0); d > 15*time.Second {
-		t.Errorf("stopping took %v", d)
-	}
-	for _, pid := range pids {
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(b), ") Z") {
-			t.Errorf("builder %d still running after pkgsched stopped", pid)
-		}
-	}
-	d, err := db.Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	var inproc, requeued, attempts int
-	d.QueryRow(`SELECT count(*) FROM build_state WHERE state = 'in_processing'`).Scan(&inproc)
-	d.QueryRow(`SELECT count(*) FROM events WHERE event = 'requeue' AND detail = 'interrupted'`).Scan(&requeued)
-	d.QueryRow(`SELECT sum(attempts) FROM build_state`).Scan(&attempts)
-	if inproc != 0 || requeued != 2 || attempts != 2 {
-		t.Errorf("after SIGTERM: %d in_processing, %d requeued, %d attempts; want 0, 2, 2", inproc, requeued, attempts)
+// TestSignals stops a real pkgsched with SIGTERM or SIGINT (Ctrl-C) in
+// the middle of long builds: it must kill the builders, put their packages
+// back to open, say that running it again resumes, and exit 2.
+func TestSignals(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			path := writeDB(t, schedtest.RandomDAG(4, 20))
+			fake := executortest.FakePkgrun(t)
+			work := t.TempDir()
+			cmd, out := startSched(t, "run", "--db", path, "-j", "2", "--pkgrun", fake, "--work-root", work, "--env", "FAKE_SLEEP_MS=60000")
+			pids := waitBuilders(t, work, 2)
+			t0 := time.Now()
+			cmd.Process.Signal(sig)
+			err := cmd.Wait()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Errorf("after %v: %v, want exit 2\n%s", sig, err, out.String())
+			}
+			if !strings.Contains(out.String(), "pkgsched: interrupted; run it again to resume") || strings.Contains(out.String(), "context canceled") {
+				t.Errorf("after %v, pkgsched said:\n%s", sig, out.String())
+			}
+			if d := time.Since(t0); d > 15*time.Second {
+				t.Errorf("stopping took %v", d)
+			}
+			for _, pid := range pids {
+				if alive(pid) {
+					t.Errorf("builder %d still running after pkgsched stopped", pid)
+				}
+			}
+			d, err := db.Open(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			var inproc, requeued, attempts int
+			d.QueryRow(`SELECT count(*) FROM build_state WHERE state = 'in_processing'`).Scan(&inproc)
+			d.QueryRow(`SELECT count(*) FROM events WHERE event = 'requeue' AND detail = 'interrupted'`).Scan(&requeued)
+			d.QueryRow(`SELECT sum(attempts) FROM build_state`).Scan(&attempts)
+			if inproc != 0 || requeued != 2 || attempts != 2 {
+				t.Errorf("after %v: %d in_processing, %d requeued, %d attempts; want 0, 2, 2", sig, inproc, requeued, attempts)
+			}
+			if left := executortest.JobDirs(t, work); len(left) > 0 {
+				t.Errorf("the stopped builders left job directories: %v", left)
+			}
+		})
 	}
 }
 

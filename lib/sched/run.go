@@ -216,10 +216,28 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 	}
 	if err == nil && ctx.Err() != nil {
 		sum.Interrupted = true
-		err = fmt.Errorf("interrupted: %d packages left open; run again to resume: %w", sum.Unfinished(), ctx.Err())
+		err = &InterruptedError{Left: sum.Unfinished(), Err: ctx.Err()}
 	}
 	return sum, err
 }
+
+// InterruptedError is Run's error when its context ended (SIGINT,
+// SIGTERM): the running jobs went back to the queue, and the next run
+// resumes.
+type InterruptedError struct {
+	Left int   // packages left to build; 0 when not known
+	Err  error // the context's error
+}
+
+func (e *InterruptedError) Error() string {
+	if e.Left > 0 {
+		return fmt.Sprintf("interrupted; run it again to resume (%d packages left to build)", e.Left)
+	}
+	return "interrupted; run it again to resume"
+}
+
+// Unwrap returns the context's error.
+func (e *InterruptedError) Unwrap() error { return e.Err }
 
 type runner struct {
 	ctx       context.Context

@@ -205,8 +205,12 @@ func TestRunInterrupt(t *testing.T) {
 		}
 	}()
 	sum, err := sched.Run(ctx, d, sched.RunOptions{Exec: newExec(t, dir, 4, 3*time.Millisecond)})
-	if err == nil || !sum.Interrupted {
+	var ie *sched.InterruptedError
+	if !errors.As(err, &ie) || !errors.Is(err, context.Canceled) || !sum.Interrupted {
 		t.Fatalf("interrupted run: %v, %+v", err, sum)
+	}
+	if msg := err.Error(); !strings.HasPrefix(msg, "interrupted; run it again to resume") || strings.Contains(msg, "context canceled") {
+		t.Errorf("interrupted run says %q", msg)
 	}
 	st := states(t, d)
 	done := 0

@@ -149,8 +149,18 @@ func (c *RunCmd) settings(timeoutGiven bool) (job.Settings, error) {
 	return s, nil
 }
 
-// Run builds.
+// Run builds. Stopped by SIGINT or SIGTERM, it says so and that running
+// it again resumes, whatever it was doing.
 func (c *RunCmd) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error {
+	err := c.run(ctx, g, k)
+	var ie *sched.InterruptedError
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) && !errors.As(err, &ie) {
+		return &sched.InterruptedError{Err: err}
+	}
+	return err
+}
+
+func (c *RunCmd) run(ctx context.Context, g *cli.Globals, k *kong.Context) error {
 	settings, err := c.settings(cli.FlagGiven(k, "connect-timeout"))
 	if err != nil {
 		return err
@@ -193,6 +203,10 @@ func (c *RunCmd) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 	}
 	if !c.NoStoreCheck {
 		if err := preflight(ctx, settings); err != nil {
+			if ctx.Err() != nil {
+				// A store client may not say that it was cancelled.
+				return &sched.InterruptedError{Err: ctx.Err()}
+			}
 			return err
 		}
 	}
