@@ -41,7 +41,7 @@ type box struct {
 	uppers                         []string // host upper directory of each kit root (dir roots; "" for files)
 	tree                           string
 	hide                           []string
-	network                        bool // every command gets the host's network
+	network                        string // which phases get the host's network: checksum, all, none
 	self                           string
 	pkgAdd, pkgDelete, make, paths string
 	extra                          []sandbox.Mount
@@ -169,7 +169,8 @@ func (b *box) spec(c sandbox.Cmd, network bool) sandbox.Spec {
 		m = append(m, sandbox.Mount{Target: b.prefixAt, Source: b.prefix, Writable: true})
 	}
 	m = append(m, b.extra...)
-	return sandbox.Spec{Root: b.root, Mounts: m, Hide: b.hide, Network: network || b.network, Cmd: c}
+	net := b.network == "all" || network && b.network != "none"
+	return sandbox.Spec{Root: b.root, Mounts: m, Hide: b.hide, Network: net, Cmd: c}
 }
 
 // env is the whole environment of a command in the sandbox: a fixed

@@ -108,12 +108,6 @@ func (b *Builder) Check() error {
 		return err
 	}
 	s.Pkgsrc = abs
-	if b.Store == nil {
-		return errors.New("no store given")
-	}
-	if s.Make == "" {
-		s.Make = "bmake"
-	}
 	if s.PkgSuffix == "" {
 		s.PkgSuffix = ".tgz"
 	}
@@ -152,6 +146,13 @@ func (b *Builder) Check() error {
 	}
 	if !filepath.IsAbs(s.Prefix) || filepath.Clean(s.Prefix) != s.Prefix || s.Prefix == "/" {
 		return fmt.Errorf("prefix %q is not a clean absolute path below /", s.Prefix)
+	}
+	switch s.Network {
+	case "":
+		s.Network = "checksum"
+	case "checksum", "all", "none":
+	default:
+		return fmt.Errorf("network %q: want checksum, all or none", s.Network)
 	}
 	if err := sandbox.Available(); err != nil {
 		return err
@@ -205,6 +206,9 @@ func (b *Builder) Run(ctx context.Context, j *Job) (*job.Result, error) {
 	bc.Settings.Environment = slices.Clone(b.Settings.Environment)
 	if err := bc.Check(); err != nil {
 		return nil, err
+	}
+	if bc.Store == nil {
+		return nil, errors.New("no store given")
 	}
 	b = &bc
 	r := &run{Builder: b, job: j, start: time.Now()}

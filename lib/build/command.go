@@ -69,8 +69,9 @@ and 3 nothing is printed on stdout. On SIGINT/SIGTERM the build's process group 
 
 // Tool is pkgrun's command line: a build by default, or pkgrun kit.
 type Tool struct {
-	Build Command    `cmd:"" default:"withargs" help:"Build one package (the default: pkgrun [flags] < record)."`
-	Kit   KitCommand `cmd:"" help:"Make a bootstrap kit from a pkgsrc tree."`
+	Build Command     `cmd:"" default:"withargs" help:"Build one package (the default: pkgrun [flags] < record)."`
+	Kit   KitCommand  `cmd:"" help:"Make a bootstrap kit from a pkgsrc tree."`
+	Exec  ExecCommand `cmd:"" help:"Run one command in a job's sandbox (e.g. a scan with the kit's bmake)."`
 }
 
 // Command is pkgrun's build command line.
@@ -79,11 +80,11 @@ type Command struct {
 	Input        string        `help:"Read the presolve record from FILE instead of stdin." type:"existingfile" placeholder:"FILE"`
 	Pkgsrc       string        `help:"pkgsrc tree root." placeholder:"DIR"`
 	Store        string        `help:"Store URL: file:///dir, sftp://user@host/dir, s3://bucket/prefix." placeholder:"URL"`
-	Make         string        `help:"make program (default bmake)." placeholder:"PROG"`
+	Make         string        `help:"make program in the sandbox (default: the kit's bin/bmake, else bmake from PATH)." placeholder:"PROG"`
 	WorkRoot     string        `help:"Directory for the per-job prefix and work directories (default $TMPDIR/pkgrun)." placeholder:"DIR"`
 	BootstrapKit string        `help:"pbulk's bootstrap kit: a tarball of the bootstrapped prefix and pkgdb, seen by every job at the paths it was made for (make one with pkgrun kit)." placeholder:"FILE"`
 	Prefix       string        `help:"Without a kit: where the job's empty prefix is mounted (default /usr/pkg)." placeholder:"DIR"`
-	Network      bool          `help:"Give every phase the host's network (default: only checksum, which fetches)."`
+	Network      string        `help:"Which phases have the host's network: checksum (the default: the phase that fetches distfiles), all or none." enum:",checksum,all,none" default:"" placeholder:"PHASES"`
 	SandboxHide  []string      `name:"sandbox-hide" sep:"none" help:"Another host path a build must not see (repeatable)." placeholder:"PATH"`
 	MaxTime      time.Duration `help:"Wall-time limit of the job (0: none), e.g. 2h." placeholder:"DURATION"`
 	NoOutputTime time.Duration `help:"Kill the build when no log grew for this long (0: never)." placeholder:"DURATION"`

@@ -65,7 +65,7 @@ func (s Status) Success() bool { return s == StatusDone || s == StatusUpToDate }
 type Settings struct {
 	Pkgsrc       string   `json:"pkgsrc,omitempty"`         // pkgsrc tree root
 	Store        string   `json:"store,omitempty"`          // store URL: packages, logs, fragments
-	Make         string   `json:"make,omitempty"`           // make program (default bmake)
+	Make         string   `json:"make,omitempty"`           // make program in the sandbox (default: the kit's bin/bmake, else bmake)
 	WorkRoot     string   `json:"work_root,omitempty"`      // where per-job prefixes and work dirs are made
 	BootstrapKit string   `json:"bootstrap_kit,omitempty"`  // pbulk's bootstrap kit: a tarball of the bootstrapped prefix and pkgdb
 	MaxTime      string   `json:"max_time,omitempty"`       // Go duration: maximum wall time of the job
@@ -80,9 +80,9 @@ type Settings struct {
 	// there is no bootstrap kit (default /usr/pkg); with a kit, the kit's
 	// own paths are used.
 	Prefix string `json:"prefix,omitempty"`
-	// Network gives every phase the host's network; by default only the
-	// checksum phase (which fetches distfiles) has it.
-	Network bool `json:"network,omitempty"`
+	// Network says which phases have the host's network: "checksum" (the
+	// default: only the phase that fetches distfiles), "all" or "none".
+	Network string `json:"network,omitempty"`
 	// SandboxHide lists more host paths a build must not see (the work
 	// root, a file store and the store's key files are always hidden).
 	SandboxHide []string `json:"sandbox_hide,omitempty"`
@@ -230,7 +230,7 @@ func (s Settings) Override(o Settings) Settings {
 	set(&s.PkgSuffix, o.PkgSuffix)
 	set(&s.UnprivUser, o.UnprivUser)
 	set(&s.Prefix, o.Prefix)
-	s.Network = s.Network || o.Network
+	set(&s.Network, o.Network)
 	s.SandboxHide = append(append([]string(nil), s.SandboxHide...), o.SandboxHide...)
 	s.KeepWorkdir = s.KeepWorkdir || o.KeepWorkdir
 	s.SkipAgeCheck = s.SkipAgeCheck || o.SkipAgeCheck
