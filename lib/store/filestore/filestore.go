@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/store"
 )
@@ -379,6 +380,24 @@ func (s *Store) ReadFileInfo(ctx context.Context, name string) ([]byte, store.In
 		return nil, store.Info{}, s.wrap("get", name, err)
 	}
 	return b, store.Info{Name: name, Size: size, ModTime: mtime}, nil
+}
+
+// Chtimes sets the modification time of an object, as os.Chtimes does
+// (the access time is left alone). It is an optional capability beside
+// the store interface: pkgsign keeps the time of a package it rewrites,
+// so that signing does not change what pkgrun's age check considers up
+// to date.
+func (s *Store) Chtimes(ctx context.Context, name string, mtime time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := store.CheckName(name); err != nil {
+		return fmt.Errorf("chtimes in %s: %w", s, err)
+	}
+	if err := os.Chtimes(s.path(name), time.Time{}, mtime); err != nil {
+		return s.wrap("chtimes", name, err)
+	}
+	return nil
 }
 
 // Delete removes name; a missing name is not an error.

@@ -414,6 +414,26 @@ func (s *Store) Stat(ctx context.Context, name string) (store.Info, error) {
 	return info, err
 }
 
+// Chtimes sets the modification time of an object (SFTP's SETSTAT, whole
+// seconds; the access time is set to the same). It is an optional
+// capability beside the store interface: pkgsign keeps the time of a
+// package it rewrites, so that signing does not change what pkgrun's age
+// check considers up to date.
+func (s *Store) Chtimes(ctx context.Context, name string, mtime time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := store.CheckName(name); err != nil {
+		return fmt.Errorf("chtimes in %s: %w", s.url, err)
+	}
+	return s.with(ctx, "chtimes", name, func(c *sftp.Client) error {
+		if err := c.Chtimes(s.path(name), mtime, mtime); err != nil {
+			return s.wrap("chtimes", name, err)
+		}
+		return nil
+	})
+}
+
 // errStop carries fn's error out of the walk unchanged.
 type errStop struct{ err error }
 
