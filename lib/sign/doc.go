@@ -43,5 +43,8 @@
 // reported (re-signing it would bless damaged content). Every new file is
 // written beside the old one, synced, verified, and then renamed into place
 // (stores: Put, which is atomic), so an interrupted run leaves each package
-// either as it was or validly signed.
+// either as it was or validly signed. Signing keeps what pkgrun's age check
+// considers up to date: the new file keeps the old one's modification time
+// where the target can set it, and elsewhere (S3) packages are replaced in
+// the order of their times, after their @blddep dependencies (signAll).
 package sign

@@ -72,12 +72,18 @@ func (c *SignCmd) Help() string {
 	return `Each package becomes an ar archive of +PKG_HASH, the signature and the
 unchanged package (named <PKGNAME>.tmp<suffix>, as pkgsrc's package.mk names
 pkg_admin's input); the ar headers carry the original file's mtime, owner and
-mode (for store objects: their mtime, owner 0, mode 0644). The signed file
-itself is new, so its mtime is now and 'pkgindex merge' recomputes its entry
-(FILE_SIZE changes).
+mode (for store objects: their mtime, owner 0, mode 0644).
+
+Signing does not make the next bulk build rebuild anything: the signed file
+keeps the original's modification time (local files, file:// and sftp://
+stores); on S3, which cannot set times, packages are replaced in the order of
+their times and after their @blddep dependencies. pkgsign removes pkgindex's
+cached entries of the packages it rewrites (index/<PKGNAME>.pkginfo and
+.sha512) and index/merge-state.json, so 'pkgindex merge' recomputes them
+(docs/signing.md).
 
 The JSON report has: target, signer, packages, signed, resigned, skipped,
-failed, outcomes [{name, pkgname, action, reason, size}], seconds.`
+failed, outcomes [{name, pkgname, action, reason, size, warning}], seconds.`
 }
 
 func (c *SignCmd) passphrase(g *cli.Globals) func() ([]byte, error) {
@@ -157,6 +163,9 @@ func (c *SignCmd) Run(ctx context.Context, g *cli.Globals) error {
 		for _, out := range rep.Outcomes {
 			if out.Action == sign.ActionFailed {
 				fmt.Fprintf(g.Stderr, "pkgsign: %s: %s\n", out.Name, out.Reason)
+			}
+			if out.Warning != "" {
+				fmt.Fprintf(g.Stderr, "pkgsign: warning: %s: %s\n", out.Name, out.Warning)
 			}
 		}
 	}
