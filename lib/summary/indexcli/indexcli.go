@@ -183,7 +183,7 @@ When every published file already exists and holds the same summary, nothing
 is compressed or rewritten ("unchanged": true); --force rewrites anyway.
 
 Packages that cannot be read (not a package, truncated, metadata beyond the
-limits of docs/stores.md), that have no @name, or whose @name is not their
+limits in docs/stores.md, "Packages"), that have no @name, or whose @name is not their
 file name, are left out and reported on stderr with the file and the reason;
 the rest is published. If none can be read, nothing is published. A store
 that fails while a package is read stops the merge (exit 2).
