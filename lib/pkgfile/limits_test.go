@@ -322,20 +322,3 @@ func mustXZ(t testing.TB, r io.Reader) io.Reader {
 	}
 	return xr
 }
-
-// FuzzXZGuard: whatever the input, the guard (and the decoder behind it)
-// neither panics nor lets a block with a big dictionary through.
-func FuzzXZGuard(f *testing.F) {
-	for _, data := range xzFiles(f) {
-		f.Add(data)
-	}
-	f.Add(xzWithDict(f, samplePkg(f, pkgfile.XZ), 39))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		r, c, done, err := pkgfile.Decompress(bufioReader(data))
-		if err != nil || c != pkgfile.XZ {
-			return
-		}
-		defer done()
-		_, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<20))
-	})
-}
