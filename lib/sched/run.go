@@ -42,13 +42,14 @@ type RunOptions struct {
 	// the store, never a failed build.
 	MaxCrashes int
 	// CrashStreak stops the run when that many builder runs in a row
-	// crashed (default DefaultCrashStreak): pkgrun's settings are broken,
-	// and going on would fail every package.
+	// crashed (default DefaultCrashStreak): pkgrun, its settings or the
+	// store are broken, and going on would only crash again.
 	CrashStreak int
 	// Retry reopens packages a previous run decided: RetryCrashed those
 	// that a pkgsched before this one failed after crashes of their
-	// builder, RetryFailed every failed, skew and timeout package. Their indirect-failed dependents are reopened
-	// too (and failed again by any failure that remains).
+	// builder, RetryFailed every failed, skew and timeout package. Their
+	// indirect-failed dependents are reopened too (and failed again by
+	// any failure that remains).
 	Retry Retry
 	// Log receives messages for the operator, one line each, when not
 	// nil: the job directories of a killed run removed at the start.
@@ -456,8 +457,8 @@ func (r *runner) handle(dbCtx, jobCtx context.Context, f finished) error {
 		r.lastCrash = err
 		changes = []Change{r.core.Requeue(i, fmt.Sprintf("crash %d of %d in this run: %v", r.ran[i], r.opts.MaxCrashes, err))}
 		if r.ran[i] >= r.opts.MaxCrashes {
-			if err := r.led.finish(dbCtx, changes, o); err != nil {
-				return err
+			if lerr := r.led.finish(dbCtx, changes, o); lerr != nil {
+				return lerr
 			}
 			return &CrashLimitError{PkgName: r.g.Name[i], Crashes: r.ran[i], Err: err}
 		}

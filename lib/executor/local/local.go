@@ -16,11 +16,12 @@
 // group gets SIGTERM, then SIGKILL after a grace period; when pkgrun
 // exits, whatever is left of its group is killed, so no build outlives its
 // job. The job directory a killed or crashed pkgrun left in the work root
-// is removed then (see CleanStale for the rules), and CleanStale removes
-// those of the jobs of a scheduler that was killed itself. On Linux pkgrun also gets SIGKILL when pkgsched dies (parent-death
-// signal), and every builder carries PKGSCHED_TAG=<tag> in its
-// environment so that KillOrphans can find processes of a killed run that
-// left pkgrun's group.
+// is removed then, unless keep_workdir is set (see CleanStale for the
+// rules), and CleanStale removes those of the jobs of a scheduler that was
+// killed itself. On Linux pkgrun also gets SIGKILL when pkgsched dies
+// (parent-death signal), and every builder carries PKGSCHED_TAG=<tag> in
+// its environment so that KillOrphans can find processes of a killed run
+// that left pkgrun's group.
 package local
 
 import (
@@ -242,14 +243,19 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	// A pkgrun that was killed, or crashed, may have left its job
 	// directory; one out of space should give its space back.
-	stale := []executor.StaleJob{{PkgName: j.PkgName, Worker: s.Name(), Started: start}}
+	clean := func() {
+		if !s.e.cfg.Settings.KeepWorkdir {
+			stale := []executor.StaleJob{{PkgName: j.PkgName, Worker: s.Name(), Started: start}}
+			cleanJobDirs(context.WithoutCancel(ctx), s.e.WorkRoot(), stale)
+		}
+	}
 	if cancelled {
-		cleanJobDirs(context.WithoutCancel(ctx), s.e.WorkRoot(), stale)
+		clean()
 		return nil, fmt.Errorf("%s: %s: %w", s.Name(), j.PkgName, ctx.Err())
 	}
 	out, err := s.interpret(j, werr, stdout.Bytes(), stderr.String(), stdout.over)
 	if err != nil {
-		cleanJobDirs(ctx, s.e.WorkRoot(), stale)
+		clean()
 	}
 	if errors.Is(err, executor.ErrNoSpace) {
 		s.retire(err)
