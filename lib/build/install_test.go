@@ -22,7 +22,7 @@ type member struct {
 }
 
 // writePkg writes a gzipped package with the members in order.
-func writePkg(t *testing.T, file string, members []member) {
+func writePkg(t testing.TB, file string, members []member) {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
