@@ -203,7 +203,12 @@ func TestRealPkgsrc(t *testing.T) {
 	for rows.Next() {
 		var loc, state, detail string
 		rows.Scan(&loc, &state, &detail)
-		states[loc] = append(states[loc], state+" "+detail)
+		// detail is "<phase>: <message>" for failed builds.
+		phase, _, _ := strings.Cut(detail, ":")
+		if state != "failed" {
+			phase = ""
+		}
+		states[loc] = append(states[loc], strings.TrimSpace(state+" "+phase))
 	}
 	rows.Close()
 
