@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"bytes"
 	"database/sql"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,6 +212,37 @@ func TestRealPkgsrc(t *testing.T) {
 		states[loc] = append(states[loc], strings.TrimSpace(state+" "+phase))
 	}
 	rows.Close()
+
+	// Figures: the jobs' summed wall time (what one slot would take), and
+	// the depends phase (dependency installs with the kit's pkg_add).
+	var sum, deps, withDeps int64
+	rows, err = d.Query(`SELECT coalesce(wall_ms, 0), coalesce(result, '') FROM build_state WHERE result IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var wall int64
+		var result string
+		rows.Scan(&wall, &result)
+		sum += wall
+		var r struct {
+			Phases []struct {
+				Name   string `json:"name"`
+				WallMS int64  `json:"wall_ms"`
+			} `json:"phases"`
+		}
+		if json.Unmarshal([]byte(result), &r) == nil {
+			for _, p := range r.Phases {
+				if p.Name == "depends" && p.WallMS > 50 {
+					deps += p.WallMS
+					withDeps++
+				}
+			}
+		}
+	}
+	rows.Close()
+	t.Logf("jobs' summed wall time %v (one slot); dependency installs: %d jobs, %v on average",
+		time.Duration(sum)*time.Millisecond, withDeps, time.Duration(deps/max(withDeps, 1))*time.Millisecond)
 
 	built, compileFail, notLinux := readmeLists(t, tarball)
 	if len(built) != 44 || len(compileFail) != 5 || len(notLinux) != 3 {
