@@ -4,28 +4,31 @@
 // A job (Builder.Run) goes through these steps; spec build-and-report.md
 // §2 is the contract, the differences are listed at the end.
 //
-//  1. Version skew: `make show-var VARNAME=PKGNAME <MULTI_VERSION>` in the
-//     package directory must print the job's PKGNAME, else the status is
-//     "skew" and nothing is built. A PKG_LOCATION missing from the tree is a
-//     skew too.
-//  2. Up to date (pbulk's pkg-up-to-date, §2.4, unless Settings.Force):
+//  1. A job directory under Settings.WorkRoot and the job's sandbox (see
+//     box and lib/sandbox): the bootstrap kit at the paths it was made for
+//     over a private layer (or an empty prefix at Settings.Prefix), the
+//     tree read-only, a private /tmp. Every command below runs in it.
+//  2. Version skew: `make show-vars VARNAMES="PKGNAME LOCALBASE PKG_DBDIR
+//     STAGE_PKGFILE PKGFILE" <MULTI_VERSION>` in the package directory must
+//     print the job's PKGNAME, else the status is "skew" and nothing is
+//     built. A PKG_LOCATION missing from the tree is a skew too.
+//  3. Up to date (pbulk's pkg-up-to-date, §2.4, unless Settings.Force):
 //     All/<PKGNAME><suffix> is in the store, every +BUILD_VERSION file still
 //     has its id (SHA256 hex or $NetBSD keyword), every @blddep is among
 //     the job's DEPENDS and, unless skip_age_check, every such dependency's
 //     package is older than the package. Status "up-to-date"; the missing
 //     pkg_summary fragment of such a package is written.
-//  3. A fresh job directory under Settings.WorkRoot, unique per job:
-//     prefix/ (PREFIX, with the bootstrap kit unpacked), pkgdb/ (PKG_DBDIR),
-//     work/ (WRKOBJDIR), packages/ (PACKAGES), logs/ and deps/.
-//  4. The phases, one log each in logs/: pre-clean (make clean), depends
-//     (the DEPENDS packages fetched from the store's All/ and installed into
-//     the prefix), checksum, configure, build (all), install
-//     (stage-install), package (stage-package-create, then the install
-//     test of STAGE_PKGFILE into the prefix), deinstall (its removal), then
-//     the package is stored and clean runs. Every make runs as
-//     `<make> <target> BATCH=1 DEPENDS_TARGET=/nonexistent <MULTI_VERSION>
-//     WRKLOG=<logs>/work.log <tree variables>` in its own process group,
-//     under the job's wall-time and no-output limits; create-usergroup runs
+//  4. The phases, one log each: pre-clean (make clean), depends (the
+//     DEPENDS packages and their run-time closure fetched from the store's
+//     All/ and installed with the kit's pkg_add, or pkgrun's own installer
+//     when the kit has none), checksum, configure, build (all), install
+//     (stage-install), package (stage-package-create and STAGE_PKGFILE, or
+//     make package and PKGFILE in trees without them; then the install test
+//     with pkg_add), deinstall (pkg_delete), then the package is stored and
+//     clean runs. Every make runs as `<make> <target> BATCH=1
+//     DEPENDS_TARGET=/nonexistent <MULTI_VERSION> WRKLOG=/pkgbulk/log/work.log`
+//     under the job's wall-time and no-output limits; nothing that pbulk
+//     takes from mk.conf is on the command line. create-usergroup runs
 //     where USERGROUP_PHASE says.
 //  5. Success: All/<PKGNAME><suffix> and index/<PKGNAME>.pkginfo (the
 //     pkg_summary entry of the stored file) are put into the store, stale
@@ -35,10 +38,9 @@
 //     directory is removed unless keep_workdir (then WRKDIR is also saved
 //     as bulklog/<PKGNAME>/wrkdir.tar.gz by make pbulk-save-wrkdir).
 //
-// Dependencies and the built package are installed with pkg_install's
-// pkg_add/pkg_delete when both are on PATH, otherwise by the built-in
-// installer (see installer), which relocates the package's first @cwd to
-// the job's prefix as pkg_add -p does.
+// A phase that fails while the work root is (nearly) full, and any
+// ENOSPC of pkgrun's own, is not the package's failure: Run returns an
+// error wrapping ErrNoSpace (pkgrun exits job.ExitNoSpace).
 //
 // Differences from pkg-build: the failure path runs no `make clean` (the
 // work directory is inside the job directory, which is removed), a failed
@@ -48,9 +50,9 @@
 // pbulk's pkg_summary lists every successful package, and the age check
 // takes equal whole-second store times as "older" (S3 keeps seconds only).
 //
-// Settings.Environment goes into the environment of every make (and of
-// install scripts), not onto its command line: the tree variables above
-// are the only command-line assignments besides pkg-build's own.
+// The environment of every command is a fixed minimal one (see run.env)
+// plus Settings.Environment; nothing of pkgrun's own environment reaches
+// a build.
 package build
 
 import (
