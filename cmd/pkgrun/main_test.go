@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,9 +34,11 @@ func TestSIGTERM(t *testing.T) {
 	if err := os.CopyFS(filepath.Join(tree, "fixture"), os.DirFS(filepath.Join(root, "lib", "build", "testdata", "tree", "fixture"))); err != nil {
 		t.Fatal(err)
 	}
-	pidfile := filepath.Join(dir, "grandchild.pid")
+	// The build's grandchild runs in the job's sandbox: find it on the
+	// host by its unique command line.
+	secs := fmt.Sprintf("300.%d%d", os.Getpid(), time.Now().UnixNano()%1000000)
 	cmd := exec.Command(bin, "--pkgsrc", tree, "--store", filepath.Join(dir, "store"), "--make", bmake,
-		"--work-root", filepath.Join(dir, "work"), "--env", "SLEEPER_PIDFILE="+pidfile)
+		"--work-root", filepath.Join(dir, "work"), "--env", "SLEEPER_SECONDS="+secs)
 	cmd.Stdin = strings.NewReader("PKGNAME=sleeper-1.0\nPKG_LOCATION=fixture/sleeper\nDEPENDS=\n")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -43,11 +46,8 @@ func TestSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pid int
-	for i := 0; i < 3000; i++ {
-		if b, err := os.ReadFile(pidfile); err == nil && len(bytes.TrimSpace(b)) > 0 {
-			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-			break
-		}
+	for i := 0; i < 3000 && pid == 0; i++ {
+		pid = sleeper(secs)
 		time.Sleep(10 * time.Millisecond)
 	}
 	if pid == 0 {
@@ -76,6 +76,19 @@ func TestSIGTERM(t *testing.T) {
 	if left, _ := os.ReadDir(filepath.Join(dir, "work")); len(left) != 0 {
 		t.Errorf("job directory left behind: %v", left)
 	}
+}
+
+// sleeper is the pid of the host's process running "sleep secs", or 0.
+func sleeper(secs string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && string(b) == "sleep\x00"+secs+"\x00" {
+			pid, _ := strconv.Atoi(e.Name())
+			return pid
+		}
+	}
+	return 0
 }
 
 func alive(pid int) bool {
