@@ -114,7 +114,7 @@ func readmeLists(t *testing.T, tarball string) (built, compileFail, notLinux []s
 			t.Fatalf("README has no %q", title)
 		}
 		rest := b[i+len(title):]
-		if j := bytes.Index(rest, []byte("\n- **")); j >= 0 {
+		if j := bytes.Index(rest, []byte("\n- ")); j >= 0 {
 			rest = rest[:j]
 		}
 		if j := bytes.Index(rest, []byte("\n\n")); j >= 0 {
@@ -129,14 +129,20 @@ func readmeLists(t *testing.T, tarball string) (built, compileFail, notLinux []s
 
 var locRE = regexp.MustCompile(`([a-z0-9]+)/(\{[^}]*\}|[A-Za-z0-9_.+-]+)`)
 
-// expand turns "devel/{bmake,cpuflags}; lang/nawk" into locations.
+var parenRE = regexp.MustCompile(`\([^)]*\)`)
+
+// expand turns "devel/{bmake,cpuflags}; lang/nawk. More text" into
+// locations: the list ends at the first full stop or colon.
 func expand(s string) []string {
-	s = strings.Join(strings.Fields(s), "")
-	if i := strings.Index(s, ":"); i >= 0 && strings.Contains(s[i:], "Chains") {
-		s = s[:i]
+	s = parenRE.ReplaceAllString(strings.Join(strings.Fields(s), " "), "")
+	for _, end := range []string{". ", ": "} {
+		if i := strings.Index(s, end); i >= 0 {
+			s = s[:i]
+		}
 	}
+	s = strings.TrimSuffix(strings.TrimSpace(s), ".")
 	var out []string
-	for _, m := range locRE.FindAllStringSubmatch(s, -1) {
+	for _, m := range locRE.FindAllStringSubmatch(strings.ReplaceAll(s, " ", ""), -1) {
 		names := []string{m[2]}
 		if strings.HasPrefix(m[2], "{") {
 			names = strings.Split(strings.Trim(m[2], "{}"), ",")
@@ -375,6 +381,21 @@ func firstDiff(ours, theirs []byte) string {
 		}
 		if okA != okB || a.Text() != b.Text() {
 			return "line " + strconv.Itoa(n) + ":\n ours:   " + a.Text() + "\n theirs: " + b.Text()
+		}
+	}
+}
+
+func TestExpand(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{"archivers/bsdtar; devel/{bmake,cpuflags};\n  lang/nawk. Chains: net/fetch → net/libfetch", []string{"archivers/bsdtar", "devel/bmake", "devel/cpuflags", "lang/nawk"}},
+		{"archivers/pax, pkgtools/mtree\n(`major` need `<sys/sysmacros.h>`), sysutils/lockf: real build failures", []string{"archivers/pax", "pkgtools/mtree", "sysutils/lockf"}},
+		{"devel/pthread-stublib, time/zonetab.", []string{"devel/pthread-stublib", "time/zonetab"}},
+	} {
+		if got := expand(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("expand(%q) = %v, want %v", c.in, got, c.want)
 		}
 	}
 }
