@@ -93,23 +93,32 @@ func TryLock(path, tool string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock database %s: %w", path, err)
 	}
-	for range 100 {
+	host, _ := os.Hostname()
+	deadline := time.Now().Add(deadHolderWait)
+	for range 1000 {
 		f, err := os.OpenFile(lf, os.O_RDWR|os.O_CREATE, 0o644)
 		if err != nil {
 			return nil, fmt.Errorf("lock database %s: %w", path, err)
 		}
 		if err := flock(f); err != nil {
-			defer f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
-				return nil, &LockedError{DB: path, File: lf, Holder: readHolder(f)}
+			if !errors.Is(err, unix.EWOULDBLOCK) {
+				f.Close()
+				return nil, fmt.Errorf("lock database %s: flock %s: %w", path, lf, err)
 			}
-			return nil, fmt.Errorf("lock database %s: flock %s: %w", path, lf, err)
+			h := readHolder(f)
+			f.Close()
+			// A holder that just died may still share its lock with a
+			// child between fork and exec; the lock goes with it.
+			if h.Host == host && h.PID != 0 && !alive(h.PID) && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			return nil, &LockedError{DB: path, File: lf, Holder: h}
 		}
 		// A holder removes the file before it unlocks: a lock taken on a
 		// file that is no longer at lf is no lock; open lf again.
 		if same(f, lf) {
-			h := Holder{Tool: tool, PID: os.Getpid(), Since: time.Now().UTC().Truncate(time.Second)}
-			h.Host, _ = os.Hostname()
+			h := Holder{Tool: tool, PID: os.Getpid(), Host: host, Since: time.Now().UTC().Truncate(time.Second)}
 			b, _ := json.Marshal(h)
 			if err := f.Truncate(0); err == nil {
 				_, err = f.WriteAt(append(b, '\n'), 0)
@@ -144,6 +153,16 @@ func (l *Lock) Release() error {
 
 // Path is the lock file.
 func (l *Lock) Path() string { return l.path }
+
+// deadHolderWait is how long TryLock waits for the lock of a holder that
+// is gone (see TryLock).
+const deadHolderWait = 5 * time.Second
+
+// alive reports whether a process pid exists on this host.
+func alive(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return err == nil || err == unix.EPERM
+}
 
 func flock(f *os.File) error {
 	for {

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTryLock(t *testing.T) {
@@ -69,4 +71,37 @@ func TestTryLock(t *testing.T) {
 		t.Fatalf("stale lock file: %v", err)
 	}
 	l3.Release()
+}
+
+// TestTryLockDeadHolder: the holder the lock file names is gone, but the
+// lock is still held for a moment (by its child between fork and exec):
+// TryLock waits for it instead of failing.
+func TestTryLockDeadHolder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bulk.db")
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	f, err := os.OpenFile(path+LockSuffix, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flock(f); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, `{"tool":"pkgsched run","pid":%d,"host":%q}`+"\n", dead.Process.Pid, host)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		f.Close()
+	}()
+	start := time.Now()
+	l, err := TryLock(path, "pkgsched run")
+	if err != nil {
+		t.Fatalf("lock of a dead holder: %v", err)
+	}
+	l.Release()
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("locked after %v, while the lock was still held", d)
+	}
 }
