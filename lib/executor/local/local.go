@@ -27,7 +27,6 @@ package local
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -38,6 +37,7 @@ import (
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/executor"
+	"github.com/pkgbulk/pkgbulk/lib/executor/protocol"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 )
 
@@ -62,12 +62,6 @@ type Config struct {
 
 // TagVar is the environment variable that marks the scheduler's builders.
 const TagVar = "PKGSCHED_TAG"
-
-// maxStdout bounds what is kept of pkgrun's stdout: a result is a few kB.
-const maxStdout = 4 << 20
-
-// stderrTail is how much of pkgrun's stderr is kept for crash reports.
-const stderrTail = 4 << 10
 
 // Executor runs pkgrun locally.
 type Executor struct {
@@ -117,9 +111,9 @@ func New(cfg Config) (*Executor, error) {
 	} else if _, err := exec.LookPath(cfg.Pkgrun); err != nil {
 		return nil, fmt.Errorf("local executor: pkgrun %s: %w", cfg.Pkgrun, err)
 	}
-	b, err := json.MarshalIndent(cfg.Settings, "", "  ")
+	b, err := protocol.SettingsDocument(cfg.Settings)
 	if err != nil {
-		return nil, fmt.Errorf("local executor: encode settings: %w", err)
+		return nil, fmt.Errorf("local executor: %w", err)
 	}
 	var f *os.File
 	if cfg.SettingsFile != "" {
@@ -130,7 +124,7 @@ func New(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local executor: write settings: %w", err)
 	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
+	if _, err := f.Write(b); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("local executor: write settings %s: %w", f.Name(), err)
@@ -206,10 +200,8 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", s.Name(), j.PkgName, err)
 	}
-	var stdout limitedBuffer
-	stdout.max = maxStdout
-	var stderr tailBuffer
-	stderr.max = stderrTail
+	stdout := protocol.LimitedBuffer{Max: protocol.MaxStdout}
+	stderr := protocol.TailBuffer{Max: protocol.StderrTail}
 	cmd := exec.Command(s.e.cfg.Pkgrun, "--job", s.e.jobFile)
 	cmd.Stdin = bytes.NewReader(j.Record)
 	cmd.Stdout = &stdout
@@ -253,7 +245,7 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 		clean()
 		return nil, fmt.Errorf("%s: %s: %w", s.Name(), j.PkgName, ctx.Err())
 	}
-	out, err := s.interpret(j, werr, stdout.Bytes(), stderr.String(), stdout.over)
+	out, err := s.interpret(j, werr, stdout.Bytes(), stderr.String(), stdout.Over)
 	if err != nil {
 		clean()
 	}
@@ -264,79 +256,17 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 }
 
 func (s *slot) interpret(j executor.Job, werr error, out []byte, errTail string, over bool) (*executor.Outcome, error) {
-	crash := func(format string, args ...any) error {
-		return &executor.CrashError{Worker: s.Name(), Reason: fmt.Sprintf(format, args...), Stderr: errTail}
-	}
-	code := 0
+	o := protocol.Observed{Worker: s.Name(), Stdout: out, Over: over, Stderr: errTail}
 	if werr != nil {
 		var ee *exec.ExitError
 		if !errors.As(werr, &ee) {
-			return nil, crash("wait for pkgrun: %v", werr)
+			return nil, &executor.CrashError{Worker: s.Name(), Reason: fmt.Sprintf("wait for pkgrun: %v", werr), Stderr: errTail}
 		}
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return nil, crash("pkgrun killed by signal %d (%s)", int(ws.Signal()), ws.Signal())
+			o.Exit = protocol.Exit{Signal: int(ws.Signal()), SigName: ws.Signal().String()}
+		} else {
+			o.Exit.Code = ee.ExitCode()
 		}
-		code = ee.ExitCode()
 	}
-	if code == job.ExitNoSpace {
-		return nil, &executor.NoSpaceError{Worker: s.Name(), Stderr: errTail}
-	}
-	if code != 0 && code != 1 {
-		return nil, crash("pkgrun exit status %d", code)
-	}
-	if over {
-		return nil, crash("pkgrun printed more than %d bytes on stdout", maxStdout)
-	}
-	r, err := job.DecodeResult(out)
-	if err != nil {
-		return nil, crash("garbage on pkgrun's stdout (exit status %d): %v: %q", code, err, clip(out))
-	}
-	if r.Status.Success() != (code == 0) {
-		return nil, crash("pkgrun exit status %d contradicts its result status %q", code, r.Status)
-	}
-	if r.Host == "" {
-		r.Host = s.Name()
-	}
-	return &executor.Outcome{Result: r, Stderr: errTail}, nil
+	return protocol.Interpret(o)
 }
-
-func clip(b []byte) string {
-	if len(b) > 80 {
-		return string(b[:80]) + "..."
-	}
-	return string(b)
-}
-
-// limitedBuffer keeps the first max bytes and notes overflow.
-type limitedBuffer struct {
-	bytes.Buffer
-	max  int
-	over bool
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.Len(); len(p) > room {
-		b.over = true
-		if room > 0 {
-			b.Buffer.Write(p[:room])
-		}
-		return len(p), nil
-	}
-	return b.Buffer.Write(p)
-}
-
-// tailBuffer keeps the last max bytes.
-type tailBuffer struct {
-	b   []byte
-	max int
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string { return string(t.b) }
