@@ -35,6 +35,12 @@
 //     returns an error wrapping ErrNoSpace at once, which stops the run.
 //   - An executor that can clean up after a scheduler that died (kill -9,
 //     a reboot) implements Cleaner.
+//   - An executor that wants to know how much work is waiting (to start
+//     or stop machines, or for its own back-off) implements Demander.
+//
+// Executors are opened from a spec with one scheme each (local:8,
+// ssh://bulk@host1?slots=4) by lib/executor/execopen; several of them
+// feed one run through lib/executor/multi.
 package executor
 
 import (
@@ -103,14 +109,38 @@ type Cleaned struct {
 }
 
 // Cleaner is implemented by executors that can remove what the builders of
-// stale jobs left behind (their job directories). The scheduler calls
-// CleanStale once at the start of a run, after the builders of the dead
-// scheduler were killed and before any job starts. It must remove only
+// stale jobs left behind (their job directories, and on remote machines
+// the builders themselves). The scheduler calls CleanStale once at the
+// start of a run, before any job starts, with every stale job of the
+// database: a Cleaner handles only those whose Worker is one of its own
+// (see Owns) and leaves the others alone, so one run can use several
+// executors. Local builders of a dead scheduler are killed before (they
+// carry its tag); a remote executor kills its stale builders itself
+// before it removes anything. It must remove only
 // what belongs to those jobs (made since they started) and what no live
 // process uses, never follow a symbolic link out of its work area, and
 // report every leftover it found.
 type Cleaner interface {
 	CleanStale(ctx context.Context, jobs []StaleJob) ([]Cleaned, error)
+	// Owns reports whether worker (a slot name recorded in the database,
+	// e.g. "local/3" or "ssh:host1/2") is one of this executor's.
+	Owns(worker string) bool
+}
+
+// Demand is the work waiting for slots, as the scheduler sees it.
+type Demand struct {
+	Ready   int // packages whose dependencies are built, waiting for a slot
+	Running int // jobs handed to slots
+	// CriticalPath is the longest remaining path (estimated build time)
+	// through a ready package; 0 when unknown (pbulk order).
+	CriticalPath time.Duration
+}
+
+// Demander is implemented by executors that want the demand signal: the
+// scheduler calls Demand whenever the demand changes (from one goroutine;
+// it must not block).
+type Demander interface {
+	Demand(d Demand)
 }
 
 // Outcome is a builder's result plus what the executor observed.

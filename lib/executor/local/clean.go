@@ -43,8 +43,22 @@ func (e *Executor) WorkRoot() string {
 // has its working directory, root or an open file under it, nor is
 // anything mounted under it. Everything else is left alone; directories
 // of the jobs that are kept are reported with the reason.
+//
+// Jobs of workers that are not local slots (see Owns) are left alone.
 func (e *Executor) CleanStale(ctx context.Context, jobs []executor.StaleJob) ([]executor.Cleaned, error) {
-	return cleanJobDirs(ctx, e.WorkRoot(), jobs)
+	var mine []executor.StaleJob
+	for _, j := range jobs {
+		if e.Owns(j.Worker) {
+			mine = append(mine, j)
+		}
+	}
+	return cleanJobDirs(ctx, e.WorkRoot(), mine)
+}
+
+// Owns reports whether worker is one of this executor's slots
+// ("local/N"); a job recorded without a worker is taken to be local too.
+func (e *Executor) Owns(worker string) bool {
+	return worker == "" || strings.HasPrefix(worker, e.cfg.Name+"/")
 }
 
 func cleanJobDirs(ctx context.Context, root string, jobs []executor.StaleJob) ([]executor.Cleaned, error) {

@@ -43,8 +43,11 @@ import (
 
 // Config configures a local executor.
 type Config struct {
-	Pkgrun   string       // pkgrun program; "" finds it with FindPkgrun
-	Slots    int          // parallel jobs, at least 1
+	Pkgrun string // pkgrun program; "" finds it with FindPkgrun
+	Slots  int    // parallel jobs, at least 1
+	// Name names the slots, <Name>/<n> (default "local"); two local
+	// executors in one run need different names.
+	Name     string
 	Settings job.Settings // passed to every pkgrun as --job FILE
 	// Tag is put into every builder's environment as PKGSCHED_TAG; use
 	// the same tag with KillOrphans after a crash of the scheduler.
@@ -98,6 +101,9 @@ func FindPkgrun() (string, error) {
 func New(cfg Config) (*Executor, error) {
 	if cfg.Slots < 1 {
 		return nil, fmt.Errorf("local executor: %d slots; need at least 1", cfg.Slots)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "local"
 	}
 	if cfg.Grace == 0 {
 		cfg.Grace = 10 * time.Second
@@ -187,7 +193,7 @@ type slot struct {
 	once sync.Once
 }
 
-func (s *slot) Name() string { return fmt.Sprintf("local/%d", s.n) }
+func (s *slot) Name() string { return fmt.Sprintf("%s/%d", s.e.cfg.Name, s.n) }
 
 func (s *slot) Release() { s.once.Do(func() { s.e.free <- s.n }) }
 
