@@ -511,6 +511,9 @@ func (b *builder) pivot() error {
 		return err
 	}
 	for _, p := range b.ro {
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			continue // covered by a later mount (a hidden path below the job's /var/tmp)
+		}
 		if err := unix.Mount("", p, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 			return fmt.Errorf("make %s read-only: %w", p, err)
 		}

@@ -139,6 +139,23 @@ func TestConfinement(t *testing.T) {
 	}
 }
 
+// TestHiddenBelowPrivate hides a path below /var/tmp, which the sandbox
+// replaces with the job's own: the work root of pkgbulk's README lives
+// there (/var/tmp/pkgbulk).
+func TestHiddenBelowPrivate(t *testing.T) {
+	need(t)
+	base, err := os.MkdirTemp("/var/tmp", "pkgbulk-sandbox-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	j := newJob(t, base)
+	res, out := run(t, j.spec(base, "ls -A /var/tmp; test ! -e "+base))
+	if !res.OK() || out != "" {
+		t.Errorf("exit %d, output %q; want an empty /var/tmp of the job's own", res.ExitCode, out)
+	}
+}
+
 // TestTwoJobs runs two sandboxes at once; each sees only its own prefix at
 // /usr/pkg, and neither sees the other's while both are running.
 func TestTwoJobs(t *testing.T) {
