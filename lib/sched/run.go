@@ -58,7 +58,10 @@ type RunOptions struct {
 	// when not nil: the terminal's stderr.
 	Progress      io.Writer
 	ProgressEvery time.Duration
-	Now           func() time.Time // default time.Now
+	// HeartbeatEvery is how often the run records in meta that it is
+	// alive (default DefaultHeartbeatEvery), for status and the status page.
+	HeartbeatEvery time.Duration
+	Now            func() time.Time // default time.Now
 }
 
 // Summary is what a run did.
@@ -122,6 +125,9 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 	}
 	if opts.ProgressEvery <= 0 {
 		opts.ProgressEvery = time.Second
+	}
+	if opts.HeartbeatEvery <= 0 {
+		opts.HeartbeatEvery = DefaultHeartbeatEvery
 	}
 	now := func() int64 { return opts.Now().UnixMilli() }
 	began := opts.Now()
@@ -196,6 +202,10 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 	if _, err := d.ExecContext(ctx, `INSERT OR REPLACE INTO meta (key, value) VALUES ('pkgsched.slots', ?)`, strconv.Itoa(opts.Exec.Capacity())); err != nil {
 		return nil, fmt.Errorf("write meta: %w", err)
 	}
+	if err := writeHeartbeat(ctx, d, time.Now(), false); err != nil {
+		return nil, err
+	}
+	defer func() { writeHeartbeat(context.WithoutCancel(ctx), d, time.Now(), true) }()
 
 	sum := &Summary{Capacity: opts.Exec.Capacity()}
 	r := &runner{ctx: ctx, d: d, g: g, core: core, led: led, opts: opts, now: now,
@@ -301,6 +311,9 @@ func (r *runner) loop() error {
 		defer t.Stop()
 		tick = t.C
 	}
+	beat := time.NewTicker(r.opts.HeartbeatEvery)
+	defer beat.Stop()
+	beatFailed := false
 	last := r.opts.Now()
 	var idleReady, idleStarved time.Duration
 	defer func() {
@@ -380,6 +393,11 @@ func (r *runner) loop() error {
 			stop(nil)
 		case <-tick:
 			r.progress(false)
+		case t := <-beat.C:
+			if err := writeHeartbeat(dbCtx, r.d, t, false); err != nil && !beatFailed && r.opts.Log != nil {
+				beatFailed = true
+				fmt.Fprintf(r.opts.Log, "pkgsched: %v\n", err)
+			}
 		}
 	}
 	if r.opts.Progress != nil {

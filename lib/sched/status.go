@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
+	"strings"
+	"text/tabwriter"
 	"time"
 )
 
@@ -18,6 +21,37 @@ type Status struct {
 	Running  []RunningJob  `json:"running"`
 	Slots    int           `json:"slots"`  // of the last run (meta pkgsched.slots)
 	ETAMS    int64         `json:"eta_ms"` // estimated time until everything is decided
+	// Failed lists the packages that failed themselves (failed, skew,
+	// timeout, prefailed), in package order, with how many packages
+	// their failure stops.
+	Failed    []FailedPkg `json:"failed"`
+	Scheduler *Liveness   `json:"scheduler"`
+}
+
+// FailedPkg is a package that did not build by its own fault.
+type FailedPkg struct {
+	PkgName string `json:"pkgname"`
+	PkgPath string `json:"pkgpath"`
+	State   State  `json:"state"`
+	Phase   string `json:"phase,omitempty"` // the failed phase (failed, timeout)
+	Detail  string `json:"detail"`
+	Breaks  int    `json:"breaks"` // indirect failures naming it as their root
+}
+
+// FailedPhase returns the phase named by a failed package's detail: the
+// detail's first word, before a colon ("build: exit status 2"); "" for
+// states whose detail names no phase.
+func FailedPhase(st State, detail string) string {
+	switch st {
+	case Failed, Timeout:
+	default:
+		return ""
+	}
+	p, _, _ := strings.Cut(detail, ":")
+	if p == "" || strings.ContainsAny(p, " \t") {
+		return ""
+	}
+	return p
 }
 
 // RunningJob is a package in_processing.
@@ -46,11 +80,25 @@ func ReadStatus(ctx context.Context, d *sql.DB, now time.Time) (*Status, error) 
 	if fresh {
 		state, detail = slices.Clone(g.Initial), slices.Clone(g.Reason)
 	}
+	breaks := map[string]int{}
 	for i, s := range state {
 		st.Counts[s]++
 		if s == Done && detail[i] == "up-to-date" {
 			st.UpToDate++
 		}
+		if s == IndirectFailed || s == IndirectPrefailed {
+			breaks[detail[i]]++
+		}
+	}
+	st.Failed = []FailedPkg{}
+	for i, s := range state {
+		if s == Failed || s == Skew || s == Timeout || s == Prefailed {
+			st.Failed = append(st.Failed, FailedPkg{PkgName: g.Name[i], PkgPath: g.Path[i], State: s,
+				Phase: FailedPhase(s, detail[i]), Detail: detail[i], Breaks: breaks[g.Name[i]]})
+		}
+	}
+	if st.Scheduler, err = ReadLiveness(ctx, d, now); err != nil {
+		return nil, err
 	}
 	var slots string
 	err = d.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'pkgsched.slots'`).Scan(&slots)
@@ -99,5 +147,64 @@ func ReadStatus(ctx context.Context, d *sql.DB, now time.Time) (*Status, error) 
 		return nil, err
 	}
 	st.ETAMS = sim.MakespanMS
+	if left := st.Counts[Open] + st.Counts[InProcessing]; left > 0 && st.Started && !st.Scheduler.Alive {
+		st.Scheduler.Resume = fmt.Sprintf("%d packages are left: run 'pkgsched run --db DB' again to resume (what shows as running is started again)", left)
+	}
 	return st, nil
+}
+
+// WriteFailures prints the failed packages for pkgsched status, one a
+// line: name, state, failed phase, and how many packages the failure
+// stops; a prefailed package's reason is left to pkgsched report.
+func (st *Status) WriteFailures(w io.Writer) error {
+	if len(st.Failed) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "failed (%d):\n", len(st.Failed))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, f := range st.Failed {
+		what := string(f.State)
+		switch {
+		case f.Phase != "":
+			what += " in " + f.Phase
+		case f.State == Skew && f.Detail != "":
+			what += ": " + f.Detail
+		}
+		breaks := ""
+		if f.Breaks > 0 {
+			breaks = fmt.Sprintf("breaks %d", f.Breaks)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.PkgName, oneLine(what), breaks)
+	}
+	return tw.Flush()
+}
+
+// WriteLiveness prints whether a scheduler is running and, when none is
+// and work is left, how to resume; dbPath fills in the command.
+func (st *Status) WriteLiveness(w io.Writer, dbPath string) error {
+	l := st.Scheduler
+	if l == nil || !l.Known {
+		return nil
+	}
+	if _, err := fmt.Fprintln(w, l.Message()); err != nil {
+		return err
+	}
+	if l.Alive {
+		return nil
+	}
+	left := st.Counts[Open] + st.Counts[InProcessing]
+	if left == 0 {
+		return nil
+	}
+	if n := st.Counts[InProcessing]; n > 0 {
+		fmt.Fprintf(w, "the %d jobs shown as running are not: they are started again by the next run\n", n)
+	}
+	_, err := fmt.Fprintf(w, "to resume (%d packages left): pkgsched run --db %s\n", left, dbPath)
+	return err
+}
+
+// oneLine cuts s at its first line break, for a table row.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
 }
