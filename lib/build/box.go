@@ -28,12 +28,14 @@ const (
 // state and the view every command of the job runs in.
 //
 // Host side, in the job directory: root/ (the sandbox root's mount point,
-// empty on the host), tmp/ (the job's /tmp: WRKOBJDIR and PACKAGES by
+// empty on the host), layers/ (what the job writes over the host's
+// directories: a package whose PREFIX is /, create-usergroup), tmp/ (the job's /tmp: WRKOBJDIR and PACKAGES by
 // default), vartmp/ (/var/tmp), logs/, deps/, and either kit/<n>/{upper,
 // work} (the overlays over the unpacked bootstrap kit's roots) or prefix/
 // (bound at Settings.Prefix when there is no kit).
 type box struct {
 	dir                            string
+	layers                         string // the job's writable layers over the host's directories
 	root, tmp, vartmp, logs, deps  string
 	prefix                         string // host directory at Settings.Prefix, without a kit
 	prefixAt                       string
@@ -50,12 +52,12 @@ type box struct {
 // newBox makes the job's directories. The caller removes b.dir.
 func (r *run) newBox(root string) (*box, error) {
 	b := &box{
-		dir: root, root: filepath.Join(root, "root"), tmp: filepath.Join(root, "tmp"),
+		dir: root, root: filepath.Join(root, "root"), tmp: filepath.Join(root, "tmp"), layers: filepath.Join(root, "layers"),
 		vartmp: filepath.Join(root, "vartmp"), logs: filepath.Join(root, "logs"),
 		deps: filepath.Join(root, "deps"), tree: r.pkgsrc(), network: r.Settings.Network,
 		extra: r.testMounts,
 	}
-	for _, d := range []string{b.root, b.tmp, b.vartmp, b.logs, b.deps} {
+	for _, d := range []string{b.root, b.tmp, b.vartmp, b.logs, b.deps, b.layers} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -170,7 +172,7 @@ func (b *box) spec(c sandbox.Cmd, network bool) sandbox.Spec {
 	}
 	m = append(m, b.extra...)
 	net := b.network == "all" || network && b.network != "none"
-	return sandbox.Spec{Root: b.root, Mounts: m, Hide: b.hide, Network: net, Cmd: c}
+	return sandbox.Spec{Root: b.root, Layers: b.layers, Mounts: m, Hide: b.hide, Network: net, Cmd: c}
 }
 
 // env is the whole environment of a command in the sandbox: a fixed

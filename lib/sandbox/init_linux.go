@@ -139,13 +139,18 @@ type builder struct {
 	binds  map[string]string // sandbox path -> host path of read-only host binds
 	ro     []string          // tmpfs made read-only once the root is complete
 	placed []placement       // mounts over the base, in order
+	layers string            // host directory of the job's writable layers ("": none)
+	hidden map[string]bool   // Spec.Hide
 }
 
 func setup(s *Spec) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make the mounts private: %w", err)
 	}
-	b := &builder{root: s.Root, binds: map[string]string{}}
+	b := &builder{root: s.Root, binds: map[string]string{}, layers: s.Layers, hidden: map[string]bool{}}
+	for _, h := range s.Hide {
+		b.hidden[filepath.Clean(h)] = true
+	}
 	if err := unix.Mount("tmpfs", b.root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
 		return fmt.Errorf("mount the root tmpfs on %s: %w", b.root, err)
 	}
@@ -162,7 +167,7 @@ func setup(s *Spec) error {
 		if excluded[e.Name()] {
 			continue
 		}
-		if err := b.bindHost("/"+e.Name(), "/"+e.Name()); err != nil {
+		if err := b.placeHost("/"+e.Name(), "/"+e.Name()); err != nil {
 			return err
 		}
 	}
@@ -192,6 +197,63 @@ func setup(s *Spec) error {
 		if err := loopbackUp(); err != nil {
 			return fmt.Errorf("bring up the sandbox's loopback: %w", err)
 		}
+	}
+	return nil
+}
+
+// placeHost shows the host's entry at host at target: with Spec.Layers, a
+// directory is an overlay with the job's own writable layer over it (a
+// directory that holds the layers themselves is split into its entries
+// instead, since an overlay cannot hold its own upper directory); without,
+// or for anything but a directory, as bindHost does. Hidden paths are left
+// out.
+func (b *builder) placeHost(host, target string) error {
+	if b.hidden[host] {
+		return nil
+	}
+	fi, err := os.Lstat(host)
+	if err != nil {
+		return err
+	}
+	if b.layers == "" || !fi.IsDir() {
+		return b.bindHost(host, target)
+	}
+	full := b.root + target
+	if host == b.layers || strings.HasPrefix(b.layers, host+"/") {
+		if err := os.Mkdir(full, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := unix.Mount("tmpfs", full, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+			return fmt.Errorf("split %s: %w", host, err)
+		}
+		b.ro = append(b.ro, target)
+		if host == b.layers {
+			return nil
+		}
+		ents, err := os.ReadDir(host)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if err := b.placeHost(filepath.Join(host, e.Name()), path.Join(target, e.Name())); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	name := strings.ReplaceAll(strings.TrimPrefix(host, "/"), "/", "%")
+	upper, work := filepath.Join(b.layers, name, "upper"), filepath.Join(b.layers, name, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(full, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	opts := "lowerdir=" + host + ",upperdir=" + upper + ",workdir=" + work
+	if err := unix.Mount("overlay", full, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("overlay over %s: %w", host, err)
 	}
 	return nil
 }
@@ -511,10 +573,17 @@ func (b *builder) pivot() error {
 		return err
 	}
 	for _, p := range b.ro {
+		// A tmpfs that a later mount covered (a hidden path or a split
+		// directory below the job's own /var/tmp) is gone from the view,
+		// or its path is now a plain directory of the covering mount.
 		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
-			continue // covered by a later mount (a hidden path below the job's /var/tmp)
+			continue
 		}
-		if err := unix.Mount("", p, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		err := unix.Mount("", p, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
+		if errors.Is(err, unix.EINVAL) {
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("make %s read-only: %w", p, err)
 		}
 	}

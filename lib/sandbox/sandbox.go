@@ -18,8 +18,9 @@
 //
 // The root is built as follows, in this order:
 //
-//   - every top-level directory of the host, read-only, nosuid, nodev,
-//     without the file systems mounted below it, except /proc, /sys, /dev, /tmp, /run, /home, /root, /mnt, /media,
+//   - every top-level directory of the host, without the file systems
+//     mounted below it, nosuid, nodev: read-only, or, with Spec.Layers, an
+//     overlay with the job's own writable layer over it; except /proc, /sys, /dev, /tmp, /run, /home, /root, /mnt, /media,
 //     /srv, /boot and /lost+found (symbolic links at the top, such as
 //     Debian's /lib -> usr/lib, are copied);
 //   - Spec.Hide: host paths replaced by an empty read-only directory
@@ -78,6 +79,15 @@ type Spec struct {
 	Mounts []Mount `json:"mounts,omitempty"`
 	// Hide lists host paths that the sandbox must not see.
 	Hide []string `json:"hide,omitempty"`
+	// Layers, when set, is a host directory (not below any host directory
+	// the sandbox shows) where the job's writable layers over the host's
+	// directories are kept: each host directory the sandbox shows is then
+	// an overlay, so a build may write anywhere (/etc/rc.d for a package
+	// whose PREFIX is /, /etc/passwd for create-usergroup) and the host
+	// never sees it. The same Layers in consecutive commands of one job
+	// show them one consistent machine. Without it host directories are
+	// read-only.
+	Layers string `json:"layers,omitempty"`
 	// Network keeps the host's network; without it the command gets a
 	// network namespace of its own with only the loopback interface.
 	Network bool `json:"network,omitempty"`
@@ -121,6 +131,9 @@ type Cmd struct {
 func (s *Spec) Validate() error {
 	if !filepath.IsAbs(s.Root) {
 		return fmt.Errorf("sandbox root %q is not an absolute path", s.Root)
+	}
+	if s.Layers != "" && (!filepath.IsAbs(s.Layers) || strings.ContainsAny(s.Layers, ",:\\")) {
+		return fmt.Errorf("sandbox layers %q: want an absolute path without ',', ':' or '\\'", s.Layers)
 	}
 	if s.Cmd.Path == "" {
 		return errors.New("sandbox: no command")

@@ -156,6 +156,50 @@ func TestHiddenBelowPrivate(t *testing.T) {
 	}
 }
 
+// TestLayers: with Spec.Layers a build may write anywhere (a package whose
+// PREFIX is /, create-usergroup's /etc/passwd); the writes stay in the
+// job's layers, persist from one command of the job to the next, and the
+// host never sees them. The layers live below /var/tmp here, so /var
+// itself cannot be an overlay and is split.
+func TestLayers(t *testing.T) {
+	need(t)
+	base, err := os.MkdirTemp("/var/tmp", "pkgbulk-sandbox-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	j := newJob(t, base)
+	layers := filepath.Join(j.dir, "layers")
+	os.Mkdir(layers, 0o755)
+	marker := "pkgbulk-layer-test-" + filepath.Base(j.dir)
+	steps := []string{
+		"mkdir -p /etc/rc.d && echo one > /etc/rc.d/" + marker + " && echo 'x:x:4242:4242::/:/bin/sh' >> /etc/passwd && touch /usr/" + marker + " /var/lib/" + marker,
+		"cat /etc/rc.d/" + marker + " && grep -q 4242 /etc/passwd && test -e /usr/" + marker + " && test -e /var/lib/" + marker,
+	}
+	for i, script := range steps {
+		s := j.spec(base, script)
+		s.Layers = layers
+		res, out := run(t, s)
+		if !res.OK() {
+			t.Fatalf("step %d: exit %d:\n%s", i, res.ExitCode, out)
+		}
+	}
+	for _, p := range []string{"/etc/rc.d/" + marker, "/usr/" + marker, "/var/lib/" + marker} {
+		if _, err := os.Stat(p); err == nil {
+			os.Remove(p)
+			t.Errorf("%s reached the host", p)
+		}
+	}
+	if b, _ := os.ReadFile("/etc/passwd"); strings.Contains(string(b), "4242") {
+		t.Error("the host's /etc/passwd changed")
+	}
+	// A fresh job (new layers) sees none of it.
+	res, _ := run(t, j.spec(base, "test ! -e /etc/rc.d/"+marker))
+	if !res.OK() {
+		t.Error("another job saw the first job's /etc")
+	}
+}
+
 // TestTwoJobs runs two sandboxes at once; each sees only its own prefix at
 // /usr/pkg, and neither sees the other's while both are running.
 func TestTwoJobs(t *testing.T) {
