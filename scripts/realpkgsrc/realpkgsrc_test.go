@@ -239,7 +239,7 @@ func TestRealPkgsrc(t *testing.T) {
 		}
 		if json.Unmarshal([]byte(result), &r) == nil {
 			for _, p := range r.Phases {
-				if p.Name == "depends" && p.WallMS > 50 {
+				if p.Name == "depends" && p.WallMS > 0 {
 					deps += p.WallMS
 					withDeps++
 				}
