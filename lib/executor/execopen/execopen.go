@@ -1,0 +1,233 @@
+// Package execopen turns executor specs into executors, one scheme each:
+//
+//	local             one local slot per CPU      lib/executor/local
+//	local:8           8 local slots
+//	ssh://user@host[:port]?slots=4&pkgrun=/usr/pkg/bin/pkgrun&pkgsrc=DIR&workroot=DIR&label=big&name=NAME
+//	                  one host                    lib/executor/sshexec
+//	ssh:FILE          a hosts file: one ssh:// spec a line (# comments)
+//
+// Several specs (pkgsched run --executor, repeated) are joined by
+// lib/executor/multi. This is the one place where executors are wired.
+package execopen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/executor"
+	"github.com/pkgbulk/pkgbulk/lib/executor/local"
+	"github.com/pkgbulk/pkgbulk/lib/executor/multi"
+	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
+	"github.com/pkgbulk/pkgbulk/lib/job"
+)
+
+// Env is what every executor of a run shares.
+type Env struct {
+	Settings job.Settings // pkgrun's settings for every job
+	Tag      string       // marks the run's builders (the database's path)
+	Pkgrun   string       // local pkgrun ("" : beside this program, then PATH)
+	// SettingsFile is where the local executor writes its settings
+	// document ("" : a temporary file).
+	SettingsFile string
+	// SSHIdentity and KnownHosts are for ssh hosts (default: ssh-agent
+	// and ~/.ssh).
+	SSHIdentity string
+	KnownHosts  string
+	// Deadline is how long an ssh connection may go unanswered before
+	// its jobs are lost (0: sshexec's default).
+	Deadline time.Duration
+	Log      io.Writer
+}
+
+// Open opens the executors specs name, joined into one when there are
+// several. No spec means "local".
+func Open(ctx context.Context, specs []string, env Env) (executor.Executor, error) {
+	if len(specs) == 0 {
+		specs = []string{"local"}
+	}
+	var all []executor.Executor
+	closeAll := func() {
+		for _, e := range all {
+			e.Close()
+		}
+	}
+	names := map[string]bool{}
+	locals := 0
+	for _, spec := range specs {
+		es, err := open(spec, env, &locals)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		for _, e := range es {
+			if n, ok := e.(interface{ Name() string }); ok {
+				if names[n.Name()] {
+					e.Close()
+					closeAll()
+					return nil, fmt.Errorf("executor %s: %s is given twice", spec, n.Name())
+				}
+				names[n.Name()] = true
+			}
+			all = append(all, e)
+		}
+	}
+	if len(all) == 1 {
+		return all[0], nil
+	}
+	return multi.New(all...)
+}
+
+func open(spec string, env Env, locals *int) ([]executor.Executor, error) {
+	scheme, rest, _ := strings.Cut(spec, ":")
+	switch scheme {
+	case "local":
+		slots := runtime.NumCPU()
+		if rest != "" {
+			n, err := strconv.Atoi(rest)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("executor %s: want local or local:N with N at least 1", spec)
+			}
+			slots = n
+		}
+		*locals++
+		name := "local"
+		file := env.SettingsFile
+		if *locals > 1 {
+			name = fmt.Sprintf("local%d", *locals)
+			if file != "" {
+				file = strings.TrimSuffix(file, ".json") + "-" + name + ".json"
+			}
+		}
+		e, err := local.New(local.Config{Pkgrun: env.Pkgrun, Slots: slots, Settings: env.Settings, Tag: env.Tag, SettingsFile: file, Name: name})
+		if err != nil {
+			return nil, err
+		}
+		return []executor.Executor{e}, nil
+	case "ssh":
+		if strings.HasPrefix(rest, "//") {
+			h, err := ParseHost(spec)
+			if err != nil {
+				return nil, err
+			}
+			e, err := sshexec.New(sshConfig(h, env))
+			if err != nil {
+				return nil, err
+			}
+			return []executor.Executor{e}, nil
+		}
+		return openHostsFile(rest, env)
+	}
+	return nil, fmt.Errorf("executor %q: unknown scheme (want local, local:N, ssh://user@host?slots=N or ssh:HOSTSFILE)", spec)
+}
+
+func sshConfig(h sshexec.Host, env Env) sshexec.Config {
+	return sshexec.Config{Host: h, Settings: env.Settings, IdentityFile: env.SSHIdentity, KnownHosts: env.KnownHosts,
+		Tag: env.Tag, Deadline: env.Deadline, Log: env.Log}
+}
+
+func openHostsFile(path string, env Env) ([]executor.Executor, error) {
+	if path == "" {
+		return nil, errors.New("executor ssh: want ssh://user@host or ssh:HOSTSFILE")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("executor hosts file: %w", err)
+	}
+	hosts, err := ParseHostsFile(path, b)
+	if err != nil {
+		return nil, err
+	}
+	var out []executor.Executor
+	for _, h := range hosts {
+		e, err := sshexec.New(sshConfig(h, env))
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// ParseHostsFile reads a hosts file: one ssh://user@host?slots=N spec a
+// line; blank lines and lines starting with # are skipped.
+func ParseHostsFile(name string, b []byte) ([]sshexec.Host, error) {
+	var hosts []sshexec.Host
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		h, err := ParseHost(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+		}
+		hosts = append(hosts, h)
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("%s: no hosts", name)
+	}
+	return hosts, nil
+}
+
+// ParseHost parses ssh://user@host[:port][?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR&label=L&name=NAME].
+func ParseHost(spec string) (sshexec.Host, error) {
+	var h sshexec.Host
+	u, err := url.Parse(spec)
+	if err != nil {
+		return h, fmt.Errorf("executor %s: %w", spec, err)
+	}
+	if u.Scheme != "ssh" || u.Hostname() == "" {
+		return h, fmt.Errorf("executor %s: want ssh://user@host[:port]?slots=N", spec)
+	}
+	if u.User == nil || u.User.Username() == "" {
+		return h, fmt.Errorf("executor %s: no user (ssh://user@host)", spec)
+	}
+	if _, ok := u.User.Password(); ok {
+		return h, fmt.Errorf("executor %s: no passwords in specs; use a key", u.Redacted())
+	}
+	if u.Path != "" && u.Path != "/" {
+		return h, fmt.Errorf("executor %s: no path after the host (use ?pkgsrc= and ?workroot=)", spec)
+	}
+	h.User, h.Host, h.Slots = u.User.Username(), u.Hostname(), 1
+	if p := u.Port(); p != "" {
+		if h.Port, err = strconv.Atoi(p); err != nil || h.Port < 1 || h.Port > 65535 {
+			return h, fmt.Errorf("executor %s: bad port %q", spec, p)
+		}
+	}
+	for k, vs := range u.Query() {
+		v := vs[len(vs)-1]
+		switch k {
+		case "slots":
+			if h.Slots, err = strconv.Atoi(v); err != nil || h.Slots < 1 {
+				return h, fmt.Errorf("executor %s: slots=%q: want a number of at least 1", spec, v)
+			}
+		case "pkgrun":
+			h.Pkgrun = v
+		case "pkgsrc":
+			h.Pkgsrc = v
+		case "workroot":
+			h.WorkRoot = v
+		case "name":
+			h.Name = v
+		case "label":
+			h.Labels = append(h.Labels, vs...)
+		default:
+			return h, fmt.Errorf("executor %s: unknown setting %q (want slots, pkgrun, pkgsrc, workroot, label, name)", spec, k)
+		}
+	}
+	return h, nil
+}

@@ -1,0 +1,79 @@
+package execopen
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
+)
+
+func TestParseHost(t *testing.T) {
+	tests := []struct {
+		spec string
+		want sshexec.Host
+		err  string
+	}{
+		{spec: "ssh://bulk@host1", want: sshexec.Host{User: "bulk", Host: "host1", Slots: 1}},
+		{spec: "ssh://bulk@host1:2222?slots=4&pkgrun=/usr/pkg/bin/pkgrun&pkgsrc=/p&workroot=/w&label=a&label=b&name=h1",
+			want: sshexec.Host{User: "bulk", Host: "host1", Port: 2222, Slots: 4, Pkgrun: "/usr/pkg/bin/pkgrun", Pkgsrc: "/p", WorkRoot: "/w", Labels: []string{"a", "b"}, Name: "h1"}},
+		{spec: "ssh://[fe80::1]:22?slots=2", err: "no user"},
+		{spec: "ssh://bulk@host1?slots=0", err: "slots"},
+		{spec: "ssh://bulk@host1?slot=2", err: "unknown setting"},
+		{spec: "ssh://bulk:pw@host1", err: "no passwords"},
+		{spec: "ssh://bulk@host1/dir", err: "no path"},
+		{spec: "ssh://bulk@host1:x", err: "invalid port"}, {spec: "ssh://bulk@host1:99999", err: "bad port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.spec, func(t *testing.T) {
+			h, err := ParseHost(tt.spec)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want one saying %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(h, tt.want) {
+				t.Fatalf("got %+v\nwant %+v", h, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseHostsFile(t *testing.T) {
+	hosts, err := ParseHostsFile("hosts", []byte("# builders\n\nssh://root@a?slots=2\n  ssh://root@b:2200\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hosts) != 2 || hosts[0].Slots != 2 || hosts[1].Port != 2200 {
+		t.Fatalf("got %+v", hosts)
+	}
+	if _, err := ParseHostsFile("hosts", []byte("ssh://root@a\nbogus\n")); err == nil || !strings.Contains(err.Error(), "hosts:2:") {
+		t.Fatalf("bad line: error %v, want one naming hosts:2", err)
+	}
+	if _, err := ParseHostsFile("hosts", []byte("# none\n")); err == nil {
+		t.Fatal("empty hosts file accepted")
+	}
+}
+
+func TestOpenSpecs(t *testing.T) {
+	env := Env{Pkgrun: "/bin/true"}
+	for _, bad := range []string{"local:0", "local:x", "nfs://x", "ssh:", "ssh:/nonexistent/hosts"} {
+		if e, err := Open(context.Background(), []string{bad}, env); err == nil {
+			e.Close()
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+	e, err := Open(context.Background(), []string{"local:2", "local:3"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if n := e.Capacity(); n != 5 {
+		t.Fatalf("capacity %d, want 5", n)
+	}
+}
