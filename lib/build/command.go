@@ -76,8 +76,17 @@ type Tool struct {
 
 // Command is pkgrun's build command line.
 type Command struct {
-	Job          string        `help:"JSON job settings document (lib/job Settings)." type:"existingfile" placeholder:"FILE"`
-	Input        string        `help:"Read the presolve record from FILE instead of stdin." type:"existingfile" placeholder:"FILE"`
+	Job   string `help:"JSON job settings document (lib/job Settings)." type:"existingfile" placeholder:"FILE"`
+	Input string `help:"Read the presolve record from FILE instead of stdin." type:"existingfile" placeholder:"FILE"`
+
+	SettingsFlags `embed:""`
+}
+
+// SettingsFlags are pkgrun's settings (job.Settings) as command-line
+// flags: the one definition that pkgrun and pkgsched run (which hands
+// them to every pkgrun) both embed in their kong grammar, so the two
+// tools always take the same flags.
+type SettingsFlags struct {
 	Pkgsrc       string        `help:"pkgsrc tree root." placeholder:"DIR"`
 	Store        string        `help:"Store URL: file:///dir, sftp://user@host/dir, s3://bucket/prefix." placeholder:"URL"`
 	Make         string        `help:"make program in the sandbox (default: the kit's bin/bmake, else bmake from PATH)." placeholder:"PROG"`
@@ -93,9 +102,31 @@ type Command struct {
 	Force        bool          `help:"Build even when the package in the store is up to date."`
 	PkgSuffix    string        `help:"Package file suffix (default .tgz)." placeholder:"SUFFIX"`
 	UnprivUser   string        `name:"unprivileged-user" help:"When run as root: run configure, build (and user-destdir install) as this user." placeholder:"USER"`
-	Env          []string      `sep:"none" help:"Extra KEY=VALUE for the environment of make (repeatable)." placeholder:"KEY=VALUE"`
+	Env          []string      `sep:"none" help:"Extra KEY=VALUE for the environment of make (repeatable; commas are part of the value)." placeholder:"KEY=VALUE"`
 
 	Access storeopen.Flags `embed:"" group:"Store access"`
+}
+
+// Settings returns the settings the flags give, for putting over a job
+// document (job.Settings.Override). --connect-timeout has a default, so
+// it is carried only when it was given (timeoutGiven).
+func (f *SettingsFlags) Settings(timeoutGiven bool) job.Settings {
+	s := job.Settings{
+		Pkgsrc: f.Pkgsrc, Store: f.Store, Make: f.Make, WorkRoot: f.WorkRoot,
+		BootstrapKit: f.BootstrapKit, PkgSuffix: f.PkgSuffix, UnprivUser: f.UnprivUser,
+		Prefix: f.Prefix, Network: f.Network, SandboxHide: f.SandboxHide,
+		KeepWorkdir: f.KeepWorkdir, SkipAgeCheck: f.SkipAgeCheck, Force: f.Force,
+		Environment: f.Env,
+	}
+	if f.MaxTime > 0 {
+		s.MaxTime = f.MaxTime.String()
+	}
+	if f.NoOutputTime > 0 {
+		s.NoOutputTime = f.NoOutputTime.String()
+	}
+	access := f.Access.Access(timeoutGiven)
+	s.StoreAccess = &access
+	return s
 }
 
 // Run is pkgrun.
@@ -158,20 +189,6 @@ func (c *Command) settings(timeoutGiven bool) (job.Settings, error) {
 			return s, err
 		}
 	}
-	flags := job.Settings{
-		Pkgsrc: c.Pkgsrc, Store: c.Store, Make: c.Make, WorkRoot: c.WorkRoot,
-		BootstrapKit: c.BootstrapKit, PkgSuffix: c.PkgSuffix, UnprivUser: c.UnprivUser,
-		Prefix: c.Prefix, Network: c.Network, SandboxHide: c.SandboxHide,
-		KeepWorkdir: c.KeepWorkdir, SkipAgeCheck: c.SkipAgeCheck, Force: c.Force,
-		Environment: c.Env,
-	}
-	if c.MaxTime > 0 {
-		flags.MaxTime = c.MaxTime.String()
-	}
-	if c.NoOutputTime > 0 {
-		flags.NoOutputTime = c.NoOutputTime.String()
-	}
-	access := c.Access.Access(timeoutGiven)
-	flags.StoreAccess = &access
+	flags := c.SettingsFlags.Settings(timeoutGiven)
 	return s.Override(flags), nil
 }

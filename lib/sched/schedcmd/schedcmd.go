@@ -22,6 +22,8 @@ import (
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/build"
+	"github.com/pkgbulk/pkgbulk/lib/executor/execopen"
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/sched"
@@ -77,7 +79,6 @@ type CLI struct {
 	Status   StatusCmd   `cmd:"" help:"Show counts per state, running jobs and the time left."`
 	Simulate SimulateCmd `cmd:"" help:"Simulate a build on a virtual clock: makespan, utilisation, lower bound."`
 	Report   ReportCmd   `cmd:"" help:"Write pbulk's report files (meta/report, report.txt, report.html) from the database."`
-	Serve    ServeCmd    `cmd:"" help:"Serve a live status page and its JSON API, read-only, from the database."`
 }
 
 // RunCmd is pkgsched run.
@@ -93,22 +94,14 @@ type RunCmd struct {
 	Pkgrun       string `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
 	JSON         bool   `name:"json" help:"Print the summary as JSON."`
 
-	JobFile      string   `name:"job" placeholder:"FILE" type:"existingfile" help:"pkgrun settings as a JSON file (job.Settings); the flags below override it."`
-	Pkgsrc       string   `placeholder:"DIR" help:"pkgsrc tree."`
-	Store        string   `placeholder:"URL" help:"Package store URL (file://, sftp://, s3://)."`
-	WorkRoot     string   `placeholder:"DIR" help:"Where pkgrun makes its per-job prefixes and work dirs."`
-	MaxTime      string   `placeholder:"DURATION" help:"Maximum wall time of one build (Go duration)."`
-	NoOutputTime string   `placeholder:"DURATION" help:"Maximum time a build may print nothing."`
-	Make         string   `placeholder:"PROG" help:"make program (pkgrun's default: bmake)."`
-	BootstrapKit string   `placeholder:"FILE" help:"Bootstrap kit tar.gz unpacked into each fresh prefix."`
-	PkgSuffix    string   `placeholder:"SUFFIX" help:"Binary package suffix (default .tgz)."`
-	KeepWorkdir  bool     `help:"Keep the work dir of failed builds."`
-	SkipAgeCheck bool     `help:"Skip the age check of the up-to-date test."`
-	Force        bool     `help:"Build even packages that are up to date."`
-	Env          []string `placeholder:"KEY=VALUE" help:"Extra make environment (repeatable)."`
+	Executors []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, ssh://user@host[:port]?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, or ssh:HOSTSFILE (one ssh:// spec a line). Default: local with -j slots."`
+	SSHIdentity string `name:"executor-identity" type:"path" placeholder:"FILE" help:"SSH private key for ssh executors (default: --ssh-identity, then ssh-agent and ~/.ssh)."`
+	KnownHosts  string `name:"executor-known-hosts" type:"path" placeholder:"FILE" help:"known_hosts file listing the ssh executors' host keys (default: --known-hosts, then ~/.ssh/known_hosts)."`
 
-	// Handed to every pkgrun as the job document's store_access.
-	Access storeopen.Flags `embed:"" group:"Store access"`
+	JobFile string `name:"job" placeholder:"FILE" type:"existingfile" help:"pkgrun settings as a JSON file (job.Settings); the flags below override it."`
+	// pkgrun's own flags, handed to every pkgrun in the job document
+	// (store access as its store_access).
+	Build build.SettingsFlags `embed:""`
 }
 
 // settings merges the job document and the flags. --connect-timeout has a
@@ -122,13 +115,12 @@ func (c *RunCmd) settings(timeoutGiven bool) (job.Settings, error) {
 			return s, err
 		}
 	}
-	access := c.Access.Access(timeoutGiven)
-	s = s.Override(job.Settings{
-		Pkgsrc: c.Pkgsrc, Store: c.Store, WorkRoot: c.WorkRoot, MaxTime: c.MaxTime,
-		NoOutputTime: c.NoOutputTime, Make: c.Make, BootstrapKit: c.BootstrapKit, PkgSuffix: c.PkgSuffix,
-		KeepWorkdir: c.KeepWorkdir, SkipAgeCheck: c.SkipAgeCheck, Force: c.Force,
-		StoreAccess: &access,
-	})
+	s = s.Override(c.Build.Settings(timeoutGiven))
+	for _, e := range c.Build.Env {
+		if !strings.Contains(e, "=") {
+			return s, fmt.Errorf("--env %q: want KEY=VALUE", e)
+		}
+	}
 	for _, d := range []string{s.MaxTime, s.NoOutputTime} {
 		if d != "" {
 			if _, err := time.ParseDuration(d); err != nil {
@@ -136,12 +128,6 @@ func (c *RunCmd) settings(timeoutGiven bool) (job.Settings, error) {
 			}
 		}
 	}
-	for _, e := range c.Env {
-		if !strings.Contains(e, "=") {
-			return s, fmt.Errorf("--env %q: want KEY=VALUE", e)
-		}
-	}
-	s.Environment = append(s.Environment, c.Env...)
 	if a := s.StoreAccess; a != nil && a.ConnectTimeout != "" {
 		if d, err := time.ParseDuration(a.ConnectTimeout); err != nil || d <= 0 {
 			return s, fmt.Errorf("store_access: bad connect_timeout %q (want a positive Go duration such as 30s)", a.ConnectTimeout)
@@ -165,6 +151,9 @@ func (c *RunCmd) run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 	settings, err := c.settings(cli.FlagGiven(k, "connect-timeout"))
 	if err != nil {
 		return err
+	}
+	if c.Jobs != 0 && len(c.Executors) > 0 {
+		return errors.New("give -j or --executor, not both (-j N is --executor local:N)")
 	}
 	jobs := c.Jobs
 	if jobs <= 0 {
@@ -217,7 +206,19 @@ func (c *RunCmd) run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 	} else if n > 0 {
 		fmt.Fprintf(g.Stderr, "pkgsched: killed %d orphaned builder processes of an earlier run\n", n)
 	}
-	ex, err := local.New(local.Config{Pkgrun: c.Pkgrun, Slots: jobs, Settings: settings, Tag: abs, SettingsFile: settingsFile(abs, g.Stderr)})
+	specs := c.Executors
+	if len(specs) == 0 {
+		specs = []string{fmt.Sprintf("local:%d", jobs)}
+	}
+	ident, known := c.SSHIdentity, c.KnownHosts
+	if ident == "" {
+		ident = c.Build.Access.SSHIdentity
+	}
+	if known == "" {
+		known = c.Build.Access.KnownHosts
+	}
+	ex, err := execopen.Open(ctx, specs, execopen.Env{Settings: settings, Tag: abs, Pkgrun: c.Pkgrun,
+		SettingsFile: settingsFile(abs, g.Stderr), SSHIdentity: ident, KnownHosts: known, Log: g.Stderr})
 	if err != nil {
 		return err
 	}
@@ -355,14 +356,11 @@ func (c *StatusCmd) Run(ctx context.Context, g *cli.Globals) error {
 		}
 		tw.Flush()
 	}
-	if err := st.WriteFailures(w); err != nil {
-		return err
-	}
 	left := st.Counts[sched.Open] + st.Counts[sched.InProcessing]
-	if left > 0 && (st.Scheduler == nil || st.Scheduler.Alive || !st.Scheduler.Known) {
+	if left > 0 {
 		fmt.Fprintf(w, "left: %d packages, about %s on %d slots\n", left, dur(st.ETAMS), max(st.Slots, 1))
 	}
-	return st.WriteLiveness(w, c.DB)
+	return nil
 }
 
 // SimulateCmd is pkgsched simulate.
