@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -73,6 +74,10 @@ func ReadLiveness(ctx context.Context, d *sql.DB, now time.Time) (*Liveness, err
 	l.Known = true
 	l.AgeMS = max(now.UnixMilli()-l.AtMS, 0)
 	l.Alive = !l.Ended && time.Duration(l.AgeMS)*time.Millisecond < StaleAfter
+	if l.Alive && !processAlive(l.Host, l.PID) {
+		// Killed on this host: no need to wait for the beats to stop.
+		l.Alive = false
+	}
 	return l, nil
 }
 
@@ -89,7 +94,16 @@ func (l *Liveness) Message() string {
 	case l.Ended:
 		return fmt.Sprintf("no scheduler running since %s (pid %d on %s ended)", at, l.PID, l.Host)
 	}
-	return fmt.Sprintf("no scheduler running since %s (pid %d on %s stopped beating %s ago: killed or its host is down)", at, l.PID, l.Host, ago(l.AgeMS))
+	return fmt.Sprintf("no scheduler running since %s (pid %d on %s is gone: killed, or its host is down)", at, l.PID, l.Host)
+}
+
+// processAlive reports whether pid may still run on host: false only
+// when host is this machine and no process pid exists.
+func processAlive(host string, pid int) bool {
+	if me, err := os.Hostname(); err != nil || me != host || pid <= 0 {
+		return true
+	}
+	return !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 func ago(ms int64) string {

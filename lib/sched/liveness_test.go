@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,9 @@ func TestLiveness(t *testing.T) {
 	}{
 		{"never", nil, false, ""},
 		{"fresh", &sched.Heartbeat{AtMS: now.Add(-3 * time.Second).UnixMilli(), PID: 42, Host: "b1"}, true, "scheduler running: pid 42 on b1"},
-		{"killed", &sched.Heartbeat{AtMS: now.Add(-time.Minute).UnixMilli(), PID: 42, Host: "b1"}, false, "no scheduler running since 2026-12-04T19:59:00Z (pid 42 on b1 stopped beating 1m0s ago"},
+		{"killed", &sched.Heartbeat{AtMS: now.Add(-time.Minute).UnixMilli(), PID: 42, Host: "b1"}, false, "no scheduler running since 2026-12-04T19:59:00Z (pid 42 on b1 is gone: killed, or its host is down)"},
+		{"killed here", &sched.Heartbeat{AtMS: now.Add(-time.Second).UnixMilli(), PID: deadPID(t), Host: hostname(t)}, false, "no scheduler running since 2026-12-04T19:59:59Z"},
+		{"alive here", &sched.Heartbeat{AtMS: now.Add(-time.Second).UnixMilli(), PID: os.Getpid(), Host: hostname(t)}, true, "scheduler running"},
 		{"ended", &sched.Heartbeat{AtMS: now.Add(-time.Second).UnixMilli(), PID: 7, Host: "b2", Ended: true}, false, "no scheduler running since 2026-12-04T19:59:59Z (pid 7 on b2 ended)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,6 +49,23 @@ func TestLiveness(t *testing.T) {
 			}
 		})
 	}
+}
+
+func hostname(t *testing.T) string {
+	h, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// deadPID returns the pid of a process that ended.
+func deadPID(t *testing.T) int {
+	c := exec.Command("true")
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return c.Process.Pid
 }
 
 // TestStatusAfterKill: a run that stopped beating with jobs in_processing
@@ -86,7 +107,7 @@ func TestStatusAfterKill(t *testing.T) {
 	st.WriteLiveness(&out, path)
 	for _, want := range []string{"failed (2):", "f-1.0  failed in configure  breaks 2", "s-1.0  prefailed",
 		"no scheduler running since " + time.UnixMilli(killed.UnixMilli()).UTC().Format(time.RFC3339),
-		"the 1 jobs shown as running are not", "to resume (1 packages left): pkgsched run --db " + path} {
+		"the 1 jobs shown as running are not", "to resume (1 packages left): pkgsched run --db " + path + ", with the options"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, out.String())
 		}

@@ -148,7 +148,7 @@ func ReadStatus(ctx context.Context, d *sql.DB, now time.Time) (*Status, error) 
 	}
 	st.ETAMS = sim.MakespanMS
 	if left := st.Counts[Open] + st.Counts[InProcessing]; left > 0 && st.Started && !st.Scheduler.Alive {
-		st.Scheduler.Resume = fmt.Sprintf("%d packages are left: run 'pkgsched run --db DB' again to resume (what shows as running is started again)", left)
+		st.Scheduler.Resume = fmt.Sprintf("%d packages are left: run 'pkgsched run --db DB' again, with the options of the run that stopped, to resume (what shows as running is started again)", left)
 	}
 	return st, nil
 }
@@ -199,7 +199,7 @@ func (st *Status) WriteLiveness(w io.Writer, dbPath string) error {
 	if n := st.Counts[InProcessing]; n > 0 {
 		fmt.Fprintf(w, "the %d jobs shown as running are not: they are started again by the next run\n", n)
 	}
-	_, err := fmt.Fprintf(w, "to resume (%d packages left): pkgsched run --db %s\n", left, dbPath)
+	_, err := fmt.Fprintf(w, "to resume (%d packages left): pkgsched run --db %s, with the options of the run that stopped\n", left, dbPath)
 	return err
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
@@ -26,6 +27,9 @@ type ServeCmd struct {
 	TokenFile string `type:"existingfile" placeholder:"FILE" help:"File holding a token every request must present (open the page as /?token=TOKEN); required to answer to names other than loopback ones."`
 	WorkRoot  string `placeholder:"DIR" help:"pkgrun's work root, for the running jobs' logs (default: from the settings file of the pkgsched run on this database)."`
 	Store     string `placeholder:"URL" help:"Package store, for links to failed packages' logs when it is a file:// store (default: as for --work-root)."`
+
+	mu   sync.Mutex
+	last job.Settings // of the newest run seen: its file goes when the run ends
 }
 
 // Help is serve's long help.
@@ -106,13 +110,17 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals) error {
 func (c *ServeCmd) sources(abs string) statuspage.Sources {
 	workRoot, storeURL := c.WorkRoot, c.Store
 	if workRoot == "" || storeURL == "" {
+		c.mu.Lock()
 		if s, ok := newestSettings(abs); ok {
-			if workRoot == "" {
-				workRoot = s.WorkRoot
-			}
-			if storeURL == "" {
-				storeURL = s.Store
-			}
+			c.last = s
+		}
+		s := c.last
+		c.mu.Unlock()
+		if workRoot == "" {
+			workRoot = s.WorkRoot
+		}
+		if storeURL == "" {
+			storeURL = s.Store
 		}
 	}
 	src := statuspage.Sources{WorkRoot: workRoot}

@@ -46,7 +46,8 @@ function renderHeader(s) {
   document.getElementById("database").textContent = s.database;
   const p = document.getElementById("scheduler");
   const l = s.scheduler || {};
-  p.className = "scheduler " + (l.alive ? "alive" : (l.known ? "dead" : ""));
+  const left = (s.counts.queued || 0) + (s.counts.running || 0);
+  p.className = "scheduler " + (l.alive ? "alive" : (l.known && left > 0 ? "dead" : ""));
   p.textContent = s.message || (s.started ? "no scheduler heartbeat recorded" : "no build started yet");
   const r = document.getElementById("resume");
   if (l.resume) {
