@@ -509,12 +509,19 @@ func (e *Executor) retire(err error) {
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // killScript sends sig to the process groups pids whose leader still
-// carries the tag (a reused pid is left alone).
+// carries the tag (a reused pid is left alone); after SIGKILL it waits
+// for each leader to die.
 func killScript(tag, sig string, pids []int) string {
 	var b strings.Builder
 	want := TagVar + "=" + tag
 	for _, p := range pids {
-		fmt.Fprintf(&b, "if tr '\\0' '\\n' < /proc/%d/environ 2>/dev/null | grep -qxF -- %s; then kill -%s -%d 2>/dev/null; fi; ", p, quote(want), sig, p)
+		fmt.Fprintf(&b, "if tr '\\0' '\\n' < /proc/%d/environ 2>/dev/null | grep -qxF -- %s; then kill -%s -%d 2>/dev/null; ", p, quote(want), sig, p)
+		if sig == "KILL" {
+			// Wait (up to 5s) until the leader is dead (gone or a
+			// zombie), so that nothing of it runs once we return.
+			fmt.Fprintf(&b, "i=0; while [ $i -lt 100 ] && [ -e /proc/%d ] && ! grep -q ') Z' /proc/%d/stat 2>/dev/null; do sleep 0.05; i=$((i+1)); done; ", p, p)
+		}
+		b.WriteString("fi; ")
 	}
 	b.WriteString("true")
 	return b.String()

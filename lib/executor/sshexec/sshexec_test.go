@@ -1,7 +1,14 @@
 package sshexec_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,4 +50,111 @@ func TestSuite(t *testing.T) {
 	executortest.Run(t, func(t *testing.T, s job.Settings, slots int) executor.Executor {
 		return newExec(t, srv, s, slots, "")
 	})
+}
+
+// ppid returns the parent of pid.
+func ppid(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	p, _ := strconv.Atoi(f[1])
+	return p
+}
+
+func markerPid(t *testing.T, dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "running.hang-1.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(string(b))
+	return p
+}
+
+// TestLost breaks the connection of a running job: its sshd processes
+// killed (the link breaks, the host is still there), or stopped (the host
+// hangs: keep-alives go unanswered). Run must report a lost worker within
+// the deadline and the builder must be dead by then.
+func TestLost(t *testing.T) {
+	srv := storetest.StartSSHD(t)
+	t.Run("SessionsKilled", func(t *testing.T) {
+		dir := t.TempDir()
+		e := newExec(t, srv, executortest.Settings(dir, 0), 1, "")
+		executortest.Lost(t, e, dir, 10*time.Second, func() {
+			if n := srv.DropSessions(); n == 0 {
+				t.Error("no sshd session to kill")
+			}
+		}, func() {}, false)
+	})
+	t.Run("Stopped", func(t *testing.T) {
+		dir := t.TempDir()
+		e := newExec(t, srv, executortest.Settings(dir, 0), 1, "")
+		var stopped []int
+		executortest.Lost(t, e, dir, 10*time.Second, func() {
+			// The builder's sshd session process: the connection
+			// hangs, the listener still answers.
+			stopped = []int{ppid(t, markerPid(t, dir))}
+			for _, p := range stopped {
+				syscall.Kill(p, syscall.SIGSTOP)
+			}
+		}, func() {
+			for _, p := range stopped {
+				syscall.Kill(p, syscall.SIGCONT)
+			}
+		}, false)
+	})
+}
+
+// TestHostDown checks the circuit breaker: a host that cannot be reached
+// is given up after GiveUp tries, with back-off between them.
+func TestHostDown(t *testing.T) {
+	srv := storetest.StartSSHD(t)
+	srv.Stop()
+	e := newExec(t, srv, executortest.Settings(t.TempDir(), 0), 1, "")
+	start := time.Now()
+	_, err := e.Acquire(context.Background())
+	if !errors.Is(err, executor.ErrLost) {
+		t.Fatalf("Acquire on a host that is down: %v, want ErrLost", err)
+	}
+	// Three tries, 100ms then 200ms apart.
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("gave up after %v: no back-off", d)
+	}
+}
+
+// TestUnknownHostKey: a host whose key is not in known_hosts is refused.
+func TestUnknownHostKey(t *testing.T) {
+	srv := storetest.StartSSHD(t)
+	empty := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(empty, nil, 0o644)
+	e, err := sshexec.New(sshexec.Config{
+		Host:         sshexec.Host{User: srv.User, Host: srv.Host, Port: srv.Port, Slots: 1, Pkgrun: executortest.FakePkgrun(t)},
+		IdentityFile: srv.IdentityFile, KnownHosts: empty, GiveUp: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.Acquire(context.Background()); err == nil || !strings.Contains(err.Error(), "unknown") {
+		t.Fatalf("unknown host key: %v", err)
+	}
+}
+
+// TestWrongPkgrun: a pkgrun that does not speak our result version is
+// refused at connect.
+func TestWrongPkgrun(t *testing.T) {
+	srv := storetest.StartSSHD(t)
+	e, err := sshexec.New(sshexec.Config{
+		Host:         sshexec.Host{User: srv.User, Host: srv.Host, Port: srv.Port, Slots: 1, Pkgrun: "/bin/echo"},
+		IdentityFile: srv.IdentityFile, KnownHosts: srv.KnownHosts, GiveUp: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.Acquire(context.Background()); err == nil || !strings.Contains(err.Error(), "result version") {
+		t.Fatalf("wrong pkgrun: %v", err)
+	}
 }
