@@ -1,11 +1,11 @@
 // Package examples holds no code: it is the home of the bundled example
 // pkgsrc-like trees and of the tests that check them with the real bmake.
 //
-// tree/ is a small package tree written for Debian's bmake: 37 package
-// directories (41 scan records with the multi-version variants) with
+// tree/ is a small package tree written for Debian's bmake: 43 package
+// directories (47 scan records with the multi-version variants) with
 // dependency chains, a diamond, multi-version Python modules, skip and fail
-// reasons, an unresolvable dependency, a bootstrap package and a build that
-// really fails. cycle-tree/ is a tiny tree whose dependencies form a cycle.
+// reasons, an unresolvable dependency, a bootstrap package, a build that
+// really fails and distfiles fetched from MASTER_SITES. cycle-tree/ is a tiny tree whose dependencies form a cycle.
 // README.md beside this file is the contract the tools rely on: the make
 // targets and variables, how dependencies must be installed before a build,
 // and the layout of the package files the tree produces.

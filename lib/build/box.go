@@ -177,8 +177,8 @@ func (b *box) spec(c sandbox.Cmd, network bool) sandbox.Spec {
 
 // env is the whole environment of a command in the sandbox: a fixed
 // minimal set, then Settings.Environment. Nothing of pkgrun's own
-// environment (store keys, SSH_AUTH_SOCK...) reaches a build. WRKOBJDIR
-// and PACKAGES come from the environment, so the kit's mk.conf, which
+// environment (store keys, SSH_AUTH_SOCK...) reaches a build. WRKOBJDIR,
+// PACKAGES and DISTDIR come from the environment, so the kit's mk.conf, which
 // make reads after it, decides where they are when it sets them.
 func (r *run) env() []string {
 	env := []string{
@@ -188,6 +188,7 @@ func (r *run) env() []string {
 		"TERM=dumb",
 		"WRKOBJDIR=" + boxWrkObj,
 		"PACKAGES=" + boxPackages,
+		"DISTDIR=" + boxDistdir,
 	}
 	return append(env, r.Settings.Environment...)
 }

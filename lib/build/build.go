@@ -191,6 +191,7 @@ type run struct {
 	box                   *box
 	// What make says of the package (show-vars, before anything runs).
 	localbase, pkgdb, stagePkgfile, pkgfile string
+	distVars                                []string // distfileVars' values (distfiles.go)
 
 	lastWhy proc.Why // what ended the last failed command
 
@@ -290,7 +291,7 @@ func (r *run) do(ctx context.Context) error {
 	// 1. Version skew, and what the package's make says about where
 	// things go.
 	r.progress("checking the tree's PKGNAME")
-	vals, msg, err := r.showVars(ctx, "PKGNAME", "LOCALBASE", "PKG_DBDIR", "STAGE_PKGFILE", "PKGFILE")
+	vals, msg, err := r.showVars(ctx, append([]string{"PKGNAME", "LOCALBASE", "PKG_DBDIR", "STAGE_PKGFILE", "PKGFILE"}, distfileVars...)...)
 	if err != nil {
 		return err
 	}
@@ -300,6 +301,7 @@ func (r *run) do(ctx context.Context) error {
 	}
 	name := vals[0]
 	r.localbase, r.pkgdb, r.stagePkgfile, r.pkgfile = vals[1], vals[2], vals[3], vals[4]
+	r.distVars = vals[5:]
 	if name != j.PkgName {
 		r.res.Status = job.StatusSkew
 		r.res.Message = fmt.Sprintf("version skew: the job is %s but %s in the tree makes %s", j.PkgName, j.PkgLocation, name)

@@ -153,7 +153,7 @@ func (r *run) phases(ctx context.Context) (bool, error) {
 	}{
 		{"pre-clean", func(p *phaseRun) (bool, error) { return p.make(ctx, true, "clean") }},
 		{"depends", func(p *phaseRun) (bool, error) { return r.installDepends(ctx, p) }},
-		{"checksum", func(p *phaseRun) (bool, error) { return p.make(ctx, false, "checksum") }},
+		{"checksum", func(p *phaseRun) (bool, error) { return r.checksum(ctx, p) }}, // distfiles.go
 		{"configure", func(p *phaseRun) (bool, error) {
 			if strings.HasSuffix(j.UsergroupPhase, "configure") {
 				if ok, err := p.make(ctx, false, "create-usergroup"); !ok || err != nil {

@@ -10,7 +10,9 @@
 #   TOOL_DEPENDS+=	{a,b}>=1:../../cat/a		tools run during the build
 #
 # Optional: DISTFILES (default ${DISTNAME}.tar.gz in ${DISTDIR}; empty for a
-# package without distfiles), WRKSRC, BROKEN (-> PKG_FAIL_REASON),
+# package without distfiles), DIST_SUBDIR (the distfiles are in
+# ${DISTDIR}/${DIST_SUBDIR} and distinfo names them with it), MASTER_SITES
+# (URLs ending in /, file:// or http(s)://), WRKSRC, BROKEN (-> PKG_FAIL_REASON),
 # ONLY_FOR_PLATFORM / NOT_FOR_PLATFORM (-> PKG_SKIP_REASON), PKG_SKIP_REASON,
 # PKG_FAIL_REASON, RESTRICTED, NO_BIN_ON_FTP, BOOTSTRAP_PKG, USERGROUP_PHASE,
 # PBULK_WEIGHT, USE_LANGUAGES=c (C packages: needs the bootstrap mk files),
@@ -19,7 +21,9 @@
 #
 # Targets (each runs the phases before it that have not run yet; a phase's
 # completion is a cookie file in ${WRKDIR}):
-#   checksum                verify the distfiles against distinfo (SHA256)
+#   fetch                   copy each missing distfile from ${DIST_PATH}, else
+#                           fetch it from MASTER_SITES (curl or wget)
+#   checksum                fetch, then verify the distfiles against distinfo (SHA256)
 #   depends                 check that every dependency is installed (never builds one)
 #   extract configure all   unpack (and apply patches/patch-*), configure, build
 #   stage-install           install into ${DESTDIR} = ${WRKDIR}/.destdir
@@ -49,6 +53,15 @@ PKGBASE=	${PKGNAME:C/-[^-]*$//}
 PKGVERSION=	${PKGNAME:C/^.*-//}
 EXTRACT_SUFX?=	.tar.gz
 DISTFILES?=	${DISTNAME}${EXTRACT_SUFX}
+MASTER_SITES?=	# none
+# As pkgsrc: the files relative to ${DISTDIR}, with ${DIST_SUBDIR}.
+.if defined(DIST_SUBDIR) && !empty(DIST_SUBDIR)
+_DISTFILES=	${DISTFILES:@.f.@${DIST_SUBDIR}/${.f.}@}
+.else
+_DISTFILES=	${DISTFILES}
+.endif
+_ALLFILES=	${_DISTFILES:O:u}
+_CKSUMFILES=	${_ALLFILES}
 MAINTAINER?=	pkgsrc-users@NetBSD.org
 HOMEPAGE?=	# none
 LICENSE?=	# none
@@ -129,11 +142,11 @@ _RUN=		${SH} ${EX_MK}/scripts/logrun.sh ${WRKLOG:U:Q}
 _BUILD_VERSION_FILES=	${:!cd ${PKGSRCDIR} && { find ${PKGPATH} -maxdepth 1 -type f; find ${PKGPATH}/files ${PKGPATH}/patches -type f 2>/dev/null || true; } | LC_ALL=C sort!}
 
 # ---- phases -----------------------------------------------------------------
-.PHONY: checksum depends extract configure build all stage-install \
+.PHONY: fetch checksum depends extract configure build all stage-install \
 	stage-package-create package-create package create-usergroup clean \
 	distinfo makesum show-var show-vars pre-configure do-configure post-configure \
 	pre-build do-build post-build pre-install do-install post-install \
-	_ex-reasons _ex-extract
+	_ex-reasons _ex-extract _ex-fetch
 
 _ex-reasons:
 .if !empty(PKG_SKIP_REASON) || !empty(PKG_FAIL_REASON)
@@ -141,8 +154,14 @@ _ex-reasons:
 	@false
 .endif
 
-checksum: _ex-reasons
-	@${SH} ${EX_MK}/scripts/checksum.sh ${DISTINFO_FILE:Q} ${DISTDIR:Q} ${DISTFILES}
+fetch: _ex-reasons _ex-fetch
+_ex-fetch:
+.if !empty(_ALLFILES)
+	@${SH} ${EX_MK}/scripts/fetch.sh ${DISTDIR:Q} "${DIST_PATH}" "${MASTER_SITES}" ${_ALLFILES}
+.endif
+
+checksum: fetch
+	@${SH} ${EX_MK}/scripts/checksum.sh ${DISTINFO_FILE:Q} ${DISTDIR:Q} ${_CKSUMFILES}
 
 .if exists(${_COOKIE.depends})
 depends:
@@ -168,7 +187,7 @@ _ex-extract:
 	@mkdir -p ${WRKSRC:Q}
 	@if [ -d ${FILESDIR:Q} ]; then cp -R ${FILESDIR:Q}/. ${WRKSRC:Q}/; fi
 .  else
-.    for f in ${DISTFILES}
+.    for f in ${_DISTFILES}
 	@cd ${WRKDIR:Q} && ${_RUN} ${TAR} -xzf ${DISTDIR:Q}/${f:Q}
 .    endfor
 .  endif
@@ -253,9 +272,9 @@ do-install:
 .endif
 
 # ---- maintenance --------------------------------------------------------------
-distinfo makesum:
+distinfo makesum: _ex-fetch
 	@{ echo '$$NetBSD$$'; echo; \
-	  for f in ${DISTFILES}; do \
+	  for f in ${_CKSUMFILES}; do \
 	    echo "SHA256 ($$f) = $$(sha256sum < ${DISTDIR:Q}/$$f | cut -d' ' -f1)"; \
 	    echo "Size ($$f) = $$(wc -c < ${DISTDIR:Q}/$$f | tr -d ' ') bytes"; \
 	  done; \

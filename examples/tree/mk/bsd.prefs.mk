@@ -16,6 +16,13 @@
 #                                   default ${TMPDIR}/pkgbulk-examples-work
 #   PACKAGES   `package` copies the package file to ${PACKAGES}/All/.
 #                               default ${TMPDIR}/pkgbulk-examples-packages
+#   DISTDIR    distfiles are looked for (and fetched) here.
+#                              default ${TMPDIR}/pkgbulk-examples-distfiles
+#   DIST_PATH  directories searched for a distfile missing from DISTDIR
+#              before MASTER_SITES; a file found is copied.
+#                                            default ${PKGSRCDIR}/distfiles
+#   MASTER_SITE_EXAMPLE  the "internet" of the tree: where the packages
+#              with MASTER_SITES fetch from.  default file://${PKGSRCDIR}/sites/example/
 #   WRKLOG     commands run by the build phases are appended to this file.
 #   MAKECONF   optional mk.conf, read first when it exists.
 
@@ -46,7 +53,9 @@ PACKAGES?=	${TMPDIR}/pkgbulk-examples-packages
 # symbolic link to this directory.
 PKGSRCDIR:=	${.CURDIR:tA:H:H}
 PKGPATH?=	${.CURDIR:H:T}/${.CURDIR:T}
-DISTDIR?=	${PKGSRCDIR}/distfiles
+DISTDIR?=	${TMPDIR}/pkgbulk-examples-distfiles
+DIST_PATH?=	${PKGSRCDIR}/distfiles
+MASTER_SITE_EXAMPLE?=	file://${PKGSRCDIR}/sites/example/
 FILESDIR?=	${.CURDIR}/files
 
 CC?=		cc

@@ -79,6 +79,7 @@ type CLI struct {
 	Status   StatusCmd   `cmd:"" help:"Show counts per state, running jobs and the time left."`
 	Simulate SimulateCmd `cmd:"" help:"Simulate a build on a virtual clock: makespan, utilisation, lower bound."`
 	Report   ReportCmd   `cmd:"" help:"Write pbulk's report files (meta/report, report.txt, report.html) from the database."`
+	Serve    ServeCmd    `cmd:"" help:"Serve a live status page and its JSON API, read-only, from the database."`
 }
 
 // RunCmd is pkgsched run.
@@ -356,11 +357,14 @@ func (c *StatusCmd) Run(ctx context.Context, g *cli.Globals) error {
 		}
 		tw.Flush()
 	}
+	if err := st.WriteFailures(w); err != nil {
+		return err
+	}
 	left := st.Counts[sched.Open] + st.Counts[sched.InProcessing]
-	if left > 0 {
+	if left > 0 && (st.Scheduler == nil || st.Scheduler.Alive || !st.Scheduler.Known) {
 		fmt.Fprintf(w, "left: %d packages, about %s on %d slots\n", left, dur(st.ETAMS), max(st.Slots, 1))
 	}
-	return nil
+	return st.WriteLiveness(w, c.DB)
 }
 
 // SimulateCmd is pkgsched simulate.

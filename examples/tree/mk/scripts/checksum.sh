@@ -1,7 +1,8 @@
 #!/bin/sh
 # checksum.sh DISTINFO DISTDIR FILE...: verify each distfile's SHA256 and
-# size against distinfo.  Any missing file, missing entry or mismatch is
-# an error; nothing is fetched.
+# size against distinfo (FILE relative to DISTDIR, DIST_SUBDIR included).
+# Any missing file, missing entry or mismatch is an error; nothing is
+# fetched here (the fetch target ran before).
 set -eu
 distinfo=$1 distdir=$2
 shift 2
@@ -13,10 +14,10 @@ fi
 status=0
 for f in "$@"; do
 	if [ ! -f "$distdir/$f" ]; then
-		echo "checksum: distfile $distdir/$f is missing (this tree never fetches)" >&2
+		echo "checksum: distfile $distdir/$f is missing" >&2
 		status=1; continue
 	fi
-	want=$(sed -n "s/^SHA256 ($f) = //p" "$distinfo")
+	want=$(awk -v f="($f)" '$1 == "SHA256" && $2 == f && $3 == "=" { print $4 }' "$distinfo")
 	if [ -z "$want" ]; then
 		echo "checksum: $distinfo has no SHA256 entry for $f" >&2
 		status=1; continue
@@ -26,7 +27,7 @@ for f in "$@"; do
 		echo "checksum: SHA256 MISMATCH for $distdir/$f: distinfo says $want, the file has $got" >&2
 		status=1; continue
 	fi
-	size=$(sed -n "s/^Size ($f) = \([0-9]*\) bytes\$/\1/p" "$distinfo")
+	size=$(awk -v f="($f)" '$1 == "Size" && $2 == f && $3 == "=" && $5 == "bytes" { print $4 }' "$distinfo")
 	if [ -n "$size" ] && [ "$size" != "$(wc -c < "$distdir/$f" | tr -d ' ')" ]; then
 		echo "checksum: size mismatch for $distdir/$f (distinfo says $size bytes)" >&2
 		status=1; continue
