@@ -29,6 +29,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -51,6 +52,10 @@ type Sources struct {
 type Options struct {
 	DB       *sql.DB // opened read-only (db.OpenReadOnly)
 	Database string  // the database's path, shown by its base name
+	// Open, when not nil, opens Database again once the file at that
+	// path is another one (pkgdag build replaced it for a new build), so a
+	// server left running follows the next build. DB is the first one.
+	Open func(ctx context.Context) (*sql.DB, error)
 	// Token, when not empty, is required of every request: as ?token=
 	// (which sets a cookie and redirects), the cookie, or an
 	// Authorization: Bearer header.
@@ -74,6 +79,8 @@ type Server struct {
 	token [32]byte
 
 	mu     sync.Mutex
+	db     *sql.DB
+	file   os.FileInfo // of Database when db was opened
 	hist   *history
 	cached []byte
 	at     time.Time
@@ -92,7 +99,8 @@ func New(opts Options) *Server {
 	if opts.Sources == nil {
 		opts.Sources = func() Sources { return Sources{} }
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux(), hist: newHistory()}
+	s := &Server{opts: opts, mux: http.NewServeMux(), hist: newHistory(), db: opts.DB}
+	s.file, _ = os.Stat(opts.Database)
 	s.token = sha256.Sum256([]byte(opts.Token))
 	static, _ := fs.Sub(assets, "assets")
 	files := http.FileServerFS(static)
@@ -203,7 +211,10 @@ func (s *Server) snapshotJSON(ctx context.Context) ([]byte, error) {
 
 // Snapshot reads the database at now. The caller holds s.mu.
 func (s *Server) Snapshot(ctx context.Context, now time.Time) (*Snapshot, error) {
-	d := s.opts.DB
+	d, err := s.current(ctx)
+	if err != nil {
+		return nil, err
+	}
 	st, err := sched.ReadStatus(ctx, d, now)
 	if err != nil {
 		return nil, err
@@ -273,6 +284,33 @@ func (s *Server) Snapshot(ctx context.Context, now time.Time) (*Snapshot, error)
 		snap.Failures = append(snap.Failures, x)
 	}
 	return snap, nil
+}
+
+// Close closes the database the server reads (it owns one it opened
+// again).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db.Close()
+}
+
+// current returns the database to read: the one opened, or the file now
+// at the path when it was replaced and Open is set.
+func (s *Server) current(ctx context.Context) (*sql.DB, error) {
+	if s.opts.Open == nil || s.file == nil {
+		return s.db, nil
+	}
+	fi, err := os.Stat(s.opts.Database)
+	if err != nil || os.SameFile(fi, s.file) {
+		return s.db, nil // gone for a moment, or the same: keep reading what is open
+	}
+	d, err := s.opts.Open(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open the new %s: %w", s.opts.Database, err)
+	}
+	s.db.Close()
+	s.db, s.file, s.hist = d, fi, newHistory()
+	return d, nil
 }
 
 // sortBuilders orders builders by name, numbers in names by value

@@ -2,6 +2,7 @@ package statuspage_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/db"
 	"github.com/pkgbulk/pkgbulk/lib/sched/schedtest"
 	"github.com/pkgbulk/pkgbulk/lib/statuspage"
 )
@@ -177,5 +179,35 @@ func TestSnapshot(t *testing.T) {
 	}
 	if snap.Scheduler == nil || snap.Scheduler.Known {
 		t.Errorf("scheduler %+v", snap.Scheduler)
+	}
+}
+
+// TestDatabaseReplaced: a server left running follows the database that
+// pkgdag build renames over the old one.
+func TestDatabaseReplaced(t *testing.T) {
+	path := newBuild(t, []schedtest.Pkg{{Name: "a-1.0"}}, "")
+	d, err := db.OpenReadOnly(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := statuspage.New(statuspage.Options{DB: d, Database: path,
+		Open: func(ctx context.Context) (*sql.DB, error) { return db.OpenReadOnly(ctx, path) }})
+	defer h.Close()
+	total := func() int {
+		snap, err := h.Snapshot(context.Background(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.Total
+	}
+	if n := total(); n != 1 {
+		t.Fatalf("total %d", n)
+	}
+	next := newBuild(t, []schedtest.Pkg{{Name: "a-1.0"}, {Name: "b-1.0"}}, "")
+	if err := os.Rename(next, path); err != nil {
+		t.Fatal(err)
+	}
+	if n := total(); n != 2 {
+		t.Errorf("total after the database was replaced: %d", n)
 	}
 }

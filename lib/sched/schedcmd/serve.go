@@ -2,6 +2,7 @@ package schedcmd
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
@@ -56,7 +57,12 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	owned := false // once the page owns d, it closes it
+	defer func() {
+		if !owned {
+			d.Close()
+		}
+	}()
 	var token string
 	if c.TokenFile != "" {
 		b, err := os.ReadFile(c.TokenFile)
@@ -78,11 +84,15 @@ func (c *ServeCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if !loopback && token == "" {
 		fmt.Fprintf(g.Stderr, "pkgsched: serving %s without a token: anyone who reaches %s can read the build's status and logs\n", c.DB, ln.Addr())
 	}
+	page := statuspage.New(statuspage.Options{
+		DB: d, Database: abs, Token: token, LoopbackOnly: loopback && token == "",
+		Open:    func(ctx context.Context) (*sql.DB, error) { return db.OpenReadOnly(ctx, abs) },
+		Sources: func() statuspage.Sources { return c.sources(abs) },
+	})
+	owned = true
+	defer page.Close()
 	srv := &http.Server{
-		Handler: statuspage.New(statuspage.Options{
-			DB: d, Database: abs, Token: token, LoopbackOnly: loopback && token == "",
-			Sources: func() statuspage.Sources { return c.sources(abs) },
-		}),
+		Handler:           page,
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      time.Minute,
 		IdleTimeout:       2 * time.Minute,
