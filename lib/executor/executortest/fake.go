@@ -61,8 +61,8 @@ func Settings(dir string, sleep time.Duration) job.Settings {
 // dependency was built.
 const LogName = "built.log"
 
-// Fake is the fake pkgrun. It reads the record on stdin and the settings
-// from --job FILE, and behaves according to the PKGBASE's prefix:
+// Fake is the fake pkgrun. It reads the record on stdin (or from --input
+// FILE) and the settings from --job FILE, and behaves according to the PKGBASE's prefix:
 //
 //	fail     result failed (exit 1)      skew     result skew (exit 1)
 //	timeout  result timeout (exit 1)     crash    exit 2, no result
@@ -99,6 +99,16 @@ func Fake(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "fake pkgrun:", err)
 				return 2
 			}
+			i++
+		}
+		if args[i] == "--input" && i+1 < len(args) {
+			f, err := os.Open(args[i+1])
+			if err != nil {
+				fmt.Fprintln(stderr, "fake pkgrun:", err)
+				return 2
+			}
+			defer f.Close()
+			stdin = f
 			i++
 		}
 	}

@@ -95,18 +95,42 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 	stdout := protocol.LimitedBuffer{Max: protocol.MaxStdout}
 	stderr := protocol.TailBuffer{Max: protocol.StderrTail}
 	pw := &pidWriter{got: make(chan struct{}), rest: &stdout}
-	sess.Stdin = bytes.NewReader(j.Record)
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return nil, lost("open a session: %v", err)
+	}
 	sess.Stdout = pw
 	sess.Stderr = &stderr
-	cmd := fmt.Sprintf("echo pkgsched-pid $$; exec env %s %s --job %s",
-		quote(TagVar+"="+e.cfg.Tag), quote(e.cfg.Host.Pkgrun), quote(e.docPath))
 	start := time.Now()
-	if err := sess.Start(cmd); err != nil {
+	if err := sess.Start(jobScript(e.cfg.Tag, e.cfg.Host.Pkgrun, e.docPath, len(j.Record), e.cfg.Deadline)); err != nil {
 		s.c.kill(fmt.Errorf("start a job: %v", err))
 		return nil, lost("start pkgrun: %v", err)
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- sess.Wait() }()
+	// The record, then a heartbeat for the builder's watchdog until the
+	// job ends (the writes may block on a dead connection: not waited
+	// for).
+	beat := make(chan struct{})
+	defer close(beat)
+	go func() {
+		if _, err := stdin.Write(j.Record); err != nil {
+			return
+		}
+		t := time.NewTicker(e.cfg.KeepAlive)
+		defer t.Stop()
+		for {
+			select {
+			case <-beat:
+				stdin.Close()
+				return
+			case <-t.C:
+				if _, err := stdin.Write([]byte{'.'}); err != nil {
+					return
+				}
+			}
+		}
+	}()
 	var werr error
 	select {
 	case werr = <-waited:
@@ -223,10 +247,13 @@ func (s *slot) lostJob(pid int) {
 			return
 		}
 	}
-	fmt.Fprintf(e.cfg.Log, "pkgsched: %s: could not kill the builder of a lost job (process group %d): %v; it will be killed when the host is back\n", s.Name(), pid, err)
+	fmt.Fprintf(e.cfg.Log, "pkgsched: %s: could not kill the builder of a lost job (process group %d): %v; waiting %s for its watchdog\n", s.Name(), pid, err, e.cfg.Deadline+time.Second)
 	e.mu.Lock()
 	e.orphans = append(e.orphans, pid)
 	e.mu.Unlock()
+	// Without heartbeats the builder's watchdog kills its group after
+	// the deadline: once that passed, the job may run elsewhere.
+	time.Sleep(e.cfg.Deadline + time.Second)
 }
 
 // clean removes what a killed or crashed pkgrun left in the work root.

@@ -13,7 +13,11 @@
 //
 // with the presolve record on stdin; sshd makes the command a process
 // group leader, so the pid it prints first names the build's process
-// group. What the session returns (exit status or signal, stdout, the
+// group. (The real command is a small wrapper, see jobScript: it also
+// keeps a watchdog that kills the group when the scheduler's heartbeat on
+// stdin stops for the progress deadline, so a builder cut off from its
+// scheduler does not go on building what is run elsewhere.) What the
+// session returns (exit status or signal, stdout, the
 // tail of stderr) is read by lib/executor/protocol.
 //
 // When the job's context ends, the group gets SIGTERM, then SIGKILL after
@@ -22,7 +26,8 @@
 // requests for the progress deadline, or that breaks, is lost: every job
 // on it returns an error wrapping executor.ErrLost, after Run tried to
 // reach the host again (for up to the progress deadline) to kill the
-// job's group. When the host cannot be reached, the group is killed when
+// job's group. When the host cannot be reached, Run waits for the
+// builder's watchdog to have killed it, and the group is killed again when
 // the host is next connected to, before it gets another job. A host that
 // cannot be connected to is retried with exponential back-off (a circuit
 // breaker): Acquire hands out none of its slots meanwhile; after GiveUp
@@ -525,6 +530,34 @@ func killScript(tag, sig string, pids []int) string {
 	}
 	b.WriteString("true")
 	return b.String()
+}
+
+// jobScript is the session command of one job: it prints its pid (the
+// leader of the job's process group), reads the n-byte record from stdin
+// into a file, runs pkgrun on it, and kills the whole group (itself
+// included) when stdin ends or no heartbeat byte came for watchdog: the
+// scheduler went away or cannot be reached, so the job may be run
+// elsewhere and must not go on here. SIGTERM is passed on to pkgrun, and
+// the wrapper waits for it; a pkgrun killed by a signal kills the
+// wrapper with the same signal, so the session reports it as such.
+func jobScript(tag, pkgrun, doc string, n int, watchdog time.Duration) string {
+	secs := int(watchdog.Seconds() + 0.999)
+	script := fmt.Sprintf(`echo pkgsched-pid $$
+exec 3<&0
+rec=$(mktemp "${TMPDIR:-/tmp}/pkgsched-record.XXXXXX") || exit 2
+head -c %d <&3 > "$rec" || { rm -f "$rec"; exit 2; }
+%s --job %s --input "$rec" </dev/null &
+p=$!
+( while :; do b=$(timeout %d dd bs=1 count=1 2>/dev/null | od -An -c); [ -n "$b" ] || break; done; rm -f "$rec"; kill -KILL -$$ ) <&3 >/dev/null 2>&1 &
+w=$!
+exec 3<&-
+trap 'kill -TERM $p 2>/dev/null' TERM
+while :; do wait $p; s=$?; kill -0 $p 2>/dev/null || break; done
+kill $w 2>/dev/null
+rm -f "$rec"
+if [ $s -gt 128 ] && [ $s -lt 160 ]; then trap - TERM; kill -$((s-128)) $$; fi
+exit $s`, n, quote(pkgrun), quote(doc), secs)
+	return "exec env " + quote(TagVar+"="+tag) + " sh -c " + quote(script)
 }
 
 // cleanScript removes the job directories of pkg in root made since

@@ -95,7 +95,14 @@ func TestLost(t *testing.T) {
 		executortest.Lost(t, e, dir, 10*time.Second, func() {
 			// The builder's sshd session process: the connection
 			// hangs, the listener still answers.
-			stopped = []int{ppid(t, markerPid(t, dir))}
+			p := ppid(t, markerPid(t, dir))
+			for i := 0; i < 5; i++ {
+				if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); strings.HasPrefix(string(b), "sshd") {
+					break
+				}
+				p = ppid(t, p)
+			}
+			stopped = []int{p}
 			for _, p := range stopped {
 				syscall.Kill(p, syscall.SIGSTOP)
 			}
@@ -105,6 +112,33 @@ func TestLost(t *testing.T) {
 			}
 		}, false)
 	})
+}
+
+// TestLostUnreachable stops every sshd process of the host (the listener
+// too): the scheduler cannot reach it to kill the builder, so the
+// builder's own watchdog must have killed it once Run returns.
+func TestLostUnreachable(t *testing.T) {
+	srv := storetest.StartSSHD(t)
+	dir := t.TempDir()
+	e := newExec(t, srv, executortest.Settings(dir, 0), 1, "")
+	var stopped []int
+	executortest.Lost(t, e, dir, 15*time.Second, func() {
+		for p := ppid(t, markerPid(t, dir)); p > 1; p = ppid(t, p) {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); strings.HasPrefix(string(b), "sshd") {
+				stopped = append(stopped, p)
+			}
+		}
+		for _, p := range stopped {
+			syscall.Kill(p, syscall.SIGSTOP)
+		}
+	}, func() {
+		for _, p := range stopped {
+			syscall.Kill(p, syscall.SIGCONT)
+		}
+	}, false)
+	if len(stopped) < 2 {
+		t.Errorf("stopped %v: want the session and the listener", stopped)
+	}
 }
 
 // TestHostDown checks the circuit breaker: a host that cannot be reached
