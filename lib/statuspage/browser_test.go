@@ -309,5 +309,19 @@ func TestBrowser(t *testing.T) {
 	if b.eval(`window.loadedOnce === true`) != "true" {
 		t.Error("the page was reloaded")
 	}
-	b.screenshot(filepath.Join(t.TempDir(), "stopped.png"))
+	// What a kill -9 leaves: a job in_processing, a heartbeat that stopped.
+	beat, _ := json.Marshal(sched.Heartbeat{AtMS: time.Now().Add(-time.Minute).UnixMilli(), PID: 1 << 30, Host: "builder9"})
+	if _, err := rw.Exec(`INSERT OR REPLACE INTO meta (key, value) VALUES ('pkgsched.heartbeat', ?)`, string(beat)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rw.Exec(`UPDATE build_state SET state = 'in_processing', worker = 'local/1', started_at = ? WHERE pkg_id = (SELECT id FROM packages WHERE pkgname = 'lib-3.0')`, time.Now().UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor("a killed scheduler", `document.getElementById("scheduler").textContent.includes("pid 1073741824 on builder9 is gone")`)
+	b.waitFor("the stale jobs noted", `!!document.querySelector("#running p.stale")`)
+	stopped := filepath.Join(t.TempDir(), "stopped.png")
+	b.screenshot(stopped)
+	if png, err := os.ReadFile(stopped); err == nil {
+		os.WriteFile("/tmp/statuspage-stopped.png", png, 0o644)
+	}
 }

@@ -123,6 +123,9 @@ function renderRunning(s) {
   }
   clear(box);
   if (s.running.length === 0) box.appendChild(el("p", { class: "empty" }, "nothing is running"));
+  else if (s.scheduler && s.scheduler.known && !s.scheduler.alive) {
+    box.appendChild(el("p", { class: "stale" }, "The scheduler is gone: these jobs are not running. The next run starts them again."));
+  }
   for (const r of s.running) {
     const d = el("div", { class: "job" });
     const h = el("h3", null, r.pkgname);
