@@ -79,6 +79,7 @@ type CLI struct {
 	Status   StatusCmd   `cmd:"" help:"Show counts per state, running jobs and the time left."`
 	Simulate SimulateCmd `cmd:"" help:"Simulate a build on a virtual clock: makespan, utilisation, lower bound."`
 	Report   ReportCmd   `cmd:"" help:"Write pbulk's report files (meta/report, report.txt, report.html) from the database."`
+	Dist     DistCmd     `cmd:"" name:"distfiles" help:"List the distfiles the build needs and which the store lacks (for pre-fetching)."`
 	Serve    ServeCmd    `cmd:"" help:"Serve a live status page and its JSON API, read-only, from the database."`
 }
 
