@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/pkgbulk/pkgbulk/lib/proc"
@@ -189,6 +190,11 @@ func (r *run) env() []string {
 		"WRKOBJDIR=" + boxWrkObj,
 		"PACKAGES=" + boxPackages,
 		"DISTDIR=" + boxDistdir,
+	}
+	if n := r.job.MakeJobs; n > 0 {
+		// Like WRKOBJDIR: from the environment, so mk.conf may override
+		// it; MAKE_JOBS_SAFE=no packages ignore it, as in pkgsrc.
+		env = append(env, "MAKE_JOBS="+strconv.Itoa(n))
 	}
 	return append(env, r.Settings.Environment...)
 }

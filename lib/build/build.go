@@ -215,7 +215,7 @@ func (b *Builder) Run(ctx context.Context, j *Job) (*job.Result, error) {
 	}
 	b = &bc
 	r := &run{Builder: b, job: j, start: time.Now()}
-	r.res = &job.Result{PkgName: j.PkgName, PkgPath: j.PkgLocation}
+	r.res = &job.Result{PkgName: j.PkgName, PkgPath: j.PkgLocation, MakeJobs: j.MakeJobs}
 	r.res.Host, _ = os.Hostname()
 	if b.maxTime > 0 {
 		r.deadline = r.start.Add(b.maxTime)

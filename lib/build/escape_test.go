@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/job"
@@ -206,5 +207,38 @@ func TestWorkRootFull(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(small); len(ents) != 0 {
 		t.Errorf("left in the work root: %v", ents)
+	}
+}
+
+// TestMakeJobs: the MAKE_JOBS a scheduler grants (the record's MAKE_JOBS=
+// line) reaches the build, which then runs its four slow units at once;
+// the build log and the result say what the job got.
+func TestMakeJobs(t *testing.T) {
+	e := newEnv(t)
+	build := func(rec string) (*job.Result, time.Duration) {
+		res := e.run(e.builder(func(s *job.Settings) { s.Force = true; s.KeepWorkdir = true }), rec)
+		if res.Status != job.StatusDone {
+			t.Fatalf("%s: %s", res.Status, res.Message)
+		}
+		for _, p := range res.Phases {
+			if p.Name == "build" {
+				return res, time.Duration(p.WallMS) * time.Millisecond
+			}
+		}
+		t.Fatal("no build phase")
+		return nil, 0
+	}
+	rec := "PKGNAME=parallel-1.0\nPKG_LOCATION=fixture/parallel\nDEPENDS=\n"
+	_, serial := build(rec)
+	res, parallel := build(rec + "MAKE_JOBS=4\n")
+	if res.MakeJobs != 4 {
+		t.Errorf("result says MAKE_JOBS %d", res.MakeJobs)
+	}
+	if serial < 4*time.Second || parallel > 3*time.Second {
+		t.Errorf("build phase %v with one job, %v with MAKE_JOBS=4", serial, parallel)
+	}
+	t.Logf("build phase: %v with one job, %v with MAKE_JOBS=4", serial, parallel)
+	if _, err := ParseJob("t", strings.NewReader(rec+"MAKE_JOBS=lots\n")); err == nil || !strings.Contains(err.Error(), "MAKE_JOBS") {
+		t.Errorf("a bad MAKE_JOBS line: %v", err)
 	}
 }

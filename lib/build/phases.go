@@ -87,6 +87,9 @@ func (p *phaseRun) make(ctx context.Context, plain bool, target string, extra ..
 	if cred != nil {
 		as = " (as " + r.Settings.UnprivUser + ")"
 	}
+	if n := r.job.MakeJobs; n > 0 && p.name == "build" {
+		fmt.Fprintf(p.log, "pkgrun: MAKE_JOBS=%d (granted by the scheduler)\n", n)
+	}
 	fmt.Fprintf(p.log, "pkgrun: %s %s%s\n", r.box.make, strings.Join(args, " "), as)
 	// Only the checksum phase fetches: the others get no network.
 	res, err := r.inBox(ctx, sandbox.Cmd{Path: r.box.make, Args: args, Dir: r.pkgdir}, p.name == "checksum", proc.Cmd{

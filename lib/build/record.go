@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -21,13 +22,17 @@ type Job struct {
 	BootstrapPkg   string // non-empty: no install/deinstall test
 	UsergroupPhase string
 	NoBinOnFTP     string
+	// MakeJobs is the MAKE_JOBS the scheduler granted the job (the
+	// record's MAKE_JOBS= line, which pbulk does not have; 0: none, the
+	// kit's mk.conf decides).
+	MakeJobs int
 }
 
 // jobKeys are the keys pkg-build reads; every other key is ignored.
 var jobKeys = map[string]bool{
 	"PKGNAME": true, "PKG_LOCATION": true, "DEPENDS": true, "CATEGORIES": true,
 	"MULTI_VERSION": true, "USE_DESTDIR": true, "BOOTSTRAP_PKG": true,
-	"USERGROUP_PHASE": true, "NO_BIN_ON_FTP": true,
+	"USERGROUP_PHASE": true, "NO_BIN_ON_FTP": true, "MAKE_JOBS": true,
 }
 
 // ParseJob reads one presolve record (PKGNAME= through DEPENDS=) the way
@@ -83,6 +88,13 @@ func ParseJob(name string, r io.Reader) (*Job, error) {
 		BootstrapPkg:   strings.TrimSpace(vals["BOOTSTRAP_PKG"]),
 		UsergroupPhase: strings.TrimSpace(vals["USERGROUP_PHASE"]),
 		NoBinOnFTP:     vals["NO_BIN_ON_FTP"],
+	}
+	if v := strings.TrimSpace(vals["MAKE_JOBS"]); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1024 {
+			return nil, fmt.Errorf("%s: %s: MAKE_JOBS=%q is not a number of jobs (1-1024)", name, j.PkgName, clip(v))
+		}
+		j.MakeJobs = n
 	}
 	if err := j.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)

@@ -152,11 +152,12 @@ type Result struct {
 	Phases      []Phase `json:"phases,omitempty"`
 	WallMS      int64   `json:"wall_ms"`
 	CPUMS       int64   `json:"cpu_ms"`
-	DiskBytes   int64   `json:"disk_bytes"`         // peak size of the job's work dir and prefix
-	Package     string  `json:"package,omitempty"`  // store name of the package, e.g. All/foo-1.0.tgz
-	Fragment    string  `json:"fragment,omitempty"` // store name of the pkg_summary fragment
-	LogDir      string  `json:"log_dir,omitempty"`  // store name of the log directory
-	Host        string  `json:"host,omitempty"`     // where it ran
+	DiskBytes   int64   `json:"disk_bytes"`          // peak size of the job's work dir and prefix
+	Package     string  `json:"package,omitempty"`   // store name of the package, e.g. All/foo-1.0.tgz
+	Fragment    string  `json:"fragment,omitempty"`  // store name of the pkg_summary fragment
+	LogDir      string  `json:"log_dir,omitempty"`   // store name of the log directory
+	Host        string  `json:"host,omitempty"`      // where it ran
+	MakeJobs    int     `json:"make_jobs,omitempty"` // the MAKE_JOBS the build was given (0: none)
 }
 
 // Encode writes r as one JSON line.

@@ -261,9 +261,15 @@ do-configure:
 .  endif
 .endif
 
+# MAKE_JOBS (from mk.conf or the environment) runs the build stage with
+# -j, as pkgsrc does, unless the package sets MAKE_JOBS_SAFE=no.
+.if defined(MAKE_JOBS) && !empty(MAKE_JOBS) && ${MAKE_JOBS_SAFE:Uyes:tl} != "no"
+_MAKE_JOBS_FLAG=	-j${MAKE_JOBS}
+.endif
+
 .if !target(do-build)
 do-build:
-	@cd ${WRKSRC:Q} && ${_RUN} env ${MAKE_ENV} ${MAKE_PROGRAM} ${MAKE_FLAGS} ${BUILD_TARGET:Uall}
+	@cd ${WRKSRC:Q} && ${_RUN} env ${MAKE_ENV} ${MAKE_PROGRAM} ${_MAKE_JOBS_FLAG} ${MAKE_FLAGS} ${BUILD_TARGET:Uall}
 .endif
 
 .if !target(do-install)
