@@ -2,8 +2,10 @@
 //
 //	local             one local slot per CPU      lib/executor/local
 //	local:8           8 local slots
-//	ssh://user@host[:port]?slots=4&pkgrun=/usr/pkg/bin/pkgrun&pkgsrc=DIR&workroot=DIR&label=big&name=NAME
+//	ssh://user@host[:port]?slots=4&pkgrun=/usr/pkg/bin/pkgrun&pkgsrc=DIR&workroot=DIR&label=big&name=NAME&deadline=15s
 //	                  one host                    lib/executor/sshexec
+//	                  (deadline: how long the host may not answer
+//	                  before its jobs are lost and requeued)
 //	ssh:FILE          a hosts file: one ssh:// spec a line (# comments)
 //
 // Several specs (pkgsched run --executor, repeated) are joined by
@@ -183,7 +185,7 @@ func ParseHostsFile(name string, b []byte) ([]sshexec.Host, error) {
 	return hosts, nil
 }
 
-// ParseHost parses ssh://user@host[:port][?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR&label=L&name=NAME].
+// ParseHost parses ssh://user@host[:port][?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR&label=L&name=NAME&deadline=D].
 func ParseHost(spec string) (sshexec.Host, error) {
 	var h sshexec.Host
 	u, err := url.Parse(spec)
@@ -225,8 +227,12 @@ func ParseHost(spec string) (sshexec.Host, error) {
 			h.Name = v
 		case "label":
 			h.Labels = append(h.Labels, vs...)
+		case "deadline":
+			if h.Deadline, err = time.ParseDuration(v); err != nil || h.Deadline <= 0 {
+				return h, fmt.Errorf("executor %s: deadline=%q: want a Go duration such as 15s", spec, v)
+			}
 		default:
-			return h, fmt.Errorf("executor %s: unknown setting %q (want slots, pkgrun, pkgsrc, workroot, label, name)", spec, k)
+			return h, fmt.Errorf("executor %s: unknown setting %q (want slots, pkgrun, pkgsrc, workroot, label, name, deadline)", spec, k)
 		}
 	}
 	return h, nil

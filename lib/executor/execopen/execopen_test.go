@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
 )
@@ -20,6 +21,8 @@ func TestParseHost(t *testing.T) {
 			want: sshexec.Host{User: "bulk", Host: "host1", Port: 2222, Slots: 4, Pkgrun: "/usr/pkg/bin/pkgrun", Pkgsrc: "/p", WorkRoot: "/w", Labels: []string{"a", "b"}, Name: "h1"}},
 		{spec: "ssh://[fe80::1]:22?slots=2", err: "no user"},
 		{spec: "ssh://bulk@host1?slots=0", err: "slots"},
+		{spec: "ssh://bulk@host1?deadline=5s", want: sshexec.Host{User: "bulk", Host: "host1", Slots: 1, Deadline: 5 * time.Second}},
+		{spec: "ssh://bulk@host1?deadline=soon", err: "deadline"},
 		{spec: "ssh://bulk@host1?slot=2", err: "unknown setting"},
 		{spec: "ssh://bulk:pw@host1", err: "no passwords"},
 		{spec: "ssh://bulk@host1/dir", err: "no path"},

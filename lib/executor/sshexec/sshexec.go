@@ -89,6 +89,8 @@ type Host struct {
 	WorkRoot string
 	// Labels describe the host (e.g. "big", "x86_64"); recorded only.
 	Labels []string
+	// Deadline, when set, replaces Config.Deadline for this host.
+	Deadline time.Duration
 }
 
 // Config configures an ssh executor.
@@ -199,6 +201,9 @@ func New(cfg Config) (*Executor, error) {
 		if *d <= 0 {
 			*d = v
 		}
+	}
+	if h.Deadline > 0 {
+		cfg.Deadline = h.Deadline
 	}
 	def(&cfg.ConnectTimeout, 15*time.Second)
 	def(&cfg.Grace, 10*time.Second)

@@ -1,0 +1,141 @@
+package sshexec_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/executor"
+	"github.com/pkgbulk/pkgbulk/lib/executor/local"
+	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
+	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/sched"
+	"github.com/pkgbulk/pkgbulk/lib/sched/schedtest"
+	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
+)
+
+// noopPkgrun writes a pkgrun that builds nothing: it answers --help like
+// pkgrun and prints a done result for the record it is given.
+func noopPkgrun(b testing.TB) string {
+	p := filepath.Join(b.TempDir(), "pkgrun")
+	script := `#!/bin/sh
+in=/dev/stdin
+while [ $# -gt 0 ]; do
+	case $1 in
+	--help) echo 'Output: one JSON object on stdout (lib/job Result, "version": 1):'; exit 0;;
+	--input) in=$2; shift;;
+	esac
+	shift
+done
+name=$(sed -n 's/^PKGNAME=//p' "$in")
+printf '{"version":1,"pkgname":"%s","pkgpath":"x/y","status":"done"}\n' "$name"
+`
+	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+func benchSSH(b *testing.B, slots int) executor.Executor {
+	srv := storetest.StartSSHD(b)
+	e, err := sshexec.New(sshexec.Config{
+		Host:         sshexec.Host{User: srv.User, Host: srv.Host, Port: srv.Port, Slots: slots, Pkgrun: noopPkgrun(b)},
+		IdentityFile: srv.IdentityFile, KnownHosts: srv.KnownHosts, Tag: b.Name(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	return e
+}
+
+func benchLocal(b *testing.B, slots int) executor.Executor {
+	e, err := local.New(local.Config{Pkgrun: noopPkgrun(b), Slots: slots, Tag: b.Name()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Close() })
+	return e
+}
+
+// BenchmarkDispatch is the cost of one no-op job, one after the other on
+// one slot: over ssh on loopback, and locally for comparison (the
+// difference is what ssh adds per job).
+func BenchmarkDispatch(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		mk   func(*testing.B, int) executor.Executor
+	}{{"ssh", benchSSH}, {"local", benchLocal}} {
+		b.Run(tc.name, func(b *testing.B) {
+			e := tc.mk(b, 1)
+			ctx := context.Background()
+			rec := []byte("PKGNAME=noop-1.0\nPKG_LOCATION=x/noop\n")
+			// The first job connects.
+			run := func() {
+				s, err := e.Acquire(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.Run(ctx, executor.Job{PkgName: "noop-1.0", Record: rec, Attempt: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			run()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				run()
+			}
+		})
+	}
+}
+
+// BenchmarkUtilisation runs 1,000 independent no-op packages through the
+// real scheduler on 8 ssh slots on loopback and reports the slot
+// utilisation and the idle slot time with packages ready.
+func BenchmarkUtilisation(b *testing.B) {
+	const n, slots = 1000, 8
+	for _, tc := range []struct {
+		name string
+		mk   func(*testing.B, int) executor.Executor
+	}{{"ssh", benchSSH}, {"local", benchLocal}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				path := filepath.Join(b.TempDir(), "bulk.db")
+				pkgs := make([]schedtest.Pkg, n)
+				for k := range pkgs {
+					pkgs[k] = schedtest.Pkg{Name: fmt.Sprintf("p%04d-1.0", k)}
+				}
+				if err := schedtest.WriteDB(context.Background(), path, pkgs); err != nil {
+					b.Fatal(err)
+				}
+				d, err := db.Open(context.Background(), path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				e := tc.mk(b, slots)
+				b.StartTimer()
+				start := time.Now()
+				sum, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: e})
+				if err != nil {
+					b.Fatal(err)
+				}
+				el := time.Since(start)
+				d.Close()
+				if sum.Counts[sched.Done] != n {
+					b.Fatalf("%d done, want %d", sum.Counts[sched.Done], n)
+				}
+				b.ReportMetric(100*sum.Utilisation, "util%")
+				b.ReportMetric(float64(el.Milliseconds())/n, "ms/job-wall")
+				b.ReportMetric(float64(sum.BusyMS)/n, "ms/job-slot")
+				b.ReportMetric(float64(sum.IdleReadyMS)/1000, "idle-ready-s")
+			}
+		})
+	}
+}
+
+var _ = job.StatusDone
