@@ -197,7 +197,7 @@ func (s *Server) snapshotJSON(ctx context.Context) ([]byte, error) {
 	if s.cached != nil && now.Sub(s.at) < s.opts.CacheFor && !now.Before(s.at) {
 		return s.cached, nil
 	}
-	snap, err := s.Snapshot(ctx, now)
+	snap, err := s.snapshot(ctx, now)
 	if err != nil {
 		return nil, err
 	}
@@ -209,8 +209,15 @@ func (s *Server) snapshotJSON(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
-// Snapshot reads the database at now. The caller holds s.mu.
+// Snapshot reads the database at now: what GET /api/status returns.
 func (s *Server) Snapshot(ctx context.Context, now time.Time) (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snapshot(ctx, now)
+}
+
+// snapshot is Snapshot for a caller that holds s.mu.
+func (s *Server) snapshot(ctx context.Context, now time.Time) (*Snapshot, error) {
 	d, err := s.current(ctx)
 	if err != nil {
 		return nil, err
