@@ -6,6 +6,7 @@ import (
 
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
+	"github.com/pkgbulk/pkgbulk/lib/executor/executortest/schedcheck"
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/executor/multi"
 	"github.com/pkgbulk/pkgbulk/lib/job"
@@ -16,7 +17,7 @@ func TestMain(m *testing.M) { executortest.Main(m) }
 // TestSuite runs the conformance suite on local executors joined: one
 // slot in the first, the rest in the second.
 func TestSuite(t *testing.T) {
-	executortest.Run(t, func(t *testing.T, s job.Settings, slots int) executor.Executor {
+	newExec := func(t *testing.T, s job.Settings, slots int) executor.Executor {
 		var members []executor.Executor
 		for k, n := range []int{1, slots - 1} {
 			if n == 0 {
@@ -34,5 +35,7 @@ func TestSuite(t *testing.T) {
 		}
 		t.Cleanup(func() { m.Close() })
 		return m
-	})
+	}
+	executortest.Run(t, newExec)
+	t.Run("CrashRequeuedOnce", func(t *testing.T) { schedcheck.Requeue(t, newExec) })
 }

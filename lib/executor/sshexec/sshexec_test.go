@@ -14,6 +14,7 @@ import (
 
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
+	"github.com/pkgbulk/pkgbulk/lib/executor/executortest/schedcheck"
 	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
@@ -47,9 +48,11 @@ func newExec(t *testing.T, srv *storetest.SSHServer, s job.Settings, slots int, 
 // TestSuite runs the conformance suite over a real sshd on loopback.
 func TestSuite(t *testing.T) {
 	srv := storetest.StartSSHD(t)
-	executortest.Run(t, func(t *testing.T, s job.Settings, slots int) executor.Executor {
+	factory := func(t *testing.T, s job.Settings, slots int) executor.Executor {
 		return newExec(t, srv, s, slots, "")
-	})
+	}
+	executortest.Run(t, factory)
+	t.Run("CrashRequeuedOnce", func(t *testing.T) { schedcheck.Requeue(t, factory) })
 }
 
 // ppid returns the parent of pid.
