@@ -321,6 +321,9 @@ func (r *runner) loop() error {
 	}()
 	idle, ready := 0, false // what the slots were doing since last
 	slots := r.opts.Exec.Capacity()
+	// The demand signal, for executors that start and stop machines.
+	dm, _ := r.opts.Exec.(executor.Demander)
+	var lastDemand executor.Demand
 	for {
 		// Account idle slots since the last event by cause, with the state
 		// they had until now; then note the state from now on. Capacity
@@ -338,6 +341,19 @@ func (r *runner) loop() error {
 		slots = r.opts.Exec.Capacity()
 		r.sum.Capacity = max(r.sum.Capacity, slots)
 		idle, ready = 0, r.core.Ready() > 0
+		if dm != nil {
+			d := executor.Demand{Ready: r.core.Ready(), Running: len(r.running)}
+			if i, ok := r.core.Peek(); ok {
+				d.CriticalPath = time.Duration(r.core.key[i].Path) * time.Millisecond
+			}
+			if stopping {
+				d.Ready = 0
+			}
+			if d != lastDemand {
+				dm.Demand(d)
+				lastDemand = d
+			}
+		}
 		if !stopping {
 			idle = max(slots-len(r.running), 0)
 		}

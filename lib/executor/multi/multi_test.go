@@ -1,15 +1,21 @@
 package multi_test
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
+	"sync"
 	"testing"
 
+	"github.com/pkgbulk/pkgbulk/lib/db"
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
 	"github.com/pkgbulk/pkgbulk/lib/executor/executortest/schedcheck"
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/executor/multi"
 	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/sched"
+	"github.com/pkgbulk/pkgbulk/lib/sched/schedtest"
 )
 
 func TestMain(m *testing.M) { executortest.Main(m) }
@@ -38,4 +44,59 @@ func TestSuite(t *testing.T) {
 	}
 	executortest.Run(t, newExec)
 	t.Run("CrashRequeuedOnce", func(t *testing.T) { schedcheck.Requeue(t, newExec) })
+}
+
+// recorder is an executor that records the demand signal.
+type recorder struct {
+	executor.Executor
+	mu  sync.Mutex
+	got []executor.Demand
+}
+
+func (r *recorder) Demand(d executor.Demand) {
+	r.mu.Lock()
+	r.got = append(r.got, d)
+	r.mu.Unlock()
+}
+
+// TestDemand runs the scheduler over a multi executor and checks that the
+// demand signal reaches its members: work waiting at first (with the
+// critical path), nothing at the end.
+func TestDemand(t *testing.T) {
+	dir := t.TempDir()
+	l, err := local.New(local.Config{Pkgrun: executortest.FakePkgrun(t), Slots: 2, Settings: executortest.Settings(dir, 0), Tag: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{Executor: l}
+	m, err := multi.New(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	path := filepath.Join(t.TempDir(), "bulk.db")
+	pkgs := []schedtest.Pkg{{Name: "a-1.0"}, {Name: "b-1.0", Deps: []string{"a-1.0"}}, {Name: "c-1.0", Deps: []string{"b-1.0"}}, {Name: "d-1.0"}}
+	if err := schedtest.WriteDB(context.Background(), path, pkgs); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: m}); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.got) < 2 {
+		t.Fatalf("demand signals: %v", rec.got)
+	}
+	first, last := rec.got[0], rec.got[len(rec.got)-1]
+	if first.Ready != 2 || first.CriticalPath <= 0 {
+		t.Errorf("first demand %+v, want 2 ready and a critical path", first)
+	}
+	if last.Ready != 0 {
+		t.Errorf("last demand %+v, want nothing ready", last)
+	}
 }
