@@ -45,7 +45,7 @@ apt_timeout=${APT_LOCK_TIMEOUT:-600}
 
 pkgs="bmake sqlite3 gzip bzip2 xz-utils zstd ca-certificates gcc libc6-dev patch"
 if [ "$want_test" = yes ]; then
-	pkgs="$pkgs openssh-server openssh-client gnupg openssl binutils libarchive-tools chromium"
+	pkgs="$pkgs openssh-server openssh-client iproute2 gnupg openssl binutils libarchive-tools chromium"
 fi
 
 missing=""
