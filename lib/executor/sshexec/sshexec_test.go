@@ -195,3 +195,51 @@ func TestWrongPkgrun(t *testing.T) {
 		t.Fatalf("wrong pkgrun: %v", err)
 	}
 }
+
+// TestCleanStale: after a scheduler died in the middle of a job (here its
+// connection is cut and the builder killed by its watchdog, leaving its
+// job directory), the next run's executor removes the directory of that
+// job, and only for jobs of its own host.
+func TestCleanStale(t *testing.T) {
+	srv := storetest.StartSSHD(t)
+	dir := t.TempDir()
+	e := newExec(t, srv, executortest.Settings(dir, 0), 1, "h1")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := e.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := os.Stat(filepath.Join(dir, "running.hang-1.0")); err == nil {
+				srv.DropSessions()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	s.Run(ctx, executor.Job{PkgName: "hang-1.0", Record: []byte("PKGNAME=hang-1.0\nPKG_LOCATION=test/hang\n"), Attempt: 1})
+	left := executortest.JobDirs(t, dir)
+	if len(left) != 1 {
+		t.Fatalf("job directories after the lost job: %v, want the killed builder's", left)
+	}
+	e2 := newExec(t, srv, executortest.Settings(dir, 0), 1, "h1")
+	got, err := e2.CleanStale(ctx, []executor.StaleJob{
+		{PkgName: "hang-1.0", Worker: "other/1", Started: started},
+	})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("CleanStale of another host's job: %v %v", got, err)
+	}
+	got, err = e2.CleanStale(ctx, []executor.StaleJob{{PkgName: "hang-1.0", Worker: "h1/1", Started: started}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Err != nil || !strings.HasSuffix(got[0].Path, left[0]) {
+		t.Fatalf("CleanStale: %+v, want %s removed", got, left[0])
+	}
+	if left := executortest.JobDirs(t, dir); len(left) != 0 {
+		t.Errorf("left after CleanStale: %v", left)
+	}
+}
