@@ -59,6 +59,12 @@ second run (or pkgdag build replacing the database) exits 2 naming its pid
 and host. pkgsched status and report only read the database and work on a
 read-only one.
 
+Builders run on -j local slots, or where --executor says (repeatable, all
+feeding one run): local:N, ssh://user@host?slots=N (pkgrun over SSH, host
+key checked; a host that stops answering loses its jobs, which are queued
+again), ssh:HOSTSFILE. See "Builders on other machines" in the operator
+guide.
+
 pkgrun's settings go to every builder as a job document (--job and the
 flags that override it); the "Store access" flags (--s3-endpoint,
 --ssh-identity, ...) travel in it as store_access. S3 keys never do: pkgrun
