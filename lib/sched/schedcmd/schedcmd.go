@@ -20,9 +20,9 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/pkgbulk/pkgbulk/lib/build"
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/db"
-	"github.com/pkgbulk/pkgbulk/lib/build"
 	"github.com/pkgbulk/pkgbulk/lib/executor/execopen"
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/job"
@@ -102,9 +102,9 @@ type RunCmd struct {
 	Pkgrun       string `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
 	JSON         bool   `name:"json" help:"Print the summary as JSON."`
 
-	Executors []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, ssh://user@host[:port]?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, or ssh:HOSTSFILE (one ssh:// spec a line). Default: local with -j slots."`
-	SSHIdentity string `name:"executor-identity" type:"path" placeholder:"FILE" help:"SSH private key for ssh executors (default: --ssh-identity, then ssh-agent and ~/.ssh)."`
-	KnownHosts  string `name:"executor-known-hosts" type:"path" placeholder:"FILE" help:"known_hosts file listing the ssh executors' host keys (default: --known-hosts, then ~/.ssh/known_hosts)."`
+	Executors   []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, ssh://user@host[:port]?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, or ssh:HOSTSFILE (one ssh:// spec a line). Default: local with -j slots."`
+	SSHIdentity string   `name:"executor-identity" type:"path" placeholder:"FILE" help:"SSH private key for ssh executors (default: --ssh-identity, then ssh-agent and ~/.ssh)."`
+	KnownHosts  string   `name:"executor-known-hosts" type:"path" placeholder:"FILE" help:"known_hosts file listing the ssh executors' host keys (default: --known-hosts, then ~/.ssh/known_hosts)."`
 
 	JobFile string `name:"job" placeholder:"FILE" type:"existingfile" help:"pkgrun settings as a JSON file (job.Settings); the flags below override it."`
 	// pkgrun's own flags, handed to every pkgrun in the job document
