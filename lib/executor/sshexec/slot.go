@@ -135,7 +135,7 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 	select {
 	case werr = <-waited:
 	case <-ctx.Done():
-		s.stop(pw, waited)
+		s.stop(pw, waited, j.PkgName, start)
 		s.clean(j.PkgName, start)
 		return nil, fmt.Errorf("%s: %s: %w", s.Name(), j.PkgName, ctx.Err())
 	case <-s.c.dead:
@@ -154,7 +154,7 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 		// died. Whatever runs there must be stopped before the job can
 		// be requeued.
 		s.c.kill(werr)
-		s.lostJob(pw.getPid())
+		s.lostJob(pw.getPid(), j.PkgName, start)
 		return nil, lost("%v", werr)
 	}
 	out, err := protocol.Interpret(protocol.Observed{Worker: s.Name(), Exit: exit, Stdout: stdout.Bytes(), Over: stdout.Over, Stderr: stderr.String()})
@@ -169,7 +169,7 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 
 // stop kills the job's group (TERM, then KILL after the grace period) and
 // waits for its session to end.
-func (s *slot) stop(pw *pidWriter, waited <-chan error) {
+func (s *slot) stop(pw *pidWriter, waited <-chan error, pkg string, start time.Time) {
 	e := s.e
 	select {
 	case <-pw.got:
@@ -178,7 +178,7 @@ func (s *slot) stop(pw *pidWriter, waited <-chan error) {
 	pid := pw.getPid()
 	if pid <= 0 {
 		s.c.kill(errors.New("a cancelled job did not say its pid"))
-		s.lostJob(0)
+		s.lostJob(0, pkg, start)
 		return
 	}
 	bg := context.Background()
@@ -197,7 +197,7 @@ func (s *slot) stop(pw *pidWriter, waited <-chan error) {
 			cancel()
 			if err != nil {
 				s.c.kill(err)
-				s.lostJob(pid)
+				s.lostJob(pid, pkg, start)
 			}
 			return
 		case <-t.C:
@@ -209,7 +209,7 @@ func (s *slot) stop(pw *pidWriter, waited <-chan error) {
 	cancel()
 	if err != nil {
 		s.c.kill(err)
-		s.lostJob(pid)
+		s.lostJob(pid, pkg, start)
 		return
 	}
 	select {
@@ -220,10 +220,11 @@ func (s *slot) stop(pw *pidWriter, waited <-chan error) {
 	}
 }
 
-// lostJob tries, for up to the deadline, to reach the host again and kill
-// the group of a job whose connection was lost; when that fails, the
-// group is killed at the next connect.
-func (s *slot) lostJob(pid int) {
+// lostJob tries, for up to the deadline, to reach the host again, kill
+// the group of a job (pkg, started at start) whose connection was lost
+// and remove its job directory; when that fails, it waits for the
+// builder's watchdog, and the group is killed again at the next connect.
+func (s *slot) lostJob(pid int, pkg string, start time.Time) {
 	e := s.e
 	if pid <= 0 {
 		return
@@ -234,6 +235,9 @@ func (s *slot) lostJob(pid int) {
 	if err == nil {
 		// connect killed no orphans of this job yet: do it now.
 		err = e.command(ctx, c, killScript(e.cfg.Tag, "KILL", []int{pid}), nil, nil)
+		if err == nil && !e.cfg.Settings.KeepWorkdir {
+			_ = e.command(ctx, c, cleanScript(e.workRoot, pkg, start.Add(-clockSlack).Unix()), nil, nil)
+		}
 		e.mu.Lock()
 		if err == nil && e.conn == nil {
 			e.conn = c

@@ -196,10 +196,10 @@ func TestWrongPkgrun(t *testing.T) {
 	}
 }
 
-// TestCleanStale: after a scheduler died in the middle of a job (here its
-// connection is cut and the builder killed by its watchdog, leaving its
-// job directory), the next run's executor removes the directory of that
-// job, and only for jobs of its own host.
+// TestCleanStale: after a scheduler died in the middle of a job, the next
+// run's executor removes the directory that job left (made since it
+// started), and only for jobs of its own host; a lost job's own directory
+// is removed when its builder is killed.
 func TestCleanStale(t *testing.T) {
 	srv := storetest.StartSSHD(t)
 	dir := t.TempDir()
@@ -221,25 +221,27 @@ func TestCleanStale(t *testing.T) {
 		}
 	}()
 	s.Run(ctx, executor.Job{PkgName: "hang-1.0", Record: []byte("PKGNAME=hang-1.0\nPKG_LOCATION=test/hang\n"), Attempt: 1})
-	left := executortest.JobDirs(t, dir)
-	if len(left) != 1 {
-		t.Fatalf("job directories after the lost job: %v, want the killed builder's", left)
+	if left := executortest.JobDirs(t, dir); len(left) != 0 {
+		t.Fatalf("job directories after the lost job was killed: %v", left)
+	}
+	// What a builder killed with its scheduler leaves.
+	stale := filepath.Join(dir, "stale-1.0.12345")
+	if err := os.MkdirAll(filepath.Join(stale, "work"), 0o755); err != nil {
+		t.Fatal(err)
 	}
 	e2 := newExec(t, srv, executortest.Settings(dir, 0), 1, "h1")
-	got, err := e2.CleanStale(ctx, []executor.StaleJob{
-		{PkgName: "hang-1.0", Worker: "other/1", Started: started},
-	})
+	got, err := e2.CleanStale(ctx, []executor.StaleJob{{PkgName: "stale-1.0", Worker: "other/1", Started: started}})
 	if err != nil || len(got) != 0 {
 		t.Fatalf("CleanStale of another host's job: %v %v", got, err)
 	}
-	got, err = e2.CleanStale(ctx, []executor.StaleJob{{PkgName: "hang-1.0", Worker: "h1/1", Started: started}})
+	got, err = e2.CleanStale(ctx, []executor.StaleJob{{PkgName: "stale-1.0", Worker: "h1/1", Started: started}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Err != nil || !strings.HasSuffix(got[0].Path, left[0]) {
-		t.Fatalf("CleanStale: %+v, want %s removed", got, left[0])
+	if len(got) != 1 || got[0].Err != nil || !strings.HasSuffix(got[0].Path, stale) {
+		t.Fatalf("CleanStale: %+v, want %s removed", got, stale)
 	}
-	if left := executortest.JobDirs(t, dir); len(left) != 0 {
-		t.Errorf("left after CleanStale: %v", left)
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("%s left after CleanStale", stale)
 	}
 }
