@@ -24,8 +24,8 @@ import (
 // ServeCmd is pkgsched serve: the live status page.
 type ServeCmd struct {
 	DB        string `name:"db" required:"" type:"existingfile" placeholder:"FILE" help:"Build database."`
-	Listen    string `default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address to listen on (host:port; port 0 picks one)."`
-	TokenFile string `type:"existingfile" placeholder:"FILE" help:"File holding a token every request must present (open the page as /?token=TOKEN); required to answer to names other than loopback ones."`
+	Listen    string `default:"127.0.0.1:8080" placeholder:"ADDR" help:"Address to listen on, host:port (default ${default}; port 0 picks one). On a loopback address without a token, requests naming other hosts are refused."`
+	TokenFile string `type:"existingfile" placeholder:"FILE" help:"File holding a token every request must present: open the page once as /?token=TOKEN (it becomes a cookie), scripts send Authorization: Bearer TOKEN."`
 	WorkRoot  string `placeholder:"DIR" help:"pkgrun's work root, for the running jobs' logs (default: from the settings file of the pkgsched run on this database)."`
 	Store     string `placeholder:"URL" help:"Package store, for links to failed packages' logs when it is a file:// store (default: as for --work-root)."`
 
