@@ -52,14 +52,23 @@ type Cache struct {
 	// Log receives a line per event (hit, corrupt, waiting); may be nil.
 	Log io.Writer
 
-	TTL    time.Duration // a lease not renewed for this long is stale; default 2m
-	Settle time.Duration // between writing a lease and reading it back; default 1s
+	TTL time.Duration // a lease not renewed for this long is stale; default 2m
+	// Settle is the wait between writing a lease and reading it back.
+	// Default: four times what reading and writing the lease took this
+	// builder, at least 300 ms and at most 2 s (another builder's
+	// "no lease" read and its write take about as long).
+	Settle time.Duration
 	Poll   time.Duration // how often a waiter looks; default 1s
 }
 
-func (c *Cache) ttl() time.Duration    { return def(c.TTL, 2*time.Minute) }
-func (c *Cache) settle() time.Duration { return def(c.Settle, time.Second) }
-func (c *Cache) poll() time.Duration   { return def(c.Poll, time.Second) }
+func (c *Cache) ttl() time.Duration { return def(c.TTL, 2*time.Minute) }
+func (c *Cache) settle(took time.Duration) time.Duration {
+	if c.Settle > 0 {
+		return c.Settle
+	}
+	return min(max(4*took, 300*time.Millisecond), 2*time.Second)
+}
+func (c *Cache) poll() time.Duration { return def(c.Poll, time.Second) }
 
 func def(d, v time.Duration) time.Duration {
 	if d > 0 {
@@ -247,6 +256,7 @@ func (c *Cache) Acquire(ctx context.Context, e Entry) (*Lease, error) {
 		case !store.IsNotExist(err):
 			return nil, fmt.Errorf("stat %s in %s: %w", ObjectName(e.Name), c.Store, err)
 		}
+		began := time.Now()
 		raw, l, held, err := c.readLease(ctx, obj)
 		if err != nil {
 			return nil, err
@@ -263,7 +273,7 @@ func (c *Cache) Acquire(ctx context.Context, e Entry) (*Lease, error) {
 			if err := c.writeLease(ctx, obj, token, 0); err != nil {
 				return nil, err
 			}
-			if err := sleep(ctx, c.settle()); err != nil {
+			if err := sleep(ctx, c.settle(time.Since(began))); err != nil {
 				return nil, err
 			}
 			raw, l, held, err = c.readLease(ctx, obj)
