@@ -9,7 +9,7 @@
 //     over a private layer (or an empty prefix at Settings.Prefix), the
 //     tree read-only, a private /tmp. Every command below runs in it.
 //  2. Version skew: `make show-vars VARNAMES="PKGNAME LOCALBASE PKG_DBDIR
-//     STAGE_PKGFILE PKGFILE" <MULTI_VERSION>` in the package directory must
+//     STAGE_PKGFILE PKGFILE <distfile variables>" <MULTI_VERSION>` in the package directory must
 //     print the job's PKGNAME, else the status is "skew" and nothing is
 //     built. A PKG_LOCATION missing from the tree is a skew too.
 //  3. Up to date (pbulk's pkg-up-to-date, §2.4, unless Settings.Force):
@@ -21,7 +21,8 @@
 //  4. The phases, one log each: pre-clean (make clean), depends (the
 //     DEPENDS packages and their run-time closure fetched from the store's
 //     All/ and installed with the kit's pkg_add, or pkgrun's own installer
-//     when the kit has none), checksum, configure, build (all), install
+//     when the kit has none), checksum (the store's verified distfiles/
+//     first, fetched files stored after it: distfiles.go), configure, build (all), install
 //     (stage-install), package (stage-package-create and STAGE_PKGFILE, or
 //     make package and PKGFILE in trees without them; then the install test
 //     with pkg_add), deinstall (pkg_delete), then the package is stored and
