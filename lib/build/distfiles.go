@@ -180,11 +180,20 @@ func (r *run) distfilesBefore(ctx context.Context, p *phaseRun) (*distfileJob, e
 }
 
 // get copies e from the store into DISTDIR; false: not (usably) there.
+// A DISTDIR pkgrun cannot write (the build put a link or a file in the
+// way) leaves the file to make: true, with a message.
 func (d *distfileJob) get(ctx context.Context, e distfile.Entry) (bool, error) {
 	rel := path.Join(d.rel, e.Name)
+	var local error
 	res, err := d.cache.Get(ctx, e, func() (io.WriteCloser, error) {
-		return d.dir.Create(rel, 0o644)
+		f, err := d.dir.Create(rel, 0o644)
+		local = err
+		return f, err
 	}, func() { d.dir.Remove(rel) })
+	if local != nil {
+		d.say("%s: cannot write it into DISTDIR (%v); left to make checksum", e.Name, local)
+		return true, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("%s: distfile %s: %w", d.r.job.PkgName, e.Name, err)
 	}

@@ -107,3 +107,36 @@ _link-out:
 		t.Errorf("checksum.log does not say the linked file was not stored:\n%s", log)
 	}
 }
+
+// TestDistfilesDistdirLink: a package whose pre-clean makes DISTDIR a link
+// to a host directory does not make pkgrun write the store's distfile
+// there; the file is left to make.
+func TestDistfilesDistdirLink(t *testing.T) {
+	e := newEnv(t)
+	canary := t.TempDir()
+	data := []byte("a distfile\n")
+	e.addPackage("linkdir", `DISTNAME=	linkdir-1.0
+CATEGORIES=	fixture
+COMMENT=	DISTDIR is a link out
+MASTER_SITES=	# none
+
+clean: _link-distdir
+_link-distdir:
+	@rm -rf ${DISTDIR}
+	@ln -s `+canary+` ${DISTDIR}
+
+.include "../../mk/bsd.pkg.mk"
+`, fmt.Sprintf("$NetBSD$\n\nSHA256 (linkdir-1.0.tar.gz) = %s\nSize (linkdir-1.0.tar.gz) = %d bytes\n", sha256Hex(data), len(data)))
+	os.MkdirAll(filepath.Join(e.storeDir, "distfiles"), 0o755)
+	os.WriteFile(filepath.Join(e.storeDir, "distfiles", "linkdir-1.0.tar.gz"), data, 0o644)
+	res := e.run(e.builder(nil), "PKGNAME=linkdir-1.0\nPKG_LOCATION=fixture/linkdir\nDEPENDS=\n")
+	if ents, _ := os.ReadDir(canary); len(ents) != 0 {
+		t.Fatalf("pkgrun wrote through the build's link into %s: %v", canary, ents)
+	}
+	if res.FailedPhase != "checksum" {
+		t.Errorf("failed phase %q (%s), want checksum (make finds no distfile)", res.FailedPhase, res.Message)
+	}
+	if log := e.read("bulklog/linkdir-1.0/checksum.log"); !strings.Contains(log, "cannot write it into DISTDIR") {
+		t.Errorf("checksum.log:\n%s", log)
+	}
+}
