@@ -313,7 +313,7 @@ func TestNetnsExampleTree(t *testing.T) {
 		h := startNSHost(t, i, dir, filepath.Join(dir, "host_key"), filepath.Join(dir, "authorized_keys"))
 		hosts = append(hosts, h)
 		fmt.Fprintf(&known, "%s %s %s\n", h.addr, f[0], f[1])
-		specs = append(specs, "--executor", fmt.Sprintf("ssh://root@%s?slots=1&deadline=3s&pkgrun=%s&workroot=%s",
+		specs = append(specs, "--executor", fmt.Sprintf("ssh://root@%s?slots=1&deadline=2s&pkgrun=%s&workroot=%s",
 			h.addr, filepath.Join(bin, "pkgrun"), filepath.Join(dir, fmt.Sprintf("work-h%d", i))))
 	}
 	os.WriteFile(filepath.Join(dir, "known_hosts"), known.Bytes(), 0o644)
@@ -333,21 +333,36 @@ func TestNetnsExampleTree(t *testing.T) {
 			}
 		}
 		h1, h2 := hosts[0], hosts[1]
-		if !step(6 * time.Second) {
+		// busy waits (up to 5s) until h builds something.
+		busy := func(h *nsHost) bool {
+			for i := 0; i < 50 && h.pkgruns() == 0; i++ {
+				if !step(100 * time.Millisecond) {
+					return false
+				}
+			}
+			return true
+		}
+		if !step(5 * time.Second) {
+			return
+		}
+		if !busy(h1) {
 			return
 		}
 		faults = append(faults, fmt.Sprintf("kill sshd of host 1 (%d pkgrun)", h1.pkgruns()))
 		h1.stopSSHD()
-		if !step(3 * time.Second) {
+		if !step(2 * time.Second) {
 			return
 		}
 		h1.startSSHD(t)
-		if !step(5 * time.Second) {
+		if !step(4 * time.Second) {
+			return
+		}
+		if !busy(h2) {
 			return
 		}
 		faults = append(faults, fmt.Sprintf("link of host 2 down (%d pkgrun)", h2.pkgruns()))
 		exec.Command("ip", "link", "set", h2.hostIf, "down").Run()
-		if !step(8 * time.Second) {
+		if !step(5 * time.Second) {
 			exec.Command("ip", "link", "set", h2.hostIf, "up").Run()
 			return
 		}
@@ -355,9 +370,12 @@ func TestNetnsExampleTree(t *testing.T) {
 		if !step(3 * time.Second) {
 			return
 		}
+		if !busy(h1) {
+			return
+		}
 		faults = append(faults, fmt.Sprintf("SIGSTOP host 1 (%d pkgrun)", h1.pkgruns()))
 		h1.signalAll(syscall.SIGSTOP)
-		step(8 * time.Second)
+		step(5 * time.Second)
 		h1.signalAll(syscall.SIGCONT)
 	}()
 	start = time.Now()
@@ -380,6 +398,19 @@ func TestNetnsExampleTree(t *testing.T) {
 		t.Errorf("packages differ:\nlocal: %v\nmixed: %v", pl, pm)
 	}
 	ev := starts(t, filepath.Join(dir, "mixed.db"))
+	if d, err := db.OpenReadOnly(context.Background(), filepath.Join(dir, "mixed.db")); err == nil {
+		rows, err := d.Query(`SELECT worker, count(*), sum(COALESCE(finished_at, 0) - COALESCE(started_at, 0)) FROM build_state WHERE worker IS NOT NULL GROUP BY worker`)
+		if err == nil {
+			for rows.Next() {
+				var w string
+				var n, ms int64
+				rows.Scan(&w, &n, &ms)
+				t.Logf("worker %s: %d packages, %v", w, n, time.Duration(ms)*time.Millisecond)
+			}
+			rows.Close()
+		}
+		d.Close()
+	}
 	t.Logf("mixed run events: %v", ev)
 	if len(faults) < 3 {
 		t.Errorf("only %d of 3 faults happened before the run ended: %v", len(faults), faults)
