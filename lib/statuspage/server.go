@@ -240,6 +240,10 @@ func (s *Server) snapshot(ctx context.Context, now time.Time) (*Snapshot, error)
 	for k, v := range st.Counts {
 		snap.States[string(k)] = v
 	}
+	if l := *st.Scheduler; l.Resume != "" {
+		l.Resume = strings.Replace(l.Resume, "--db DB", "--db "+snap.Database, 1)
+		snap.Scheduler = &l
+	}
 	var names []string
 	for _, r := range st.Running {
 		names = append(names, r.PkgName)
@@ -286,6 +290,9 @@ func (s *Server) snapshot(ctx context.Context, now time.Time) (*Snapshot, error)
 			x.Logs = storeLogs(src.StoreDir, f.PkgName)
 			if len(x.Logs) == 0 {
 				x.LogNote = "logs: bulklog/" + f.PkgName + "/ in the package store"
+				if src.StoreKind != "" && src.StoreKind != "file" {
+					x.LogNote += " (" + src.StoreKind + ")"
+				}
 			}
 		}
 		snap.Failures = append(snap.Failures, x)

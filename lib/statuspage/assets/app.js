@@ -52,7 +52,7 @@ function renderHeader(s) {
   const r = document.getElementById("resume");
   if (l.resume) {
     r.hidden = false;
-    r.textContent = l.resume.replace("--db DB", "--db " + s.database);
+    r.textContent = l.resume;
   } else {
     r.hidden = true;
   }
