@@ -487,8 +487,13 @@ func (r *runner) handle(dbCtx, jobCtx context.Context, f finished) error {
 		r.sum.Crashes++
 		o.crash = true
 		o.event = "crash"
-		r.streak++
-		r.lastCrash = err
+		// A lost worker (a host down, a link cut) says nothing about
+		// the builders in general: the executor backs off from that
+		// host, and one host with many slots must not stop the run.
+		if !errors.Is(err, executor.ErrLost) {
+			r.streak++
+			r.lastCrash = err
+		}
 		changes = []Change{r.core.Requeue(i, fmt.Sprintf("crash %d of %d in this run: %v", r.ran[i], r.opts.MaxCrashes, err))}
 		if r.ran[i] >= r.opts.MaxCrashes {
 			if lerr := r.led.finish(dbCtx, changes, o); lerr != nil {

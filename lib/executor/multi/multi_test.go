@@ -100,3 +100,72 @@ func TestDemand(t *testing.T) {
 		t.Errorf("last demand %+v, want nothing ready", last)
 	}
 }
+
+// loser is an executor whose first n jobs are lost (their worker goes
+// away) before they run.
+type loser struct {
+	executor.Executor
+	mu sync.Mutex
+	n  int
+}
+
+func (l *loser) Acquire(ctx context.Context) (executor.Slot, error) {
+	s, err := l.Executor.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &losingSlot{Slot: s, l: l}, nil
+}
+
+type losingSlot struct {
+	executor.Slot
+	l *loser
+}
+
+func (s *losingSlot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, error) {
+	s.l.mu.Lock()
+	lose := s.l.n > 0
+	s.l.n--
+	s.l.mu.Unlock()
+	if lose {
+		s.Release()
+		return nil, &executor.CrashError{Worker: s.Name(), Reason: "connection lost", Lost: true}
+	}
+	return s.Slot.Run(ctx, j)
+}
+
+// TestLostHostDoesNotStopRun: many jobs lost at once (a host with many
+// slots going down) are queued again and built elsewhere; they are not a
+// streak of crashes that stops the run.
+func TestLostHostDoesNotStopRun(t *testing.T) {
+	dir := t.TempDir()
+	l, err := local.New(local.Config{Pkgrun: executortest.FakePkgrun(t), Slots: 4, Settings: executortest.Settings(dir, 0), Tag: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := multi.New(&loser{Executor: l, n: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	path := filepath.Join(t.TempDir(), "bulk.db")
+	var pkgs []schedtest.Pkg
+	for i := 0; i < 12; i++ {
+		pkgs = append(pkgs, schedtest.Pkg{Name: fmt.Sprintf("p%02d-1.0", i)})
+	}
+	if err := schedtest.WriteDB(context.Background(), path, pkgs); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	sum, err := sched.Run(context.Background(), d, sched.RunOptions{Exec: m, CrashStreak: 10, MaxCrashes: 5})
+	if err != nil {
+		t.Fatalf("run stopped: %v", err)
+	}
+	if sum.Counts[sched.Done] != len(pkgs) || sum.Crashes != 12 {
+		t.Fatalf("summary %+v, want %d done after 12 lost jobs", sum, len(pkgs))
+	}
+}
