@@ -11,10 +11,10 @@ import (
 // while the build is bound by its longest chain (the remaining work spread
 // over all cores would end before the chain does), the jobs on or near that
 // chain get the cores their speed-up model can use (down to MinEff of
-// efficiency per core); any other job, and every job while the build is
-// bound by its work, gets one core, more only when cores would otherwise
-// idle (fewer ready jobs than free cores): parallel make costs throughput
-// (Amdahl), so it is spent only where it shortens the build. A model
+// efficiency per core), and other jobs more than one only when cores would
+// otherwise idle (fewer ready jobs than free cores); while the build is
+// bound by its work every job gets one core: parallel make costs
+// throughput (Amdahl), so it is spent only where it shortens the build. A model
 // without a parallel part (MAKE_JOBS_SAFE=no) always gets one.
 type CorePolicy struct {
 	// MinEff is the least speed-up per core worth granting (default 0.5).
@@ -51,7 +51,7 @@ func (p CorePolicy) Grant(m speedup.Model, path, longest int64, limit, spare int
 	if !workBound && float64(path) >= p.Near*float64(longest) {
 		return best
 	}
-	if spare > 0 {
+	if spare > 0 && !workBound {
 		return min(best, 1+spare)
 	}
 	return 1

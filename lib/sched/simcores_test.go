@@ -135,7 +135,7 @@ func TestGrant(t *testing.T) {
 		{"serial on the path", ser, 1000, 1000, 8, 8, 1, false},
 		{"one free core", par, 1000, 1000, 1, 0, 1, false},
 		{"critical but work-bound", par, 1000, 1000, 8, 0, 1, true},
-		{"work-bound, spare cores", par, 1000, 1000, 8, 3, 4, true},
+		{"work-bound, spare cores", par, 1000, 1000, 8, 3, 1, true},
 	} {
 		if got := p.Grant(c.m, c.path, c.longest, c.limit, c.spare, c.workBound); got != c.want {
 			t.Errorf("%s: grant %d, want %d", c.name, got, c.want)

@@ -27,6 +27,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/sched"
+	"github.com/pkgbulk/pkgbulk/lib/speedup"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 )
@@ -388,6 +389,9 @@ type SimulateCmd struct {
 	Seed     uint64  `default:"1" help:"Seed of generated durations."`
 	Priority string  `type:"existingfile" placeholder:"FILE" help:"Priority list, as for run."`
 	JSON     bool    `name:"json" help:"Print results as JSON."`
+
+	CoresPerBuilder int     `placeholder:"N" help:"Also simulate builders of N cores each, packing jobs by cores with MAKE_JOBS per job from the critical-path policy, against one core per job on the same cores (0: off)."`
+	Fraction        float64 `name:"parallel-fraction" default:"-1" placeholder:"F" help:"Parallel share of a build without history for --cores-per-builder (default: the median fitted from --history's stage columns, else 0.5)."`
 }
 
 // Run simulates.
@@ -461,8 +465,28 @@ func (c *SimulateCmd) Run(ctx context.Context, g *cli.Globals) error {
 			results = append(results, r)
 		}
 	}
+	var cores []*sched.CoreSimResult
+	if c.CoresPerBuilder > 0 {
+		models, err := c.models(gr, durs)
+		if err != nil {
+			return err
+		}
+		for _, w := range c.Workers {
+			for _, base := range []bool{false, true} {
+				r, err := sched.SimulateCores(gr, sched.CoreSimOptions{Builders: w, Cores: c.CoresPerBuilder, Models: models, OneCorePerJob: base})
+				if err != nil {
+					return err
+				}
+				cores = append(cores, r)
+			}
+		}
+	}
 	if c.JSON {
-		b, err := json.MarshalIndent(map[string]any{"durations": source, "results": results}, "", "  ")
+		out := map[string]any{"durations": source, "results": results}
+		if cores != nil {
+			out["cores"] = cores
+		}
+		b, err := json.MarshalIndent(out, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -477,7 +501,55 @@ func (c *SimulateCmd) Run(ctx context.Context, g *cli.Globals) error {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%.4f\t%.1f%%\t\n", r.Workers, r.Order, r.Jobs, dur(r.MakespanMS),
 			dur(r.LowerBoundMS), dur(r.CriticalMS), dur(r.TotalWorkMS/int64(r.Workers)), r.Ratio, 100*r.Utilisation)
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if cores == nil {
+		return nil
+	}
+	fmt.Fprintf(g.Stdout, "\nbuilders of %d cores: MAKE_JOBS per job (critical-path policy) against one core per job\n", c.CoresPerBuilder)
+	tw = tabwriter.NewWriter(g.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "builders\tcores\tpolicy makespan\tone core per job\tratio\tone-core critical path\tmakespan/critical\tjobs with MAKE_JOBS>1\tutilisation\t")
+	for i := 0; i+1 < len(cores); i += 2 {
+		p, b := cores[i], cores[i+1]
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%.3f\t%s\t%.3f\t%d\t%.1f%%\t\n", p.Builders, p.Cores, dur(p.MakespanMS), dur(b.MakespanMS),
+			float64(p.MakespanMS)/float64(max(b.MakespanMS, 1)), dur(p.CriticalMS), p.PathOverMS, p.Multi, 100*p.Utilisation)
+	}
 	return tw.Flush()
+}
+
+// models gives every package a speed-up model for --cores-per-builder:
+// fitted from --history when its rows have the stage columns (bob's
+// format), else its estimated duration with the parallel fraction.
+func (c *SimulateCmd) models(gr *sched.Graph, durs []int64) ([]speedup.Model, error) {
+	fitted := map[string]speedup.Model{}
+	if c.History != "" {
+		f, err := os.Open(c.History)
+		if err != nil {
+			return nil, err
+		}
+		h, err := speedup.ReadCSV(f, c.History)
+		f.Close()
+		if err == nil {
+			fitted = h.Models()
+		}
+	}
+	frac := c.Fraction
+	if frac < 0 {
+		frac = speedup.MedianFraction(fitted)
+	}
+	if frac > 1 {
+		return nil, fmt.Errorf("--parallel-fraction %g: want 0 to 1", frac)
+	}
+	models := make([]speedup.Model, gr.Len())
+	for i := range models {
+		if m, ok := fitted[gr.Path[i]]; ok {
+			models[i] = m
+			continue
+		}
+		models[i] = speedup.FromFraction(durs[i], frac)
+	}
+	return models, nil
 }
 
 func readPresolve(path string) (*sched.Graph, error) {
