@@ -342,7 +342,7 @@ func TestNetnsExampleTree(t *testing.T) {
 			}
 			return true
 		}
-		if !step(5 * time.Second) {
+		if !step(2 * time.Second) {
 			return
 		}
 		if !busy(h1) {
@@ -350,11 +350,11 @@ func TestNetnsExampleTree(t *testing.T) {
 		}
 		faults = append(faults, fmt.Sprintf("kill sshd of host 1 (%d pkgrun)", h1.pkgruns()))
 		h1.stopSSHD()
-		if !step(2 * time.Second) {
+		if !step(1 * time.Second) {
 			return
 		}
 		h1.startSSHD(t)
-		if !step(4 * time.Second) {
+		if !step(2 * time.Second) {
 			return
 		}
 		if !busy(h2) {
@@ -362,12 +362,12 @@ func TestNetnsExampleTree(t *testing.T) {
 		}
 		faults = append(faults, fmt.Sprintf("link of host 2 down (%d pkgrun)", h2.pkgruns()))
 		exec.Command("ip", "link", "set", h2.hostIf, "down").Run()
-		if !step(5 * time.Second) {
+		if !step(3 * time.Second) {
 			exec.Command("ip", "link", "set", h2.hostIf, "up").Run()
 			return
 		}
 		exec.Command("ip", "link", "set", h2.hostIf, "up").Run()
-		if !step(3 * time.Second) {
+		if !step(1 * time.Second) {
 			return
 		}
 		if !busy(h1) {
@@ -375,7 +375,7 @@ func TestNetnsExampleTree(t *testing.T) {
 		}
 		faults = append(faults, fmt.Sprintf("SIGSTOP host 1 (%d pkgrun)", h1.pkgruns()))
 		h1.signalAll(syscall.SIGSTOP)
-		step(5 * time.Second)
+		step(4 * time.Second)
 		h1.signalAll(syscall.SIGCONT)
 	}()
 	start = time.Now()
