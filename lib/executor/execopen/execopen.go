@@ -7,6 +7,8 @@
 //	                  (deadline: how long the host may not answer
 //	                  before its jobs are lost and requeued)
 //	ssh:FILE          a hosts file: one ssh:// spec a line (# comments)
+//	slurm://?partition=P&slots=N&cores=C&pkgrun=PATH&conf=FILE
+//	                  srun steps in a Slurm cluster lib/executor/slurmexec
 //
 // Several specs (pkgsched run --executor, repeated) are joined by
 // lib/executor/multi. This is the one place where executors are wired.
@@ -29,6 +31,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/executor/multi"
+	"github.com/pkgbulk/pkgbulk/lib/executor/slurmexec"
 	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 )
@@ -128,8 +131,14 @@ func open(spec string, env Env, locals *int) ([]executor.Executor, error) {
 			return []executor.Executor{e}, nil
 		}
 		return openHostsFile(rest, env)
+	case "slurm":
+		e, err := slurmexec.Open(spec, env.Settings, env.Tag, env.Pkgrun)
+		if err != nil {
+			return nil, err
+		}
+		return []executor.Executor{e}, nil
 	}
-	return nil, fmt.Errorf("executor %q: unknown scheme (want local, local:N, ssh://user@host?slots=N or ssh:HOSTSFILE)", spec)
+	return nil, fmt.Errorf("executor %q: unknown scheme (want local, local:N, ssh://user@host?slots=N, ssh:HOSTSFILE or slurm://?partition=P&slots=N)", spec)
 }
 
 func sshConfig(h sshexec.Host, env Env) sshexec.Config {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/executor/slurmexec"
 	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
 )
 
@@ -78,5 +79,33 @@ func TestOpenSpecs(t *testing.T) {
 	defer e.Close()
 	if n := e.Capacity(); n != 5 {
 		t.Fatalf("capacity %d, want 5", n)
+	}
+}
+
+func TestParseSlurm(t *testing.T) {
+	c, err := slurmexec.ParseSpec("slurm://?partition=debug&slots=4&pkgrun=/usr/pkg/bin/pkgrun&cores=2&name=hpc&conf=/etc/s.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Partition != "debug" || c.Slots != 4 || c.Cores != 2 || c.Pkgrun != "/usr/pkg/bin/pkgrun" || c.Name != "hpc" || c.Conf != "/etc/s.conf" {
+		t.Errorf("got %+v", c)
+	}
+	if c, err := slurmexec.ParseSpec("slurm://"); err != nil || c.Slots != 1 || c.Cores != 1 || c.Partition != "" {
+		t.Errorf("slurm://: %+v, %v", c, err)
+	}
+	for spec, want := range map[string]string{
+		"slurm://?slots=0":    "slots",
+		"slurm://?cores=x":    "cores",
+		"slurm://?part=debug": "unknown setting",
+		"slurm://head/x":      "no host",
+		"slurm:debug":         "want slurm://",
+	} {
+		if _, err := slurmexec.ParseSpec(spec); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want one saying %q", spec, err, want)
+		}
+	}
+	if e, err := Open(context.Background(), []string{"slurm://?slots=0"}, Env{}); err == nil {
+		e.Close()
+		t.Error("slurm://?slots=0 accepted")
 	}
 }
