@@ -2,6 +2,7 @@ package slurmexec_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -123,7 +124,7 @@ SlurmctldPidFile=%[5]s/run/slurmctld.pid
 SlurmdPidFile=%[5]s/run/slurmd.pid
 SlurmctldLogFile=%[5]s/log/slurmctld.log
 SlurmdLogFile=%[5]s/log/slurmd.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 SelectType=select/cons_tres
@@ -226,4 +227,56 @@ func BenchmarkDispatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/job")
+}
+
+// TestCancelQueued cancels jobs both while Slurm still queues them (every
+// CPU is taken) and while they run: Run returns only when Slurm's queue no
+// longer holds them.
+func TestCancelQueued(t *testing.T) {
+	c := startCluster(t)
+	dir := t.TempDir()
+	e := c.newExec(t, executortest.FakePkgrun(t), executortest.Settings(dir, 0), 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type ran struct {
+		name string
+		err  error
+	}
+	results := make(chan ran, 3)
+	for _, name := range []string{"hang-1.0", "hangtoo-1.0", "hangthree-1.0"} {
+		s, err := e.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			rec := []byte("PKGNAME=" + name + "\nPKG_LOCATION=test/x\n")
+			_, err := s.Run(ctx, executor.Job{PkgName: name, Record: rec, Attempt: 1})
+			results <- ran{name, err}
+		}()
+	}
+	// Two run (2 CPUs), one waits in the queue.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		q := c.squeue(t)
+		if strings.Count(q, "RUNNING") == 2 && strings.Count(q, "PENDING") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want 2 running jobs and 1 pending, squeue:\n%s", q)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	for range 3 {
+		r := <-results
+		if !errors.Is(r.err, context.Canceled) || errors.Is(r.err, executor.ErrCrash) {
+			t.Errorf("%s: error %v, want context.Canceled and no crash", r.name, r.err)
+		}
+	}
+	if q := c.squeue(t); q != "" {
+		t.Errorf("jobs left in Slurm's queue after Run returned:\n%s", q)
+	}
+	if left := executortest.JobDirs(t, dir); len(left) > 0 {
+		t.Errorf("cancelled builders left job directories: %v", left)
+	}
 }
