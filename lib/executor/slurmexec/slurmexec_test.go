@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,6 +58,26 @@ func startDaemon(t testing.TB, log string, env []string, name string, args ...st
 	})
 }
 
+// killStepds kills the slurmstepd processes with a file open in dir.
+func killStepds(dir string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		comm, _ := os.ReadFile(p + "/comm")
+		if !strings.HasPrefix(string(comm), "slurmstepd") {
+			continue
+		}
+		fds, _ := filepath.Glob(p + "/fd/*")
+		for _, fd := range fds {
+			if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, dir+"/") {
+				if pid, err := strconv.Atoi(filepath.Base(p)); err == nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+				break
+			}
+		}
+	}
+}
+
 // startCluster starts munged, slurmctld and slurmd (one node: this host,
 // 2 CPUs, partition "debug") in a temporary directory, without systemd,
 // and waits until the node is idle. It skips when Slurm is not installed.
@@ -76,6 +98,9 @@ func startCluster(t testing.TB) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	// After the daemons: slurmstepds of cancelled steps can outlive
+	// slurmd; kill those of this cluster (they hold its slurmd.log).
+	t.Cleanup(func() { killStepds(dir) })
 	for _, d := range []string{"state", "spool", "run", "log"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
