@@ -377,6 +377,10 @@ func (s *slot) clean(ctx context.Context, pkg, node string, start time.Time) {
 	cmd := s.e.command(ctx, "srun", args...)
 	cmd.Stdin = nil
 	_ = cmd.Run()
+	// The step's job lingers as COMPLETING after srun returns: Run
+	// returns only when nothing of the job, its clean-up included, is
+	// left in Slurm.
+	_ = s.e.cancel(ctx, pkg+"-clean", "")
 }
 
 // cleanScript removes root/pkg.* directories modified since since (as
