@@ -67,13 +67,23 @@ func ppid(t *testing.T, pid int) int {
 	return p
 }
 
+// markerPid is the pid the fake builder writes into its marker file; the
+// file appears before its content, so wait (on a loaded machine, a while)
+// for a pid.
 func markerPid(t *testing.T, dir string) int {
-	b, err := os.ReadFile(filepath.Join(dir, "running.hang-1.0"))
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; ; i++ {
+		b, err := os.ReadFile(filepath.Join(dir, "running.hang-1.0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && p > 1 {
+			return p
+		}
+		if i == 1000 {
+			t.Fatalf("the marker file holds %q, not a pid", b)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	p, _ := strconv.Atoi(string(b))
-	return p
 }
 
 // TestLost breaks the connection of a running job: its sshd processes
