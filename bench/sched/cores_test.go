@@ -3,8 +3,10 @@ package schedbench
 import (
 	"bufio"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -72,7 +74,7 @@ func muttHistory(b testing.TB) (*sched.Graph, []speedup.Model, map[string]speedu
 // history, fixed seed).
 func drawModels(g *sched.Graph, pool map[string]speedup.Model) []speedup.Model {
 	var list []speedup.Model
-	for _, p := range sortedKeys(pool) {
+	for _, p := range slices.Sorted(maps.Keys(pool)) {
 		list = append(list, pool[p])
 	}
 	rng := rand.New(rand.NewPCG(42, 7))
@@ -81,19 +83,6 @@ func drawModels(g *sched.Graph, pool map[string]speedup.Model) []speedup.Model {
 		out[i] = list[rng.IntN(len(list))]
 	}
 	return out
-}
-
-func sortedKeys(m map[string]speedup.Model) []string {
-	var k []string
-	for p := range m {
-		k = append(k, p)
-	}
-	for i := 1; i < len(k); i++ {
-		for j := i; j > 0 && k[j] < k[j-1]; j-- {
-			k[j], k[j-1] = k[j-1], k[j]
-		}
-	}
-	return k
 }
 
 // BenchmarkCores prints, for the real 71-package history with its fitted

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -158,6 +157,7 @@ func unpackKit(r io.Reader, dir string) error {
 	}
 	defer d.Close()
 	var total int64
+	placed := map[string]string{} // archive name -> where it went, for hard links
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -177,35 +177,13 @@ func unpackKit(r io.Reader, dir string) error {
 		if total > kitLimit {
 			return fmt.Errorf("the kit unpacks to more than %d bytes", int64(kitLimit))
 		}
-		if err := putEntry(d, tr, h, name); err != nil {
+		if h.Typeflag == tar.TypeLink {
+			// Kits made by tar -czf /usr/pkg name link targets from /.
+			h.Linkname = path.Clean(strings.TrimLeft(h.Linkname, "/"))
+		}
+		if err := writeEntry(d, tr, h, name, placed); err != nil {
 			return fmt.Errorf("%s: %w", h.Name, err)
 		}
+		placed[name] = name
 	}
-}
-
-// putEntry writes one tar entry at name beneath d. Hard links name an
-// earlier entry of the same archive.
-func putEntry(d *beneath.Dir, r io.Reader, h *tar.Header, name string) error {
-	mode := fs.FileMode(h.Mode) & fs.ModePerm
-	if h.Mode&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if h.Mode&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if h.Mode&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	switch h.Typeflag {
-	case tar.TypeDir:
-		return d.MkdirAll(name, 0o755)
-	case tar.TypeReg, tar.TypeRegA:
-		return d.WriteFile(name, r, mode)
-	case tar.TypeSymlink:
-		return d.Symlink(h.Linkname, name)
-	case tar.TypeLink:
-		target := path.Clean(strings.TrimLeft(h.Linkname, "/"))
-		return d.Link(target, name)
-	}
-	return fmt.Errorf("unsupported archive entry type %q", h.Typeflag)
 }

@@ -3,6 +3,7 @@ package sched
 import (
 	"container/heap"
 	"fmt"
+	"slices"
 
 	"github.com/pkgbulk/pkgbulk/lib/speedup"
 )
@@ -133,7 +134,7 @@ func SimulateCores(g *Graph, opt CoreSimOptions) (*CoreSimResult, error) {
 		one[i] = max(m.Time(1), 1)
 	}
 	keys := Keys(g, one, OrderPath, nil)
-	core, _ := NewCore(g, keys, clone(g.Initial), clone(g.Reason))
+	core, _ := NewCore(g, keys, slices.Clone(g.Initial), slices.Clone(g.Reason))
 	res := &CoreSimResult{Builders: opt.Builders, Cores: opt.Cores, OneCorePerJob: opt.OneCorePerJob, MakeJobsByJob: make([]int, n)}
 	for i := range n {
 		if core.state[i] == Open {
@@ -222,5 +223,3 @@ func SimulateCores(g *Graph, opt CoreSimOptions) (*CoreSimResult, error) {
 	}
 	return res, nil
 }
-
-func clone[T any](s []T) []T { return append([]T(nil), s...) }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
 	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
 
@@ -164,26 +164,6 @@ func (h *nsHost) pkgruns() int {
 	return n
 }
 
-func states(t *testing.T, path string) map[string]string {
-	d, err := db.OpenReadOnly(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	rows, err := d.Query(`SELECT p.pkgname, s.state FROM packages p JOIN build_state s ON s.pkg_id = p.id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	m := map[string]string{}
-	for rows.Next() {
-		var n, s string
-		rows.Scan(&n, &s)
-		m[n] = s
-	}
-	return m
-}
-
 // starts checks that every start event of a package follows the end of
 // its previous run, and returns the workers the jobs ran on.
 func starts(t *testing.T, path string) map[string]int {
@@ -218,16 +198,6 @@ func starts(t *testing.T, path string) map[string]int {
 	return events
 }
 
-func packages(t *testing.T, store string) []string {
-	ents, _ := os.ReadDir(filepath.Join(store, "All"))
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	return names
-}
-
 // TestNetnsExampleTree builds the example tree with the real pkgrun once
 // on local slots, then over one local slot and two ssh hosts in network
 // namespaces while the first host's sshd is killed (and started again),
@@ -253,27 +223,8 @@ func TestNetnsExampleTree(t *testing.T) {
 	}
 	exec.Command("ip", "netns", "del", fmt.Sprintf("pkgbulk-probe-%d", os.Getpid())).Run()
 	mk := testenv.Program(t, "bmake")
-	root := testenv.RepoRoot(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/pkgscan", "./cmd/pkgdag", "./cmd/pkgrun", "./cmd/pkgsched")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	tree := filepath.Join(dir, "tree")
-	if err := os.CopyFS(tree, os.DirFS(filepath.Join(root, "examples", "tree"))); err != nil {
-		t.Fatal(err)
-	}
-	scan := filepath.Join(dir, "scan")
-	if out, err := exec.Command(filepath.Join(bin, "pkgscan"), "-C", tree, "-j", "2", "-o", scan).CombinedOutput(); err != nil {
-		t.Fatalf("pkgscan: %v\n%s", err, out)
-	}
-	for _, name := range []string{"local.db", "mixed.db"} {
-		if out, err := exec.Command(filepath.Join(bin, "pkgdag"), "build", "-q", "-o", filepath.Join(dir, name), scan).CombinedOutput(); err != nil {
-			t.Fatalf("pkgdag build: %v\n%s", err, out)
-		}
-	}
+	x := executortest.NewExampleTree(t, "local.db", "mixed.db")
+	dir, bin, tree := x.Dir, x.Bin, x.Tree
 	common := []string{"--pkgrun", filepath.Join(bin, "pkgrun"), "--pkgsrc", tree, "--make", mk, "--max-time", "5m", "--json"}
 	sched := func(args ...string) (string, int) {
 		cmd := exec.Command(filepath.Join(bin, "pkgsched"), append(append([]string{"run"}, args...), common...)...)
@@ -391,13 +342,13 @@ func TestNetnsExampleTree(t *testing.T) {
 	if codeM != codeL {
 		t.Errorf("mixed run: exit %d, local %d\nlocal:\n%s\nmixed:\n%s", codeM, codeL, outL, outM)
 	}
-	sl, sm := states(t, filepath.Join(dir, "local.db")), states(t, filepath.Join(dir, "mixed.db"))
+	sl, sm := executortest.States(t, filepath.Join(dir, "local.db")), executortest.States(t, filepath.Join(dir, "mixed.db"))
 	for p, s := range sl {
 		if sm[p] != s {
 			t.Errorf("%s: %s over ssh, %s locally", p, sm[p], s)
 		}
 	}
-	if pl, pm := packages(t, storeL), packages(t, storeM); strings.Join(pl, " ") != strings.Join(pm, " ") {
+	if pl, pm := executortest.Packages(storeL), executortest.Packages(storeM); strings.Join(pl, " ") != strings.Join(pm, " ") {
 		t.Errorf("packages differ:\nlocal: %v\nmixed: %v", pl, pm)
 	}
 	ev := starts(t, filepath.Join(dir, "mixed.db"))
