@@ -68,6 +68,12 @@ type Job struct {
 	PkgPath string
 	Record  []byte // the package's presolve record: pkgrun's stdin
 	Attempt int    // 1 for the first run of this package, counting crashes
+	// MakeJobs is the MAKE_JOBS the scheduler granted the job (the cores
+	// it reserved on the slot's builder); 0 leaves it to pkgrun's
+	// settings. The scheduler appends it to Record as a MAKE_JOBS= line
+	// (pkgrun's lib/build reads it); an executor whose builder is a
+	// cluster node also asks for that many cores (srun -c).
+	MakeJobs int
 }
 
 // Executor hands out slots.
@@ -90,6 +96,34 @@ type Slot interface {
 	Run(ctx context.Context, j Job) (*Outcome, error)
 	// Release gives the slot back unused.
 	Release()
+}
+
+// Accepter is implemented by slots whose builder does not take every job:
+// an ssh host's or a pull worker's "no way" list of pkgpaths and patterns,
+// or labels that a package requires. The scheduler hands such a slot the
+// best ready job it accepts; a slot that accepts none of the ready jobs is
+// kept idle by the scheduler (not given back, so Acquire does not spin on
+// it) until another job becomes ready, and is never given a job it
+// refuses. Slots that do not implement Accepter take every job.
+type Accepter interface {
+	Accepts(pkgpath, pkgname string) bool
+}
+
+// CoreSlot is implemented by slots on builders that declare their cores
+// (see CorePool). Acquire reserves one core of the builder with the slot;
+// before Run the scheduler may Grow the slot to give its job more cores
+// (its MAKE_JOBS) from the free cores of the same builder. Every core
+// reserved comes back when the slot is given back (Run returns, or
+// Release). Slots that do not implement CoreSlot run one core per job
+// (MAKE_JOBS left to pkgrun's settings).
+type CoreSlot interface {
+	// Cores is the builder's declared cores (its whole size).
+	Cores() int
+	// FreeCores is how many more cores Grow could reserve now.
+	FreeCores() int
+	// Grow reserves up to n more cores on the slot's builder and returns
+	// how many it got (0..n). It never blocks.
+	Grow(n int) int
 }
 
 // StaleJob is a job that was running when an earlier scheduler died: the
