@@ -11,6 +11,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
+	"github.com/pkgbulk/pkgbulk/lib/version"
 )
 
 // Description is pkgrun's --help text.
@@ -72,6 +73,8 @@ type Tool struct {
 	Build Command     `cmd:"" default:"withargs" help:"Build one package (the default: pkgrun [flags] < record)."`
 	Kit   KitCommand  `cmd:"" help:"Make a bootstrap kit from a pkgsrc tree."`
 	Exec  ExecCommand `cmd:"" help:"Run one command in a job's sandbox (e.g. a scan with the kit's bmake)."`
+	// Version is what executors ask a builder before its first job.
+	Version version.Cmd `cmd:"" help:"Print the pkgbulk release and the job protocol version this pkgrun speaks (--json: for executors)."`
 }
 
 // Command is pkgrun's build command line.
@@ -104,13 +107,12 @@ type SettingsFlags struct {
 	UnprivUser   string        `name:"unprivileged-user" help:"When run as root: run configure, build (and user-destdir install) as this user." placeholder:"USER"`
 	Env          []string      `sep:"none" help:"Extra KEY=VALUE for the environment of make (repeatable; commas are part of the value)." placeholder:"KEY=VALUE"`
 
-	Access storeopen.Flags `embed:"" group:"Store access"`
+	Access job.StoreAccess `embed:"" group:"Store access"`
 }
 
 // Settings returns the settings the flags give, for putting over a job
-// document (job.Settings.Override). --connect-timeout has a default, so
-// it is carried only when it was given (timeoutGiven).
-func (f *SettingsFlags) Settings(timeoutGiven bool) job.Settings {
+// document (job.Settings.Override).
+func (f *SettingsFlags) Settings() job.Settings {
 	s := job.Settings{
 		Pkgsrc: f.Pkgsrc, Store: f.Store, Make: f.Make, WorkRoot: f.WorkRoot,
 		BootstrapKit: f.BootstrapKit, PkgSuffix: f.PkgSuffix, UnprivUser: f.UnprivUser,
@@ -124,21 +126,18 @@ func (f *SettingsFlags) Settings(timeoutGiven bool) job.Settings {
 	if f.NoOutputTime > 0 {
 		s.NoOutputTime = f.NoOutputTime.String()
 	}
-	access := f.Access.Access(timeoutGiven)
+	access := f.Access
 	s.StoreAccess = &access
 	return s
 }
 
 // Run is pkgrun.
 func (c *Command) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error {
-	s, err := c.settings(cli.FlagGiven(k, "connect-timeout"))
+	s, err := c.settings()
 	if err != nil {
 		return err
 	}
-	opts, err := storeopen.AccessOptions(s.StoreAccess)
-	if err != nil {
-		return err
-	}
+	opts := storeopen.AccessOptions(s.StoreAccess)
 	in := g.Stdin
 	inName := "stdin"
 	if c.Input != "" {
@@ -178,10 +177,8 @@ func (c *Command) Run(ctx context.Context, g *cli.Globals, k *kong.Context) erro
 	return nil
 }
 
-// settings merges the job document and the flags. --connect-timeout has a
-// default, so it overrides the document only when it was given
-// (timeoutGiven).
-func (c *Command) settings(timeoutGiven bool) (job.Settings, error) {
+// settings merges the job document and the flags.
+func (c *Command) settings() (job.Settings, error) {
 	var s job.Settings
 	if c.Job != "" {
 		var err error
@@ -189,6 +186,6 @@ func (c *Command) settings(timeoutGiven bool) (job.Settings, error) {
 			return s, err
 		}
 	}
-	flags := c.SettingsFlags.Settings(timeoutGiven)
+	flags := c.SettingsFlags.Settings()
 	return s.Override(flags), nil
 }

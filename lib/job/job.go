@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 )
 
 // ExitNoSpace is pkgrun's exit code when the builder itself ran out of
@@ -33,6 +34,13 @@ const ExitNoSpace = 3
 
 // ResultVersion is the version of the Result document.
 const ResultVersion = 1
+
+// ProtocolVersion is the version of the job protocol as a whole: the
+// Settings document, the record on stdin, the Result on stdout and the
+// exit codes. A scheduler runs only builders whose pkgrun speaks the same
+// (pkgrun version --json says which, see lib/version); it goes up with
+// any change a builder of the previous version would misread.
+const ProtocolVersion = 1
 
 // Status is the outcome of one job.
 type Status string
@@ -91,20 +99,27 @@ type Settings struct {
 	StoreAccess *StoreAccess `json:"store_access,omitempty"`
 }
 
-// StoreAccess are the store-access settings (pkgrun's --s3-endpoint,
-// --ssh-identity and the like; lib/store/storeopen's Flags) that a
-// scheduler hands to every builder. Empty fields leave the choice to the
-// builder's flags, then its environment. S3 keys are not here on purpose:
-// the job document is written to disk for every job, and the keys reach
-// pkgrun through its environment (AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY), which the executor passes on.
+// StoreAccess are the store-access settings: the one definition that is
+// at once the "store_access" object of the job document (JSON names) and
+// the "Store access" command-line flags of every tool that opens a store
+// (kong tags: tools embed it as
+//
+//	Access job.StoreAccess `embed:"" group:"Store access"`
+//
+// and lib/store/storeopen.Options embeds it too). A scheduler hands it
+// to every builder. Empty fields leave the choice to the builder's flags,
+// then its environment. S3 keys are not here on purpose: the job
+// document is written to disk for every job and a secret on a command
+// line shows in ps; the keys reach pkgrun through its environment
+// (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the AWS credentials
+// file).
 type StoreAccess struct {
-	S3Endpoint     string `json:"s3_endpoint,omitempty"`     // e.g. http://127.0.0.1:9000
-	S3Region       string `json:"s3_region,omitempty"`       // e.g. us-east-1
-	S3AllowHTTP    bool   `json:"s3_allow_http,omitempty"`   // plain http off loopback
-	SSHIdentity    string `json:"ssh_identity,omitempty"`    // private key file for sftp
-	KnownHosts     string `json:"known_hosts,omitempty"`     // known_hosts file for sftp
-	ConnectTimeout string `json:"connect_timeout,omitempty"` // Go duration
+	S3Endpoint     string   `json:"s3_endpoint,omitempty" name:"s3-endpoint" placeholder:"URL" help:"S3 endpoint, e.g. https://s3.example.org or http://127.0.0.1:9000 (default: ?endpoint= in the URL, $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)."`
+	S3Region       string   `json:"s3_region,omitempty" name:"s3-region" placeholder:"REGION" help:"S3 region (default: ?region= in the URL, $AWS_REGION, else asked from the server)."`
+	S3AllowHTTP    bool     `json:"s3_allow_http,omitempty" name:"s3-allow-http" help:"Allow a plain-http S3 endpoint that is not on loopback."`
+	SSHIdentity    string   `json:"ssh_identity,omitempty" name:"ssh-identity" type:"path" placeholder:"FILE" help:"SSH private key for sftp:// stores (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa)."`
+	KnownHosts     string   `json:"known_hosts,omitempty" name:"known-hosts" type:"path" placeholder:"FILE" help:"known_hosts file that must list the sftp server's host key (default: ~/.ssh/known_hosts)."`
+	ConnectTimeout Duration `json:"connect_timeout,omitempty" name:"connect-timeout" placeholder:"DURATION" help:"Give up connecting to a store server after this long (default 15s)."`
 }
 
 // Override returns a copy of a (which may be nil) with the non-empty
@@ -124,13 +139,59 @@ func (a *StoreAccess) Override(o StoreAccess) *StoreAccess {
 	set(&r.S3Region, o.S3Region)
 	set(&r.SSHIdentity, o.SSHIdentity)
 	set(&r.KnownHosts, o.KnownHosts)
-	set(&r.ConnectTimeout, o.ConnectTimeout)
+	if o.ConnectTimeout > 0 {
+		r.ConnectTimeout = o.ConnectTimeout
+	}
 	r.S3AllowHTTP = r.S3AllowHTTP || o.S3AllowHTTP
 	if r == (StoreAccess{}) {
 		return nil
 	}
 	return &r
 }
+
+// UnmarshalJSON reads the store_access object strictly: an unknown key
+// or a bad connect_timeout is an error that names it.
+func (a *StoreAccess) UnmarshalJSON(b []byte) error {
+	type plain StoreAccess // without this method
+	var shadow struct {
+		plain
+		ConnectTimeout string `json:"connect_timeout,omitempty"`
+	}
+	// Strict, as ReadSettings: a misspelt key is an error (a custom
+	// UnmarshalJSON does not inherit the outer decoder's setting).
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&shadow); err != nil {
+		return fmt.Errorf("store_access: %w", err)
+	}
+	*a = StoreAccess(shadow.plain)
+	if shadow.ConnectTimeout != "" {
+		if err := a.ConnectTimeout.UnmarshalText([]byte(shadow.ConnectTimeout)); err != nil {
+			return fmt.Errorf("store_access: connect_timeout: %w", err)
+		}
+	}
+	return nil
+}
+
+// Duration is a positive time.Duration written as a Go duration string
+// ("30s") in JSON and on the command line; 0 means unset.
+type Duration time.Duration
+
+// MarshalText writes d as a Go duration ("1m30s").
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads a positive Go duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil || v <= 0 {
+		return fmt.Errorf("bad duration %q (want a positive Go duration such as 30s)", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// String is d as a Go duration.
+func (d Duration) String() string { return time.Duration(d).String() }
 
 // Phase is one build phase as pkgrun ran it.
 type Phase struct {

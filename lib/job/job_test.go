@@ -7,10 +7,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestStoreAccessOverride(t *testing.T) {
-	doc := &StoreAccess{S3Endpoint: "http://a:1", S3Region: "r1", SSHIdentity: "/k", ConnectTimeout: "40s"}
+	doc := &StoreAccess{S3Endpoint: "http://a:1", S3Region: "r1", SSHIdentity: "/k", ConnectTimeout: Duration(40 * time.Second)}
 	tests := []struct {
 		name string
 		doc  *StoreAccess
@@ -21,8 +22,8 @@ func TestStoreAccessOverride(t *testing.T) {
 		{name: "document only", doc: doc, want: doc},
 		{name: "flags only", over: StoreAccess{KnownHosts: "/kh", S3AllowHTTP: true},
 			want: &StoreAccess{KnownHosts: "/kh", S3AllowHTTP: true}},
-		{name: "flags win", doc: doc, over: StoreAccess{S3Region: "r2", ConnectTimeout: "5s"},
-			want: &StoreAccess{S3Endpoint: "http://a:1", S3Region: "r2", SSHIdentity: "/k", ConnectTimeout: "5s"}},
+		{name: "flags win", doc: doc, over: StoreAccess{S3Region: "r2", ConnectTimeout: Duration(5 * time.Second)},
+			want: &StoreAccess{S3Endpoint: "http://a:1", S3Region: "r2", SSHIdentity: "/k", ConnectTimeout: Duration(5 * time.Second)}},
 		{name: "empty document", doc: &StoreAccess{}, want: nil},
 	}
 	for _, tt := range tests {
@@ -54,7 +55,7 @@ func TestSettingsJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(in), &s); err != nil {
 		t.Fatal(err)
 	}
-	want := StoreAccess{S3Endpoint: "http://h:9000", S3Region: "r", S3AllowHTTP: true, SSHIdentity: "/k", KnownHosts: "/kh", ConnectTimeout: "30s"}
+	want := StoreAccess{S3Endpoint: "http://h:9000", S3Region: "r", S3AllowHTTP: true, SSHIdentity: "/k", KnownHosts: "/kh", ConnectTimeout: Duration(30 * time.Second)}
 	if s.StoreAccess == nil || *s.StoreAccess != want {
 		t.Fatalf("decoded %+v, want %+v", s.StoreAccess, want)
 	}
@@ -106,5 +107,38 @@ func TestReadSettings(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.errPart) || !strings.Contains(err.Error(), p) {
 			t.Errorf("%s: error %v, want one naming %s and %q", tc.name, err, p, tc.errPart)
 		}
+	}
+}
+
+// TestStoreAccessDuration: connect_timeout is a positive Go duration; a
+// bad one is an error naming the document.
+func TestStoreAccessDuration(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		v    string
+		want time.Duration // 0: an error
+	}{{`"30s"`, 30 * time.Second}, {`"1m30s"`, 90 * time.Second}, {`"soon"`, 0}, {`"-5s"`, 0}, {`"0s"`, 0}, {`30`, 0}} {
+		p := filepath.Join(dir, "job.json")
+		os.WriteFile(p, []byte(`{"store_access":{"connect_timeout":`+tc.v+`}}`), 0o644)
+		s, err := ReadSettings(p)
+		if tc.want == 0 {
+			if err == nil || !strings.Contains(err.Error(), p) {
+				t.Errorf("connect_timeout %s: error %v, want one naming %s", tc.v, err, p)
+			}
+			continue
+		}
+		if err != nil || time.Duration(s.StoreAccess.ConnectTimeout) != tc.want {
+			t.Errorf("connect_timeout %s: %+v %v, want %v", tc.v, s.StoreAccess, err, tc.want)
+		}
+	}
+}
+
+// TestStoreAccessStrict: a misspelt store_access key is an error, as any
+// other unknown setting of the job document.
+func TestStoreAccessStrict(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "job.json")
+	os.WriteFile(p, []byte(`{"store_access":{"s3_endpoit":"http://h:9000"}}`), 0o644)
+	if _, err := ReadSettings(p); err == nil || !strings.Contains(err.Error(), "s3_endpoit") || !strings.Contains(err.Error(), p) {
+		t.Fatalf("misspelt key: error %v, want one naming the key and %s", err, p)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
@@ -31,11 +32,11 @@ func TestSignRemoteStores(t *testing.T) {
 			if kind == "s3" {
 				srv := storetest.StartS3(t)
 				url = srv.URL("signtest")
-				o = storeopen.Options{S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey}
+				o = storeopen.Options{StoreAccess: job.StoreAccess{S3Endpoint: srv.Endpoint, S3Region: srv.Region}, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey}
 			} else {
 				srv := storetest.StartSSHD(t)
 				url = srv.URL("signtest")
-				o = storeopen.Options{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts}
+				o = storeopen.Options{StoreAccess: job.StoreAccess{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts}}
 			}
 			st, err := storeopen.Open(ctx, url, o)
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/pkgfile"
 	"github.com/pkgbulk/pkgbulk/lib/pkgfile/pkgtest"
 	"github.com/pkgbulk/pkgbulk/lib/store"
@@ -143,7 +144,7 @@ func TestSigningKeepsUpToDate(t *testing.T) {
 				t.Skip("starts sshd")
 			}
 			srv := storetest.StartSSHD(t)
-			st, err := storeopen.Open(ctx, srv.URL("uptodate"), storeopen.Options{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts})
+			st, err := storeopen.Open(ctx, srv.URL("uptodate"), storeopen.Options{StoreAccess: job.StoreAccess{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -154,8 +155,7 @@ func TestSigningKeepsUpToDate(t *testing.T) {
 				t.Skip("starts an S3 server")
 			}
 			srv := storetest.StartS3(t)
-			st, err := storeopen.Open(ctx, srv.URL("uptodate"), storeopen.Options{
-				S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey})
+			st, err := storeopen.Open(ctx, srv.URL("uptodate"), storeopen.Options{StoreAccess: job.StoreAccess{S3Endpoint: srv.Endpoint, S3Region: srv.Region}, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey})
 			if err != nil {
 				t.Fatal(err)
 			}

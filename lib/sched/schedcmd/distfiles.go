@@ -11,6 +11,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/db"
 	"github.com/pkgbulk/pkgbulk/lib/distfile"
+	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 )
@@ -23,7 +24,7 @@ type DistCmd struct {
 	Missing bool   `help:"List only the distfiles that are not in the store (needs --store)."`
 	JSON    bool   `name:"json" help:"Print a JSON array."`
 
-	Access storeopen.Flags `embed:"" group:"Store access"`
+	Access job.StoreAccess `embed:"" group:"Store access"`
 }
 
 // Help is pkgsched distfiles' long help.
@@ -78,7 +79,7 @@ func (c *DistCmd) Run(ctx context.Context, g *cli.Globals) error {
 	}
 	var st store.Store
 	if c.Store != "" {
-		if st, err = storeopen.Open(ctx, c.Store, c.Access.Options()); err != nil {
+		if st, err = storeopen.Open(ctx, c.Store, storeopen.Options{StoreAccess: c.Access}); err != nil {
 			return err
 		}
 		defer st.Close()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/report"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
@@ -31,7 +32,7 @@ type ReportCmd struct {
 	UTC        bool   `name:"utc" help:"Write times in UTC instead of local time (pbulk uses the local time of date(1))."`
 	JSON       bool   `name:"json" help:"Print the directory, the files written and the counts as JSON on stdout."`
 
-	Access storeopen.Flags `embed:"" group:"Store access"`
+	Access job.StoreAccess `embed:"" group:"Store access"`
 }
 
 // Help is pkgsched report's long help.
@@ -93,7 +94,7 @@ func (c *ReportCmd) Run(ctx context.Context, g *cli.Globals) error {
 				return fmt.Errorf("package store %s: %s is not a directory (not mounted?); cannot find the logs", c.Store, dir)
 			}
 		}
-		if st, err = storeopen.Open(ctx, c.Store, c.Access.Options()); err != nil {
+		if st, err = storeopen.Open(ctx, c.Store, storeopen.Options{StoreAccess: c.Access}); err != nil {
 			return err // names the store
 		}
 		defer st.Close()

@@ -113,10 +113,8 @@ type RunCmd struct {
 	Build build.SettingsFlags `embed:""`
 }
 
-// settings merges the job document and the flags. --connect-timeout has a
-// default, so it overrides the document only when it was given
-// (timeoutGiven).
-func (c *RunCmd) settings(timeoutGiven bool) (job.Settings, error) {
+// settings merges the job document and the flags.
+func (c *RunCmd) settings() (job.Settings, error) {
 	var s job.Settings
 	if c.JobFile != "" {
 		var err error
@@ -124,7 +122,7 @@ func (c *RunCmd) settings(timeoutGiven bool) (job.Settings, error) {
 			return s, err
 		}
 	}
-	s = s.Override(c.Build.Settings(timeoutGiven))
+	s = s.Override(c.Build.Settings())
 	for _, e := range c.Build.Env {
 		if !strings.Contains(e, "=") {
 			return s, fmt.Errorf("--env %q: want KEY=VALUE", e)
@@ -135,11 +133,6 @@ func (c *RunCmd) settings(timeoutGiven bool) (job.Settings, error) {
 			if _, err := time.ParseDuration(d); err != nil {
 				return s, fmt.Errorf("bad duration %q: %w", d, err)
 			}
-		}
-	}
-	if a := s.StoreAccess; a != nil && a.ConnectTimeout != "" {
-		if d, err := time.ParseDuration(a.ConnectTimeout); err != nil || d <= 0 {
-			return s, fmt.Errorf("store_access: bad connect_timeout %q (want a positive Go duration such as 30s)", a.ConnectTimeout)
 		}
 	}
 	return s, nil
@@ -157,7 +150,7 @@ func (c *RunCmd) Run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 }
 
 func (c *RunCmd) run(ctx context.Context, g *cli.Globals, k *kong.Context) error {
-	settings, err := c.settings(cli.FlagGiven(k, "connect-timeout"))
+	settings, err := c.settings()
 	if err != nil {
 		return err
 	}
@@ -585,11 +578,7 @@ func preflight(ctx context.Context, s job.Settings) error {
 	if s.Store == "" {
 		return nil
 	}
-	opts, err := storeopen.AccessOptions(s.StoreAccess)
-	if err != nil {
-		return err
-	}
-	st, err := storeopen.Open(ctx, s.Store, opts)
+	st, err := storeopen.Open(ctx, s.Store, storeopen.AccessOptions(s.StoreAccess))
 	if err != nil {
 		return fmt.Errorf("package store: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/job"
@@ -57,7 +58,7 @@ exit 1
 
 	url := "s3://" + s3.Bucket + "/repo"
 	ctx := context.Background()
-	st, err := storeopen.Open(ctx, url, storeopen.Options{S3Endpoint: s3.Endpoint, S3Region: s3.Region})
+	st, err := storeopen.Open(ctx, url, storeopen.Options{StoreAccess: job.StoreAccess{S3Endpoint: s3.Endpoint, S3Region: s3.Region}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,11 +125,11 @@ printf '{"version":1,"pkgname":"%s","pkgpath":"test/a","status":"done"}\n' "$nam
 	}{
 		{name: "none", args: []string{"--store", "s3://b/p"}, want: nil},
 		{name: "flags", args: []string{"--store", "sftp://u@h/d", "--ssh-identity", "/k", "--known-hosts", "/kh", "--connect-timeout", "5s"},
-			want: &job.StoreAccess{SSHIdentity: "/k", KnownHosts: "/kh", ConnectTimeout: "5s"}},
+			want: &job.StoreAccess{SSHIdentity: "/k", KnownHosts: "/kh", ConnectTimeout: job.Duration(5 * time.Second)}},
 		{name: "document", args: []string{"--job", docFile},
-			want: &job.StoreAccess{S3Endpoint: "http://127.0.0.1:9000", S3Region: "r1", ConnectTimeout: "40s"}},
+			want: &job.StoreAccess{S3Endpoint: "http://127.0.0.1:9000", S3Region: "r1", ConnectTimeout: job.Duration(40 * time.Second)}},
 		{name: "flags override the document", args: []string{"--job", docFile, "--s3-endpoint", "http://10.0.0.1:9000", "--s3-allow-http"},
-			want: &job.StoreAccess{S3Endpoint: "http://10.0.0.1:9000", S3Region: "r1", S3AllowHTTP: true, ConnectTimeout: "40s"}},
+			want: &job.StoreAccess{S3Endpoint: "http://10.0.0.1:9000", S3Region: "r1", S3AllowHTTP: true, ConnectTimeout: job.Duration(40 * time.Second)}},
 		{name: "bad timeout", args: []string{"--job", badDoc}, code: 2, stderr: "connect_timeout"},
 	}
 	for _, tt := range tests {
@@ -213,9 +214,9 @@ func TestRunRemoteStoresEndToEnd(t *testing.T) {
 		opts      storeopen.Options
 	}{
 		{name: "s3", url: s3URL, flags: []string{"--s3-endpoint", s3.Endpoint, "--s3-region", s3.Region},
-			opts: storeopen.Options{S3Endpoint: s3.Endpoint, S3Region: s3.Region}},
+			opts: storeopen.Options{StoreAccess: job.StoreAccess{S3Endpoint: s3.Endpoint, S3Region: s3.Region}}},
 		{name: "sftp", url: ssh.URL("e2e"), flags: []string{"--ssh-identity", ssh.IdentityFile, "--known-hosts", ssh.KnownHosts, "--connect-timeout", "20s"},
-			opts: storeopen.Options{SSHIdentity: ssh.IdentityFile, KnownHosts: ssh.KnownHosts}},
+			opts: storeopen.Options{StoreAccess: job.StoreAccess{SSHIdentity: ssh.IdentityFile, KnownHosts: ssh.KnownHosts}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/sign"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 	"golang.org/x/term"
@@ -59,7 +60,7 @@ type SignCmd struct {
 	X509Cert       string          `name:"x509-cert" placeholder:"CERT.pem" help:"The signer's certificate (exactly one; codeSigning; not a CA)."`
 	PassphraseFile string          `name:"passphrase-file" placeholder:"FILE" help:"Read the key's passphrase from the first line of FILE."`
 	Store          string          `name:"store" placeholder:"URL" help:"Sign every All/*<suffix> package of this store." xor:"src"`
-	Access         storeopen.Flags `embed:"" group:"Store access"`
+	Access         job.StoreAccess `embed:"" group:"Store access"`
 	Suffix         string          `name:"suffix" default:".tgz" help:"Package file suffix in the store's All/."`
 	Jobs           int             `name:"jobs" short:"j" default:"1" help:"Packages to sign at once (more helps with sftp and S3 stores)."`
 	JSON           bool            `name:"json" help:"Print the report as JSON on stdout."`
@@ -144,7 +145,7 @@ func (c *SignCmd) Run(ctx context.Context, g *cli.Globals) error {
 	}
 	var rep *sign.Report
 	if c.Store != "" {
-		st, err := storeopen.Open(ctx, c.Store, c.Access.Options())
+		st, err := storeopen.Open(ctx, c.Store, storeopen.Options{StoreAccess: c.Access})
 		if err != nil {
 			return err
 		}
@@ -189,7 +190,7 @@ type VerifyCmd struct {
 	X509Anchor string          `name:"x509-anchor" placeholder:"CA.pem" help:"Trusted CA certificates, as CERTIFICATE_ANCHOR_PKGS." xor:"kind"`
 	X509Chain  string          `name:"x509-chain" placeholder:"FILE" help:"Untrusted intermediate certificates, as CERTIFICATE_CHAIN."`
 	Store      string          `name:"store" placeholder:"URL" help:"Verify every All/*<suffix> package of this store." xor:"src"`
-	Access     storeopen.Flags `embed:"" group:"Store access"`
+	Access     job.StoreAccess `embed:"" group:"Store access"`
 	Suffix     string          `name:"suffix" default:".tgz" help:"Package file suffix in the store's All/."`
 	JSON       bool            `name:"json" help:"Print one JSON array of results on stdout."`
 	Files      []string        `arg:"" optional:"" name:"pkgfile" help:"Package files to verify."`
@@ -234,7 +235,7 @@ func (c *VerifyCmd) Run(ctx context.Context, g *cli.Globals) error {
 	}
 	var res []*sign.Result
 	if c.Store != "" {
-		st, err := storeopen.Open(ctx, c.Store, c.Access.Options())
+		st, err := storeopen.Open(ctx, c.Store, storeopen.Options{StoreAccess: c.Access})
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/store/retry"
 	"github.com/pkgbulk/pkgbulk/lib/store/s3store"
@@ -57,7 +58,7 @@ func roundTrip(t *testing.T, s store.Store) {
 func TestSFTP(t *testing.T) {
 	srv := storetest.StartSSHD(t)
 	ctx := context.Background()
-	good := storeopen.Options{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts, Getenv: env()}
+	good := storeopen.Options{StoreAccess: job.StoreAccess{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts}, Getenv: env()}
 
 	t.Run("RoundTrip", func(t *testing.T) {
 		s, err := storeopen.Open(ctx, srv.URL("rt"), good)
@@ -73,7 +74,7 @@ func TestSFTP(t *testing.T) {
 
 	t.Run("Agent", func(t *testing.T) {
 		sock := startAgent(t, srv.IdentityFile)
-		opts := storeopen.Options{KnownHosts: srv.KnownHosts, Getenv: env("SSH_AUTH_SOCK", sock)}
+		opts := storeopen.Options{StoreAccess: job.StoreAccess{KnownHosts: srv.KnownHosts}, Getenv: env("SSH_AUTH_SOCK", sock)}
 		s, err := storeopen.Open(ctx, srv.URL("agent"), opts)
 		if err != nil {
 			t.Fatal(err)
@@ -146,7 +147,7 @@ func TestSFTP(t *testing.T) {
 	t.Run("Unreachable", func(t *testing.T) {
 		url := "sftp://" + srv.User + "@" + storetest.ClosedPortAddr(t) + "/x"
 		opts := good
-		opts.ConnectTimeout = 3 * time.Second
+		opts.ConnectTimeout = job.Duration(3 * time.Second)
 		start := time.Now()
 		_, err := storeopen.Open(ctx, url, opts)
 		if err == nil || !strings.Contains(err.Error(), url) {
@@ -191,7 +192,7 @@ func TestSFTP(t *testing.T) {
 
 	t.Run("ServerGone", func(t *testing.T) {
 		srv := storetest.StartSSHD(t)
-		opts := storeopen.Options{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts, Getenv: env(), ConnectTimeout: 3 * time.Second}
+		opts := storeopen.Options{StoreAccess: job.StoreAccess{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts, ConnectTimeout: job.Duration(3 * time.Second)}, Getenv: env()}
 		s, err := storeopen.Open(ctx, srv.URL("gone"), opts)
 		if err != nil {
 			t.Fatal(err)
@@ -239,7 +240,7 @@ func startAgent(t *testing.T, key string) string {
 func TestS3(t *testing.T) {
 	srv := storetest.StartS3(t)
 	ctx := context.Background()
-	good := storeopen.Options{S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey, S3Region: srv.Region, Getenv: env()}
+	good := storeopen.Options{StoreAccess: job.StoreAccess{S3Region: srv.Region}, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey, Getenv: env()}
 
 	t.Run("RoundTrip", func(t *testing.T) {
 		s, err := storeopen.Open(ctx, srv.URL("rt"), good)
@@ -330,7 +331,7 @@ func TestS3(t *testing.T) {
 	t.Run("Unreachable", func(t *testing.T) {
 		ep := "http://" + storetest.ClosedPortAddr(t)
 		opts := good
-		opts.ConnectTimeout = 3 * time.Second
+		opts.ConnectTimeout = job.Duration(3 * time.Second)
 		start := time.Now()
 		_, err := storeopen.Open(ctx, "s3://"+srv.Bucket+"/x?endpoint="+ep, opts)
 		if err == nil || !strings.Contains(err.Error(), ep) {
@@ -343,7 +344,7 @@ func TestS3(t *testing.T) {
 
 	t.Run("ServerGone", func(t *testing.T) {
 		srv := storetest.StartS3(t)
-		opts := storeopen.Options{S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey, S3Region: srv.Region, Getenv: env(), ConnectTimeout: 3 * time.Second}
+		opts := storeopen.Options{StoreAccess: job.StoreAccess{S3Region: srv.Region, ConnectTimeout: job.Duration(3 * time.Second)}, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey, Getenv: env()}
 		s, err := storeopen.Open(ctx, srv.URL("gone"), opts)
 		if err != nil {
 			t.Fatal(err)

@@ -6,9 +6,9 @@
 //	s3://bucket[/prefix][?endpoint=URL]   lib/store/s3store
 //	mem://name                            lib/store/memstore, only with Options.Mem (tests)
 //
-// Credentials come from Options (command-line flags; tools embed Flags
-// in their kong grammar and call Flags.Options), else from the
-// environment (see docs/stores.md). This is the one place where backends
+// Credentials come from Options (command-line flags: tools embed
+// job.StoreAccess in their kong grammar and pass it in Options), else
+// from the environment (see docs/stores.md). This is the one place where backends
 // are wired and decorators stacked.
 package storeopen
 
@@ -21,38 +21,35 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/store/filestore"
 	"github.com/pkgbulk/pkgbulk/lib/store/memstore"
 	"github.com/pkgbulk/pkgbulk/lib/store/retry"
 )
 
-// Options configure Open. The zero value works for file://, and for sftp/s3 when the environment provides what they need.
+// Options configure Open. The zero value works for file://, and for
+// sftp/s3 when the environment provides what they need.
 type Options struct {
-	// S3 endpoint (URL such as https://s3.example.org or
-	// http://127.0.0.1:9000), region and credentials. Empty fields fall
-	// back to the URL's ?endpoint= and ?region= parameters, then to
-	// AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_REGION (or
-	// AWS_DEFAULT_REGION), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-	// AWS_SESSION_TOKEN.
-	S3Endpoint     string
-	S3Region       string
+	// StoreAccess is the one definition of the store-access settings
+	// (the job document's store_access and every tool's "Store access"
+	// flags; tools embed job.StoreAccess in their grammar and pass it
+	// here). Empty S3 fields fall back to the URL's ?endpoint= and
+	// ?region= parameters, then to AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,
+	// AWS_REGION (or AWS_DEFAULT_REGION). An empty SSHIdentity means the
+	// keys of a running ssh-agent (SSH_AUTH_SOCK), then ~/.ssh/id_ed25519,
+	// id_ecdsa and id_rsa if they exist and are not passphrase-protected;
+	// an empty KnownHosts means ~/.ssh/known_hosts (unknown hosts are
+	// refused); a zero ConnectTimeout means 15s.
+	job.StoreAccess
+
+	// S3 credentials; empty fields fall back to AWS_ACCESS_KEY_ID,
+	// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, then the AWS
+	// credentials file.
 	S3AccessKey    string
 	S3SecretKey    string
 	S3SessionToken string
-	// S3AllowHTTP permits a plain-http endpoint off loopback.
-	S3AllowHTTP bool
 
-	// SSH identity (private key file) for sftp; when empty, the keys of a
-	// running ssh-agent (SSH_AUTH_SOCK) are used, then ~/.ssh/id_ed25519,
-	// id_ecdsa and id_rsa if they exist and are not passphrase-protected.
-	SSHIdentity string
-	// KnownHosts is the known_hosts file the sftp server's host key must
-	// be in (default ~/.ssh/known_hosts). Unknown hosts are refused.
-	KnownHosts string
-
-	// ConnectTimeout bounds connecting to a server (default 15s).
-	ConnectTimeout time.Duration
 	// Retry bounds the retry decorator; NoRetry leaves it out.
 	Retry   retry.Options
 	NoRetry bool
@@ -76,7 +73,7 @@ func (o Options) getenv(k string) string {
 
 func (o Options) connectTimeout() time.Duration {
 	if o.ConnectTimeout > 0 {
-		return o.ConnectTimeout
+		return time.Duration(o.ConnectTimeout)
 	}
 	return 15 * time.Second
 }

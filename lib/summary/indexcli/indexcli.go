@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/pkgfile"
 	"github.com/pkgbulk/pkgbulk/lib/store"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
@@ -153,7 +154,7 @@ type MergeCmd struct {
 	Verbose     bool   `name:"verbose" short:"v" help:"Print a summary line on stderr (always shown on a terminal)."`
 	CheckStore  bool   `name:"check-store" help:"Only check that the store can be opened and its All/ listed, then exit (0: usable; 2: not, with the reason); reads and publishes nothing. For scripts that check their settings first."`
 
-	Access storeopen.Flags `embed:"" group:"Store access"`
+	Access job.StoreAccess `embed:"" group:"Store access"`
 }
 
 // Help is the long help of "pkgindex merge".
@@ -235,7 +236,7 @@ func (c *MergeCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if cli.IsTerminal(g.Stderr) {
 		o.Progress = g.Stderr
 	}
-	s, err := storeopen.Open(ctx, c.Store, c.Access.Options())
+	s, err := storeopen.Open(ctx, c.Store, storeopen.Options{StoreAccess: c.Access})
 	if err != nil {
 		return err
 	}

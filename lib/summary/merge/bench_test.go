@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/store/filestore"
 	"github.com/pkgbulk/pkgbulk/lib/store/storeopen"
 	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
@@ -119,8 +120,7 @@ func BenchmarkMergeS3(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := storeopen.Open(context.Background(), srv.URL("repo"), storeopen.Options{
-		S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey})
+	s, err := storeopen.Open(context.Background(), srv.URL("repo"), storeopen.Options{StoreAccess: job.StoreAccess{S3Endpoint: srv.Endpoint, S3Region: srv.Region}, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/pkgfile"
 	"github.com/pkgbulk/pkgbulk/lib/pkgfile/pkgtest"
 	"github.com/pkgbulk/pkgbulk/lib/store"
@@ -133,8 +134,7 @@ func s3Fixture(t *testing.T, n int) (*fixture, store.Store) {
 	}
 	f := newFixture(t, n)
 	srv := storetest.StartS3(t)
-	s := openStore(t, srv.URL("repo"), storeopen.Options{
-		S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey})
+	s := openStore(t, srv.URL("repo"), storeopen.Options{StoreAccess: job.StoreAccess{S3Endpoint: srv.Endpoint, S3Region: srv.Region}, S3AccessKey: srv.AccessKey, S3SecretKey: srv.SecretKey})
 	f.upload(t, s)
 	return f, s
 }
@@ -468,7 +468,7 @@ func TestMergeSFTP(t *testing.T) {
 	}
 	srv := storetest.StartSSHD(t)
 	f := newFixture(t, 6)
-	o := storeopen.Options{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts}
+	o := storeopen.Options{StoreAccess: job.StoreAccess{SSHIdentity: srv.IdentityFile, KnownHosts: srv.KnownHosts}}
 	s := openStore(t, srv.URL("repo"), o)
 	ctx := context.Background()
 	f.upload(t, s)
