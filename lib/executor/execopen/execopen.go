@@ -2,10 +2,14 @@
 //
 //	local             one local slot per CPU      lib/executor/local
 //	local:8           8 local slots
-//	ssh://user@host[:port]?slots=4&pkgrun=/usr/pkg/bin/pkgrun&pkgsrc=DIR&workroot=DIR&label=big&name=NAME&deadline=15s
+//	ssh://user@host[:port]?slots=4&cores=8&never=www/firefox*&never=rust-[0-9]*&pkgrun=/usr/pkg/bin/pkgrun&pkgsrc=DIR&workroot=DIR&label=big&name=NAME&deadline=15s
 //	                  one host                    lib/executor/sshexec
 //	                  (deadline: how long the host may not answer
-//	                  before its jobs are lost and requeued)
+//	                  before its jobs are lost and requeued; cores:
+//	                  the host's cores for MAKE_JOBS, default nproc
+//	                  there; never, repeatable: a pkgpath glob or a
+//	                  package pattern the host must never get, see
+//	                  lib/executor/noway; '+' is a plus, not a space)
 //	ssh:FILE          a hosts file: one ssh:// spec a line (# comments)
 //	slurm://?partition=P&slots=N&cores=C&pkgrun=PATH&conf=FILE
 //	                  srun steps in a Slurm cluster lib/executor/slurmexec
@@ -31,6 +35,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/executor/multi"
+	"github.com/pkgbulk/pkgbulk/lib/executor/noway"
 	"github.com/pkgbulk/pkgbulk/lib/executor/slurmexec"
 	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
 	"github.com/pkgbulk/pkgbulk/lib/job"
@@ -51,7 +56,10 @@ type Env struct {
 	// Deadline is how long an ssh connection may go unanswered before
 	// its jobs are lost (0: sshexec's default).
 	Deadline time.Duration
-	Log      io.Writer
+	// Oversubscribe lets the cores granted on one builder (MAKE_JOBS of
+	// its jobs) add up to its cores times this (below 1: 1).
+	Oversubscribe float64
+	Log           io.Writer
 }
 
 // Open opens the executors specs name, joined into one when there are
@@ -143,7 +151,7 @@ func open(spec string, env Env, locals *int) ([]executor.Executor, error) {
 
 func sshConfig(h sshexec.Host, env Env) sshexec.Config {
 	return sshexec.Config{Host: h, Settings: env.Settings, IdentityFile: env.SSHIdentity, KnownHosts: env.KnownHosts,
-		Tag: env.Tag, Deadline: env.Deadline, Log: env.Log}
+		Tag: env.Tag, Deadline: env.Deadline, Oversubscribe: env.Oversubscribe, Log: env.Log}
 }
 
 func openHostsFile(path string, env Env) ([]executor.Executor, error) {
@@ -173,7 +181,8 @@ func openHostsFile(path string, env Env) ([]executor.Executor, error) {
 }
 
 // ParseHostsFile reads a hosts file: one ssh://user@host?slots=N spec a
-// line; blank lines and lines starting with # are skipped.
+// line (with all of ParseHost's settings, never= included); blank lines
+// and lines starting with # are skipped. Errors name the file and line.
 func ParseHostsFile(name string, b []byte) ([]sshexec.Host, error) {
 	var hosts []sshexec.Host
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -194,7 +203,10 @@ func ParseHostsFile(name string, b []byte) ([]sshexec.Host, error) {
 	return hosts, nil
 }
 
-// ParseHost parses ssh://user@host[:port][?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR&label=L&name=NAME&deadline=D].
+// ParseHost parses
+// ssh://user@host[:port][?slots=N&cores=N&never=PATTERN&pkgrun=PATH&pkgsrc=DIR&workroot=DIR&label=L&name=NAME&deadline=D].
+// never and label repeat; a '+' in the settings is a plus sign (package
+// names such as gtk+3 have them), not a space.
 func ParseHost(spec string) (sshexec.Host, error) {
 	var h sshexec.Host
 	u, err := url.Parse(spec)
@@ -219,7 +231,11 @@ func ParseHost(spec string) (sshexec.Host, error) {
 			return h, fmt.Errorf("executor %s: bad port %q", spec, p)
 		}
 	}
-	for k, vs := range u.Query() {
+	q, err := url.ParseQuery(strings.ReplaceAll(u.RawQuery, "+", "%2B"))
+	if err != nil {
+		return h, fmt.Errorf("executor %s: %w", spec, err)
+	}
+	for k, vs := range q {
 		v := vs[len(vs)-1]
 		switch k {
 		case "slots":
@@ -236,12 +252,20 @@ func ParseHost(spec string) (sshexec.Host, error) {
 			h.Name = v
 		case "label":
 			h.Labels = append(h.Labels, vs...)
+		case "never":
+			if h.Never, err = noway.Parse(vs); err != nil {
+				return h, fmt.Errorf("executor %s: %w", spec, err)
+			}
+		case "cores":
+			if h.Cores, err = strconv.Atoi(v); err != nil || h.Cores < 1 {
+				return h, fmt.Errorf("executor %s: cores=%q: want a number of at least 1 (leave it out to ask the host)", spec, v)
+			}
 		case "deadline":
 			if h.Deadline, err = time.ParseDuration(v); err != nil || h.Deadline <= 0 {
 				return h, fmt.Errorf("executor %s: deadline=%q: want a Go duration such as 15s", spec, v)
 			}
 		default:
-			return h, fmt.Errorf("executor %s: unknown setting %q (want slots, pkgrun, pkgsrc, workroot, label, name, deadline)", spec, k)
+			return h, fmt.Errorf("executor %s: unknown setting %q (want slots, cores, never, pkgrun, pkgsrc, workroot, label, name, deadline)", spec, k)
 		}
 	}
 	return h, nil

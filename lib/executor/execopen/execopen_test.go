@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/executor/noway"
 	"github.com/pkgbulk/pkgbulk/lib/executor/slurmexec"
 	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
 )
@@ -28,6 +29,15 @@ func TestParseHost(t *testing.T) {
 		{spec: "ssh://bulk:pw@host1", err: "no passwords"},
 		{spec: "ssh://bulk@host1/dir", err: "no path"},
 		{spec: "ssh://bulk@host1:x", err: "invalid port"}, {spec: "ssh://bulk@host1:99999", err: "bad port"},
+		{spec: "ssh://bulk@host1?cores=8", want: sshexec.Host{User: "bulk", Host: "host1", Slots: 1, Cores: 8}},
+		{spec: "ssh://bulk@host1?cores=0", err: "cores="},
+		{spec: "ssh://bulk@host1?cores=many", err: "cores="},
+		{spec: "ssh://bulk@host1?never=www/firefox*&never=firefox-[0-9]*&never=gtk+3-[0-9]*&never=rust>=1.80",
+			want: sshexec.Host{User: "bulk", Host: "host1", Slots: 1, Never: mustNoway(t, "www/firefox*", "firefox-[0-9]*", "gtk+3-[0-9]*", "rust>=1.80")}},
+		{spec: "ssh://bulk@host1?never=www/[firefox", err: `never="www/[firefox": bad pkgpath glob`},
+		{spec: "ssh://bulk@host1?never={firefox-[0-9]*", err: "bad package pattern"},
+		{spec: "ssh://bulk@host1?never=", err: "never=\"\""},
+		{spec: "ssh://bulk@host1?never=%zz", err: "invalid URL escape"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.spec, func(t *testing.T) {
@@ -41,6 +51,10 @@ func TestParseHost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if !reflect.DeepEqual(h.Never.Entries(), tt.want.Never.Entries()) {
+				t.Fatalf("never: got %q, want %q", h.Never.Entries(), tt.want.Never.Entries())
+			}
+			h.Never, tt.want.Never = noway.List{}, noway.List{}
 			if !reflect.DeepEqual(h, tt.want) {
 				t.Fatalf("got %+v\nwant %+v", h, tt.want)
 			}
@@ -62,6 +76,43 @@ func TestParseHostsFile(t *testing.T) {
 	if _, err := ParseHostsFile("hosts", []byte("# none\n")); err == nil {
 		t.Fatal("empty hosts file accepted")
 	}
+	hosts, err = ParseHostsFile("hosts", []byte("ssh://root@a?never=www/firefox*&never=libreoffice\nssh://root@b?cores=16\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := hosts[0]; a.Never.Accepts("www/firefox", "firefox-1") || a.Never.Accepts("misc/libreoffice", "libreoffice-7.6") || !a.Never.Accepts("devel/foo", "foo-1") {
+		t.Errorf("host a's no-way list: %q", a.Never.Entries())
+	}
+	if hosts[1].Cores != 16 || !hosts[1].Never.Empty() {
+		t.Errorf("host b: %+v", hosts[1])
+	}
+	_, err = ParseHostsFile("/etc/pkgbulk/hosts", []byte("ssh://root@a\n# big\nssh://root@b?never=www/firefox*&never=a/b/c\n"))
+	if err == nil || !strings.Contains(err.Error(), "/etc/pkgbulk/hosts:3:") || !strings.Contains(err.Error(), `never="a/b/c"`) {
+		t.Fatalf("bad pattern: error %v, want one naming /etc/pkgbulk/hosts:3 and the pattern", err)
+	}
+}
+
+func mustNoway(t *testing.T, entries ...string) noway.List {
+	l, err := noway.Parse(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func FuzzParseHost(f *testing.F) {
+	for _, s := range []string{"ssh://bulk@host1?slots=4&cores=8&never=www/firefox*", "ssh://a@b?never=x+y", "ssh://a@[::1]:22?never=%5B"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		h, err := ParseHost(spec)
+		if err != nil {
+			return
+		}
+		if h.Slots < 1 || h.Cores < 0 || h.User == "" || h.Host == "" {
+			t.Errorf("%q: accepted %+v", spec, h)
+		}
+	})
 }
 
 func TestOpenSpecs(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/version"
 )
 
 // FakeEnv makes a test binary act as the fake pkgrun (see Main).
@@ -81,6 +83,13 @@ const LogName = "built.log"
 // store is unreachable) once N jobs were logged as done.
 func Fake(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var set job.Settings
+	if len(args) > 0 && args[0] == "version" {
+		// What executors ask at connect (lib/version).
+		if err := version.Current().Write(stdout, slices.Contains(args, "--json")); err != nil {
+			return 2
+		}
+		return 0
+	}
 	for _, a := range args {
 		if a == "--help" {
 			// What an executor checks at connect (see lib/executor/sshexec).

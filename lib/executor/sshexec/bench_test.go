@@ -18,22 +18,23 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
 )
 
-// noopPkgrun writes a pkgrun that builds nothing: it answers --help like
-// pkgrun and prints a done result for the record it is given.
+// noopPkgrun writes a pkgrun that builds nothing: it answers version
+// --json like pkgrun and prints a done result for the record it is given.
 func noopPkgrun(b testing.TB) string {
 	p := filepath.Join(b.TempDir(), "pkgrun")
 	script := `#!/bin/sh
 in=/dev/stdin
 while [ $# -gt 0 ]; do
 	case $1 in
-	--help) echo 'Output: one JSON object on stdout (lib/job Result, "version": 1):'; exit 0;;
+	version) echo '{"pkgbulk":"noop","protocol":%d,"result":%d}'; exit 0;;
 	--input) in=$2; shift;;
 	esac
 	shift
 done
 name=$(sed -n 's/^PKGNAME=//p' "$in")
-printf '{"version":1,"pkgname":"%s","pkgpath":"x/y","status":"done"}\n' "$name"
+printf '{"version":1,"pkgname":"%%s","pkgpath":"x/y","status":"done"}\n' "$name"
 `
+	script = fmt.Sprintf(script, job.ProtocolVersion, job.ResultVersion)
 	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
 		b.Fatal(err)
 	}
@@ -137,5 +138,3 @@ func BenchmarkUtilisation(b *testing.B) {
 		})
 	}
 }
-
-var _ = job.StatusDone

@@ -3,11 +3,15 @@
 // per host and one session per job.
 //
 // At connect the host key is checked against a known_hosts file (unknown
-// or changed keys are refused), pkgrun's result protocol is checked
-// (pkgrun --help must name the job.Result version this scheduler reads),
-// and the run's settings, with the host's own pkgsrc and work root put
-// over them, are written to a file on the host that every job's pkgrun
-// gets as --job FILE. A job is a session running
+// or changed keys are refused), and one session writes the run's
+// settings, with the host's own pkgsrc and work root put over them, to a
+// file on the host that every job's pkgrun gets as --job FILE, counts the
+// host's cores (nproc, unless Host.Cores declares them) and runs
+// `pkgrun version --json` (lib/version). A host without pkgrun at
+// Host.Pkgrun, or whose pkgrun speaks another job protocol
+// (job.ProtocolVersion), is taken out at once with an error naming the
+// host and both versions: Acquire returns it (lib/executor/multi then
+// drops the host) instead of retrying. A job is a session running
 //
 //	echo pkgsched-pid $$; exec env PKGSCHED_TAG=<tag> <pkgrun> --job FILE
 //
@@ -32,6 +36,12 @@
 // cannot be connected to is retried with exponential back-off (a circuit
 // breaker): Acquire hands out none of its slots meanwhile; after GiveUp
 // failures in a row Acquire returns an error wrapping executor.ErrLost.
+//
+// Slots implement executor.Accepter (the host's "no way" list,
+// Host.Never) and executor.CoreSlot: each host has one executor.CorePool
+// of its cores times Config.Oversubscribe, a slot holds one core from
+// Acquire on and Grow adds more, so the MAKE_JOBS of the jobs on a host
+// never add up to more than that.
 //
 // CleanStale (after a scheduler was killed) kills the process groups of
 // this host's stale jobs that still carry the run's tag, then removes
@@ -62,9 +72,11 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pkgbulk/pkgbulk/lib/executor"
+	"github.com/pkgbulk/pkgbulk/lib/executor/noway"
 	"github.com/pkgbulk/pkgbulk/lib/executor/protocol"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/store/sftpstore"
+	"github.com/pkgbulk/pkgbulk/lib/version"
 )
 
 // TagVar is the environment variable that marks the scheduler's builders
@@ -89,6 +101,12 @@ type Host struct {
 	WorkRoot string
 	// Labels describe the host (e.g. "big", "x86_64"); recorded only.
 	Labels []string
+	// Never is the host's "no way" list: packages its slots refuse
+	// (executor.Accepter).
+	Never noway.List
+	// Cores is the host's cores for MAKE_JOBS accounting; 0 means ask
+	// the host (nproc) at connect.
+	Cores int
 	// Deadline, when set, replaces Config.Deadline for this host.
 	Deadline time.Duration
 }
@@ -121,6 +139,9 @@ type Config struct {
 	BackoffMin time.Duration
 	BackoffMax time.Duration
 	GiveUp     int
+	// Oversubscribe lets the cores granted on the host add up to Cores
+	// times this (below 1: 1).
+	Oversubscribe float64
 	// Log gets a line per connect failure and lost connection (nil: none).
 	Log io.Writer
 }
@@ -152,6 +173,9 @@ type Executor struct {
 	noSpace    error
 	full       chan struct{}
 	connecting chan struct{} // closed when the connect in progress ends
+	fatal      error         // the host is taken out (incompatible pkgrun)
+	cores      *executor.CorePool
+	remote     version.Info // the host's pkgrun, once connected
 }
 
 var (
@@ -195,6 +219,9 @@ func New(cfg Config) (*Executor, error) {
 	}
 	if h.Pkgrun == "" {
 		h.Pkgrun = "pkgrun"
+	}
+	if h.Cores < 0 {
+		return nil, fmt.Errorf("ssh executor %s: %d cores; need at least 1 (or 0: ask the host)", h.Name, h.Cores)
 	}
 	cfg.Host = h
 	def := func(d *time.Duration, v time.Duration) {
@@ -254,6 +281,9 @@ func New(cfg Config) (*Executor, error) {
 		auth: auth, release: release, hostKey: hk, algos: algos,
 		free: make(chan int, h.Slots), closed: make(chan struct{}), live: h.Slots, full: make(chan struct{}),
 	}
+	if h.Cores > 0 {
+		e.cores = executor.NewCorePool(h.Cores, cfg.Oversubscribe)
+	}
 	for i := 1; i <= h.Slots; i++ {
 		e.free <- i
 	}
@@ -292,7 +322,26 @@ func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
 		e.free <- n
 		return nil, err
 	}
-	return &slot{e: e, n: n, c: c}, nil
+	pool := e.corePool()
+	if err := pool.Take(ctx, 1); err != nil {
+		e.free <- n
+		return nil, err
+	}
+	return &slot{e: e, n: n, c: c, pool: pool, cores: 1}, nil
+}
+
+// corePool is the host's core pool (known once connected).
+func (e *Executor) corePool() *executor.CorePool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cores
+}
+
+// Remote is the host's pkgrun version, known once connected.
+func (e *Executor) Remote() version.Info {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.remote
 }
 
 // connected returns the live connection, connecting (after the back-off
@@ -308,6 +357,11 @@ func (e *Executor) connected(ctx context.Context) (*conn, error) {
 				e.mu.Unlock()
 				return c, nil
 			}
+		}
+		if e.fatal != nil {
+			err := e.fatal
+			e.mu.Unlock()
+			return nil, err
 		}
 		if e.cfg.GiveUp > 0 && e.failures >= e.cfg.GiveUp {
 			err := e.lastErr
@@ -340,6 +394,13 @@ func (e *Executor) connected(ctx context.Context) (*conn, error) {
 			e.mu.Unlock()
 			return nil, ctx.Err()
 		}
+		if errors.Is(err, version.ErrIncompatible) {
+			// Retrying cannot help: every job would crash there.
+			e.fatal = fmt.Errorf("%s taken out: %w", e.name, err)
+			fmt.Fprintf(e.cfg.Log, "pkgsched: %v\n", e.fatal)
+			e.mu.Unlock()
+			return nil, e.fatal
+		}
 		e.failures++
 		e.lastErr = err
 		back := e.cfg.BackoffMin << min(e.failures-1, 20)
@@ -367,8 +428,8 @@ func (e *Executor) connectAfter(ctx context.Context, wait time.Duration) (*conn,
 	return e.connect(ctx)
 }
 
-// connect dials the host, checks pkgrun, writes the settings document and
-// kills the groups of jobs lost earlier.
+// connect dials the host, writes the settings document, counts the cores,
+// checks pkgrun's version and kills the groups of jobs lost earlier.
 func (e *Executor) connect(ctx context.Context) (*conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, e.cfg.ConnectTimeout)
 	defer cancel()
@@ -402,17 +463,8 @@ func (e *Executor) connect(ctx context.Context) (*conn, error) {
 		c.kill(err)
 		return nil, err
 	}
-	// pkgrun must speak the result version we read.
-	var out bytes.Buffer
-	if err := e.command(cctx, c, e.cfg.Host.Pkgrun+" --help", nil, &out); err != nil {
-		return fail(fmt.Errorf("run %s --help: %w", e.cfg.Host.Pkgrun, err))
-	}
-	want := fmt.Sprintf(`Result, "version": %d)`, job.ResultVersion)
-	if !strings.Contains(out.String(), want) {
-		return fail(fmt.Errorf("%s does not speak pkgrun's result version %d (its --help does not say %s): install the same pkgbulk release there", e.cfg.Host.Pkgrun, job.ResultVersion, want))
-	}
-	if err := e.command(cctx, c, "umask 077 && cat > "+quote(e.docPath)+".tmp && mv -f "+quote(e.docPath)+".tmp "+quote(e.docPath), e.doc, nil); err != nil {
-		return fail(fmt.Errorf("write the settings to %s: %w", e.docPath, err))
+	if err := e.setUp(cctx, c); err != nil {
+		return fail(err)
 	}
 	e.mu.Lock()
 	orphans := e.orphans
@@ -426,6 +478,73 @@ func (e *Executor) connect(ctx context.Context) (*conn, error) {
 		e.mu.Unlock()
 	}
 	return c, nil
+}
+
+// setUpScript writes the settings document (stdin) to doc, prints the
+// host's cores and runs pkgrun version --json: one session for all of
+// it (each session runs the login shell's start-up files).
+func setUpScript(doc, pkgrun string) string {
+	return fmt.Sprintf(`umask 077 && cat > %[1]s.tmp && mv -f %[1]s.tmp %[1]s || { echo "pkgsched: cannot write %[1]s" >&2; exit 125; }
+printf 'cores %%s\n' "$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 0)"
+umask 022
+exec %[2]s`, quote(doc), version.Command(pkgrun))
+}
+
+// setUp runs setUpScript on c and checks its answer.
+func (e *Executor) setUp(ctx context.Context, c *conn) error {
+	sess, err := c.client.NewSession()
+	if err != nil {
+		return fmt.Errorf("open a session: %w", err)
+	}
+	defer sess.Close()
+	var stdout bytes.Buffer
+	stderr := protocol.TailBuffer{Max: 1024}
+	sess.Stdin = bytes.NewReader(e.doc)
+	sess.Stdout, sess.Stderr = &stdout, &stderr
+	if err := sess.Start(setUpScript(e.docPath, e.cfg.Host.Pkgrun)); err != nil {
+		return fmt.Errorf("set up: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("set up: %w", ctx.Err())
+	case <-c.dead:
+		return fmt.Errorf("set up: %w", c.why)
+	}
+	code := 0
+	var ee *ssh.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ee.Signal() == "":
+		code = ee.ExitStatus()
+	default:
+		return fmt.Errorf("set up: %w", err)
+	}
+	if code == 125 && strings.HasPrefix(stderr.String(), "pkgsched: ") {
+		return fmt.Errorf("write the settings: %s", strings.TrimSpace(stderr.String()))
+	}
+	first, rest, _ := strings.Cut(stdout.String(), "\n")
+	nproc := 0
+	if v, ok := strings.CutPrefix(first, "cores "); ok {
+		nproc, _ = strconv.Atoi(strings.TrimSpace(v))
+	}
+	info, err := version.Remote(e.name, e.cfg.Host.Pkgrun, code, []byte(rest), stderr.String())
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.remote = info
+	if e.cores == nil {
+		if nproc < 1 {
+			fmt.Fprintf(e.cfg.Log, "pkgsched: %s: could not count the host's cores (%q); counting 1 (set cores=N)\n", e.name, first)
+			nproc = 1
+		}
+		e.cores = executor.NewCorePool(nproc, e.cfg.Oversubscribe)
+	}
+	return nil
 }
 
 // keepAlive probes c; one probe unanswered for the deadline loses it.

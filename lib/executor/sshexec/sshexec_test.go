@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,9 +16,11 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
 	"github.com/pkgbulk/pkgbulk/lib/executor/executortest/schedcheck"
+	"github.com/pkgbulk/pkgbulk/lib/executor/noway"
 	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
+	"github.com/pkgbulk/pkgbulk/lib/version"
 )
 
 func TestMain(m *testing.M) { executortest.Main(m) }
@@ -189,20 +192,198 @@ func TestUnknownHostKey(t *testing.T) {
 	}
 }
 
-// TestWrongPkgrun: a pkgrun that does not speak our result version is
-// refused at connect.
-func TestWrongPkgrun(t *testing.T) {
+// TestVersionCheck: at connect the host's pkgrun is asked its version
+// (pkgrun version --json); a missing pkgrun, one without the version
+// command and one that speaks another job protocol take the host out at
+// once with an error naming the host and both versions, and the host is
+// not tried again (no crash loop).
+func TestVersionCheck(t *testing.T) {
 	srv := storetest.StartSSHD(t)
+	ours := version.Current()
+	for _, tc := range []struct {
+		name   string
+		script string // the host's pkgrun ("" : none)
+		want   []string
+	}{
+		{"missing", "", []string{"no pkgrun at"}},
+		{"old", "echo 'unexpected argument version' >&2; exit 2", []string{"failed with exit status 2", "unexpected argument version"}},
+		{"garbage", "echo pkgrun 0.9", []string{"parse pkgrun version"}},
+		{"mismatch", fmt.Sprintf(`echo '{"pkgbulk":"v0.1.0","protocol":%d,"result":1}'`, job.ProtocolVersion+1),
+			[]string{fmt.Sprintf("speaks job protocol %d (pkgbulk v0.1.0)", job.ProtocolVersion+1), fmt.Sprintf("speaks %d (pkgbulk %s)", ours.Protocol, ours.Pkgbulk)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pkgrun := filepath.Join(dir, "pkgrun")
+			count := filepath.Join(dir, "count")
+			if tc.script != "" {
+				if err := os.WriteFile(pkgrun, []byte("#!/bin/sh\necho x >> "+count+"\n"+tc.script+"\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var log strings.Builder
+			e, err := sshexec.New(sshexec.Config{
+				Host:         sshexec.Host{Name: "h1", User: srv.User, Host: srv.Host, Port: srv.Port, Slots: 1, Pkgrun: pkgrun},
+				IdentityFile: srv.IdentityFile, KnownHosts: srv.KnownHosts, GiveUp: 5, BackoffMin: 10 * time.Millisecond, Log: &log,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			_, err = e.Acquire(context.Background())
+			if err == nil || !errors.Is(err, version.ErrIncompatible) || !strings.Contains(err.Error(), "h1 taken out") {
+				t.Fatalf("Acquire: %v, want the host taken out (ErrIncompatible)", err)
+			}
+			for _, w := range append(tc.want, pkgrun) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			start := time.Now()
+			if _, err2 := e.Acquire(context.Background()); err2 == nil || err2.Error() != err.Error() {
+				t.Errorf("second Acquire: %v, want the same error", err2)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("second Acquire took %v: the host was tried again", d)
+			}
+			if b, _ := os.ReadFile(count); strings.Count(string(b), "x") > 1 {
+				t.Errorf("pkgrun asked %d times: the host was tried again", strings.Count(string(b), "x"))
+			}
+			if strings.Count(log.String(), "taken out") != 1 {
+				t.Errorf("log: %q, want one line saying the host was taken out", log.String())
+			}
+		})
+	}
+	t.Run("match", func(t *testing.T) {
+		e := newExec(t, srv, executortest.Settings(t.TempDir(), 0), 1, "")
+		s, err := e.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Release()
+		if got := e.Remote(); got != ours {
+			t.Errorf("the host's pkgrun: %+v, want %+v", got, ours)
+		}
+	})
+}
+
+// TestNever: the host's slots refuse the packages on its no-way list
+// (executor.Accepter) and take the others.
+func TestNever(t *testing.T) {
+	srv := storetest.StartSSHD(t)
+	never, err := noway.Parse([]string{"www/firefox*", "rust>=1.80"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e, err := sshexec.New(sshexec.Config{
-		Host:         sshexec.Host{User: srv.User, Host: srv.Host, Port: srv.Port, Slots: 1, Pkgrun: "/bin/echo"},
-		IdentityFile: srv.IdentityFile, KnownHosts: srv.KnownHosts, GiveUp: 1,
+		Host:         sshexec.Host{User: srv.User, Host: srv.Host, Port: srv.Port, Slots: 1, Pkgrun: executortest.FakePkgrun(t), Never: never},
+		IdentityFile: srv.IdentityFile, KnownHosts: srv.KnownHosts, Tag: t.Name(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if _, err := e.Acquire(context.Background()); err == nil || !strings.Contains(err.Error(), "result version") {
-		t.Fatalf("wrong pkgrun: %v", err)
+	s, err := e.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Release()
+	a, ok := s.(executor.Accepter)
+	if !ok {
+		t.Fatal("an ssh slot is not an executor.Accepter")
+	}
+	for _, tc := range []struct {
+		pkgpath, pkgname string
+		want             bool
+	}{
+		{"www/firefox", "firefox-128.0", false},
+		{"www/firefox-esr", "firefox-esr-115", false},
+		{"lang/rust", "rust-1.86.0", false},
+		{"lang/rust", "rust-1.79.0", true},
+		{"devel/foo", "foo-1.0", true},
+	} {
+		if got := a.Accepts(tc.pkgpath, tc.pkgname); got != tc.want {
+			t.Errorf("Accepts(%s, %s) = %v, want %v", tc.pkgpath, tc.pkgname, got, tc.want)
+		}
+	}
+}
+
+// TestCores: a host's slots share one core pool of its cores (declared,
+// or counted with nproc at connect) times the oversubscription: however
+// the slots Grow, the cores granted on the host never add up to more, a
+// slot beyond that waits in Acquire, and the cores come back with the
+// slots.
+func TestCores(t *testing.T) {
+	srv := storetest.StartSSHD(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name          string
+		cores, slots  int
+		oversubscribe float64
+		want          int // cores × oversubscribe
+	}{
+		{"declared", 2, 4, 1, 2},
+		{"oversubscribed", 2, 4, 1.5, 3},
+		{"many slots", 3, 6, 2, 6},
+		{"nproc", 0, 2, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := sshexec.New(sshexec.Config{
+				Host:         sshexec.Host{User: srv.User, Host: srv.Host, Port: srv.Port, Slots: tc.slots, Pkgrun: executortest.FakePkgrun(t), Cores: tc.cores},
+				IdentityFile: srv.IdentityFile, KnownHosts: srv.KnownHosts, Tag: t.Name(), Oversubscribe: tc.oversubscribe,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			want := tc.want
+			if tc.cores == 0 {
+				want = runtime.NumCPU() // the ssh host is this machine
+			}
+			var slots []executor.Slot
+			granted := 0
+			for len(slots) < tc.slots {
+				s, err := e.Acquire(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				slots = append(slots, s)
+				cs, ok := s.(executor.CoreSlot)
+				if !ok {
+					t.Fatal("an ssh slot is not an executor.CoreSlot")
+				}
+				if tc.cores != 0 && cs.Cores() != tc.cores {
+					t.Errorf("Cores() = %d, want %d", cs.Cores(), tc.cores)
+				}
+				granted += 1 + cs.Grow(1)
+				if granted > want || granted+cs.FreeCores() != want {
+					t.Fatalf("granted %d, free %d: more than cores × oversubscribe = %d", granted, cs.FreeCores(), want)
+				}
+				if cs.FreeCores() == 0 {
+					break
+				}
+			}
+			if len(slots) < tc.slots {
+				// Every core is granted: the next slot waits.
+				short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+				_, err := e.Acquire(short)
+				cancel()
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Acquire with every core granted: %v, want it to wait", err)
+				}
+			}
+			for _, s := range slots {
+				s.Release()
+			}
+			s, err := e.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Release()
+			cs := s.(executor.CoreSlot)
+			if got := cs.Grow(want); got != want-1 || cs.FreeCores() != 0 {
+				t.Errorf("after the slots came back: Grow(%d) = %d, free %d; want %d, 0", want, got, cs.FreeCores(), want-1)
+			}
+		})
 	}
 }
 
