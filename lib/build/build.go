@@ -292,7 +292,7 @@ func (r *run) do(ctx context.Context) error {
 	// 1. Version skew, and what the package's make says about where
 	// things go.
 	r.progress("checking the tree's PKGNAME")
-	vals, msg, err := r.showVars(ctx, append([]string{"PKGNAME", "LOCALBASE", "PKG_DBDIR", "STAGE_PKGFILE", "PKGFILE"}, distfileVars...)...)
+	vals, msg, err := r.showVars(ctx, append([]string{"PKGNAME", "LOCALBASE", "PKG_DBDIR", "STAGE_PKGFILE", "PKGFILE", "MAKE_JOBS_SAFE"}, distfileVars...)...)
 	if err != nil {
 		return err
 	}
@@ -302,7 +302,10 @@ func (r *run) do(ctx context.Context) error {
 	}
 	name := vals[0]
 	r.localbase, r.pkgdb, r.stagePkgfile, r.pkgfile = vals[1], vals[2], vals[3], vals[4]
-	r.distVars = vals[5:]
+	// MAKE_JOBS_SAFE goes into the result (and the history) so that the
+	// scheduler never grants cores to a package that cannot use them.
+	r.res.MakeJobsSafe = strings.ToLower(strings.TrimSpace(vals[5]))
+	r.distVars = vals[6:]
 	if name != j.PkgName {
 		r.res.Status = job.StatusSkew
 		r.res.Message = fmt.Sprintf("version skew: the job is %s but %s in the tree makes %s", j.PkgName, j.PkgLocation, name)

@@ -22,7 +22,7 @@ import (
 )
 
 // SchemaVersion is stored in PRAGMA user_version.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // PageSize is the page size of a new database. pkgdag writes about 200 MB,
 // mostly records of 5 KB: 16 KiB pages make that insert about a quarter
@@ -153,6 +153,11 @@ CREATE TABLE history (
   state       TEXT NOT NULL,
   wall_ms     INTEGER NOT NULL,
   cpu_ms      INTEGER NOT NULL DEFAULT 0,
+  make_jobs   INTEGER NOT NULL DEFAULT 0, -- MAKE_JOBS the build was given (0: none granted)
+  make_jobs_safe TEXT NOT NULL DEFAULT '', -- the package's MAKE_JOBS_SAFE as pkgrun saw it ('' unknown, 'no')
+  build_wall_ms  INTEGER,                -- the build stage's wall ms; NULL when unknown
+  build_cpu_ms   INTEGER,                -- the build stage's CPU ms (user+system of its processes); NULL when unknown
+  stages      TEXT,                      -- every stage as JSON [{"name","wall_ms","cpu_ms"}...]; NULL when unknown
   PRIMARY KEY (pkgpath, finished_at, pkgname)
 ) WITHOUT ROWID;
 `

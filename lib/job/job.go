@@ -219,6 +219,9 @@ type Result struct {
 	LogDir      string  `json:"log_dir,omitempty"`   // store name of the log directory
 	Host        string  `json:"host,omitempty"`      // where it ran
 	MakeJobs    int     `json:"make_jobs,omitempty"` // the MAKE_JOBS the build was given (0: none)
+	// MakeJobsSafe is the package's MAKE_JOBS_SAFE as make show-vars
+	// printed it ("no" for packages that must not get -j; "" unknown).
+	MakeJobsSafe string `json:"make_jobs_safe,omitempty"`
 }
 
 // Encode writes r as one JSON line.

@@ -1,6 +1,9 @@
 package sched
 
-import "container/heap"
+import (
+	"container/heap"
+	"slices"
+)
 
 // Key is a ready package's priority. Larger keys are served first; equal
 // keys are served first-ready first (pbulk's FIFO among equal depths).
@@ -162,6 +165,48 @@ func (c *Core) Pop() (int32, bool) {
 	return i, true
 }
 
+// PopAccepted takes the best ready package for which accept is true and
+// marks it in_processing; the packages it passes over keep their place.
+// It is how a slot that does not take every job (executor.Accepter) gets
+// the best job it takes.
+func (c *Core) PopAccepted(accept func(i int32) bool) (int32, bool) {
+	var refused []int32
+	defer func() {
+		for _, r := range refused {
+			heap.Push(&c.ready, r) // seq unchanged: same place as before
+		}
+	}()
+	for len(c.ready.n) > 0 {
+		i := heap.Pop(&c.ready).(int32)
+		if accept(i) {
+			c.set(i, InProcessing, "")
+			return i, true
+		}
+		refused = append(refused, i)
+	}
+	return 0, false
+}
+
+// Readied counts the times a package was queued (became ready or was
+// requeued): a driver that kept slots idle because they refused every
+// ready job offers them jobs again when it changes.
+func (c *Core) Readied() uint64 { return c.next }
+
+// ReadyNodes returns the queued packages, best first.
+func (c *Core) ReadyNodes() []int32 {
+	out := slices.Clone(c.ready.n)
+	slices.SortFunc(out, func(a, b int32) int {
+		if c.ready.less(a, b) {
+			return -1
+		}
+		if c.ready.less(b, a) {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
 // Requeue puts an in_processing package back to open and queues it
 // behind the ready packages of equal priority (a crashed builder or a lost
 // worker; pbulk re-opens the job of a dropped client the same way).
@@ -195,9 +240,9 @@ type readyHeap struct {
 	n []int32
 }
 
-func (h *readyHeap) Len() int { return len(h.n) }
-func (h *readyHeap) Less(a, b int) bool {
-	x, y := h.n[a], h.n[b]
+func (h *readyHeap) Len() int           { return len(h.n) }
+func (h *readyHeap) Less(a, b int) bool { return h.less(h.n[a], h.n[b]) }
+func (h *readyHeap) less(x, y int32) bool {
 	kx, ky := h.c.key[x], h.c.key[y]
 	if kx != ky {
 		return kx.greater(ky)

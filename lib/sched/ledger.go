@@ -3,7 +3,10 @@ package sched
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+
+	"github.com/pkgbulk/pkgbulk/lib/job"
 )
 
 // ledger writes the scheduler's tables: build_state, events and history.
@@ -36,7 +39,8 @@ func newLedger(ctx context.Context, d *sql.DB, g *Graph) (*ledger, error) {
 			crashes = crashes + ? WHERE pkg_id = ?`},
 		{&l.st.requeue, `UPDATE build_state SET state = ?, detail = ?, crashes = crashes + ? WHERE pkg_id = ?`},
 		{&l.st.event, `INSERT INTO events (at, pkg_id, event, detail) VALUES (?, ?, ?, ?)`},
-		{&l.st.history, `INSERT OR REPLACE INTO history (pkgpath, pkgname, finished_at, state, wall_ms, cpu_ms) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&l.st.history, `INSERT OR REPLACE INTO history (pkgpath, pkgname, finished_at, state, wall_ms, cpu_ms,
+			make_jobs, make_jobs_safe, build_wall_ms, build_cpu_ms, stages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&l.st.record, `SELECT record FROM presolve WHERE pkg_id = ?`},
 	} {
 		if err := prep(p.dst, p.q); err != nil {
@@ -101,6 +105,36 @@ type outcome struct {
 type histRow struct {
 	state         string
 	wallMS, cpuMS int64
+	makeJobs      int
+	makeJobsSafe  string
+	buildWall     sql.NullInt64 // the build stage's wall ms
+	buildCPU      sql.NullInt64
+	stages        sql.NullString // JSON [{"name","wall_ms","cpu_ms"}...]
+}
+
+// historyOf is the history row of pkgrun's result res; wallMS is the
+// job's wall time.
+func historyOf(res *job.Result, wallMS int64) *histRow {
+	h := &histRow{state: string(res.Status), wallMS: wallMS, cpuMS: res.CPUMS, makeJobs: res.MakeJobs, makeJobsSafe: res.MakeJobsSafe}
+	type stage struct {
+		Name   string `json:"name"`
+		WallMS int64  `json:"wall_ms"`
+		CPUMS  int64  `json:"cpu_ms"`
+	}
+	var st []stage
+	for _, p := range res.Phases {
+		st = append(st, stage{p.Name, p.WallMS, p.CPUMS})
+		if p.Name == "build" {
+			h.buildWall = sql.NullInt64{Int64: p.WallMS, Valid: true}
+			h.buildCPU = sql.NullInt64{Int64: p.CPUMS, Valid: true}
+		}
+	}
+	if len(st) > 0 {
+		if b, err := json.Marshal(st); err == nil {
+			h.stages = sql.NullString{String: string(b), Valid: true}
+		}
+	}
+	return h
 }
 
 // finish records changes as one transaction: the job's own change first
@@ -154,7 +188,8 @@ func (l *ledger) finish(ctx context.Context, changes []Change, o outcome) error 
 			}
 		}
 		if h := o.hist; h != nil {
-			if _, err := tx.StmtContext(ctx, l.st.history).ExecContext(ctx, l.g.Path[first], l.g.Name[first], o.at, h.state, h.wallMS, h.cpuMS); err != nil {
+			if _, err := tx.StmtContext(ctx, l.st.history).ExecContext(ctx, l.g.Path[first], l.g.Name[first], o.at, h.state, h.wallMS, h.cpuMS,
+				h.makeJobs, h.makeJobsSafe, h.buildWall, h.buildCPU, h.stages); err != nil {
 				return err
 			}
 		}

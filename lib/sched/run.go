@@ -12,11 +12,18 @@ import (
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/executor"
+	"github.com/pkgbulk/pkgbulk/lib/speedup"
 )
 
 // DefaultMaxCrashes bounds how often a package's builder may crash in one
 // run before the run stops.
 const DefaultMaxCrashes = 3
+
+// DefaultMaxLost bounds how often one package's job may be lost with its
+// worker (a host down, a link cut: executor.ErrLost) in one run before
+// the run stops. It is larger than DefaultMaxCrashes: a lost worker says
+// nothing about the job.
+const DefaultMaxLost = 10
 
 // DefaultCrashStreak is how many builder crashes in a row stop a run.
 const DefaultCrashStreak = 10
@@ -41,6 +48,17 @@ type RunOptions struct {
 	// queued: a crash (or a lost worker) is a fault of the builders or
 	// the store, never a failed build.
 	MaxCrashes int
+	// MaxLost stops the run when one package's job was lost with its
+	// worker that many times in it (default DefaultMaxLost). Losses are
+	// counted apart from crashes.
+	MaxLost int
+	// Cores, when not nil, grants MAKE_JOBS to the jobs handed to slots
+	// whose builder declares its cores (executor.CoreSlot): more cores
+	// to the jobs on the remaining critical path, one to the others, from
+	// each package's speed-up model (lib/speedup, fitted on the history
+	// table). nil grants nothing: one core per job, MAKE_JOBS left to
+	// pkgrun's settings.
+	Cores *CorePolicy
 	// CrashStreak stops the run when that many builder runs in a row
 	// crashed (default DefaultCrashStreak): pkgrun, its settings or the
 	// store are broken, and going on would only crash again.
@@ -69,7 +87,9 @@ type Summary struct {
 	Counts      map[State]int `json:"counts"`
 	UpToDate    int           `json:"up_to_date"` // done with detail up-to-date
 	Jobs        int           `json:"jobs"`       // builder runs started
-	Crashes     int           `json:"crashes"`    // builder runs that crashed
+	Crashes     int           `json:"crashes"`    // builder runs that crashed (lost workers not counted)
+	Lost        int           `json:"lost"`       // jobs lost with their worker (a host down, a link cut)
+	MultiCore   int           `json:"multi_core"` // jobs granted MAKE_JOBS > 1
 	NoSpace     int           `json:"no_space"`   // builder runs that ran out of disk space
 	Capacity    int           `json:"capacity"`   // slots (the most seen)
 	ElapsedMS   int64         `json:"elapsed_ms"`
@@ -117,6 +137,9 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 	if opts.MaxCrashes <= 0 {
 		opts.MaxCrashes = DefaultMaxCrashes
 	}
+	if opts.MaxLost <= 0 {
+		opts.MaxLost = DefaultMaxLost
+	}
 	if opts.CrashStreak <= 0 {
 		opts.CrashStreak = DefaultCrashStreak
 	}
@@ -163,7 +186,14 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 	if opts.User != nil && len(opts.User) != g.Len() {
 		return nil, fmt.Errorf("sched.Run: priority list for %d packages, build set has %d", len(opts.User), g.Len())
 	}
-	keys := Keys(g, Durations(g, hist), opts.Order, opts.User)
+	dur := Durations(g, hist)
+	keys := Keys(g, dur, opts.Order, opts.User)
+	var models []speedup.Model
+	if opts.Cores != nil {
+		if models, err = Models(ctx, d, g, dur); err != nil {
+			return nil, err
+		}
+	}
 	core, changes := NewCore(g, keys, state, detail)
 	if fresh {
 		forced := false
@@ -209,7 +239,13 @@ func Run(ctx context.Context, d *sql.DB, opts RunOptions) (*Summary, error) {
 
 	sum := &Summary{Capacity: opts.Exec.Capacity()}
 	r := &runner{ctx: ctx, d: d, g: g, core: core, led: led, opts: opts, now: now,
-		attempts: attempts, crashes: crashes, ran: make([]int, g.Len()), sum: sum}
+		attempts: attempts, crashes: crashes, ran: make([]int, g.Len()), lost: make([]int, g.Len()), sum: sum,
+		dur: dur, models: models}
+	for i := range g.Len() {
+		if st, _ := core.State(int32(i)); st == Open {
+			r.pending += dur[i]
+		}
+	}
 	err = r.loop()
 	sum.BusyMS = r.busy.Milliseconds()
 	sum.Counts = make(map[State]int)
@@ -251,22 +287,36 @@ func (e *InterruptedError) Error() string {
 func (e *InterruptedError) Unwrap() error { return e.Err }
 
 type runner struct {
-	ctx       context.Context
-	d         *sql.DB
-	g         *Graph
-	core      *Core
-	led       *ledger
-	opts      RunOptions
-	now       func() int64
-	attempts  []int
-	crashes   []int // crashes of each package's builder, all runs (build_state.crashes)
-	ran       []int // crashes of each package's builder in this run
+	ctx      context.Context
+	d        *sql.DB
+	g        *Graph
+	core     *Core
+	led      *ledger
+	opts     RunOptions
+	now      func() int64
+	attempts []int
+	crashes  []int           // crashes of each package's builder, all runs (build_state.crashes)
+	ran      []int           // crashes of each package's builder in this run
+	lost     []int           // losses of each package's job with its worker in this run
+	dur      []int64         // one-core estimates (ms)
+	models   []speedup.Model // speed-up models (nil: no core policy)
+	pending  int64           // one-core estimates of the open packages summed
+	began    map[int32]time.Time
+	// parked are slots that refused every ready job (executor.Accepter):
+	// kept, not given back, until a job they take becomes ready.
+	parked    []parkedSlot
 	sum       *Summary
 	running   map[int32]string
 	busy      time.Duration
 	streak    int           // builder crashes in a row
 	lastCrash error         // the last of them
 	slotTime  time.Duration // slots × time, summed while dispatching
+}
+
+type parkedSlot struct {
+	slot    executor.Slot
+	acc     executor.Accepter
+	offered uint64 // Core.Readied when it last refused every ready job
 }
 
 type acquired struct {
@@ -289,6 +339,8 @@ func (r *runner) loop() error {
 	// Database writes must still happen after an interrupt.
 	dbCtx := context.WithoutCancel(r.ctx)
 	r.running = make(map[int32]string)
+	r.began = make(map[int32]time.Time)
+	defer r.releaseParked()
 	acqCh := make(chan acquired, 1)
 	results := make(chan finished)
 	acquiring := false
@@ -303,6 +355,7 @@ func (r *runner) loop() error {
 		stopping = true
 		acqCancel()
 		cancelJobs()
+		r.releaseParked()
 	}
 	done := r.ctx.Done()
 	var tick <-chan time.Time
@@ -357,6 +410,18 @@ func (r *runner) loop() error {
 		if !stopping {
 			idle = max(slots-len(r.running), 0)
 		}
+		if !stopping && len(r.parked) > 0 && r.core.Ready() > 0 {
+			// Jobs became ready since the parked slots refused all:
+			// offer them again.
+			if err := r.offerParked(jobCtx, dbCtx, results); err != nil {
+				stop(err)
+				continue
+			}
+			if err := r.allRefused(slots); err != nil {
+				stop(err)
+				continue
+			}
+		}
 		if !stopping && !acquiring && r.core.Ready() > 0 {
 			actx, cancel := context.WithCancel(jobCtx)
 			acqCancel = cancel
@@ -383,12 +448,16 @@ func (r *runner) loop() error {
 				}
 				continue
 			}
-			i, ok := r.core.Pop()
-			if stopping || !ok {
-				if ok {
-					r.core.Requeue(i, "")
-				}
+			if stopping || r.core.Ready() == 0 {
 				a.slot.Release()
+				continue
+			}
+			i, ok := r.pop(a.slot)
+			if !ok {
+				// The slot takes none of the ready jobs: keep it idle
+				// until one it takes becomes ready.
+				acc := a.slot.(executor.Accepter)
+				r.parked = append(r.parked, parkedSlot{slot: a.slot, acc: acc, offered: r.core.Readied()})
 				continue
 			}
 			if err := r.dispatch(jobCtx, dbCtx, i, a.slot, results); err != nil {
@@ -396,6 +465,7 @@ func (r *runner) loop() error {
 			}
 		case f := <-results:
 			delete(r.running, f.node)
+			delete(r.began, f.node)
 			if err := r.handle(dbCtx, jobCtx, f); err != nil {
 				stop(err)
 			}
@@ -422,20 +492,150 @@ func (r *runner) loop() error {
 	return fatal
 }
 
+// pop takes the best ready job that slot takes (every job when it is not
+// an executor.Accepter).
+func (r *runner) pop(slot executor.Slot) (int32, bool) {
+	acc, ok := slot.(executor.Accepter)
+	if !ok {
+		return r.core.Pop()
+	}
+	return r.core.PopAccepted(func(i int32) bool { return acc.Accepts(r.g.Path[i], r.g.Name[i]) })
+}
+
+// offerParked gives the parked slots the best ready jobs they take, for
+// the slots that have not refused the ready set as it is now.
+func (r *runner) offerParked(jobCtx, dbCtx context.Context, results chan<- finished) error {
+	keep := r.parked[:0]
+	var err error
+	for k, p := range r.parked {
+		if err != nil || r.core.Ready() == 0 || p.offered == r.core.Readied() {
+			keep = append(keep, r.parked[k])
+			continue
+		}
+		i, ok := r.core.PopAccepted(func(i int32) bool { return p.acc.Accepts(r.g.Path[i], r.g.Name[i]) })
+		if !ok {
+			p.offered = r.core.Readied()
+			keep = append(keep, p)
+			continue
+		}
+		err = r.dispatch(jobCtx, dbCtx, i, p.slot, results)
+	}
+	clear(r.parked[len(keep):])
+	r.parked = keep
+	return err
+}
+
+// allRefused is the error that stops a run whose ready jobs no builder
+// takes: nothing runs, every slot of the executor is parked and each of
+// them refused every ready job.
+func (r *runner) allRefused(capacity int) error {
+	if len(r.running) > 0 || r.core.Ready() == 0 || len(r.parked) < capacity {
+		return nil
+	}
+	for _, p := range r.parked {
+		if p.offered != r.core.Readied() {
+			return nil
+		}
+	}
+	var names []string
+	for _, i := range r.core.ReadyNodes() {
+		names = append(names, r.g.Name[i])
+	}
+	const show = 20
+	list := strings.Join(names[:min(len(names), show)], ", ")
+	if len(names) > show {
+		list += fmt.Sprintf(" and %d more", len(names)-show)
+	}
+	return &RefusedError{Packages: names, msg: fmt.Sprintf("no builder takes %d ready packages (every slot's no-way list or labels refuse them): %s.\n"+
+		"  They stay queued and are not marked failed. Add a builder that takes them, or change the no-way lists, and run pkgsched again to resume.", len(names), list)}
+}
+
+// RefusedError stops a run when every builder refuses every ready
+// package (their no-way lists). The packages stay queued (open).
+type RefusedError struct {
+	Packages []string
+	msg      string
+}
+
+func (e *RefusedError) Error() string { return e.msg }
+
+// releaseParked gives every parked slot back.
+func (r *runner) releaseParked() {
+	for _, p := range r.parked {
+		p.slot.Release()
+	}
+	clear(r.parked)
+	r.parked = r.parked[:0]
+}
+
+// grant decides the MAKE_JOBS of job i on a slot of a builder with cores
+// (see CorePolicy) and grows the slot for it; 0 when no policy is set.
+func (r *runner) grant(i int32, cs executor.CoreSlot) int {
+	if r.opts.Cores == nil || r.models == nil {
+		return 0
+	}
+	free := cs.FreeCores()
+	if free <= 0 {
+		return 1
+	}
+	now := r.opts.Now()
+	keys := r.core.key
+	longest := keys[i].Path
+	if j, ok := r.core.Peek(); ok {
+		longest = max(longest, keys[j].Path)
+	}
+	work := r.pending
+	for j, t := range r.began {
+		rem := max(r.dur[j]-now.Sub(t).Milliseconds(), 0)
+		work += rem
+		longest = max(longest, rem+keys[j].Path-r.dur[j])
+	}
+	capacity := max(r.opts.Exec.Capacity(), 1)
+	bound := work/int64(capacity) >= longest
+	spare := free - r.core.Ready()
+	n := r.opts.Cores.Grant(r.models[i], keys[i].Path, longest, 1+free, spare, bound)
+	if n <= 1 {
+		return 1
+	}
+	return 1 + cs.Grow(n-1)
+}
+
+// withMakeJobs is rec with a MAKE_JOBS=n line appended (pkgrun's
+// lib/build reads the last one).
+func withMakeJobs(rec []byte, n int) []byte {
+	out := make([]byte, 0, len(rec)+16)
+	out = append(out, rec...)
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	return append(out, "MAKE_JOBS="+strconv.Itoa(n)+"\n"...)
+}
+
 func (r *runner) dispatch(jobCtx, dbCtx context.Context, i int32, slot executor.Slot, results chan<- finished) error {
+	r.pending -= r.dur[i]
 	rec, err := r.led.record(dbCtx, i)
+	makeJobs := 0
+	if cs, ok := slot.(executor.CoreSlot); ok && err == nil {
+		if makeJobs = r.grant(i, cs); makeJobs > 0 {
+			rec = withMakeJobs(rec, makeJobs)
+		}
+	}
 	if err == nil {
 		err = r.led.start(dbCtx, i, slot.Name(), r.now())
 	}
 	if err != nil {
 		slot.Release()
-		r.core.Requeue(i, "")
+		r.account(r.core.Requeue(i, ""))
 		return err
+	}
+	if makeJobs > 1 {
+		r.sum.MultiCore++
 	}
 	r.attempts[i]++
 	r.sum.Jobs++
 	r.running[i] = slot.Name()
-	j := executor.Job{PkgName: r.g.Name[i], PkgPath: r.g.Path[i], Record: rec, Attempt: r.attempts[i]}
+	r.began[i] = r.opts.Now()
+	j := executor.Job{PkgName: r.g.Name[i], PkgPath: r.g.Path[i], Record: rec, Attempt: r.attempts[i], MakeJobs: makeJobs}
 	go func() {
 		start := r.opts.Now()
 		out, err := slot.Run(jobCtx, j)
@@ -461,18 +661,21 @@ func (r *runner) handle(dbCtx, jobCtx context.Context, f finished) error {
 		if hw <= 0 {
 			hw = wall
 		}
-		o.hist = &histRow{state: string(res.Status), wallMS: hw, cpuMS: res.CPUMS}
+		o.hist = historyOf(res, hw)
 		changes = r.core.Finish(i, st, detail)
+		r.account(changes...)
 		r.streak = 0
 	case jobCtx.Err() != nil:
 		// Interrupted (or stopped by a fatal error): not the builder's fault.
 		changes = []Change{r.core.Requeue(i, "interrupted")}
+		r.account(changes...)
 	case errors.Is(f.err, executor.ErrNoSpace):
 		// The builder's disk, not the job: no crash, no failure. The
 		// executor retires that builder.
 		r.sum.NoSpace++
 		o.event = "nospace"
 		changes = []Change{r.core.Requeue(i, f.err.Error())}
+		r.account(changes...)
 	default:
 		// The builder crashed or its worker was lost: the job goes back
 		// to the queue, whatever happens. Too many crashes of one job
@@ -482,19 +685,33 @@ func (r *runner) handle(dbCtx, jobCtx context.Context, f finished) error {
 		if err == nil {
 			err = &executor.CrashError{Worker: f.worker, Reason: "executor returned neither result nor error"}
 		}
+		if errors.Is(err, executor.ErrLost) {
+			// A lost worker (a host down, a link cut) says nothing about
+			// the job or the builders in general: the executor backs off
+			// from that host, and one host with many slots must not
+			// stop the run. Losses have their own, larger bound.
+			r.lost[i]++
+			r.sum.Lost++
+			o.event = "lost"
+			changes = []Change{r.core.Requeue(i, fmt.Sprintf("lost %d of %d in this run: %v", r.lost[i], r.opts.MaxLost, err))}
+			r.account(changes...)
+			if r.lost[i] >= r.opts.MaxLost {
+				if lerr := r.led.finish(dbCtx, changes, o); lerr != nil {
+					return lerr
+				}
+				return &LostLimitError{PkgName: r.g.Name[i], Lost: r.lost[i], Err: err}
+			}
+			break
+		}
 		r.crashes[i]++
 		r.ran[i]++
 		r.sum.Crashes++
 		o.crash = true
 		o.event = "crash"
-		// A lost worker (a host down, a link cut) says nothing about
-		// the builders in general: the executor backs off from that
-		// host, and one host with many slots must not stop the run.
-		if !errors.Is(err, executor.ErrLost) {
-			r.streak++
-			r.lastCrash = err
-		}
+		r.streak++
+		r.lastCrash = err
 		changes = []Change{r.core.Requeue(i, fmt.Sprintf("crash %d of %d in this run: %v", r.ran[i], r.opts.MaxCrashes, err))}
+		r.account(changes...)
 		if r.ran[i] >= r.opts.MaxCrashes {
 			if lerr := r.led.finish(dbCtx, changes, o); lerr != nil {
 				return lerr
@@ -504,6 +721,36 @@ func (r *runner) handle(dbCtx, jobCtx context.Context, f finished) error {
 	}
 	return r.led.finish(dbCtx, changes, o)
 }
+
+// account keeps the open packages' estimated work up to date.
+func (r *runner) account(changes ...Change) {
+	for _, c := range changes {
+		if c.From == Open {
+			r.pending -= r.dur[c.Node]
+		}
+		if c.To == Open {
+			r.pending += r.dur[c.Node]
+		}
+	}
+}
+
+// LostLimitError stops a run when one package's job was lost with its
+// worker MaxLost times in it. The package stays queued (open).
+type LostLimitError struct {
+	PkgName string
+	Lost    int
+	Err     error // the last loss
+}
+
+func (e *LostLimitError) Error() string {
+	return fmt.Sprintf("%s: its job was lost with its worker %d times in this run; stopping.\n"+
+		"  %s stays queued and is not marked failed: a lost worker (a host down, a link cut) is not the package's fault.\n"+
+		"  Check the builders' hosts and network, then run pkgsched again to resume (--max-lost raises the bound).\n"+
+		"  last loss: %v", e.PkgName, e.Lost, e.PkgName, e.Err)
+}
+
+// Unwrap returns the last loss.
+func (e *LostLimitError) Unwrap() error { return e.Err }
 
 // CrashLimitError stops a run when one package's builder crashed
 // MaxCrashes times in it. The package stays queued (open).

@@ -112,6 +112,44 @@ func Fit(obs []Observation) Model {
 	return FromFraction(ts[len(ts)/2], fs[len(fs)/2])
 }
 
+// ObservedFraction is the median parallel fraction of the observations
+// made with more than one job; ok is false when there is none (a build
+// with one job shows its time, not how it would scale).
+func ObservedFraction(obs []Observation) (f float64, ok bool) {
+	var fs []float64
+	for _, o := range obs {
+		if o.MakeJobs > 1 && o.BuildWallMS > 0 {
+			f, _ := o.fit()
+			fs = append(fs, f)
+		}
+	}
+	if len(fs) == 0 {
+		return 0, false
+	}
+	slices.Sort(fs)
+	return fs[len(fs)/2], true
+}
+
+// FitDefault is Fit for observations that may all have been made with
+// one job: their median one-job time with the parallel fraction of the
+// multi-job ones, else def (the fleet's default fraction).
+func FitDefault(obs []Observation, def float64) Model {
+	var ts []int64
+	for _, o := range obs {
+		_, t := o.fit()
+		ts = append(ts, t)
+	}
+	if len(ts) == 0 {
+		return Model{}
+	}
+	slices.Sort(ts)
+	f, ok := ObservedFraction(obs)
+	if !ok {
+		f = def
+	}
+	return FromFraction(ts[len(ts)/2], f)
+}
+
 // History is what a history file says per pkgpath.
 type History map[string][]Observation
 

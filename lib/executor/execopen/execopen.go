@@ -2,6 +2,9 @@
 //
 //	local             one local slot per CPU      lib/executor/local
 //	local:8           8 local slots
+//	local:8?cores=4&oversubscribe=1.5
+//	                  8 local slots sharing 4 cores (the MAKE_JOBS the
+//	                  scheduler grants here add up to at most 4 × 1.5)
 //	ssh://user@host[:port]?slots=4&cores=8&never=www/firefox*&never=rust-[0-9]*&pkgrun=/usr/pkg/bin/pkgrun&pkgsrc=DIR&workroot=DIR&label=big&name=NAME&deadline=15s
 //	                  one host                    lib/executor/sshexec
 //	                  (deadline: how long the host may not answer
@@ -27,7 +30,6 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -56,10 +58,12 @@ type Env struct {
 	// Deadline is how long an ssh connection may go unanswered before
 	// its jobs are lost (0: sshexec's default).
 	Deadline time.Duration
-	// Oversubscribe lets the cores granted on one builder (MAKE_JOBS of
-	// its jobs) add up to its cores times this (below 1: 1).
+	Log      io.Writer
+	// Oversubscribe lets the MAKE_JOBS granted on one builder add up to
+	// its declared cores times this factor (at least 1; 0 means 1). Every
+	// executor whose builders declare cores applies it; a spec's own
+	// oversubscribe= setting overrides it for that executor.
 	Oversubscribe float64
-	Log           io.Writer
 }
 
 // Open opens the executors specs name, joined into one when there are
@@ -102,15 +106,14 @@ func Open(ctx context.Context, specs []string, env Env) (executor.Executor, erro
 
 func open(spec string, env Env, locals *int) ([]executor.Executor, error) {
 	scheme, rest, _ := strings.Cut(spec, ":")
+	if strings.HasPrefix(spec, "local?") {
+		scheme = "local"
+	}
 	switch scheme {
 	case "local":
-		slots := runtime.NumCPU()
-		if rest != "" {
-			n, err := strconv.Atoi(rest)
-			if err != nil || n < 1 {
-				return nil, fmt.Errorf("executor %s: want local or local:N with N at least 1", spec)
-			}
-			slots = n
+		ls, err := ParseLocal(spec, env.Oversubscribe)
+		if err != nil {
+			return nil, err
 		}
 		*locals++
 		name := "local"
@@ -121,7 +124,8 @@ func open(spec string, env Env, locals *int) ([]executor.Executor, error) {
 				file = strings.TrimSuffix(file, ".json") + "-" + name + ".json"
 			}
 		}
-		e, err := local.New(local.Config{Pkgrun: env.Pkgrun, Slots: slots, Settings: env.Settings, Tag: env.Tag, SettingsFile: file, Name: name})
+		e, err := local.New(local.Config{Pkgrun: env.Pkgrun, Slots: ls.Slots, Cores: ls.Cores, Oversubscribe: ls.Oversubscribe,
+			Settings: env.Settings, Tag: env.Tag, SettingsFile: file, Name: name})
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +150,7 @@ func open(spec string, env Env, locals *int) ([]executor.Executor, error) {
 		}
 		return []executor.Executor{e}, nil
 	}
-	return nil, fmt.Errorf("executor %q: unknown scheme (want local, local:N, ssh://user@host?slots=N, ssh:HOSTSFILE or slurm://?partition=P&slots=N)", spec)
+	return nil, fmt.Errorf("executor %q: unknown scheme (want local, local:N[?cores=C&oversubscribe=F], ssh://user@host?slots=N, ssh:HOSTSFILE or slurm://?partition=P&slots=N)", spec)
 }
 
 func sshConfig(h sshexec.Host, env Env) sshexec.Config {

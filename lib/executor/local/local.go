@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -45,6 +46,12 @@ import (
 type Config struct {
 	Pkgrun string // pkgrun program; "" finds it with FindPkgrun
 	Slots  int    // parallel jobs, at least 1
+	// Cores is this machine's cores as the scheduler may hand them out
+	// (executor.CoreSlot): the MAKE_JOBS of the jobs running here add up
+	// to at most Cores × Oversubscribe. 0 means max(runtime.NumCPU(),
+	// Slots), so that local:N still runs N jobs at once.
+	Cores         int
+	Oversubscribe float64 // at least 1 (default 1)
 	// Name names the slots, <Name>/<n> (default "local"); two local
 	// executors in one run need different names.
 	Name     string
@@ -69,6 +76,7 @@ const TagVar = "PKGSCHED_TAG"
 // Executor runs pkgrun locally.
 type Executor struct {
 	cfg      Config
+	cores    *executor.CorePool
 	jobFile  string
 	free     chan int
 	closeOne sync.Once
@@ -105,6 +113,12 @@ func New(cfg Config) (*Executor, error) {
 	if cfg.Name == "" {
 		cfg.Name = "local"
 	}
+	if cfg.Cores < 0 {
+		return nil, fmt.Errorf("local executor: %d cores; need at least 1", cfg.Cores)
+	}
+	if cfg.Cores == 0 {
+		cfg.Cores = max(runtime.NumCPU(), cfg.Slots)
+	}
 	if cfg.Grace == 0 {
 		cfg.Grace = 10 * time.Second
 	}
@@ -139,7 +153,7 @@ func New(cfg Config) (*Executor, error) {
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("local executor: write settings %s: %w", f.Name(), err)
 	}
-	e := &Executor{cfg: cfg, jobFile: f.Name(), free: make(chan int, cfg.Slots), live: cfg.Slots, full: make(chan struct{})}
+	e := &Executor{cfg: cfg, cores: executor.NewCorePool(cfg.Cores, cfg.Oversubscribe), jobFile: f.Name(), free: make(chan int, cfg.Slots), live: cfg.Slots, full: make(chan struct{})}
 	for i := 1; i <= cfg.Slots; i++ {
 		e.free <- i
 	}
@@ -153,13 +167,20 @@ func (e *Executor) Capacity() int {
 	return e.live
 }
 
-// Acquire waits for a free slot. When every slot was retired because its
-// builder ran out of disk space, it returns an error wrapping
-// executor.ErrNoSpace.
+// Cores is the machine's declared cores (Config.Cores).
+func (e *Executor) Cores() int { return e.cores.Cores() }
+
+// Acquire waits for a free slot and one free core. When every slot was
+// retired because its builder ran out of disk space, it returns an error
+// wrapping executor.ErrNoSpace.
 func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
 	select {
 	case i := <-e.free:
-		return &slot{e: e, n: i}, nil
+		if err := e.cores.Take(ctx, 1); err != nil {
+			e.free <- i
+			return nil, err
+		}
+		return &slot{e: e, n: i, held: 1}, nil
 	case <-e.full:
 		e.mu.Lock()
 		defer e.mu.Unlock()
@@ -191,14 +212,54 @@ type slot struct {
 	e    *Executor
 	n    int
 	once sync.Once
+	mu   sync.Mutex
+	held int // cores reserved on the machine (1 + Grow)
 }
+
+var (
+	_ executor.Slot     = (*slot)(nil)
+	_ executor.CoreSlot = (*slot)(nil)
+)
 
 func (s *slot) Name() string { return fmt.Sprintf("%s/%d", s.e.cfg.Name, s.n) }
 
-func (s *slot) Release() { s.once.Do(func() { s.e.free <- s.n }) }
+func (s *slot) Release() {
+	s.once.Do(func() {
+		s.putCores()
+		s.e.free <- s.n
+	})
+}
 
 // retire gives the slot up for good (its builder is out of disk space).
-func (s *slot) retire(err error) { s.once.Do(func() { s.e.retire(err) }) }
+func (s *slot) retire(err error) {
+	s.once.Do(func() {
+		s.putCores()
+		s.e.retire(err)
+	})
+}
+
+func (s *slot) putCores() {
+	s.mu.Lock()
+	n := s.held
+	s.held = 0
+	s.mu.Unlock()
+	s.e.cores.Put(n)
+}
+
+// Cores is the machine's declared cores.
+func (s *slot) Cores() int { return s.e.cores.Cores() }
+
+// FreeCores is how many more cores Grow could reserve now.
+func (s *slot) FreeCores() int { return s.e.cores.Free() }
+
+// Grow reserves up to n more cores for the slot's job.
+func (s *slot) Grow(n int) int {
+	got := s.e.cores.TryTake(n)
+	s.mu.Lock()
+	s.held += got
+	s.mu.Unlock()
+	return got
+}
 
 // Run runs pkgrun for j.
 func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, error) {

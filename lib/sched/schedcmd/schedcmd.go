@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -92,16 +93,19 @@ type CLI struct {
 
 // RunCmd is pkgsched run.
 type RunCmd struct {
-	DB           string `name:"db" required:"" type:"existingfile" placeholder:"FILE" help:"Build database (pkgdag's output)."`
-	Jobs         int    `short:"j" default:"0" placeholder:"N" help:"Parallel builds (pkgrun processes); 0 means one per CPU."`
-	Priority     string `placeholder:"FILE" type:"existingfile" help:"Priority list: pkgpaths or PKGNAMEs, one a line; they and their dependencies go first."`
-	Order        string `enum:"path,pbulk" default:"path" help:"Ready-queue order: path (longest remaining path) or pbulk (pbulk-build's weight order)."`
-	MaxCrashes   int    `default:"3" placeholder:"N" help:"Stop the run when one package's builder crashed this many times in it (the package stays queued)."`
-	CrashStreak  int    `default:"10" placeholder:"N" help:"Stop when this many builder runs in a row crashed (broken pkgrun settings or store)."`
-	NoStoreCheck bool   `help:"Do not check that the tree and the store can be reached before the first build (for a store only the builders reach)."`
-	Retry        string `enum:",crashed,failed" default:"" help:"Reopen packages an earlier run failed: failed (every failed, skew and timeout package) or crashed (those an older pkgsched failed after builder crashes); their indirect-failed dependents are reopened too."`
-	Pkgrun       string `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
-	JSON         bool   `name:"json" help:"Print the summary as JSON."`
+	DB            string  `name:"db" required:"" type:"existingfile" placeholder:"FILE" help:"Build database (pkgdag's output)."`
+	Jobs          int     `short:"j" default:"0" placeholder:"N" help:"Parallel builds (pkgrun processes); 0 means one per CPU."`
+	Priority      string  `placeholder:"FILE" type:"existingfile" help:"Priority list: pkgpaths or PKGNAMEs, one a line; they and their dependencies go first."`
+	Order         string  `enum:"path,pbulk" default:"path" help:"Ready-queue order: path (longest remaining path) or pbulk (pbulk-build's weight order)."`
+	MaxCrashes    int     `default:"3" placeholder:"N" help:"Stop the run when one package's builder crashed this many times in it (the package stays queued)."`
+	MaxLost       int     `default:"10" placeholder:"N" help:"Stop the run when one package's job was lost with its worker (a host down, a link cut) this many times in it; counted apart from crashes (the package stays queued)."`
+	CoresPolicy   string  `name:"make-jobs-policy" enum:"path,off" default:"path" help:"How MAKE_JOBS is granted on builders that declare their cores: path (more cores to jobs on the remaining critical path, from each package's speed-up in the history; one to the others) or off (one core per job, nothing granted: pkgrun's settings decide)."`
+	Oversubscribe float64 `default:"1" placeholder:"F" help:"Let the MAKE_JOBS granted on a builder add up to its declared cores times F (at least 1)."`
+	CrashStreak   int     `default:"10" placeholder:"N" help:"Stop when this many builder runs in a row crashed (broken pkgrun settings or store)."`
+	NoStoreCheck  bool    `help:"Do not check that the tree and the store can be reached before the first build (for a store only the builders reach)."`
+	Retry         string  `enum:",crashed,failed" default:"" help:"Reopen packages an earlier run failed: failed (every failed, skew and timeout package) or crashed (those an older pkgsched failed after builder crashes); their indirect-failed dependents are reopened too."`
+	Pkgrun        string  `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
+	JSON          bool    `name:"json" help:"Print the summary as JSON."`
 
 	Executors   []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, ssh://user@host[:port]?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, or ssh:HOSTSFILE (one ssh:// spec a line). Default: local with -j slots."`
 	SSHIdentity string   `name:"executor-identity" type:"path" placeholder:"FILE" help:"SSH private key for ssh executors (default: --ssh-identity, then ssh-agent and ~/.ssh)."`
@@ -156,6 +160,9 @@ func (c *RunCmd) run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 	}
 	if c.Jobs != 0 && len(c.Executors) > 0 {
 		return errors.New("give -j or --executor, not both (-j N is --executor local:N)")
+	}
+	if !(c.Oversubscribe >= 1) || math.IsInf(c.Oversubscribe, 0) {
+		return fmt.Errorf("--oversubscribe %v: want a factor of at least 1", c.Oversubscribe)
 	}
 	jobs := c.Jobs
 	if jobs <= 0 {
@@ -220,13 +227,17 @@ func (c *RunCmd) run(ctx context.Context, g *cli.Globals, k *kong.Context) error
 		known = c.Build.Access.KnownHosts
 	}
 	ex, err := execopen.Open(ctx, specs, execopen.Env{Settings: settings, Tag: abs, Pkgrun: c.Pkgrun,
-		SettingsFile: settingsFile(abs, g.Stderr), SSHIdentity: ident, KnownHosts: known, Log: g.Stderr})
+		SettingsFile: settingsFile(abs, g.Stderr), SSHIdentity: ident, KnownHosts: known, Log: g.Stderr,
+		Oversubscribe: c.Oversubscribe})
 	if err != nil {
 		return err
 	}
 	defer ex.Close()
 	opts := sched.RunOptions{Exec: ex, Order: sched.Order(c.Order), User: user, MaxCrashes: c.MaxCrashes,
-		CrashStreak: c.CrashStreak, Retry: sched.Retry(c.Retry), Log: g.Stderr}
+		MaxLost: c.MaxLost, CrashStreak: c.CrashStreak, Retry: sched.Retry(c.Retry), Log: g.Stderr}
+	if c.CoresPolicy == "path" {
+		opts.Cores = &sched.CorePolicy{}
+	}
 	if cli.IsTerminal(g.Stderr) {
 		opts.Progress = g.Stderr
 	}
@@ -294,7 +305,7 @@ func printSummary(w io.Writer, s *sched.Summary, asJSON bool) error {
 	}
 	fmt.Fprintf(w, "packages: %d\n", total(s.Counts))
 	printCounts(w, s.Counts, s.UpToDate)
-	fmt.Fprintf(w, "builder runs: %d (%d crashed, %d out of disk space)\n", s.Jobs, s.Crashes, s.NoSpace)
+	fmt.Fprintf(w, "builder runs: %d (%d crashed, %d lost with their worker, %d out of disk space; %d given more than one core)\n", s.Jobs, s.Crashes, s.Lost, s.NoSpace, s.MultiCore)
 	fmt.Fprintf(w, "elapsed: %s on %d slots, utilisation %.1f%%\n", dur(s.ElapsedMS), s.Capacity, 100*s.Utilisation)
 	fmt.Fprintf(w, "idle slot time: %s with packages ready (dispatch), %s with nothing ready (dependency tail)\n", dur(s.IdleReadyMS), dur(s.IdleStarvedMS))
 	return nil
