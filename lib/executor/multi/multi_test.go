@@ -165,7 +165,76 @@ func TestLostHostDoesNotStopRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run stopped: %v", err)
 	}
-	if sum.Counts[sched.Done] != len(pkgs) || sum.Crashes != 12 {
+	if sum.Counts[sched.Done] != len(pkgs) || sum.Lost != 12 || sum.Crashes != 0 {
 		t.Fatalf("summary %+v, want %d done after 12 lost jobs", sum, len(pkgs))
+	}
+}
+
+// noWay is a member whose slots refuse one pkgpath (executor.Accepter).
+type noWay struct {
+	executor.Executor
+	path string
+}
+
+type noWaySlot struct {
+	executor.Slot
+	path string
+}
+
+func (s noWaySlot) Accepts(pkgpath, _ string) bool { return pkgpath != s.path }
+
+func (e noWay) Acquire(ctx context.Context) (executor.Slot, error) {
+	s, err := e.Executor.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return noWaySlot{s, e.path}, nil
+}
+
+// TestSlotInterfacesPassThrough: the multi executor hands out its
+// members' slots themselves, so the scheduler still sees a member's
+// executor.CoreSlot (the local executor's cores) and executor.Accepter.
+func TestSlotInterfacesPassThrough(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string, slots, cores int) *local.Executor {
+		l, err := local.New(local.Config{Pkgrun: executortest.FakePkgrun(t), Slots: slots, Cores: cores, Name: name,
+			Settings: executortest.Settings(dir, 0), Tag: t.Name()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	m, err := multi.New(mk("cores", 1, 3), noWay{mk("picky", 1, 1), "x/no"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	var got []executor.Slot
+	for range 2 {
+		s, err := m.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	sawCores, sawAccepter := false, false
+	for _, s := range got {
+		if cs, ok := s.(executor.CoreSlot); ok && cs.Cores() == 3 {
+			sawCores = true
+			if cs.FreeCores() != 2 || cs.Grow(5) != 2 || cs.FreeCores() != 0 {
+				t.Errorf("%s: core accounting through multi is off", s.Name())
+			}
+		}
+		if a, ok := s.(executor.Accepter); ok {
+			sawAccepter = true
+			if a.Accepts("x/no", "no-1.0") || !a.Accepts("x/yes", "yes-1.0") {
+				t.Errorf("%s: no-way list lost through multi", s.Name())
+			}
+		}
+		s.Release()
+	}
+	if !sawCores || !sawAccepter {
+		t.Errorf("through multi: CoreSlot seen %v, Accepter seen %v; want both", sawCores, sawAccepter)
 	}
 }

@@ -21,6 +21,7 @@ type Pkg struct {
 	Skip   string   // PKG_SKIP_REASON
 	Fail   string   // PKG_FAIL_REASON
 	Weight int      // PBULK_WEIGHT; 0 means 100
+	Extra  string   // more lines of the scan record, e.g. "MAKE_JOBS_SAFE=no\n"
 }
 
 // WriteDB creates a build database at path (which must not exist).
@@ -100,6 +101,7 @@ func WriteDB(ctx context.Context, path string, pkgs []Pkg) error {
 		}
 		var rec strings.Builder
 		fmt.Fprintf(&rec, "PKGNAME=%s\nPKG_LOCATION=%s\nALL_DEPENDS=\nPKG_SKIP_REASON=%s\nPKG_FAIL_REASON=%s\n", p.Name, path, p.Skip, p.Fail)
+		rec.WriteString(p.Extra)
 		// The presolve view appends DEPENDS=depends to the scanned record.
 		var depends any
 		if len(p.Deps) > 0 {
