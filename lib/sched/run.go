@@ -584,7 +584,7 @@ func (r *runner) grant(i int32, cs executor.CoreSlot) int {
 	if j, ok := r.core.Peek(); ok {
 		longest = max(longest, keys[j].Path)
 	}
-	work := r.pending
+	work := r.pending + r.dur[i] // the open packages' work, this one's included
 	for j, t := range r.began {
 		rem := max(r.dur[j]-now.Sub(t).Milliseconds(), 0)
 		work += rem

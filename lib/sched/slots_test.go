@@ -2,6 +2,7 @@ package sched_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -412,6 +413,7 @@ func TestMakeJobsGrant(t *testing.T) {
 		name    string
 		extra   string // the head's scan record lines
 		history string // make_jobs_safe of a history row of the head
+		cpu     int64  // its build stage's CPU ms (wall 30000 ms with 4 jobs); default 100000
 		off     bool
 		want    int // the head's MAKE_JOBS
 	}{
@@ -419,6 +421,8 @@ func TestMakeJobsGrant(t *testing.T) {
 		{name: "MAKE_JOBS_SAFE=no in the scan", extra: "MAKE_JOBS_SAFE=no\n", want: 1},
 		{name: "MAKE_JOBS_SAFE=no in the history", history: "no", want: 1},
 		{name: "MAKE_JOBS_SAFE=yes in the scan", extra: "MAKE_JOBS_SAFE=yes\n", want: 2},
+		{name: "history shows no speed-up", history: "yes", cpu: 30000, want: 1},
+		{name: "history shows a speed-up", history: "yes", cpu: 100000, want: 4}, // parallel fraction 0.72: 4 cores at 54% efficiency
 		{name: "policy off", off: true, want: 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -429,7 +433,7 @@ func TestMakeJobsGrant(t *testing.T) {
 			d, _ := newDB(t, pkgs)
 			if c.history != "" {
 				if _, err := d.Exec(`INSERT INTO history (pkgpath, pkgname, finished_at, state, wall_ms, make_jobs, make_jobs_safe, build_wall_ms, build_cpu_ms)
-					VALUES ('test/head', 'head-0.9', 1, 'done', 60000, 4, ?, 30000, 100000)`, c.history); err != nil {
+					VALUES ('test/head', 'head-0.9', 1, 'done', 60000, 4, ?, 30000, ?)`, c.history, cmp.Or(c.cpu, 100000)); err != nil {
 					t.Fatal(err)
 				}
 			}

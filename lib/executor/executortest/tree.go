@@ -22,7 +22,7 @@ type ExampleTree struct {
 
 // NewExampleTree builds the tools, copies and scans the tree, and makes a
 // database for each name.
-func NewExampleTree(t *testing.T, dbs ...string) *ExampleTree {
+func NewExampleTree(t testing.TB, dbs ...string) *ExampleTree {
 	t.Helper()
 	root := testenv.RepoRoot(t)
 	x := &ExampleTree{Dir: t.TempDir()}
