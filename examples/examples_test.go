@@ -251,8 +251,8 @@ func TestScanTree(t *testing.T) {
 			t.Errorf("%s: USE_DESTDIR=%q", r.name(), v)
 		}
 	}
-	if len(recs) != 47 {
-		t.Errorf("%d records, want 47 (43 directories, 4 of them with two Python variants)", len(recs))
+	if len(recs) != 48 {
+		t.Errorf("%d records, want 48 (44 directories, 4 of them with two Python variants)", len(recs))
 	}
 	if len(recs) < 30 {
 		t.Fatalf("only %d records", len(recs))
@@ -280,6 +280,7 @@ func TestScanTree(t *testing.T) {
 
 	want(one("pkgtools/bootstrap-mk-files"), "BOOTSTRAP_PKG", "yes")
 	want(one("lang/python312"), "PBULK_WEIGHT", "400")
+	want(one("devel/exparallel"), "PBULK_WEIGHT", "600")
 	nonEmpty(one("misc/exskip"), "PKG_SKIP_REASON")
 	want(one("misc/exskip"), "PKG_FAIL_REASON", "")
 	nonEmpty(one("misc/exbrokenflag"), "PKG_FAIL_REASON")
@@ -289,7 +290,7 @@ func TestScanTree(t *testing.T) {
 	want(one("sysutils/exdaemon"), "USERGROUP_PHASE", "pre-install")
 	want(one("sysutils/exlog"), "PKGNAME", "exlog-1.2nb2")
 	for _, r := range recs {
-		if r.location == "lang/python312" {
+		if r.location == "lang/python312" || r.location == "devel/exparallel" {
 			continue
 		}
 		if _, ok := r.get("PBULK_WEIGHT"); ok {
@@ -1185,7 +1186,7 @@ func TestBulkBuildTree(t *testing.T) {
 			t.Errorf("%s: %v, want %v", s, got[s], names)
 		}
 	}
-	if len(got["done"]) != 38 {
-		t.Errorf("%d packages built, want 38: %v", len(got["done"]), got["done"])
+	if len(got["done"]) != 39 {
+		t.Errorf("%d packages built, want 39: %v", len(got["done"]), got["done"])
 	}
 }
