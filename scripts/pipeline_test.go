@@ -332,8 +332,10 @@ func TestSchemaDocQueries(t *testing.T) {
 			WHERE pkg_id IN (SELECT id FROM packages WHERE pkgbase LIKE 'exbroken-user%');
 		INSERT INTO build_state (pkg_id, state, detail)
 			SELECT id, initial_state, initial_detail FROM packages WHERE initial_state <> 'open';
-		INSERT INTO history (pkgpath, pkgname, finished_at, state, wall_ms, cpu_ms)
-			SELECT pkgpath, pkgname, 1700000000000 + id, 'done', 1000 * id, 1500 * id FROM packages WHERE initial_state = 'open';`)
+		INSERT INTO history (pkgpath, pkgname, finished_at, state, wall_ms, cpu_ms, make_jobs, build_wall_ms, build_cpu_ms)
+			SELECT pkgpath, pkgname, 1700000000000 + id, 'done', 1000 * id, 1500 * id,
+				CASE pkgbase WHEN 'exparallel' THEN 2 ELSE 1 END, 500 * id, CASE pkgbase WHEN 'exparallel' THEN 900 ELSE 500 END * id
+			FROM packages WHERE initial_state = 'open';`)
 	if out, err := fill.CombinedOutput(); err != nil {
 		t.Fatalf("filling pkgsched's tables: %v\n%s", err, out)
 	}
