@@ -261,3 +261,62 @@ func FuzzReadHistoryCSV(f *testing.F) {
 		ReadHistoryCSV(strings.NewReader(s), "fuzz")
 	})
 }
+
+// TestPopAccepted: a slot that refuses some packages gets the best one it
+// takes; the ones it passed over keep their order for the next Pop; no
+// package it takes leaves the queue untouched; Readied changes only when a
+// package is queued.
+func TestPopAccepted(t *testing.T) {
+	// Pbulk order: r (weight 400), then d, e in presolve order.
+	for _, c := range []struct {
+		name    string
+		refuse  []string
+		got     string // "" : none accepted
+		thenPop []string
+	}{
+		{name: "takes all", got: "r", thenPop: []string{"d", "e"}},
+		{name: "refuses the best", refuse: []string{"r"}, got: "d", thenPop: []string{"r", "e"}},
+		{name: "refuses two", refuse: []string{"r", "d"}, got: "e", thenPop: []string{"r", "d"}},
+		{name: "refuses all", refuse: []string{"r", "d", "e"}, thenPop: []string{"r", "d", "e"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := graph(t, "d", "r", "a:r", "b:r", "c:r", "e")
+			core, _ := NewCore(g, Keys(g, nil, OrderPbulk, nil), g.Initial, g.Reason)
+			before := core.Readied()
+			i, ok := core.PopAccepted(func(i int32) bool {
+				return !slices.Contains(c.refuse, strings.TrimSuffix(g.Name[i], "-1.0"))
+			})
+			got := ""
+			if ok {
+				got = strings.TrimSuffix(g.Name[i], "-1.0")
+				if st, _ := core.State(i); st != InProcessing {
+					t.Errorf("%s is %s after PopAccepted, want in_processing", got, st)
+				}
+			}
+			if got != c.got || core.Readied() != before {
+				t.Errorf("PopAccepted: %q (readied %d -> %d), want %q", got, before, core.Readied(), c.got)
+			}
+			var names []string
+			for _, n := range core.ReadyNodes() {
+				names = append(names, strings.TrimSuffix(g.Name[n], "-1.0"))
+			}
+			var rest []string
+			for {
+				i, ok := core.Pop()
+				if !ok {
+					break
+				}
+				rest = append(rest, strings.TrimSuffix(g.Name[i], "-1.0"))
+			}
+			if !slices.Equal(rest, c.thenPop) || !slices.Equal(names, c.thenPop) {
+				t.Errorf("then Pop gives %v, ReadyNodes %v; want %v", rest, names, c.thenPop)
+			}
+			if ok {
+				core.Finish(i, Done, "")
+			}
+			if c.got == "r" && core.Readied() != before+3 {
+				t.Errorf("Readied %d after r released 3 packages, want %d", core.Readied(), before+3)
+			}
+		})
+	}
+}

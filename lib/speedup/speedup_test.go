@@ -141,3 +141,43 @@ func FuzzReadCSV(f *testing.F) {
 		}
 	})
 }
+
+// TestFitDefault: builds with one job give the one-job time but no
+// parallel fraction (the default is used); builds with more jobs give
+// their own.
+func TestFitDefault(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		obs    []Observation
+		def    float64
+		want   Model
+		wantOK bool
+	}{
+		{name: "one job only: default fraction", def: 0.5,
+			obs:  []Observation{{MakeJobs: 1, OtherWallMS: 1000, BuildWallMS: 3000, BuildCPUMS: 3000}},
+			want: Model{SerialMS: 2000, ParallelMS: 2000}},
+		{name: "four jobs, speed-up 2", def: 0.5, wantOK: true,
+			// S = 2 with n = 4: build fraction 2/3 of a 2000 ms one-job build stage.
+			obs:  []Observation{{MakeJobs: 4, OtherWallMS: 0, BuildWallMS: 1000, BuildCPUMS: 2000}},
+			want: Model{SerialMS: 667, ParallelMS: 1333}},
+		{name: "four jobs, no speed-up", def: 0.9, wantOK: true,
+			obs:  []Observation{{MakeJobs: 4, OtherWallMS: 500, BuildWallMS: 1000, BuildCPUMS: 900}},
+			want: Model{SerialMS: 1500, ParallelMS: 0}},
+		{name: "mixed: the multi-job build decides the fraction", def: 0.1, wantOK: true,
+			obs: []Observation{
+				{MakeJobs: 1, OtherWallMS: 0, BuildWallMS: 2000, BuildCPUMS: 2000},
+				{MakeJobs: 2, OtherWallMS: 0, BuildWallMS: 1000, BuildCPUMS: 2000},
+			},
+			want: Model{SerialMS: 0, ParallelMS: 2000}},
+		{name: "none", def: 0.5},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := FitDefault(c.obs, c.def); got != c.want {
+				t.Errorf("FitDefault = %+v, want %+v", got, c.want)
+			}
+			if _, ok := ObservedFraction(c.obs); ok != c.wantOK {
+				t.Errorf("ObservedFraction ok = %v, want %v", ok, c.wantOK)
+			}
+		})
+	}
+}
