@@ -42,12 +42,15 @@
 // started_at) and an event "start" is committed. A result is committed in
 // one transaction with the dependents it fails (build_state, one event per
 // change named after the new state, a history row) before any dependent it
-// releases is handed out. A crashed builder (executor.ErrCrash or
-// executor.ErrLost) adds an event "crash", crashes+1, and puts the package
-// back to open ("requeue"): a crash is never a failed build. When one
-// package's builder crashed MaxCrashes times in this run (or CrashStreak
-// builder runs in a row crashed), the run stops with an error
-// (CrashLimitError) and the package stays open for the next run. A builder
+// releases is handed out. A crashed builder (executor.ErrCrash) adds an
+// event "crash", crashes+1, and puts the package back to open ("requeue"):
+// a crash is never a failed build. When one package's builder crashed
+// MaxCrashes times in this run (or CrashStreak builder runs in a row
+// crashed), the run stops with an error (CrashLimitError) and the package
+// stays open for the next run. A job lost with its worker
+// (executor.ErrLost: a host down, a link cut) adds an event "lost" and
+// goes back to open without counting a crash; MaxLost losses of one
+// package in a run stop it (LostLimitError). A builder
 // out of disk space (executor.ErrNoSpace) adds an event "nospace" and puts
 // the package back to open, counting no crash; the executor retires that
 // builder, and the run stops when none is left. An interrupted job goes
@@ -59,5 +62,17 @@
 // pkgpath, pkgname, finished_at, the result's status (done, up-to-date,
 // failed, skew, timeout), wall_ms (pkgrun's, else as measured) and cpu_ms.
 // meta key pkgsched.slots holds the last run's slot count (for the ETA of
-// pkgsched status).
+// pkgsched status). Since schema 3 the history row also has the MAKE_JOBS
+// the job was given, the package's MAKE_JOBS_SAFE and the stages' wall and
+// CPU times (Models fits the speed-up models of the core policy on them).
+//
+// Slots. A slot that implements executor.Accepter gets the best ready job
+// it accepts (Core.PopAccepted); one that accepts none is parked (kept,
+// not given back) and offered jobs again whenever Core.Readied changes;
+// when nothing runs and all of the executor's capacity is parked refusing
+// every ready job, the run stops (RefusedError) with those packages open.
+// A slot that implements executor.CoreSlot gets its job's MAKE_JOBS from
+// RunOptions.Cores (CorePolicy, from the remaining critical path and the
+// package's model), grown from its builder's free cores and appended to
+// the record as a MAKE_JOBS= line.
 package sched

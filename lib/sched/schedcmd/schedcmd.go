@@ -53,8 +53,18 @@ runs in a row crashed, the run stops (exit 2, naming the package and the
 builder's stderr) with the package still queued. A pkgrun out of disk
 space (exit 3) is not a crash either: the package is queued again, that
 builder is not used again in this run, and once no builder is left the run
-stops (exit 2). Fix the cause and run pkgsched again to resume. 'pkgsched
-run --retry failed' rebuilds failed packages.
+stops (exit 2). A job lost with its worker (a host down, a link cut) is
+queued again and counted apart from crashes, up to --max-lost times per
+package in a run. Fix the cause and run pkgsched again to resume.
+'pkgsched run --retry failed' rebuilds failed packages.
+
+On builders that declare their cores (local:N?cores=C, ssh hosts'
+cores=), each job's MAKE_JOBS is granted by --make-jobs-policy (path: more
+cores to the jobs on the remaining critical path, from each package's
+speed-up in the history; off: none) so that the grants on a builder add
+up to at most its cores times --oversubscribe. A builder that refuses a
+package (an ssh host's never= list) never gets it; when no builder takes
+the ready packages and nothing runs, the run stops (exit 2) naming them.
 
 One pkgsched run per database: it holds <db>.lock for the whole run, and a
 second run (or pkgdag build replacing the database) exits 2 naming its pid
@@ -107,7 +117,7 @@ type RunCmd struct {
 	Pkgrun        string  `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
 	JSON          bool    `name:"json" help:"Print the summary as JSON."`
 
-	Executors   []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, ssh://user@host[:port]?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, or ssh:HOSTSFILE (one ssh:// spec a line). Default: local with -j slots."`
+	Executors   []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, local:N?cores=C&oversubscribe=F (N slots sharing C cores for MAKE_JOBS), ssh://user@host[:port]?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, or ssh:HOSTSFILE (one ssh:// spec a line). Default: local with -j slots."`
 	SSHIdentity string   `name:"executor-identity" type:"path" placeholder:"FILE" help:"SSH private key for ssh executors (default: --ssh-identity, then ssh-agent and ~/.ssh)."`
 	KnownHosts  string   `name:"executor-known-hosts" type:"path" placeholder:"FILE" help:"known_hosts file listing the ssh executors' host keys (default: --known-hosts, then ~/.ssh/known_hosts)."`
 
