@@ -16,6 +16,7 @@
 //	ssh:FILE          a hosts file: one ssh:// spec a line (# comments)
 //	slurm://?partition=P&slots=N&cores=C&pkgrun=PATH&conf=FILE
 //	                  srun steps in a Slurm cluster lib/executor/slurmexec
+//	                  (cores: the most CPUs a job may ask for)
 //
 // Several specs (pkgsched run --executor, repeated) are joined by
 // lib/executor/multi. This is the one place where executors are wired.

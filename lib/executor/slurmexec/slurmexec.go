@@ -1,7 +1,26 @@
 // Package slurmexec is the executor that runs each job as one Slurm job
-// step: every slot runs srun (one task, Cores CPUs, job name = PKGNAME)
-// with pkgrun reading the presolve record on stdin, so Slurm's queue only
-// ever holds jobs that are ready to build (pkgsched keeps the graph).
+// step: every slot runs srun (one task, job name = PKGNAME, comment =
+// the run's mark, see Comment) with pkgrun reading the presolve record on
+// stdin, so Slurm's queue only ever holds jobs that are ready to build
+// (pkgsched keeps the graph).
+//
+// Cores: Config.Cores is the most CPUs a job may ask for. A slot holds
+// one, and implements executor.CoreSlot: the scheduler may Grow it up to
+// Cores for the job's MAKE_JOBS, and srun asks for that many (srun -c
+// MAKE_JOBS); Slurm packs the jobs onto its nodes.
+//
+// Before the first job, one srun runs `pkgrun version --json` on a node
+// (lib/version): a missing pkgrun or one that speaks another job protocol
+// is an error naming both versions, returned by every Acquire, so no job
+// is started.
+//
+// CleanStale (after a scheduler was killed with -9: its sruns live on,
+// each in its own process group) scancels every job in Slurm's queue that
+// carries this run's comment, waits until they are gone, and removes the
+// job directories they left on their nodes (or, for jobs Slurm no longer
+// lists, on every node of the partition) with one more short step per
+// node, as lib/executor/local's Cleaner does: only directories (never a
+// symbolic link) named after a stale job and made since it started.
 //
 // The settings document reaches pkgrun through srun's environment
 // (PKGBULK_JOB, written into a temporary file on the node by a small sh
@@ -21,6 +40,8 @@ package slurmexec
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -34,13 +55,14 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/protocol"
 	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/version"
 )
 
 // Config configures a Slurm executor.
 type Config struct {
 	Partition string // "" : the cluster's default partition
 	Slots     int    // jobs in Slurm at once, at least 1
-	Cores     int    // CPUs per job (srun --cpus-per-task), default 1
+	Cores     int    // the most CPUs one job may ask for (srun --cpus-per-task = its MAKE_JOBS), default 1
 	Pkgrun    string // pkgrun's path on the compute nodes (default "pkgrun")
 	// Name names the slots, <Name>/<n> (default "slurm").
 	Name     string
@@ -77,15 +99,31 @@ exit $rc`
 type Executor struct {
 	cfg      Config
 	doc      []byte
+	comment  string
 	free     chan int
 	mu       sync.Mutex
 	live     int
 	full     chan struct{}
 	noSpace  error
 	closeOne sync.Once
+
+	checkMu sync.Mutex
+	checked bool
+	fatal   error        // pkgrun on the nodes cannot run our jobs
+	remote  version.Info // pkgrun on the nodes, once checked
 }
 
-var _ executor.Executor = (*Executor)(nil)
+var (
+	_ executor.Executor = (*Executor)(nil)
+	_ executor.Cleaner  = (*Executor)(nil)
+)
+
+// Comment is the srun --comment that marks the jobs of the run tagged
+// tag (a hash of it: the tag is the database's path).
+func Comment(tag string) string {
+	sum := sha256.Sum256([]byte(tag))
+	return "pkgbulk:" + hex.EncodeToString(sum[:8])
+}
 
 // New checks the configuration and that srun is installed.
 func New(cfg Config) (*Executor, error) {
@@ -116,7 +154,7 @@ func New(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurm executor: %w", err)
 	}
-	e := &Executor{cfg: cfg, doc: doc, free: make(chan int, cfg.Slots), live: cfg.Slots, full: make(chan struct{})}
+	e := &Executor{cfg: cfg, doc: doc, comment: Comment(cfg.Tag), free: make(chan int, cfg.Slots), live: cfg.Slots, full: make(chan struct{})}
 	for i := 1; i <= cfg.Slots; i++ {
 		e.free <- i
 	}
@@ -133,11 +171,15 @@ func (e *Executor) Capacity() int {
 	return e.live
 }
 
-// Acquire waits for a free slot.
+// Acquire waits for a free slot; the first one checks pkgrun on the
+// nodes.
 func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
+	if err := e.check(ctx); err != nil {
+		return nil, err
+	}
 	select {
 	case i := <-e.free:
-		return &slot{e: e, n: i}, nil
+		return &slot{e: e, n: i, cores: 1}, nil
 	case <-e.full:
 		e.mu.Lock()
 		defer e.mu.Unlock()
@@ -157,6 +199,53 @@ func (e *Executor) retire(err error) {
 	}
 }
 
+// check runs pkgrun version --json on a node once; an incompatible
+// pkgrun is remembered and returned from then on.
+func (e *Executor) check(ctx context.Context) error {
+	e.checkMu.Lock()
+	defer e.checkMu.Unlock()
+	if e.checked {
+		return e.fatal
+	}
+	ctx, stop := context.WithTimeout(ctx, 5*time.Minute)
+	defer stop()
+	var stdout bytes.Buffer
+	stderr := &where{tail: &protocol.TailBuffer{Max: protocol.StderrTail}, first: true}
+	args := append(e.srunArgs("pkgbulk-version", 1), "/bin/sh", "-c", version.Command(e.cfg.Pkgrun))
+	cmd := e.command(ctx, "srun", args...)
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ee.ExitCode() > 0:
+		code = ee.ExitCode()
+	default:
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: check pkgrun on the nodes: %w", e.cfg.Name, ctx.Err())
+		}
+		_, _, tail := stderr.get()
+		return fmt.Errorf("%s: check pkgrun on the nodes: srun: %v (%s)", e.cfg.Name, err, strings.TrimSpace(tail))
+	}
+	_, _, tail := stderr.get()
+	info, err := version.Remote(e.cfg.Name, e.cfg.Pkgrun, code, stdout.Bytes(), tail)
+	if code != 0 && code != 126 && code != 127 && strings.Contains(tail, "srun: error:") {
+		// srun itself failed (no such partition, no nodes): not pkgrun.
+		return fmt.Errorf("%s: check pkgrun on the nodes: srun exit status %d: %s", e.cfg.Name, code, strings.TrimSpace(tail))
+	}
+	e.checked = true
+	e.fatal, e.remote = err, info
+	return err
+}
+
+// Remote is the nodes' pkgrun version, known after the first Acquire.
+func (e *Executor) Remote() version.Info {
+	e.checkMu.Lock()
+	defer e.checkMu.Unlock()
+	return e.remote
+}
+
 // Close does nothing: every job was waited for by its Run.
 func (e *Executor) Close() error { return nil }
 
@@ -169,9 +258,9 @@ func (e *Executor) command(ctx context.Context, name string, args ...string) *ex
 	return cmd
 }
 
-func (e *Executor) srunArgs(pkg string) []string {
-	args := []string{"--quiet", "--job-name=" + pkg, "--ntasks=1", "--nodes=1",
-		"--cpus-per-task=" + strconv.Itoa(e.cfg.Cores), "--kill-on-bad-exit=1"}
+func (e *Executor) srunArgs(pkg string, cores int) []string {
+	args := []string{"--quiet", "--job-name=" + pkg, "--comment=" + e.comment, "--ntasks=1", "--nodes=1",
+		"--cpus-per-task=" + strconv.Itoa(cores), "--kill-on-bad-exit=1"}
 	if e.cfg.Partition != "" {
 		args = append(args, "--partition="+e.cfg.Partition)
 	}
@@ -179,9 +268,44 @@ func (e *Executor) srunArgs(pkg string) []string {
 }
 
 type slot struct {
-	e    *Executor
-	n    int
-	once sync.Once
+	e     *Executor
+	n     int
+	once  sync.Once
+	mu    sync.Mutex
+	cores int // granted: 1 + what Grow gave, at most Config.Cores
+}
+
+var _ executor.CoreSlot = (*slot)(nil)
+
+// Cores is the most CPUs a job may ask for (Config.Cores).
+func (s *slot) Cores() int { return s.e.cfg.Cores }
+
+// FreeCores is how many more cores this slot's job may ask for.
+func (s *slot) FreeCores() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.e.cfg.Cores - s.cores
+}
+
+// Grow lets the job ask for up to n more cores, up to Config.Cores in
+// all (Slurm finds a node with that many free).
+func (s *slot) Grow(n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := max(min(n, s.e.cfg.Cores-s.cores), 0)
+	s.cores += got
+	return got
+}
+
+// jobCores is what srun asks for j: its MAKE_JOBS (at most Config.Cores),
+// else the cores granted to the slot.
+func (s *slot) jobCores(j executor.Job) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j.MakeJobs > 0 {
+		return min(j.MakeJobs, s.e.cfg.Cores)
+	}
+	return s.cores
 }
 
 func (s *slot) Name() string { return fmt.Sprintf("%s/%d", s.e.cfg.Name, s.n) }
@@ -259,7 +383,7 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 	e := s.e
 	stdout := protocol.LimitedBuffer{Max: protocol.MaxStdout}
 	stderr := &where{tail: &protocol.TailBuffer{Max: protocol.StderrTail}}
-	args := append(e.srunArgs(j.PkgName), "/bin/sh", "-c", wrapper, e.cfg.Pkgrun)
+	args := append(e.srunArgs(j.PkgName, s.jobCores(j)), "/bin/sh", "-c", wrapper, e.cfg.Pkgrun)
 	cmd := e.command(context.Background(), "srun", args...)
 	cmd.Env = append(cmd.Env, JobVar+"="+string(e.doc), TagVar+"="+e.cfg.Tag)
 	cmd.Stdin = bytes.NewReader(j.Record)
@@ -372,7 +496,7 @@ func (s *slot) clean(ctx context.Context, pkg, node string, start time.Time) {
 	}
 	ctx, stop := context.WithTimeout(ctx, time.Minute)
 	defer stop()
-	args := append(s.e.srunArgs(pkg+"-clean"), "--cpus-per-task=1", "--nodelist="+node, "/bin/sh", "-c",
+	args := append(s.e.srunArgs(pkg+"-clean", 1), "--nodelist="+node, "/bin/sh", "-c",
 		cleanScript(s.e.cfg.Settings.WorkRoot, pkg, start.Add(-2*time.Second).Unix()))
 	cmd := s.e.command(ctx, "srun", args...)
 	cmd.Stdin = nil
@@ -384,11 +508,12 @@ func (s *slot) clean(ctx context.Context, pkg, node string, start time.Time) {
 }
 
 // cleanScript removes root/pkg.* directories modified since since (as
-// lib/executor/sshexec does).
+// lib/executor/sshexec does), printing "removed PATH" or "kept PATH" for
+// each.
 func cleanScript(root, pkg string, since int64) string {
 	return fmt.Sprintf(`root=%s; [ -n "$root" ] || root="${TMPDIR:-/tmp}/pkgrun"; for d in "$root"/%s.*; do `+
 		`[ -d "$d" ] && [ ! -L "$d" ] || continue; case "${d##*/}" in %s.*.*) continue;; esac; `+
-		`[ "$(stat -c %%Y "$d")" -ge %d ] || continue; rm -rf -- "$d"; done; true`,
+		`[ "$(stat -c %%Y "$d")" -ge %d ] || continue; if rm -rf -- "$d"; then echo "removed $d"; else echo "kept $d"; fi; done; true`,
 		quote(root), quote(pkg), quote(pkg), since)
 }
 

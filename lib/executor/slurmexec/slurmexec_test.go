@@ -21,8 +21,6 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
 
-func TestMain(m *testing.M) { executortest.Main(m) }
-
 // cluster is a slurmctld and a slurmd on loopback with their own munged.
 type cluster struct {
 	Conf      string // slurm.conf, for SLURM_CONF

@@ -10,8 +10,9 @@ import (
 
 // ParseSpec parses
 // slurm://[?partition=P&slots=N&cores=C&pkgrun=PATH&name=NAME&conf=FILE]:
-// slots (default 1) is how many jobs are in Slurm at once, cores the CPUs
-// of each (default 1), conf a slurm.conf (SLURM_CONF).
+// slots (default 1) is how many jobs are in Slurm at once, cores the most
+// CPUs one job may ask for (its MAKE_JOBS; default 1), conf a slurm.conf
+// (SLURM_CONF).
 func ParseSpec(spec string) (Config, error) {
 	c := Config{Slots: 1, Cores: 1}
 	u, err := url.Parse(spec)

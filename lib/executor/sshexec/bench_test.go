@@ -3,10 +3,14 @@ package sshexec_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/pkgbulk/pkgbulk/lib/db"
 	"github.com/pkgbulk/pkgbulk/lib/executor"
@@ -15,6 +19,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/sched"
 	"github.com/pkgbulk/pkgbulk/lib/sched/schedtest"
+	"github.com/pkgbulk/pkgbulk/lib/store/sftpstore"
 	"github.com/pkgbulk/pkgbulk/lib/store/storetest"
 )
 
@@ -41,7 +46,46 @@ printf '{"version":1,"pkgname":"%%s","pkgpath":"x/y","status":"done"}\n' "$name"
 	return p
 }
 
+// sessionMS is the wall time of a bare session (running true) on srv,
+// averaged over n: what sshd and the login shell's start-up files cost
+// every job before any of ours runs.
+func sessionMS(b *testing.B, srv *storetest.SSHServer, n int) float64 {
+	sc := sftpstore.Config{User: srv.User, Host: srv.Host, Port: srv.Port}
+	hk, algos, err := sftpstore.HostKeyChecker(srv.KnownHosts, sc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	auth, release, err := sftpstore.Auth(sftpstore.AuthOptions{IdentityFile: srv.IdentityFile})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer release()
+	c, err := ssh.Dial("tcp", net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port)),
+		&ssh.ClientConfig{User: srv.User, Auth: auth, HostKeyCallback: hk, HostKeyAlgorithms: algos})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	for range n {
+		s, err := c.NewSession()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Run("true"); err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	return float64(time.Since(start).Microseconds()) / 1000 / float64(n)
+}
+
 func benchSSH(b *testing.B, slots int) executor.Executor {
+	e, _ := benchSSHServer(b, slots)
+	return e
+}
+
+func benchSSHServer(b *testing.B, slots int) (executor.Executor, *storetest.SSHServer) {
 	srv := storetest.StartSSHD(b)
 	e, err := sshexec.New(sshexec.Config{
 		Host:         sshexec.Host{User: srv.User, Host: srv.Host, Port: srv.Port, Slots: slots, Pkgrun: noopPkgrun(b)},
@@ -51,7 +95,7 @@ func benchSSH(b *testing.B, slots int) executor.Executor {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { e.Close() })
-	return e
+	return e, srv
 }
 
 func benchLocal(b *testing.B, slots int) executor.Executor {
@@ -65,14 +109,17 @@ func benchLocal(b *testing.B, slots int) executor.Executor {
 
 // BenchmarkDispatch is the cost of one no-op job, one after the other on
 // one slot: over ssh on loopback, and locally for comparison (the
-// difference is what ssh adds per job).
+// difference is what ssh adds per job). For ssh it also reports the
+// cost of a bare session (ms/session: sshd and the ssh user's login
+// shell, whose start-up files run for every session) and the rest
+// (ms/job-ours: the job's session set-up, wrapper and the no-op pkgrun).
 func BenchmarkDispatch(b *testing.B) {
 	for _, tc := range []struct {
 		name string
-		mk   func(*testing.B, int) executor.Executor
-	}{{"ssh", benchSSH}, {"local", benchLocal}} {
+		mk   func(*testing.B, int) (executor.Executor, *storetest.SSHServer)
+	}{{"ssh", benchSSHServer}, {"local", func(b *testing.B, n int) (executor.Executor, *storetest.SSHServer) { return benchLocal(b, n), nil }}} {
 		b.Run(tc.name, func(b *testing.B) {
-			e := tc.mk(b, 1)
+			e, srv := tc.mk(b, 1)
 			ctx := context.Background()
 			rec := []byte("PKGNAME=noop-1.0\nPKG_LOCATION=x/noop\n")
 			// The first job connects.
@@ -89,6 +136,14 @@ func BenchmarkDispatch(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				run()
+			}
+			b.StopTimer()
+			perJob := float64(b.Elapsed().Microseconds()) / 1000 / float64(b.N)
+			b.ReportMetric(perJob, "ms/job")
+			if srv != nil {
+				sess := sessionMS(b, srv, 20)
+				b.ReportMetric(sess, "ms/session")
+				b.ReportMetric(perJob-sess, "ms/job-ours")
 			}
 		})
 	}
