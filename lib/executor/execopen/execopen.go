@@ -5,7 +5,7 @@
 //	local:8?cores=4&oversubscribe=1.5
 //	                  8 local slots sharing 4 cores (the MAKE_JOBS the
 //	                  scheduler grants here add up to at most 4 × 1.5)
-//	ssh://user@host[:port]?slots=4&cores=8&never=www/firefox*&never=rust-[0-9]*&pkgrun=/usr/pkg/bin/pkgrun&pkgsrc=DIR&workroot=DIR&label=big&name=NAME&deadline=15s
+//	ssh://user@host[:port]?slots=4&cores=8&oversubscribe=1.5&never=www/firefox*&never=rust-[0-9]*&pkgrun=/usr/pkg/bin/pkgrun&pkgsrc=DIR&workroot=DIR&label=big&name=NAME&deadline=15s
 //	                  one host                    lib/executor/sshexec
 //	                  (deadline: how long the host may not answer
 //	                  before its jobs are lost and requeued; cores:
@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"strconv"
@@ -155,8 +156,12 @@ func open(spec string, env Env, locals *int) ([]executor.Executor, error) {
 }
 
 func sshConfig(h sshexec.Host, env Env) sshexec.Config {
+	over := env.Oversubscribe
+	if h.Oversubscribe > 0 {
+		over = h.Oversubscribe
+	}
 	return sshexec.Config{Host: h, Settings: env.Settings, IdentityFile: env.SSHIdentity, KnownHosts: env.KnownHosts,
-		Tag: env.Tag, Deadline: env.Deadline, Oversubscribe: env.Oversubscribe, Log: env.Log}
+		Tag: env.Tag, Deadline: env.Deadline, Oversubscribe: over, Log: env.Log}
 }
 
 func openHostsFile(path string, env Env) ([]executor.Executor, error) {
@@ -209,7 +214,7 @@ func ParseHostsFile(name string, b []byte) ([]sshexec.Host, error) {
 }
 
 // ParseHost parses
-// ssh://user@host[:port][?slots=N&cores=N&never=PATTERN&pkgrun=PATH&pkgsrc=DIR&workroot=DIR&label=L&name=NAME&deadline=D].
+// ssh://user@host[:port][?slots=N&cores=N&oversubscribe=F&never=PATTERN&pkgrun=PATH&pkgsrc=DIR&workroot=DIR&label=L&name=NAME&deadline=D].
 // never and label repeat; a '+' in the settings is a plus sign (package
 // names such as gtk+3 have them), not a space.
 func ParseHost(spec string) (sshexec.Host, error) {
@@ -265,12 +270,16 @@ func ParseHost(spec string) (sshexec.Host, error) {
 			if h.Cores, err = strconv.Atoi(v); err != nil || h.Cores < 1 {
 				return h, fmt.Errorf("executor %s: cores=%q: want a number of at least 1 (leave it out to ask the host)", spec, v)
 			}
+		case "oversubscribe":
+			if h.Oversubscribe, err = strconv.ParseFloat(v, 64); err != nil || !(h.Oversubscribe >= 1) || math.IsInf(h.Oversubscribe, 0) {
+				return h, fmt.Errorf("executor %s: oversubscribe=%q: want a number of at least 1, e.g. 1.5", spec, v)
+			}
 		case "deadline":
 			if h.Deadline, err = time.ParseDuration(v); err != nil || h.Deadline <= 0 {
 				return h, fmt.Errorf("executor %s: deadline=%q: want a Go duration such as 15s", spec, v)
 			}
 		default:
-			return h, fmt.Errorf("executor %s: unknown setting %q (want slots, cores, never, pkgrun, pkgsrc, workroot, label, name, deadline)", spec, k)
+			return h, fmt.Errorf("executor %s: unknown setting %q (want slots, cores, oversubscribe, never, pkgrun, pkgsrc, workroot, label, name, deadline)", spec, k)
 		}
 	}
 	return h, nil

@@ -31,6 +31,10 @@ func TestParseHost(t *testing.T) {
 		{spec: "ssh://bulk@host1:x", err: "invalid port"}, {spec: "ssh://bulk@host1:99999", err: "bad port"},
 		{spec: "ssh://bulk@host1?cores=8", want: sshexec.Host{User: "bulk", Host: "host1", Slots: 1, Cores: 8}},
 		{spec: "ssh://bulk@host1?cores=0", err: "cores="},
+		{spec: "ssh://bulk@host1?cores=4&oversubscribe=1.5", want: sshexec.Host{User: "bulk", Host: "host1", Slots: 1, Cores: 4, Oversubscribe: 1.5}},
+		{spec: "ssh://bulk@host1?oversubscribe=0.5", err: "oversubscribe="},
+		{spec: "ssh://bulk@host1?oversubscribe=NaN", err: "oversubscribe="},
+		{spec: "ssh://bulk@host1?oversubscribe=Inf", err: "oversubscribe="},
 		{spec: "ssh://bulk@host1?cores=many", err: "cores="},
 		{spec: "ssh://bulk@host1?never=www/firefox*&never=firefox-[0-9]*&never=gtk+3-[0-9]*&never=rust>=1.80",
 			want: sshexec.Host{User: "bulk", Host: "host1", Slots: 1, Never: mustNoway(t, "www/firefox*", "firefox-[0-9]*", "gtk+3-[0-9]*", "rust>=1.80")}},
@@ -109,7 +113,7 @@ func FuzzParseHost(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if h.Slots < 1 || h.Cores < 0 || h.User == "" || h.Host == "" {
+		if h.Slots < 1 || h.Cores < 0 || h.User == "" || h.Host == "" || h.Oversubscribe < 0 || h.Oversubscribe > 0 && h.Oversubscribe < 1 {
 			t.Errorf("%q: accepted %+v", spec, h)
 		}
 	})

@@ -107,6 +107,9 @@ type Host struct {
 	// Cores is the host's cores for MAKE_JOBS accounting; 0 means ask
 	// the host (nproc) at connect.
 	Cores int
+	// Oversubscribe, when set, replaces Config.Oversubscribe for this
+	// host (lib/executor/execopen applies it).
+	Oversubscribe float64
 	// Deadline, when set, replaces Config.Deadline for this host.
 	Deadline time.Duration
 }
