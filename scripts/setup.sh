@@ -8,7 +8,8 @@
 #   --test        also install what the test suite runs for real: OpenSSH's
 #                 sshd, an S3 server (versitygw), GnuPG, OpenSSL, binutils'
 #                 ar, bsdtar, chromium and curl (the example tree fetches from
-#                 a local HTTP site in the distfile tests), Slurm and munge
+#                 a local HTTP site in the distfile tests), Slurm and munge,
+#                 nftables (the pull workers' NAT-like rules in the netns tests)
 #   --prefix DIR  also install the tools into DIR/bin (e.g. /usr/local)
 #
 # Go (the version go.mod names, or newer) must be on PATH or in
@@ -46,7 +47,7 @@ apt_timeout=${APT_LOCK_TIMEOUT:-600}
 
 pkgs="bmake sqlite3 gzip bzip2 xz-utils zstd ca-certificates gcc libc6-dev patch"
 if [ "$want_test" = yes ]; then
-	pkgs="$pkgs openssh-server openssh-client iproute2 gnupg openssl binutils libarchive-tools chromium curl slurm-wlm munge"
+	pkgs="$pkgs openssh-server openssh-client iproute2 gnupg openssl binutils libarchive-tools chromium curl slurm-wlm munge nftables"
 fi
 
 missing=""
