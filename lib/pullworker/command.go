@@ -15,6 +15,7 @@ import (
 
 	"github.com/pkgbulk/pkgbulk/lib/build"
 	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/imds"
 	"github.com/pkgbulk/pkgbulk/lib/pull"
 )
 
@@ -30,6 +31,7 @@ type Command struct {
 	Cores        int           `help:"Cores this worker offers to its jobs (default: all of the machine's)." placeholder:"N"`
 	TreeRevision string        `help:"The pkgsrc tree's revision to report (default: git rev-parse HEAD in the tree, or CVS/Tag)." placeholder:"REV"`
 	PollWait     time.Duration `help:"Longest lease poll (default: the server's)." placeholder:"DURATION"`
+	SpotIMDS     string        `name:"spot-imds" help:"Watch this EC2 instance metadata service (e.g. http://169.254.169.254) for a spot interruption notice: on one, kill the build, release the lease and exit 0." placeholder:"URL"`
 
 	build.SettingsFlags `embed:""`
 }
@@ -62,7 +64,20 @@ func (c *Command) Run(ctx context.Context, g *cli.Globals, k *kong.Context) erro
 		return err
 	}
 	o.Log = g.Stderr
-	// spot notices (vm): Options.Preempt is wired here.
+	if c.SpotIMDS != "" {
+		// A spot interruption notice preempts the worker.
+		preempt := make(chan struct{})
+		o.Preempt = preempt
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			n, err := imds.NewWatcher(imds.Config{URL: c.SpotIMDS, Interval: 2 * time.Second}).Wait(wctx)
+			if err == nil {
+				fmt.Fprintf(g.Stderr, "pkgrun worker: spot interruption notice (%s at %s): leaving\n", n.Action, n.Time.Format(time.RFC3339))
+				close(preempt)
+			}
+		}()
+	}
 	w, err := New(o)
 	if err != nil {
 		return err
