@@ -73,8 +73,19 @@ func IsSkew(err error) bool { return hasCode(err, CodeSkew) }
 // longer) valid: revoked, ended or unknown. The worker must register again
 // or stop.
 func IsUnauthorized(err error) bool {
-	return hasCode(err, CodeUnauthorized) || hasCode(err, CodeRevoked)
+	return hasCode(err, CodeUnauthorized) || hasCode(err, CodeRevoked) || hasCode(err, CodeGone)
 }
+
+// IsForbidden reports whether an object request was refused as outside
+// the lease's scope (or outside what workers may read).
+func IsForbidden(err error) bool { return hasCode(err, CodeOutOfScope) }
+
+// IsNotExist reports whether a read found no such object.
+func IsNotExist(err error) bool { return hasCode(err, CodeNotFound) }
+
+// IsNoSpace reports whether the server stopped giving the worker jobs
+// because it ran out of disk space.
+func IsNoSpace(err error) bool { return hasCode(err, CodeNoSpace) }
 
 func hasCode(err error, code string) bool {
 	var a *APIError
@@ -278,6 +289,59 @@ func (c *Client) Fetch(ctx context.Context, name string) (io.ReadCloser, int64, 
 		return nil, 0, err
 	}
 	return resp.Body, resp.ContentLength, nil
+}
+
+// Stat returns the size and modification time (second precision) of a
+// finished object, or an error for which IsNotExist is true.
+func (c *Client) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.url(PathObject+name), nil)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("stat %s: %w", name, err)
+	}
+	c.auth(req, nil)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("stat %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return ObjectInfo{}, &APIError{Status: 404, Code: CodeNotFound, Msg: name + ": no such object", Op: "HEAD " + PathObject + name}
+	}
+	if err := c.check(resp, "HEAD "+PathObject+name); err != nil {
+		return ObjectInfo{}, err
+	}
+	info := ObjectInfo{Name: name, Size: resp.ContentLength}
+	if t, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
+		info.ModTime = t
+	}
+	return info, nil
+}
+
+// List lists the finished objects whose names start with prefix (under
+// All/ or index/).
+func (c *Client) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(PathList)+"?prefix="+url.QueryEscape(prefix), nil)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	c.auth(req, nil)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	defer resp.Body.Close()
+	if err := c.check(resp, "GET "+PathList); err != nil {
+		return nil, err
+	}
+	var l ObjectList
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		return nil, fmt.Errorf("list %s: bad answer: %w", prefix, err)
+	}
+	return l.Objects, nil
 }
 
 // Bye ends the session.

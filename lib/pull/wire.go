@@ -21,7 +21,9 @@
 //	PUT  /v1/object/NAME  raw bytes → 201 (session + lease headers; Content-Length required)
 //	POST /v1/result       ResultReport → ResultResponse (session + lease headers)
 //	POST /v1/release      ReleaseRequest → 200 (session + lease headers)
-//	GET  /v1/object/NAME  raw bytes of a finished package (session header)
+//	GET  /v1/object/NAME  raw bytes of a finished object: All/..., index/... (session header)
+//	HEAD /v1/object/NAME  its size (Content-Length) and Last-Modified
+//	GET  /v1/list?prefix=All/  ObjectList of the objects under All/ or index/
 //	POST /v1/bye          → 200: the session ends (the worker leaves)
 //
 // The session travels as "Authorization: Bearer SESSION"; a lease as the
@@ -39,9 +41,12 @@
 //	    replaced, released, revoked, already reported)
 //	411 a PUT without Content-Length
 //	412 skew: the worker's tree revision or platform differs from the scan's
+//	410 the session ended: the worker was retired, replaced by a newer
+//	    registration of its token, or said bye
 //	413 a body or object over its size limit
 //	429 too many registrations at once (retry after a pause)
 //	503 the server is shutting down (retry later)
+//	507 the worker ran out of disk space in an earlier job: no more jobs
 package pull
 
 import (
@@ -69,6 +74,7 @@ const (
 	PathResult    = "/v1/result"
 	PathRelease   = "/v1/release"
 	PathBye       = "/v1/bye"
+	PathList      = "/v1/list"
 )
 
 // Headers.
@@ -116,9 +122,11 @@ const (
 	CodeFenced       = "fenced"        // 409
 	CodeNoLength     = "length_needed" // 411
 	CodeSkew         = "skew"          // 412
+	CodeGone         = "gone"          // 410: the session ended
 	CodeTooLarge     = "too_large"     // 413
 	CodeBusy         = "busy"          // 429
 	CodeUnavailable  = "unavailable"   // 503
+	CodeNoSpace      = "no_space"      // 507
 )
 
 // Error is the body of every error response.
@@ -247,6 +255,18 @@ type ResultReport struct {
 type ResultResponse struct {
 	// Promoted lists the staged objects moved into place.
 	Promoted []string `json:"promoted,omitempty"`
+}
+
+// ObjectInfo is one finished object in an ObjectList.
+type ObjectInfo struct {
+	Name    string    `json:"name"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mod_time"`
+}
+
+// ObjectList answers GET /v1/list.
+type ObjectList struct {
+	Objects []ObjectInfo `json:"objects"`
 }
 
 // ReleaseRequest gives a lease back at once, unfinished (a spot notice,
