@@ -392,6 +392,8 @@ type SimulateCmd struct {
 
 	CoresPerBuilder int     `placeholder:"N" help:"Also simulate builders of N cores each, packing jobs by cores with MAKE_JOBS per job from the critical-path policy, against one core per job on the same cores (0: off)."`
 	Fraction        float64 `name:"parallel-fraction" default:"-1" placeholder:"F" help:"Parallel share of a build without history for --cores-per-builder (default: the median fitted from --history's stage columns, else 0.5)."`
+
+	Elastic ElasticSimFlags `embed:"" prefix:""`
 }
 
 // Run simulates.
@@ -447,6 +449,9 @@ func (c *SimulateCmd) Run(ctx context.Context, g *cli.Globals) error {
 		if user, err = sched.ReadPriorityFile(gr, c.Priority); err != nil {
 			return err
 		}
+	}
+	if c.Elastic.Elastic {
+		return c.Elastic.run(ctx, g, gr, durs, source, c.Workers, c.JSON)
 	}
 	orders := []sched.Order{sched.Order(c.Order)}
 	if c.Order == "both" {
