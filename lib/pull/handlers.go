@@ -825,3 +825,5 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) *apiErr {
 	writeJSON(w, http.StatusOK, l)
 	return nil
 }
+
+func encodeJSON(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }

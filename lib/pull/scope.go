@@ -10,7 +10,7 @@ import (
 )
 
 // StagingPrefix is where a lease's uploads wait in the store until the
-// server promotes them: staging/<lease id>/<name>.
+// server promotes them: staging/<lease id>.<kind>[.<file>] (stagedName).
 const StagingPrefix = "staging/"
 
 // ScopeFor is what a lease for pkgname may write, with the package

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -380,7 +381,7 @@ func (sl *Slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, err
 	if err != nil {
 		return nil, err
 	}
-	timer := time.NewTimer(time.Until(l.expires))
+	timer := time.NewTimer(s.cfg.LeaseTTL)
 	defer timer.Stop()
 	for {
 		select {
@@ -549,7 +550,19 @@ func (s *Server) dropStaged(l *lease) {
 	}
 }
 
-func stagedName(id, name string) string { return StagingPrefix + id + "/" + name }
+// stagedName is where the lease id's upload of name waits: one flat
+// directory (a file store keeps no empty directories per lease), named
+// by the kind of object: staging/<id>.package, staging/<id>.fragment,
+// staging/<id>.log.<file>.
+func stagedName(id, name string) string {
+	switch {
+	case strings.HasPrefix(name, "All/"):
+		return StagingPrefix + id + ".package"
+	case strings.HasPrefix(name, "index/"):
+		return StagingPrefix + id + ".fragment"
+	}
+	return StagingPrefix + id + ".log." + path.Base(name)
+}
 
 // endSessionLocked ends ss: its slots die, its leases are revoked (their
 // Run returns ErrLost), its polls end with code. Returns the leases to
