@@ -67,7 +67,7 @@ type Options struct {
 	// PollWait is how long a lease poll may be held (0: the server's).
 	PollWait time.Duration
 	// MaxBackoff bounds the pause between attempts to reach the server
-	// (default 30s).
+	// (default 10s).
 	MaxBackoff time.Duration
 	// Build runs one job (nil: lib/build, as pkgrun does). Tests replace
 	// it only to count calls; the end-to-end tests use the real one.
@@ -139,7 +139,7 @@ func New(o Options) (*Worker, error) {
 		o.Log = io.Discard
 	}
 	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 30 * time.Second
+		o.MaxBackoff = 10 * time.Second
 	}
 	if o.Build == nil {
 		o.Build = BuildWithLib
