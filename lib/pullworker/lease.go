@@ -196,11 +196,9 @@ func (w *Worker) runLease(ctx context.Context, l *pull.Lease) error {
 // should not have offered it) with a crash-like report, so the job goes to
 // another worker.
 func (w *Worker) checkLease(l *pull.Lease) (pull.ResultReport, string) {
-	for _, p := range w.o.Register.NoWay {
-		if NoWayMatch(p, l.PkgPath, l.PkgName) {
-			msg := fmt.Sprintf("%s (%s) is on this worker's no-way list (%s)", l.PkgName, l.PkgPath, p)
-			return crashReport(2, errors.New(msg)), msg
-		}
+	if w.noWay.Refuses(l.PkgPath, l.PkgName) {
+		msg := fmt.Sprintf("%s (%s) is on this worker's no-way list", l.PkgName, l.PkgPath)
+		return crashReport(2, errors.New(msg)), msg
 	}
 	return pull.ResultReport{}, ""
 }

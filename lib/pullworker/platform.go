@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pkgbulk/pkgbulk/lib/pattern"
 	"github.com/pkgbulk/pkgbulk/lib/pull"
 )
 
@@ -60,16 +58,4 @@ func TreeRevision(ctx context.Context, tree string) string {
 		return string(bytes.TrimSpace(b))
 	}
 	return ""
-}
-
-// NoWayMatch reports whether a worker's no-way entry excludes a package:
-// an entry with a slash is a pkgpath glob ("lang/rust", "www/firefox*"),
-// any other a package pattern ("gcc1[0-3]*", "rust>=1.80").
-func NoWayMatch(entry, pkgpath, pkgname string) bool {
-	if strings.Contains(entry, "/") {
-		ok, err := path.Match(entry, pkgpath)
-		return err == nil && ok
-	}
-	ok, err := pattern.MatchPbulk(entry, pkgname)
-	return err == nil && ok
 }

@@ -84,9 +84,10 @@ var ErrRevoked = errors.New("the server revoked this worker's token")
 
 // Worker is one running worker.
 type Worker struct {
-	o    Options
-	reg  *pull.RegisterResponse
-	name string
+	o     Options
+	reg   *pull.RegisterResponse
+	name  string
+	noWay *pull.NoWay
 
 	mu    sync.Mutex
 	stats Stats
@@ -147,7 +148,11 @@ func New(o Options) (*Worker, error) {
 	if o.Register.Cores < 1 {
 		o.Register.Cores = 1
 	}
-	return &Worker{o: o}, nil
+	nw, err := pull.CompileNoWay(o.Register.NoWay)
+	if err != nil {
+		return nil, fmt.Errorf("--never: %w", err)
+	}
+	return &Worker{o: o, noWay: nw}, nil
 }
 
 func (w *Worker) logf(format string, args ...any) {

@@ -63,7 +63,7 @@ type runningWorker struct {
 	log    *syncBuf
 }
 
-func (r *rig) worker(t *testing.T, name string, build pullworker.BuildFunc, preempt <-chan struct{}) *runningWorker {
+func (r *rig) worker(t *testing.T, name string, build pullworker.BuildFunc, preempt <-chan struct{}, never ...string) *runningWorker {
 	t.Helper()
 	tok, err := pull.AddToken(context.Background(), r.db, name, nil, false)
 	if err != nil {
@@ -78,7 +78,7 @@ func (r *rig) worker(t *testing.T, name string, build pullworker.BuildFunc, pree
 	rw := &runningWorker{done: make(chan error, 1), log: &syncBuf{}}
 	rw.w, err = pullworker.New(pullworker.Options{
 		Client: cl, Reader: pullworker.ServerReader{C: cl}, Token: tok,
-		Register: pull.RegisterRequest{Host: name, Platform: pullworker.LocalPlatform(), Cores: 1},
+		Register: pull.RegisterRequest{Host: name, Platform: pullworker.LocalPlatform(), Cores: 1, NoWay: never},
 		Settings: job.Settings{Pkgsrc: tree, WorkRoot: filepath.Join(r.dir, "work-"+name)},
 		Build:    build, Preempt: preempt, Log: rw.log, PollWait: time.Second, MaxBackoff: time.Second,
 	})
@@ -299,5 +299,38 @@ func TestWorkerReleases(t *testing.T) {
 				t.Errorf("stats %+v, want one released lease", s)
 			}
 		})
+	}
+}
+
+// TestWorkerNoWay: a job on the worker's no-way list that reaches it
+// anyway (the scheduler asks the slot's Accepts; this test does not) is
+// not built: the worker answers like a pkgrun that could not run it.
+func TestWorkerNoWay(t *testing.T) {
+	r := newRig(t, 10*time.Second)
+	var mu sync.Mutex
+	built := 0
+	count := func(ctx context.Context, s job.Settings, st *pullworker.Staging, rec []byte, w io.Writer) pull.ResultReport {
+		mu.Lock()
+		built++
+		mu.Unlock()
+		return okBuild(ctx, s, st, rec, w)
+	}
+	r.worker(t, "w1", count, nil, "cat/foo", "bar-[0-9]*")
+	for _, pkg := range []string{"foo-1.0", "bar-2.0"} {
+		sl, err := r.srv.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, ok := any(sl).(executor.Accepter); !ok || a.Accepts("cat/"+strings.Split(pkg, "-")[0], pkg) {
+			t.Errorf("%s: the slot accepts a package on the worker's no-way list", pkg)
+		}
+		if _, err := sl.Run(context.Background(), record(pkg)); !errors.Is(err, executor.ErrCrash) {
+			t.Errorf("%s: %v, want a crash (the worker refused it)", pkg, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if built != 0 {
+		t.Errorf("%d jobs of the no-way list were built", built)
 	}
 }
