@@ -128,7 +128,13 @@ func (s *Server) auth(r *http.Request) (*session, *apiErr) {
 	if ss.ended {
 		return nil, endedErr(ss)
 	}
-	ss.lastSeen = time.Now()
+	now := time.Now()
+	ss.lastSeen = now
+	if now.Sub(ss.dbSeen) > 5*time.Second {
+		// For pkgsched status: at most one write per worker in 5s.
+		ss.dbSeen = now
+		go s.db.Exec(`UPDATE pull_sessions SET last_seen = ? WHERE hash = ?`, now.UnixMilli(), ss.hash)
+	}
 	return ss, nil
 }
 
@@ -190,7 +196,7 @@ func (s *Server) loadSession(ctx context.Context, hash string) (*session, *apiEr
 
 // newSession builds a session's memory from its registration.
 func (s *Server) newSession(hash, token, worker string, req RegisterRequest, tokenLabels string) (*session, *apiErr) {
-	nw, err := compileNoWay(req.NoWay)
+	nw, err := CompileNoWay(req.NoWay)
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, CodeBadRequest, "%v", err)
 	}

@@ -71,19 +71,19 @@ func listable(prefix string) bool {
 	return false
 }
 
-// noWay is a worker's list of pkgpaths and patterns it will not build.
-type noWay struct {
+// NoWay is a worker's list of pkgpaths and patterns it will not build.
+type NoWay struct {
 	paths    map[string]bool    // exact pkgpaths
 	globs    []string           // shell globs over the pkgpath or the pkgname
 	patterns []*pattern.Pattern // dependency patterns over the pkgname (foo>=1, gcc1[0-3]-[0-9]*)
 }
 
-// compileNoWay reads a no-way list: an entry with a '/' is a pkgpath or a
+// CompileNoWay reads a no-way list: an entry with a '/' is a pkgpath or a
 // glob over pkgpaths ("lang/rust", "www/firefox*"); one with <, >, =, {
 // or a - before a version glob is a dependency pattern over the pkgname;
 // any other entry is a glob over the PKGBASE or PKGNAME ("gcc1[0-3]*").
-func compileNoWay(entries []string) (*noWay, error) {
-	n := &noWay{paths: map[string]bool{}}
+func CompileNoWay(entries []string) (*NoWay, error) {
+	n := &NoWay{paths: map[string]bool{}}
 	for _, e := range entries {
 		e = strings.TrimSpace(e)
 		switch {
@@ -109,8 +109,8 @@ func compileNoWay(entries []string) (*noWay, error) {
 	return n, nil
 }
 
-// refuses reports whether the list names the package.
-func (n *noWay) refuses(pkgpath, pkgname string) bool {
+// Refuses reports whether the list names the package.
+func (n *NoWay) Refuses(pkgpath, pkgname string) bool {
 	if n == nil {
 		return false
 	}

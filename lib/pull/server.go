@@ -85,7 +85,7 @@ type session struct {
 	worker   string // pull:NAME
 	info     RegisterRequest
 	labels   map[string]string
-	noWay    *noWay
+	noWay    *NoWay
 	pool     *executor.CorePool
 	slots    int
 	deliver  chan *lease
@@ -94,6 +94,7 @@ type session struct {
 	active   map[string]*lease
 	created  time.Time
 	lastSeen time.Time
+	dbSeen   time.Time // last_seen last written
 	idleFrom time.Time
 	ended    bool
 	endCode  string
@@ -234,7 +235,7 @@ func (sl *Slot) Worker() string { return sl.sess.worker }
 
 // Accepts is false for a package on the worker's no-way list.
 func (sl *Slot) Accepts(pkgpath, pkgname string) bool {
-	return !sl.sess.noWay.refuses(pkgpath, pkgname)
+	return !sl.sess.noWay.Refuses(pkgpath, pkgname)
 }
 
 // Cores is the worker's declared cores.
@@ -376,6 +377,10 @@ func (sl *Slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, err
 	s.mu.Unlock()
 	if dead {
 		return nil, &executor.CrashError{Worker: sl.name, Reason: "the worker left before its job was handed over", Lost: true}
+	}
+	if !sl.Accepts(j.PkgPath, j.PkgName) {
+		// The scheduler asks Accepts first; this is the last guard.
+		return nil, &executor.CrashError{Worker: sl.name, Reason: fmt.Sprintf("%s (%s) is on the worker's no-way list; not handed over", j.PkgName, j.PkgPath), Lost: true}
 	}
 	l, err := s.grant(ctx, sl, j)
 	if err != nil {

@@ -728,7 +728,7 @@ func TestSkewAndTokens(t *testing.T) {
 
 // TestNoWay: the worker's no-way list keeps jobs off its slot.
 func TestNoWay(t *testing.T) {
-	nw, err := compileNoWay([]string{"lang/rust", "www/firefox*", "gcc1[0-3]", "qt5-qtbase>=5.15"})
+	nw, err := CompileNoWay([]string{"lang/rust", "www/firefox*", "gcc1[0-3]", "qt5-qtbase>=5.15"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -745,11 +745,11 @@ func TestNoWay(t *testing.T) {
 		{"x11/qt5-qtbase", "qt5-qtbase-5.12.0", false},
 		{"devel/gmake", "gmake-4.4", false},
 	} {
-		if got := nw.refuses(tc.path, tc.name); got != tc.refuse {
+		if got := nw.Refuses(tc.path, tc.name); got != tc.refuse {
 			t.Errorf("%s %s: refused %v, want %v", tc.path, tc.name, got, tc.refuse)
 		}
 	}
-	if _, err := compileNoWay([]string{"{a,b"}); err == nil {
+	if _, err := CompileNoWay([]string{"{a,b"}); err == nil {
 		t.Errorf("a bad pattern compiled")
 	}
 }
@@ -794,4 +794,29 @@ func TestSlotsAndCores(t *testing.T) {
 	}
 	b.Release()
 	wg.Wait()
+}
+
+// TestNoWayGuard: a job on the worker's no-way list is never handed to
+// it, even by a scheduler that did not ask Accepts.
+func TestNoWayGuard(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.client()
+	req := regReq(e.token("gina"))
+	req.NoWay = []string{"lang/rust"}
+	if _, err := c.Register(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	sl, _ := e.acquire(c)
+	if sl.Accepts("lang/rust", "rust-1.0") || !sl.Accepts("devel/gmake", "gmake-4.4") {
+		t.Errorf("Accepts does not follow the no-way list")
+	}
+	_, err := sl.Run(context.Background(), executor.Job{PkgName: "rust-1.0", PkgPath: "lang/rust", Record: []byte("PKGNAME=rust-1.0\n")})
+	if !errors.Is(err, executor.ErrLost) || !strings.Contains(err.Error(), "no-way") {
+		t.Errorf("Run of a refused job: %v", err)
+	}
+	var n int
+	e.d.QueryRow(`SELECT COUNT(*) FROM pull_leases`).Scan(&n)
+	if n != 0 {
+		t.Errorf("%d leases granted for a refused job", n)
+	}
 }

@@ -9,6 +9,8 @@
 //	ssh:FILE          a hosts file: one ssh:// spec a line (# comments)
 //	slurm://?partition=P&slots=N&cores=C&pkgrun=PATH&conf=FILE
 //	                  srun steps in a Slurm cluster lib/executor/slurmexec
+//	pull://LISTEN_ADDR?cert=F&key=F&ttl=5m&poll=30s&tree=REV&platform=OPSYS/ARCH
+//	                  volunteer workers that poll  lib/executor/pullexec
 //
 // Several specs (pkgsched run --executor, repeated) are joined by
 // lib/executor/multi. This is the one place where executors are wired.
@@ -31,6 +33,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/executor/multi"
+	"github.com/pkgbulk/pkgbulk/lib/executor/pullexec"
 	"github.com/pkgbulk/pkgbulk/lib/executor/slurmexec"
 	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
 	"github.com/pkgbulk/pkgbulk/lib/job"
@@ -137,8 +140,16 @@ func open(spec string, env Env, locals *int) ([]executor.Executor, error) {
 			return nil, err
 		}
 		return []executor.Executor{e}, nil
+	case "pull":
+		// Tag is the database's path: leases live there, the
+		// self-signed certificate beside it.
+		e, err := pullexec.Open(context.Background(), spec, env.Settings, env.Tag, env.Log)
+		if err != nil {
+			return nil, err
+		}
+		return []executor.Executor{e}, nil
 	}
-	return nil, fmt.Errorf("executor %q: unknown scheme (want local, local:N, ssh://user@host?slots=N, ssh:HOSTSFILE or slurm://?partition=P&slots=N)", spec)
+	return nil, fmt.Errorf("executor %q: unknown scheme (want local, local:N, ssh://user@host?slots=N, ssh:HOSTSFILE, slurm://?partition=P&slots=N or pull://LISTEN_ADDR?ttl=5m)", spec)
 }
 
 func sshConfig(h sshexec.Host, env Env) sshexec.Config {

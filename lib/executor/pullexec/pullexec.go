@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -125,7 +126,8 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          nil,
+		// TLS handshake errors of port scanners are no news.
+		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	go func() { e.done <- e.http.ServeTLS(ln, "", "") }()
 	fmt.Fprintf(cfg.Log, "pkgsched: pull server on %s, certificate fingerprint %s\n", e.url, e.fingerprint)

@@ -26,6 +26,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor/execopen"
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/pull"
 	"github.com/pkgbulk/pkgbulk/lib/sched"
 	"github.com/pkgbulk/pkgbulk/lib/speedup"
 	"github.com/pkgbulk/pkgbulk/lib/store"
@@ -88,6 +89,7 @@ type CLI struct {
 	Report   ReportCmd   `cmd:"" help:"Write pbulk's report files (meta/report, report.txt, report.html) from the database."`
 	Dist     DistCmd     `cmd:"" name:"distfiles" help:"List the distfiles the build needs and which the store lacks (for pre-fetching)."`
 	Serve    ServeCmd    `cmd:"" help:"Serve a live status page and its JSON API, read-only, from the database."`
+	Token    TokenCmd    `cmd:"" help:"Add, revoke and list the registration tokens of pull workers."`
 }
 
 // RunCmd is pkgsched run.
@@ -103,7 +105,7 @@ type RunCmd struct {
 	Pkgrun       string `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
 	JSON         bool   `name:"json" help:"Print the summary as JSON."`
 
-	Executors   []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, ssh://user@host[:port]?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, or ssh:HOSTSFILE (one ssh:// spec a line). Default: local with -j slots."`
+	Executors   []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, ssh://user@host[:port]?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, ssh:HOSTSFILE (one ssh:// spec a line), or pull://LISTEN_ADDR:PORT?ttl=5m (volunteer pkgrun workers poll it; see pkgsched token). Default: local with -j slots."`
 	SSHIdentity string   `name:"executor-identity" type:"path" placeholder:"FILE" help:"SSH private key for ssh executors (default: --ssh-identity, then ssh-agent and ~/.ssh)."`
 	KnownHosts  string   `name:"executor-known-hosts" type:"path" placeholder:"FILE" help:"known_hosts file listing the ssh executors' host keys (default: --known-hosts, then ~/.ssh/known_hosts)."`
 
@@ -342,8 +344,15 @@ func (c *StatusCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
+	ps, err := pull.ReadStatus(ctx, d)
+	if err != nil {
+		return err
+	}
 	if c.JSON {
-		b, err := json.MarshalIndent(st, "", "  ")
+		b, err := json.MarshalIndent(struct {
+			*sched.Status
+			Pull *pull.Status `json:"pull"`
+		}{st, ps}, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -366,6 +375,9 @@ func (c *StatusCmd) Run(ctx context.Context, g *cli.Globals) error {
 		tw.Flush()
 	}
 	if err := st.WriteFailures(w); err != nil {
+		return err
+	}
+	if err := ps.Write(w, time.Now()); err != nil {
 		return err
 	}
 	left := st.Counts[sched.Open] + st.Counts[sched.InProcessing]
