@@ -194,8 +194,7 @@ CREATE TABLE pull_leases (
   expires_at  INTEGER NOT NULL,          -- moved on by heartbeats
   ended_at    INTEGER,
   UNIQUE (pkgname, attempt)
-);
-CREATE INDEX pull_leases_state ON pull_leases(state);
+) WITHOUT ROWID;
 `
 
 // Create makes a new database at path with the current schema. path must

@@ -133,7 +133,7 @@ func (s *Server) auth(r *http.Request) (*session, *apiErr) {
 	if now.Sub(ss.dbSeen) > 5*time.Second {
 		// For pkgsched status: at most one write per worker in 5s.
 		ss.dbSeen = now
-		go s.db.Exec(`UPDATE pull_sessions SET last_seen = ? WHERE hash = ?`, now.UnixMilli(), ss.hash)
+		s.w.later(`UPDATE pull_sessions SET last_seen = ? WHERE hash = ?`, now.UnixMilli(), ss.hash)
 	}
 	return ss, nil
 }
@@ -487,12 +487,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) *apiErr {
 		l.phase = req.Phase
 	}
 	s.mu.Unlock()
-	if _, err := s.db.ExecContext(r.Context(), `UPDATE pull_leases SET expires_at = ? WHERE id = ? AND state = 'active'`, exp.UnixMilli(), l.ID); err != nil {
-		s.logf("record a heartbeat of lease %s: %v", l.ID, err)
-	}
-	if _, err := s.db.ExecContext(r.Context(), `UPDATE pull_sessions SET last_seen = ? WHERE hash = ?`, now.UnixMilli(), ss.hash); err != nil {
-		s.logf("record a heartbeat of %s: %v", ss.worker, err)
-	}
+	// For status only (fencing is in memory): queued, not waited for.
+	s.w.later(`UPDATE pull_leases SET expires_at = ? WHERE id = ? AND state = 'active'`, exp.UnixMilli(), l.ID)
+	s.w.later(`UPDATE pull_sessions SET last_seen = ? WHERE hash = ?`, now.UnixMilli(), ss.hash)
 	writeJSON(w, http.StatusOK, HeartbeatResponse{Expires: exp})
 	return nil
 }

@@ -61,6 +61,7 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	db       *sql.DB
+	w        *dbWriter // lease and session writes, committed in groups
 	st       store.Store
 	settings job.Settings
 	suffix   string
@@ -70,6 +71,7 @@ type Server struct {
 	sessions map[string]*session // by hash of the secret, also ended ones
 	byName   map[string]*session // open sessions by worker name
 	leases   map[string]*lease   // leases of this process, by id
+	attempts map[string]int      // the highest lease attempt of each package
 	queue    []*Slot             // waiting slots, oldest first
 	wake     chan struct{}       // closed and replaced when the queue or a core pool changes
 	closed   bool
@@ -163,8 +165,23 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	if _, err := s.db.ExecContext(ctx, `UPDATE pull_leases SET state = 'expired', ended_at = ? WHERE state = 'active'`, now); err != nil {
 		return nil, fmt.Errorf("pull server: fence the leases of an earlier run: %w", err)
 	}
+	s.attempts = map[string]int{}
+	rows, err := s.db.QueryContext(ctx, `SELECT pkgname, MAX(attempt) FROM pull_leases GROUP BY pkgname`)
+	if err != nil {
+		return nil, fmt.Errorf("pull server: read the leases of earlier runs: %w", err)
+	}
+	for rows.Next() {
+		var n string
+		var a int
+		if err := rows.Scan(&n, &a); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("pull server: read the leases of earlier runs: %w", err)
+		}
+		s.attempts[n] = a
+	}
+	rows.Close()
 	var stale []string
-	err := s.st.List(ctx, StagingPrefix, func(i store.Info) error { stale = append(stale, i.Name); return nil })
+	err = s.st.List(ctx, StagingPrefix, func(i store.Info) error { stale = append(stale, i.Name); return nil })
 	if err != nil && !store.IsNotExist(err) {
 		return nil, fmt.Errorf("pull server: list %s in %s: %w", StagingPrefix, s.st, err)
 	}
@@ -173,6 +190,7 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("pull server: remove the staged %s of an earlier run: %w", n, err)
 		}
 	}
+	s.w = newDBWriter(s.db)
 	s.wg.Add(1)
 	go s.sweeper()
 	return s, nil
@@ -198,6 +216,7 @@ func (s *Server) Close() error {
 		s.finish(l, "revoked", lostErr(l, "the pull server stopped"))
 	}
 	s.wg.Wait()
+	s.w.close()
 	return nil
 }
 
@@ -443,9 +462,14 @@ func (s *Server) grant(ctx context.Context, sl *Slot, j executor.Job) (*lease, e
 	l.Settings = s.settings
 	l.Objects = ScopeFor(j.PkgName, s.suffix)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	err = s.db.QueryRowContext(ctx, `INSERT INTO pull_leases (id, pkgname, attempt, session, worker, state, granted_at, expires_at)
-		SELECT ?, ?, COALESCE(MAX(attempt), 0) + 1, ?, ?, 'active', ?, ? FROM pull_leases WHERE pkgname = ? RETURNING attempt`,
-		id, j.PkgName, sl.sess.hash, sl.sess.worker, now.UnixMilli(), exp.UnixMilli(), j.PkgName).Scan(&l.Attempt)
+	// Attempts count every lease of the package, across runs: the
+	// highest in the database when the server started, then counted here.
+	s.mu.Lock()
+	s.attempts[j.PkgName]++
+	l.Attempt = s.attempts[j.PkgName]
+	s.mu.Unlock()
+	err = s.w.do(ctx, `INSERT INTO pull_leases (id, pkgname, attempt, session, worker, state, granted_at, expires_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?)`,
+		nil, id, j.PkgName, l.Attempt, sl.sess.hash, sl.sess.worker, now.UnixMilli(), exp.UnixMilli())
 	if err != nil {
 		l.cancel()
 		if ctx.Err() != nil {
@@ -530,7 +554,7 @@ func (s *Server) forgetLocked(l *lease) {
 
 // dbEnd fences l in the database.
 func (s *Server) dbEnd(l *lease, state string) {
-	if _, err := s.db.Exec(`UPDATE pull_leases SET state = ?, ended_at = ? WHERE id = ? AND state = 'active'`, state, time.Now().UnixMilli(), l.ID); err != nil {
+	if err := s.w.do(context.Background(), `UPDATE pull_leases SET state = ?, ended_at = ? WHERE id = ? AND state = 'active'`, nil, state, time.Now().UnixMilli(), l.ID); err != nil {
 		// Fencing still holds in this process (the lease is gone from
 		// memory) and a restart expires every active lease.
 		s.logf("record the end (%s) of lease %s of %s: %v", state, l.ID, l.PkgName, err)
@@ -599,8 +623,8 @@ func (s *Server) endSession(ss *session, code, msg string) {
 	s.mu.Lock()
 	ls := s.endSessionLocked(ss, code, msg)
 	s.mu.Unlock()
-	if _, err := s.db.Exec(`UPDATE pull_sessions SET ended_at = COALESCE(ended_at, ?), end_reason = CASE WHEN end_reason = '' THEN ? ELSE end_reason END WHERE hash = ?`,
-		time.Now().UnixMilli(), msg, ss.hash); err != nil {
+	if err := s.w.do(context.Background(), `UPDATE pull_sessions SET ended_at = COALESCE(ended_at, ?), end_reason = CASE WHEN end_reason = '' THEN ? ELSE end_reason END WHERE hash = ?`,
+		nil, time.Now().UnixMilli(), msg, ss.hash); err != nil {
 		s.logf("record the end of %s's session: %v", ss.worker, err)
 	}
 	for _, l := range ls {

@@ -126,29 +126,22 @@ func AddToken(ctx context.Context, d *sql.DB, name string, labels map[string]str
 	if err != nil {
 		return "", err
 	}
-	tx, err := d.BeginTx(ctx, nil)
-	if err != nil {
-		return "", fmt.Errorf("add token %s: %w", name, err)
-	}
-	defer tx.Rollback()
-	var revoked sql.NullInt64
-	switch err := tx.QueryRowContext(ctx, `SELECT revoked_at FROM pull_tokens WHERE name = ?`, name).Scan(&revoked); {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return "", fmt.Errorf("add token %s: %w", name, err)
-	case !revoked.Valid:
-		return "", fmt.Errorf("add token %s: %w (revoke it first)", name, ErrTokenExists)
-	}
 	one := 0
 	if oneSession {
 		one = 1
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO pull_tokens (name, hash, labels, one_session, sessions, created_at, revoked_at) VALUES (?, ?, ?, ?, 0, ?, NULL)`,
-		name, hashSecret(tok), FormatLabels(labels), one, time.Now().UnixMilli()); err != nil {
+	// One statement (no read before the write, so no lock upgrade that
+	// could fail under a concurrent writer): a new name, or a revoked
+	// token's name, gets the token; a valid token stays.
+	res, err := d.ExecContext(ctx, `INSERT INTO pull_tokens (name, hash, labels, one_session, sessions, created_at, revoked_at) VALUES (?, ?, ?, ?, 0, ?, NULL)
+		ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, labels = excluded.labels, one_session = excluded.one_session,
+		sessions = 0, created_at = excluded.created_at, revoked_at = NULL WHERE pull_tokens.revoked_at IS NOT NULL`,
+		name, hashSecret(tok), FormatLabels(labels), one, time.Now().UnixMilli())
+	if err != nil {
 		return "", fmt.Errorf("add token %s: %w", name, err)
 	}
-	if err := tx.Commit(); err != nil {
-		return "", fmt.Errorf("add token %s: %w", name, err)
+	if n, _ := res.RowsAffected(); n == 0 {
+		return "", fmt.Errorf("add token %s: %w (revoke it first)", name, ErrTokenExists)
 	}
 	return tok, nil
 }

@@ -1,0 +1,154 @@
+package pull
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/executor"
+	"github.com/pkgbulk/pkgbulk/lib/job"
+)
+
+// BenchmarkLeaseGrants: no-op jobs through the whole path: a scheduler
+// side (Acquire, Run) and workers on real TLS (poll, report an up-to-date
+// result), every lease written to and ended in the SQLite database.
+// Prints grants/s (target: 5,000/s).
+func BenchmarkLeaseGrants(b *testing.B) {
+	for _, workers := range []int{8, 32} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			e := newEnv(b, func(c *Config) { c.LeaseTTL = time.Minute; c.PollWait = 5 * time.Second })
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var wg sync.WaitGroup
+			for i := range workers {
+				c := e.worker(fmt.Sprintf("w%d", i))
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for ctx.Err() == nil {
+						l, err := c.Poll(ctx, LeaseRequest{Wait: Duration(time.Second)})
+						if err != nil || l == nil {
+							continue
+						}
+						r := job.Result{PkgName: l.PkgName, PkgPath: l.PkgPath, Status: job.StatusUpToDate}
+						var buf bytes.Buffer
+						r.Encode(&buf)
+						if _, err := c.Report(ctx, l.Ref(), ResultReport{Stdout: buf.String()}); err != nil && ctx.Err() == nil {
+							b.Errorf("report: %v", err)
+						}
+					}
+				}()
+			}
+			var next atomic.Int64
+			b.ResetTimer()
+			start := time.Now()
+			var sched sync.WaitGroup
+			for range workers {
+				sched.Add(1)
+				go func() {
+					defer sched.Done()
+					for {
+						n := next.Add(1)
+						if n > int64(b.N) {
+							return
+						}
+						sl, err := e.srv.Acquire(ctx)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						name := fmt.Sprintf("p%d-1.0", n)
+						out, err := sl.Run(ctx, executor.Job{PkgName: name, PkgPath: "cat/p", Record: []byte("PKGNAME=" + name + "\n")})
+						if err != nil || out.Result.Status != job.StatusUpToDate {
+							b.Errorf("run %s: %v", name, err)
+							return
+						}
+					}
+				}()
+			}
+			sched.Wait()
+			el := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/el.Seconds(), "grants/s")
+			cancel()
+			wg.Wait()
+		})
+	}
+}
+
+// BenchmarkHeartbeat: the cost of one heartbeat on real TLS (a lease
+// moved on in memory and in the database). A worker heartbeats every
+// third of the lease TTL, so with the default 5m TTL one worker costs
+// the server one of these every 100s.
+func BenchmarkHeartbeat(b *testing.B) {
+	e := newEnv(b, func(c *Config) { c.LeaseTTL = time.Hour })
+	c := e.worker("hb")
+	sl, leases := e.acquire(c)
+	done := run(sl, "hb-1.0")
+	l := getLease(b, leases)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Heartbeat(context.Background(), l.Ref(), HeartbeatRequest{Phase: "build"}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(el.Microseconds())/float64(b.N), "µs/heartbeat")
+	b.ReportMetric(float64(b.N)/el.Seconds(), "heartbeats/s")
+	// What one worker costs the server at the default TTL (one
+	// heartbeat per 100s), as a share of one core.
+	b.ReportMetric(float64(el.Nanoseconds())/float64(b.N)*float64(2)/(100e9), "core-share/worker@5m")
+	c.Release(context.Background(), l.Ref(), "bench over")
+	<-done
+}
+
+// BenchmarkLeaseStore: the lease store alone, without HTTP: a grant (the
+// lease written to SQLite, committed in groups, before it is handed over)
+// and its end (fenced in SQLite) per no-op job, from 32 concurrent slots.
+func BenchmarkLeaseStore(b *testing.B) {
+	e := newEnv(b, func(c *Config) { c.LeaseTTL = time.Minute })
+	const slots = 32
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := range slots {
+		ss, _ := e.srv.newSession(fmt.Sprintf("h%d", w), "t", fmt.Sprintf("pull:b%d", w), RegisterRequest{Cores: 1}, "")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				e.srv.mu.Lock()
+				ss.waiting++
+				sl := &Slot{s: e.srv, sess: ss, name: ss.worker, taken: true}
+				e.srv.mu.Unlock()
+				name := fmt.Sprintf("p%d-1.0", n)
+				l, err := e.srv.grant(context.Background(), sl, executor.Job{PkgName: name, PkgPath: "cat/p"})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				<-ss.deliver
+				e.srv.finish(l, "done", nil)
+				sl.giveBack()
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "grants/s")
+}

@@ -1,0 +1,127 @@
+package pull
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+)
+
+// dbWriter commits the server's lease writes in groups: whatever waits
+// when a transaction starts goes into it, so many grants and ends share
+// one commit (SQLite's commit, not the statements, is what costs).
+type dbWriter struct {
+	db    *sql.DB
+	ops   chan dbOp
+	stmts map[string]*sql.Stmt
+	wg    sync.WaitGroup
+}
+
+type dbOp struct {
+	query string
+	args  []any
+	scan  []any      // when set: QueryRow(...).Scan(scan...)
+	done  chan error // nil: nobody waits (status updates)
+}
+
+const maxGroup = 512
+
+func newDBWriter(d *sql.DB) *dbWriter {
+	w := &dbWriter{db: d, ops: make(chan dbOp, 4096), stmts: map[string]*sql.Stmt{}}
+	w.wg.Add(1)
+	go w.loop()
+	return w
+}
+
+// do runs query in the next group and waits for its commit.
+func (w *dbWriter) do(ctx context.Context, query string, scan []any, args ...any) error {
+	done := make(chan error, 1)
+	select {
+	case w.ops <- dbOp{query: query, args: args, scan: scan, done: done}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued, the write happens: wait for it even if ctx ends, so
+	// that the caller knows what the database holds.
+	return <-done
+}
+
+// later queues query without waiting (last_seen, heartbeat expiries).
+func (w *dbWriter) later(query string, args ...any) {
+	select {
+	case w.ops <- dbOp{query: query, args: args}:
+	default: // a full queue drops a status update; never a grant or an end
+	}
+}
+
+// close commits what is queued and stops.
+func (w *dbWriter) close() {
+	close(w.ops)
+	w.wg.Wait()
+	for _, s := range w.stmts {
+		s.Close()
+	}
+}
+
+func (w *dbWriter) loop() {
+	defer w.wg.Done()
+	batch := make([]dbOp, 0, maxGroup)
+	for op := range w.ops {
+		batch = append(batch[:0], op)
+	fill:
+		for len(batch) < maxGroup {
+			select {
+			case op, ok := <-w.ops:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, op)
+			default:
+				break fill
+			}
+		}
+		w.commit(batch)
+	}
+}
+
+func (w *dbWriter) stmt(q string) (*sql.Stmt, error) {
+	if s := w.stmts[q]; s != nil {
+		return s, nil
+	}
+	s, err := w.db.Prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	w.stmts[q] = s
+	return s, nil
+}
+
+func (w *dbWriter) commit(batch []dbOp) {
+	errs := make([]error, len(batch))
+	tx, err := w.db.Begin()
+	if err == nil {
+		for i, op := range batch {
+			s, err := w.stmt(op.query)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			ts := tx.Stmt(s)
+			if op.scan != nil {
+				errs[i] = ts.QueryRow(op.args...).Scan(op.scan...)
+			} else {
+				_, errs[i] = ts.Exec(op.args...)
+			}
+		}
+		err = tx.Commit()
+	}
+	for i, op := range batch {
+		e := errs[i]
+		if err != nil {
+			e = fmt.Errorf("commit: %w", err)
+		}
+		if op.done != nil {
+			op.done <- e
+		}
+	}
+}
