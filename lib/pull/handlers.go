@@ -669,11 +669,10 @@ func checkResult(res *job.Result, l *lease, staged map[string]int64) *apiErr {
 		}
 	}
 	if res.Status == job.StatusDone {
+		// What a build says it made must have been uploaded (an
+		// up-to-date package is in the store already).
 		for _, n := range []string{res.Package, res.Fragment} {
-			if n == "" {
-				return refuse(http.StatusBadRequest, CodeBadRequest, "a done result of %s without its package and fragment", l.PkgName)
-			}
-			if _, ok := staged[n]; !ok {
+			if _, ok := staged[n]; n != "" && !ok {
 				return refuse(http.StatusBadRequest, CodeBadRequest, "the result of %s names %s, which was not uploaded", l.PkgName, n)
 			}
 		}

@@ -448,7 +448,7 @@ func TestBadRequests(t *testing.T) {
 		{"result with forged lease", "POST", PathResult, `{"exit":{"code":0}}`, lh(forged, "1"), 409},
 		{"garbage result", "POST", PathResult, `{"exit":`, lh(l.ID, "1"), 400},
 		{"result for another package", "POST", PathResult, mustJSON(doneResult("other-1.0")), lh(l.ID, "1"), 403},
-		{"done result without its package", "POST", PathResult, mustJSON(doneResult("bar-2.0")), lh(l.ID, "1"), 400},
+		{"done result naming a package not uploaded", "POST", PathResult, mustJSON(doneResult("bar-2.0")), lh(l.ID, "1"), 400},
 		{"release with forged lease", "POST", PathRelease, `{}`, lh(forged, "1"), 409},
 		{"upload of another package", "PUT", PathObject + "All/other-1.0.tgz", "x", lh(l.ID, "1"), 403},
 		{"upload of pkg_summary", "PUT", PathObject + "All/pkg_summary.gz", "x", lh(l.ID, "1"), 403},
