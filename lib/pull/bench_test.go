@@ -3,6 +3,7 @@ package pull
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -151,4 +152,30 @@ func BenchmarkLeaseStore(b *testing.B) {
 	el := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "grants/s")
+}
+
+// BenchmarkRequeueAfterLoss: how long after a worker dies (it took its
+// lease, then never heartbeats again) Run gives the job back with
+// ErrLost: about the lease TTL (here 500ms; 5m by default, ttl= in the
+// spec).
+func BenchmarkRequeueAfterLoss(b *testing.B) {
+	const ttl = 500 * time.Millisecond
+	e := newEnv(b, func(c *Config) { c.LeaseTTL = ttl; c.Sweep = 50 * time.Millisecond })
+	c := e.worker("dies")
+	var total time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		sl, leases := e.acquire(c)
+		done := run(sl, fmt.Sprintf("lost%d-1.0", i))
+		getLease(b, leases)
+		died := time.Now() // the worker's last word was its poll
+		r := waitResult(b, done)
+		if !errors.Is(r.err, executor.ErrLost) {
+			b.Fatalf("Run: %v", r.err)
+		}
+		total += time.Since(died)
+	}
+	b.StopTimer()
+	b.ReportMetric(total.Seconds()/float64(b.N), "s-to-requeue")
+	b.ReportMetric(ttl.Seconds(), "s-ttl")
 }

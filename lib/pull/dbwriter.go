@@ -3,6 +3,7 @@ package pull
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -15,6 +16,9 @@ type dbWriter struct {
 	ops   chan dbOp
 	stmts map[string]*sql.Stmt
 	wg    sync.WaitGroup
+
+	mu     sync.RWMutex // held to send; closing takes it exclusively
+	closed bool
 }
 
 type dbOp struct {
@@ -26,6 +30,8 @@ type dbOp struct {
 
 const maxGroup = 512
 
+var errWriterClosed = errors.New("pull server closed: lease writes stopped")
+
 func newDBWriter(d *sql.DB) *dbWriter {
 	w := &dbWriter{db: d, ops: make(chan dbOp, 4096), stmts: map[string]*sql.Stmt{}}
 	w.wg.Add(1)
@@ -36,9 +42,16 @@ func newDBWriter(d *sql.DB) *dbWriter {
 // do runs query in the next group and waits for its commit.
 func (w *dbWriter) do(ctx context.Context, query string, scan []any, args ...any) error {
 	done := make(chan error, 1)
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return errWriterClosed
+	}
 	select {
 	case w.ops <- dbOp{query: query, args: args, scan: scan, done: done}:
+		w.mu.RUnlock()
 	case <-ctx.Done():
+		w.mu.RUnlock()
 		return ctx.Err()
 	}
 	// Once queued, the write happens: wait for it even if ctx ends, so
@@ -48,6 +61,11 @@ func (w *dbWriter) do(ctx context.Context, query string, scan []any, args ...any
 
 // later queues query without waiting (last_seen, heartbeat expiries).
 func (w *dbWriter) later(query string, args ...any) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return
+	}
 	select {
 	case w.ops <- dbOp{query: query, args: args}:
 	default: // a full queue drops a status update; never a grant or an end
@@ -56,7 +74,14 @@ func (w *dbWriter) later(query string, args ...any) {
 
 // close commits what is queued and stops.
 func (w *dbWriter) close() {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return
+	}
+	w.closed = true
 	close(w.ops)
+	w.mu.Unlock()
 	w.wg.Wait()
 	for _, s := range w.stmts {
 		s.Close()
