@@ -5,8 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,4 +182,126 @@ func BenchmarkRequeueAfterLoss(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(total.Seconds()/float64(b.N), "s-to-requeue")
 	b.ReportMetric(ttl.Seconds(), "s-ttl")
+}
+
+// Env of the worker swarm that BenchmarkServerCPU runs in a child process
+// (the test binary again, see TestMain).
+const (
+	swarmEnv    = "PKGBULK_PULL_SWARM"        // "URL FINGERPRINT"
+	swarmTokens = "PKGBULK_PULL_SWARM_TOKENS" // one token a line
+)
+
+func TestMain(m *testing.M) {
+	if v := os.Getenv(swarmEnv); v != "" {
+		url, fp, _ := strings.Cut(v, " ")
+		swarm(url, fp, strings.Fields(os.Getenv(swarmTokens)))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// swarm runs one no-op worker per token until the server goes away.
+func swarm(url, fp string, tokens []string) {
+	var wg sync.WaitGroup
+	for _, tok := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := NewClient(ClientConfig{URL: url, Fingerprint: fp})
+			if err != nil {
+				return
+			}
+			ctx := context.Background()
+			if _, err := c.Register(ctx, regReq(tok)); err != nil {
+				fmt.Fprintln(os.Stderr, "swarm:", err)
+				return
+			}
+			fails := 0
+			for fails < 20 {
+				l, err := c.Poll(ctx, LeaseRequest{Wait: Duration(time.Second)})
+				if err != nil {
+					fails++
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				fails = 0
+				if l == nil {
+					continue
+				}
+				r := job.Result{PkgName: l.PkgName, PkgPath: l.PkgPath, Status: job.StatusUpToDate}
+				var buf bytes.Buffer
+				r.Encode(&buf)
+				c.Report(ctx, l.Ref(), ResultReport{Stdout: buf.String()})
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkServerCPU: no-op jobs with the workers in another process
+// (real TLS over loopback), measuring the server process's CPU per grant:
+// the server's capacity is about (cores / cpu-µs per grant). Prints
+// grants/s (on this machine, with the workers competing for it) and
+// server-cpu-µs/grant.
+func BenchmarkServerCPU(b *testing.B) {
+	const workers = 16
+	e := newEnv(b, func(c *Config) { c.LeaseTTL = time.Minute; c.PollWait = 5 * time.Second })
+	var toks []string
+	for i := range workers {
+		toks = append(toks, e.token(fmt.Sprintf("s%d", i)))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), swarmEnv+"="+e.hs.URL+" "+e.fp, swarmTokens+"="+strings.Join(toks, "\n"))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { e.stop(); cmd.Wait() }()
+	ctx := context.Background()
+	for deadline := time.Now().Add(30 * time.Second); e.srv.Capacity() < workers; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d workers connected", e.srv.Capacity(), workers)
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				sl, err := e.srv.Acquire(ctx)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				name := fmt.Sprintf("c%d-1.0", n)
+				if _, err := sl.Run(ctx, executor.Job{PkgName: name, PkgPath: "cat/c", Record: []byte("PKGNAME=" + name + "\n")}); err != nil {
+					b.Errorf("run %s: %v", name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el, cpu := time.Since(start), cpuTime()-cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "grants/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "server-cpu-µs/grant")
 }
