@@ -3,7 +3,8 @@
 // and versioned with PRAGMA user_version; Open refuses any other version.
 //
 // Writers: pkgdag creates the file (packages, scan_records, depends, unresolved, meta,
-// carried-over history); pkgsched owns build_state, events and history.
+// carried-over history); pkgsched owns build_state, events and history, and
+// its pull server and pkgsched token the pull_* tables (lib/pull).
 // One writer at a time: pkgsched run holds the database's lock (TryLock)
 // for its whole run, and pkgdag build takes it before it replaces the
 // file. Readers (pkgsched status and report) use OpenReadOnly and take no

@@ -315,6 +315,9 @@ func TestLeaseRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	uploadAll(t, c, l, "v1")
+	if err := upload(c, l, l.Objects.LogDir+"empty.log", ""); err != nil {
+		t.Fatalf("upload of an empty log: %v", err)
+	}
 	if got := e.object(l.Objects.Package); got != "<missing>" {
 		t.Errorf("the package is in place before the result: %q", got)
 	}
@@ -326,7 +329,7 @@ func TestLeaseRoundTrip(t *testing.T) {
 	if r.err != nil || r.out.Result.Status != job.StatusDone || r.out.Result.Host != "pull:alice" && r.out.Result.Host != "" {
 		t.Fatalf("Run: %+v %v", r.out, r.err)
 	}
-	if len(resp.Promoted) != 3 {
+	if len(resp.Promoted) != 4 || e.object(l.Objects.LogDir+"empty.log") != "" {
 		t.Errorf("promoted %v", resp.Promoted)
 	}
 	for _, n := range []string{l.Objects.Package, l.Objects.Fragment, l.Objects.LogDir + "build.log"} {
