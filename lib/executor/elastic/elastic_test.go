@@ -1,0 +1,310 @@
+package elastic
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/autoscale"
+	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/executor"
+	"github.com/pkgbulk/pkgbulk/lib/executor/pullexec"
+	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/provider"
+	"github.com/pkgbulk/pkgbulk/lib/provider/process"
+	"github.com/pkgbulk/pkgbulk/lib/testenv"
+)
+
+var pkgrunBin struct {
+	once sync.Once
+	path string
+	err  error
+	out  []byte
+}
+
+// pkgrun builds cmd/pkgrun from this checkout once.
+func pkgrun(t *testing.T) string {
+	t.Helper()
+	pkgrunBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "elastic-pkgrun-")
+		if err != nil {
+			pkgrunBin.err = err
+			return
+		}
+		pkgrunBin.path = filepath.Join(dir, "pkgrun")
+		cmd := exec.Command("go", "build", "-o", pkgrunBin.path, "./cmd/pkgrun")
+		cmd.Dir = testenv.RepoRoot(t)
+		pkgrunBin.out, pkgrunBin.err = cmd.CombinedOutput()
+	})
+	if pkgrunBin.err != nil {
+		t.Fatalf("go build pkgrun: %v\n%s", pkgrunBin.err, pkgrunBin.out)
+	}
+	return pkgrunBin.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if pkgrunBin.path != "" {
+		os.RemoveAll(filepath.Dir(pkgrunBin.path))
+	}
+	os.Exit(code)
+}
+
+type logBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// env is a pull server on a fresh database and a process provider whose
+// workers are real `pkgrun worker` processes.
+type env struct {
+	t      *testing.T
+	dbPath string
+	px     *pullexec.Executor
+	prov   *process.Provider
+	dir    string
+	log    *logBuf
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	bin := pkgrun(t)
+	dir := t.TempDir()
+	e := &env{t: t, dir: dir, dbPath: filepath.Join(dir, "bulk.db"), log: &logBuf{}}
+	d, err := db.Create(context.Background(), e.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	store := filepath.Join(dir, "store")
+	os.Mkdir(store, 0o755)
+	e.px, err = pullexec.Open(context.Background(), "pull://127.0.0.1:0?poll=2s", job.Settings{Store: "file://" + store}, e.dbPath, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.px.Close() })
+	tree := filepath.Join(testenv.RepoRoot(t), "examples", "tree")
+	e.prov, err = process.New(process.Config{Dir: filepath.Join(dir, "builders"), Pkgrun: bin, Args: []string{"--pkgsrc", tree}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) newExec(pol autoscale.Policy, run string) *Executor {
+	return e.newExecOn(e.prov, pol, run)
+}
+
+func (e *env) newExecOn(prov provider.Provider, pol autoscale.Policy, run string) *Executor {
+	return e.newExecWith(e.px, prov, pol, run)
+}
+
+func (e *env) newExecWith(px *pullexec.Executor, prov provider.Provider, pol autoscale.Policy, run string) *Executor {
+	e.t.Helper()
+	x, err := New(context.Background(), Config{Pull: px, Provider: prov, Policy: pol, Run: run,
+		Tick: 100 * time.Millisecond, ListEvery: 300 * time.Millisecond, JoinTimeout: time.Minute, Log: e.log})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return x
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool, show func() string) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s\n%s", what, d, show())
+}
+
+// builders lists the machines of run and their worker processes' pids.
+func (e *env) builders(run string) ([]provider.Instance, []int) {
+	list, err := e.prov.List(context.Background(), map[string]string{provider.TagRun: run})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var pids []int
+	for _, in := range list {
+		b, _ := os.ReadFile(filepath.Join(e.dir, "builders", in.ID+".json"))
+		if i := strings.Index(string(b), `"pid":`); i >= 0 {
+			s := string(b[i+6:])
+			s = s[:strings.IndexAny(s, ",}")]
+			if p, err := strconv.Atoi(s); err == nil {
+				pids = append(pids, p)
+			}
+		}
+	}
+	return list, pids
+}
+
+func (e *env) show() string {
+	var b strings.Builder
+	b.WriteString("executor log:\n" + e.log.String())
+	logs, _ := filepath.Glob(filepath.Join(e.dir, "builders", "*", "worker.log"))
+	for _, l := range logs {
+		c, _ := os.ReadFile(l)
+		b.WriteString("== " + l + "\n" + string(c))
+	}
+	return b.String()
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && len(s) > i+2 && s[i+2] != 'Z'
+}
+
+// TestScaleUpAndDown: a demand of two ready jobs starts two real workers
+// that register with the pull server; their tokens are in no process's
+// arguments and in 0600 files; once there is no demand they are retired
+// and their processes stopped after the idle timeout; Close leaves
+// nothing running.
+func TestScaleUpAndDown(t *testing.T) {
+	e := newEnv(t)
+	run := e.dbPath
+	x := e.newExec(autoscale.Policy{Max: 3, Boot: time.Second, Idle: time.Second}, run)
+	defer x.Close()
+	if x.Capacity() != 0 {
+		t.Fatalf("capacity %d before any demand", x.Capacity())
+	}
+	x.Demand(executor.Demand{Ready: 2})
+	waitFor(t, "two workers registered", 60*time.Second, func() bool { return len(e.px.Workers()) == 2 }, e.show)
+	list, pids := e.builders(run)
+	if len(list) != 2 || len(pids) != 2 {
+		t.Fatalf("provider lists %v (pids %v), want 2", list, pids)
+	}
+	for _, in := range list {
+		if in.Tags[provider.TagRun] != run || in.Tags[provider.TagSpot] != "false" || in.Tags[provider.TagWorker] != in.Name {
+			t.Errorf("machine %s tags %v", in.ID, in.Tags)
+		}
+	}
+	for _, w := range e.px.Workers() {
+		if w.Labels["capacity"] != "on-demand" {
+			t.Errorf("worker %s labels %v: want capacity=on-demand from its token", w.Name, w.Labels)
+		}
+	}
+	// The tokens: in files of mode 0600 only.
+	toks, _ := filepath.Glob(filepath.Join(e.dir, "builders", "*", "token"))
+	if len(toks) != 2 {
+		t.Fatalf("token files %v", toks)
+	}
+	for _, f := range toks {
+		fi, _ := os.Stat(f)
+		tok, _ := os.ReadFile(f)
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v", f, fi.Mode().Perm())
+		}
+		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range procs {
+			if c, _ := os.ReadFile(p); len(tok) > 10 && strings.Contains(string(c), strings.TrimSpace(string(tok))) {
+				t.Errorf("a token is in the arguments of %s", p)
+			}
+		}
+		if strings.Contains(e.log.String(), strings.TrimSpace(string(tok))) {
+			t.Error("a token is in the executor's log")
+		}
+	}
+	if s := x.Driver().Stats(); s.Live != 2 || s.Started != 2 {
+		t.Errorf("stats %+v\n%s", s, e.show())
+	}
+	x.Demand(executor.Demand{})
+	waitFor(t, "workers retired and stopped", 30*time.Second, func() bool {
+		l, _ := e.builders(run)
+		return len(l) == 0 && len(e.px.Workers()) == 0 && x.Driver().Stats().Live == 0
+	}, e.show)
+	for _, p := range pids {
+		if alive(p) {
+			t.Errorf("worker pid %d still runs", p)
+		}
+	}
+	if s := x.Driver().Stats(); s.Live != 0 || s.Billed <= 0 {
+		t.Errorf("stats %+v\n%s", s, e.show())
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReapOrphans: the machines a master left running (it died without
+// Close) are found by their run tag and stopped when the next executor of
+// the same run starts; machines of another run are left alone.
+func TestReapOrphans(t *testing.T) {
+	e := newEnv(t)
+	run := e.dbPath
+	// The crashed master: its own pull server, and a driver that
+	// started machines and died before it could stop them (its
+	// provider's Stop never happens, its server is gone, as after kill
+	// -9). The workers live on in their own sessions, retrying.
+	store := filepath.Join(e.dir, "store")
+	oldPx, err := pullexec.Open(context.Background(), "pull://127.0.0.1:0?poll=2s", job.Settings{Store: "file://" + store}, e.dbPath, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := e.newExecWith(oldPx, crashed{e.prov}, autoscale.Policy{Max: 2, Boot: time.Second}, run)
+	old.Demand(executor.Demand{Ready: 2})
+	waitFor(t, "two workers registered", 60*time.Second, func() bool { return len(oldPx.Workers()) == 2 }, e.show)
+	oldPx.Close()
+	old.cancel()
+	<-old.done
+	time.Sleep(time.Second) // the workers notice the server is gone
+	_, oldPids := e.builders(run)
+	// A machine of another run.
+	other := e.newExec(autoscale.Policy{Max: 1, Min: 1, Boot: time.Second}, run+"-other")
+	defer other.Close()
+	waitFor(t, "the other run's machine", 60*time.Second, func() bool { l, _ := e.builders(run + "-other"); return len(l) == 1 }, e.show)
+	if len(oldPids) != 2 {
+		t.Fatalf("machines of the crashed master: pids %v (stopped at its exit?)", oldPids)
+	}
+	for _, p := range oldPids {
+		if !alive(p) {
+			t.Fatalf("pid %d of the crashed master died by itself", p)
+		}
+	}
+	x := e.newExec(autoscale.Policy{Max: 2, Boot: time.Second}, run)
+	defer x.Close()
+	if l, _ := e.builders(run); len(l) != 0 {
+		t.Errorf("after the restart the provider still lists %v", l)
+	}
+	for _, p := range oldPids {
+		if alive(p) {
+			t.Errorf("orphan pid %d still runs", p)
+		}
+	}
+	if !strings.Contains(e.log.String(), "stopped 2 machines an earlier master of this run left") {
+		t.Errorf("no word of the orphans:\n%s", e.log)
+	}
+	if l, _ := e.builders(run + "-other"); len(l) != 1 {
+		t.Errorf("the other run's machine: %v", l)
+	}
+}
+
+// crashed is a provider whose master dies before it stops anything.
+type crashed struct{ provider.Provider }
+
+func (crashed) Stop(context.Context, []string) error { return nil }
