@@ -53,13 +53,20 @@ type Mock struct {
 // test ends.
 func Start(t testing.TB, args ...string) *Mock {
 	t.Helper()
-	bin := Find(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
+	return StartOn(t, port, args...)
+}
+
+// StartOn is Start on a given loopback port (one a VM's forward already
+// points at).
+func StartOn(t testing.TB, port int, args ...string) *Mock {
+	t.Helper()
+	bin := Find(t)
 	home := t.TempDir() // the mock reads (and may write) its config there
 	a := append([]string{}, args...)
 	a = append(a, "--imdsv2", "--hostname", "127.0.0.1", "--port", strconv.Itoa(port))

@@ -70,7 +70,8 @@ type Config struct {
 	// UserData, when set, is given to each VM as fw_cfg
 	// opt/pkgbulk/user-data instead of the command-line settings (the
 	// way an EC2 instance gets its user data; lib/provider/ec2/ec2test).
-	UserData func(w provider.Worker, cfg provider.WorkerConfig) ([]byte, error)
+	// guestURL is the server's URL as the guest reaches it.
+	UserData func(w provider.Worker, cfg provider.WorkerConfig, guestURL string) ([]byte, error)
 }
 
 // Provider starts qemu VMs.
@@ -202,9 +203,12 @@ func (p *Provider) start(ctx context.Context, req provider.StartRequest, w provi
 	// The token (and the user data) go through FIFOs that qemu reads once
 	// at start-up; nothing of them is left on disk.
 	secrets := map[string][]byte{"token": []byte(w.Token + "\n")}
-	kcmd := []string{"console=ttyS0", "quiet", "panic=-1"}
+	// mitigations=off: TCG does not execute speculatively, so the
+	// kernel's side-channel defences only cost time (a third of a build's
+	// fork and exec time under TCG).
+	kcmd := []string{"console=ttyS0", "quiet", "panic=-1", "mitigations=off"}
 	if p.cfg.UserData != nil {
-		ud, err := p.cfg.UserData(w, req.Config)
+		ud, err := p.cfg.UserData(w, req.Config, guest)
 		if err != nil {
 			os.RemoveAll(dir)
 			return provider.Instance{}, err
