@@ -228,9 +228,13 @@ func (ls *lease) heartbeat(stop <-chan struct{}) {
 	if every <= 0 || every > ttl/2 {
 		every = ttl / 3
 	}
-	deadline := time.Now().Add(ttl) // our own clock: the lease is surely over after this
-	wait := every
+	// The lease is surely over at deadline, on our own clock: the last
+	// heartbeat the server took was sent before it received it. The
+	// first heartbeat goes at once, to start that clock.
+	deadline := time.Now().Add(ttl)
+	wait := time.Duration(0)
 	for {
+		wait = max(min(wait, time.Until(deadline)), 0)
 		t := time.NewTimer(wait)
 		select {
 		case <-stop:
@@ -238,8 +242,14 @@ func (ls *lease) heartbeat(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
+		if time.Now().After(deadline) {
+			// Cut off, or frozen (SIGSTOP, a suspended VM) past the TTL:
+			// the server has requeued the job; stop before asking.
+			ls.setGone(fmt.Errorf("no heartbeat reached the server for the lease's TTL %v: it has requeued the job", ttl), false)
+			return
+		}
 		sent := time.Now()
-		c, cancel := context.WithTimeout(context.Background(), max(every, 2*time.Second))
+		c, cancel := context.WithTimeout(context.Background(), min(max(every, 2*time.Second), max(time.Until(deadline), 100*time.Millisecond)))
 		_, err := w.o.Client.Heartbeat(c, ls.ref, pull.HeartbeatRequest{Phase: ls.currentPhase()})
 		cancel()
 		switch {
@@ -253,11 +263,8 @@ func (ls *lease) heartbeat(stop <-chan struct{}) {
 			ls.setGone(fmt.Errorf("%w: %v", ErrRevoked, err), true)
 			return
 		default:
-			if time.Now().After(deadline) {
-				ls.setGone(fmt.Errorf("no heartbeat reached the server for the lease's TTL %v (last error: %v): it has requeued the job", ttl, err), false)
-				return
-			}
 			// Try again soon: the lease may still be saved.
+			w.logf("lease %s: heartbeat: %v", ls.l.ID, err)
 			wait = min(every, 2*time.Second)
 		}
 	}

@@ -38,7 +38,14 @@ func newRig(t *testing.T, ttl time.Duration) *rig {
 	ctx := context.Background()
 	r := &rig{dir: t.TempDir()}
 	var err error
-	if r.db, err = db.Create(ctx, filepath.Join(r.dir, "build.db")); err != nil {
+	// Create makes the schema on one connection; the server wants an
+	// ordinary Open.
+	path := filepath.Join(r.dir, "build.db")
+	if r.db, err = db.Create(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	r.db.Close()
+	if r.db, err = db.Open(ctx, path); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.db.Close() })
