@@ -88,6 +88,6 @@ set -- worker --server "$server" --token-file /run/pkgbulk/token --name "$name" 
 [ -z "$pin" ] || set -- "$@" --fingerprint "$pin"
 [ -z "$imds" ] || set -- "$@" --spot-imds "$imds"
 for l in $labels; do set -- "$@" --label "$l"; done
-say "starting pkgrun worker --name $name --server $server"
+say "starting pkgrun worker --name $name --server $server (uptime $($bb cut -d" " -f1 /proc/uptime)s)"
 /usr/bin/pkgrun "$@" > /dev/console 2>&1
 off "pkgrun worker exited with status $?"

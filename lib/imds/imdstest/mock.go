@@ -47,6 +47,12 @@ type Mock struct {
 	cmd  *exec.Cmd
 }
 
+// Stop ends the mock (its clients then fail to reach it).
+func (m *Mock) Stop() {
+	m.cmd.Process.Kill()
+	m.cmd.Wait()
+}
+
 // Start runs the mock on a free loopback port with IMDSv2 only (every
 // request needs a session token) and the given arguments, e.g. "spot",
 // "--action", "terminate", "--mock-delay-sec", "5". It is stopped when the
@@ -84,8 +90,10 @@ func StartOn(t testing.TB, port int, args ...string) *Mock {
 	m := &Mock{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd}
 	m.URL = "http://" + m.Addr
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
 		log.Close()
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -77,7 +77,7 @@ func TestEC2EndToEnd(t *testing.T) {
 	vmimagetest.Require(t)
 	imdstest.Find(t)
 	img := vmimagetest.Image(t, "worker", vmimage.Spec{})
-	m := qemutest.NewMaster(t)
+	m := qemutest.NewMaster(t, []string{"misc/diamond-d"})
 	codeL, outL, storeL := m.LocalBuild()
 
 	mockPort := qemutest.FreePort(t)

@@ -16,8 +16,9 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/vmimage/vmimagetest"
 )
 
-// TestVMWorkersBuildExampleTree builds (part of, see qemutest.Limited)
-// the example tree with two qemu VMs booted from the worker image (a real
+// TestVMWorkersBuildExampleTree builds part of the example tree
+// (misc/exbroken-user2: a C library whose build fails and two C packages
+// that need it) with two qemu VMs booted from the worker image (a real
 // kernel, the static pkgrun, the image's own gcc and bmake) as pull
 // workers of pkgsched, and compares the statuses and packages with a
 // local build of the same packages. It logs each VM's join time (qemu
@@ -29,7 +30,7 @@ func TestVMWorkersBuildExampleTree(t *testing.T) {
 	}
 	vmimagetest.Require(t)
 	img := vmimagetest.Image(t, "worker", vmimage.Spec{})
-	m := qemutest.NewMaster(t)
+	m := qemutest.NewMaster(t, []string{"misc/exbroken-user2"})
 	codeL, outL, storeL := m.LocalBuild()
 
 	workers := []provider.Worker{{Name: "vm1", Token: m.Token("vm1")}, {Name: "vm2", Token: m.Token("vm2")}}

@@ -49,6 +49,7 @@ type Server struct {
 	mu        sync.Mutex
 	instances map[string]*inst
 	userData  map[string][][2]string // worker name -> its user data, while it boots
+	tokens    map[string]string      // RunInstances client token -> instance id
 	calls     map[string]int         // requests per action
 }
 
@@ -63,7 +64,7 @@ type inst struct {
 // New starts the endpoint; its VMs are started by a qemu provider with
 // cfg (its UserData is set here). Close stops the VMs and the server.
 func New(cfg qemu.Config) (*Server, error) {
-	s := &Server{instances: map[string]*inst{}, userData: map[string][][2]string{}, calls: map[string]int{}}
+	s := &Server{instances: map[string]*inst{}, userData: map[string][][2]string{}, calls: map[string]int{}, tokens: map[string]string{}}
 	cfg.UserData = s.guestUserData
 	vms, err := qemu.New(cfg)
 	if err != nil {
@@ -318,7 +319,17 @@ func (s *Server) runInstances(w http.ResponseWriter, ctx context.Context, f form
 		fail(w, http.StatusBadRequest, "InvalidParameterValue", "this endpoint needs InstanceInitiatedShutdownBehavior=terminate")
 		return
 	}
-	b := make([]byte, 8)
+	// The SDK retries with the same client token (filled in when the
+	// caller gives none): the same instance, not a second one.
+	ct := get(f, "ClientToken")
+	s.mu.Lock()
+	if old := s.instances[s.tokens[ct]]; ct != "" && old != nil {
+		s.mu.Unlock()
+		s.replyRun(w, old)
+		return
+	}
+	s.mu.Unlock()
+	b := make([]byte, 9)
 	rand.Read(b)
 	in := &inst{id: "i-" + hex.EncodeToString(b)[:17], imageID: image, itype: get(f, "InstanceType"), spot: spot, tags: tags, launched: time.Now().UTC().Truncate(time.Second)}
 	s.mu.Lock()
@@ -337,7 +348,14 @@ func (s *Server) runInstances(w http.ResponseWriter, ctx context.Context, f form
 	in.vm = ins[0].ID
 	s.mu.Lock()
 	s.instances[in.id] = in
+	if ct != "" {
+		s.tokens[ct] = in.id
+	}
 	s.mu.Unlock()
+	s.replyRun(w, in)
+}
+
+func (s *Server) replyRun(w http.ResponseWriter, in *inst) {
 	type resp struct {
 		XMLName       xml.Name      `xml:"RunInstancesResponse"`
 		Xmlns         string        `xml:"xmlns,attr"`

@@ -77,18 +77,20 @@ func FreePort(t testing.TB) int {
 }
 
 // NewMaster sets up the example tree with the databases local.db (for
-// LocalBuild) and vm.db (the master's), both limited to Limited unless
+// LocalBuild) and vm.db (the master's), both limited to the packages of
+// list (and their dependencies) unless list is nil or
 // PKGBULK_TEST_VM_FULL is set.
-func NewMaster(t *testing.T) *Master {
+func NewMaster(t testing.TB, list []string) *Master {
+	t.Helper()
 	m := &Master{T: t, Make: testenv.Program(t, "bmake"), Out: &SyncBuf{}}
-	m.X = executortest.NewExampleTree(t)
+	m.X = exampleTree(t)
 	args := []string{"build", "-q"}
-	if os.Getenv("PKGBULK_TEST_VM_FULL") == "" {
-		list := filepath.Join(m.X.Dir, "vm-limited")
-		if err := os.WriteFile(list, []byte(strings.Join(Limited, "\n")+"\n"), 0o644); err != nil {
+	if list != nil && os.Getenv("PKGBULK_TEST_VM_FULL") == "" {
+		f := filepath.Join(m.X.Dir, "vm-limited")
+		if err := os.WriteFile(f, []byte(strings.Join(list, "\n")+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		args = append(args, "--limited", list)
+		args = append(args, "--limited", f)
 	}
 	for _, n := range []string{"local.db", "vm.db"} {
 		a := append(append([]string{}, args...), "-o", m.X.DB(n), filepath.Join(m.X.Dir, "scan"))
@@ -98,6 +100,27 @@ func NewMaster(t *testing.T) *Master {
 	}
 	m.DB, m.Store, m.Port = m.X.DB("vm.db"), filepath.Join(m.X.Dir, "store-vm"), FreePort(t)
 	return m
+}
+
+// exampleTree is executortest.NewExampleTree for benchmarks too: the
+// tools built into Bin, a copy of examples/tree at Tree, its scan.
+func exampleTree(t testing.TB) *executortest.ExampleTree {
+	t.Helper()
+	root := testenv.RepoRoot(t)
+	x := &executortest.ExampleTree{Dir: t.TempDir()}
+	x.Bin, x.Tree = filepath.Join(x.Dir, "bin"), filepath.Join(x.Dir, "tree")
+	build := exec.Command("go", "build", "-o", x.Bin+"/", "./cmd/pkgscan", "./cmd/pkgdag", "./cmd/pkgrun", "./cmd/pkgsched")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if err := os.CopyFS(x.Tree, os.DirFS(filepath.Join(root, "examples", "tree"))); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(filepath.Join(x.Bin, "pkgscan"), "-C", x.Tree, "-j", "2", "-o", filepath.Join(x.Dir, "scan")).CombinedOutput(); err != nil {
+		t.Fatalf("pkgscan: %v\n%s", err, out)
+	}
+	return x
 }
 
 // Bin is the path of a tool built for the test.
