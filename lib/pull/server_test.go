@@ -67,7 +67,7 @@ func (e *testEnv) start(tune func(*Config)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{DB: d, Store: st, LeaseTTL: 2 * time.Second, PollWait: 2 * time.Second, Sweep: 50 * time.Millisecond,
+	cfg := Config{DB: d, Store: st, LeaseTTL: 30 * time.Second, PollWait: 2 * time.Second, Sweep: 50 * time.Millisecond,
 		Settings: job.Settings{Store: "file://" + e.stDir, WorkRoot: "/secret/work", MaxTime: "1h"}}
 	if tune != nil {
 		tune(&cfg)
@@ -90,6 +90,27 @@ func (e *testEnv) stop() {
 	e.hs.Close()
 	e.d.Close()
 	e.srv = nil
+}
+
+// keepAlive heartbeats l every 100ms until the returned func is called
+// (a lease of a short TTL must outlive a slow test machine).
+func keepAlive(c *Client, l *Lease) func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				c.Heartbeat(context.Background(), l.Ref(), HeartbeatRequest{})
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
 }
 
 // kill stops the server as kill -9 would: nothing is revoked or fenced
@@ -536,6 +557,7 @@ func TestFencing(t *testing.T) {
 	sl2, leases2 := e.acquire(b)
 	done2 := run(sl2, "baz-1.0")
 	lb := getLease(t, leases2)
+	stopB := keepAlive(b, lb)
 	if lb.Attempt != 2 || lb.ID == la.ID {
 		t.Errorf("second lease attempt %d id %s", lb.Attempt, lb.ID)
 	}
@@ -564,6 +586,7 @@ func TestFencing(t *testing.T) {
 	if _, err := b.Report(context.Background(), lb.Ref(), doneResult("baz-1.0")); err != nil {
 		t.Fatal(err)
 	}
+	stopB()
 	if r := waitResult(t, done2); r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -580,7 +603,9 @@ func TestFencing(t *testing.T) {
 	sl3, leases3 := e.acquire(b)
 	run(sl3, "qux-1.0") // never finishes: pkgsched dies
 	lq := getLease(t, leases3)
+	stopQ := keepAlive(b, lq)
 	uploadAll(t, b, lq, "before restart")
+	stopQ()
 	if len(e.staged()) != 3 {
 		t.Errorf("staged before the restart: %v", e.staged())
 	}
