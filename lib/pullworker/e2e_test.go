@@ -197,19 +197,101 @@ func (w *worker) current() (id, pkg string) {
 	return m[len(m)-1][1], m[len(m)-1][3]
 }
 
+// building reports whether the worker's build runs now: a process of
+// its namespace other than the worker itself that is not stopped
+// (SIGSTOP) or dead.
+func (w *worker) building() bool {
+	cmd, _ := w.process()
+	self := 0
+	if cmd != nil && cmd.Process != nil {
+		self = cmd.Process.Pid
+	}
+	for _, p := range nsPids(w.ns.ns) {
+		if p == self {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		// pid (comm) STATE ...: comm may hold spaces, the state follows
+		// the last ')'.
+		rest := string(b[bytes.LastIndexByte(b, ')')+1:])
+		if f := strings.Fields(rest); len(f) > 0 && f[0] != "T" && f[0] != "t" && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
+}
+
+// overlaps watches, every 100ms, which package each worker is building,
+// and keeps the longest time one package was built by two workers at
+// once (a fenced worker's build lives until its next heartbeat).
+type overlaps struct {
+	mu    sync.Mutex
+	seen  int // samples in which some worker was building
+	since map[string]time.Time
+	worst time.Duration
+	what  string
+}
+
+func (o *overlaps) watch(ws []*worker, done <-chan struct{}) {
+	o.since = map[string]time.Time{}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		by := map[string][]string{}
+		for _, w := range ws {
+			if w.building() {
+				_, pkg := w.current()
+				by[pkg] = append(by[pkg], w.name)
+			}
+		}
+		now := time.Now()
+		o.mu.Lock()
+		if len(by) > 0 {
+			o.seen++
+		}
+		for pkg := range o.since {
+			if len(by[pkg]) < 2 {
+				delete(o.since, pkg)
+			}
+		}
+		for pkg, names := range by {
+			if len(names) < 2 {
+				continue
+			}
+			if o.since[pkg].IsZero() {
+				o.since[pkg] = now
+			}
+			if d := now.Sub(o.since[pkg]); d >= o.worst {
+				o.worst, o.what = d, fmt.Sprintf("%s on %s", pkg, strings.Join(names, " and "))
+			}
+		}
+		o.mu.Unlock()
+	}
+}
+
 // TestPullNetnsExampleTree builds the example tree with pkgsched's pull
 // executor in a server namespace and three `pkgrun worker`s in worker
 // namespaces behind NAT-like rules, over real TLS with a pinned
 // certificate, while faults hit them: a worker is killed with SIGKILL
 // mid-build (and restarted), a worker's link is cut past its lease, a
-// worker is frozen past its lease (SIGSTOP, then SIGCONT: its late work is
-// refused), a worker gets SIGTERM mid-build (it releases its lease), the
+// worker is frozen past its lease (SIGSTOP, then SIGCONT: it drops its
+// late work), a worker gets SIGTERM mid-build (it releases its lease), the
 // scheduler is killed with SIGKILL and restarted while workers build, and
 // a worker's token is revoked mid-job. A probe client of the test's own
 // takes a lease, is refused another job's object, and after its lease
 // expired is refused its late upload and result. The run must end with
 // the statuses and packages of a local build, no package may start again
-// before its last run ended, and no build may be left on a worker.
+// before its last run ended, no package may be built by two workers at
+// once for longer than a fenced worker takes to hear of it (a heartbeat),
+// and no build may be left on a worker.
 func TestPullNetnsExampleTree(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the example tree twice")
@@ -281,6 +363,9 @@ func TestPullNetnsExampleTree(t *testing.T) {
 	}
 	faults := &faultLog{}
 	done := make(chan struct{})
+	ov := &overlaps{}
+	ovDone := make(chan struct{})
+	go func() { defer close(ovDone); ov.watch(workers, done) }()
 	faultsDone := make(chan struct{})
 	go func() { defer close(faultsDone); e.faults(workers, done, faults) }()
 
@@ -302,6 +387,7 @@ func TestPullNetnsExampleTree(t *testing.T) {
 	}
 	close(done)
 	<-faultsDone
+	<-ovDone
 	t.Logf("pull run: exit %d in %v; faults: %s", codeP, time.Since(start).Round(time.Second), strings.Join(faults.list(), "; "))
 
 	// The workers leave on SIGTERM, with exit status 0.
@@ -339,6 +425,17 @@ func TestPullNetnsExampleTree(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(e.store, pull.StagingPrefix)); len(ents) > 0 {
 		t.Errorf("%d staged objects left in the store", len(ents))
+	}
+	// A package is built by two workers at once only while a fenced
+	// worker has not heard of it yet: at most until its next heartbeat.
+	if ov.seen == 0 {
+		t.Error("the overlap watch never saw a worker build")
+	}
+	if ov.worst > 0 {
+		t.Logf("longest time a package was built twice at once: %v (%s); heartbeat every %v", ov.worst.Round(100*time.Millisecond), ov.what, e.ttl/3)
+	}
+	if ov.worst > e.ttl/3+1500*time.Millisecond {
+		t.Errorf("%s was built by two workers at once for %v (heartbeat every %v)", ov.what, ov.worst, e.ttl/3)
 	}
 	ev := e.checkEvents(faults)
 	t.Logf("events: %v", ev)
@@ -470,8 +567,8 @@ func (e *e2e) faults(ws []*worker, done <-chan struct{}, f *faultLog) {
 		sleep(e.ttl + 2*time.Second)
 		exec.Command("ip", "-n", e.n.server, "link", "set", w2.ns.serverIf, "up").Run()
 	}, func() {
-		// 3. Freeze a worker past its lease, then let it go on: its
-		// late work is refused.
+		// 3. Freeze a worker past its lease, then let it go on: it
+		// drops its late work.
 		if !busy(w3) {
 			return
 		}
@@ -708,11 +805,15 @@ func (e *e2e) checkFaults(ws []*worker, f *faultLog) {
 	if len(f.list()) < 6 {
 		t.Errorf("only %d of 6 faults happened before the run ended: %v", len(f.list()), f.list())
 	}
-	// The frozen worker's late work was refused: it dropped the lease.
+	// The frozen worker's late work was dropped, never handed in: on
+	// waking it knows its lease is past its TTL (or the server answers
+	// 409); the probe shows the server refusing such late work.
 	if frozen.lease != "" {
 		log := ws[2].log.String()
-		if !regexp.MustCompile(`lease ` + regexp.QuoteMeta(frozen.lease) + `: \S+: dropped \(.*(409|fenced)`).MatchString(log) {
-			t.Errorf("the frozen worker's lease %s (%s) was not refused after it woke up; its log:\n%s", frozen.lease, frozen.pkg, log)
+		id := regexp.QuoteMeta(frozen.lease)
+		if !regexp.MustCompile(`lease `+id+`: \S+: dropped \((no heartbeat reached the server|.*409)`).MatchString(log) ||
+			regexp.MustCompile(`lease `+id+`: \S+ reported`).MatchString(log) {
+			t.Errorf("the frozen worker's lease %s (%s) was not dropped after it woke up; its log:\n%s", frozen.lease, frozen.pkg, log)
 		}
 	}
 	// The cut-off worker gave up its lease (the server had requeued it).

@@ -167,7 +167,7 @@ func (w *Worker) runLease(ctx context.Context, l *pull.Lease) error {
 			if gerr, revoked := ls.goneErr(); gerr != nil {
 				return w.drop(ls, gerr, revoked)
 			}
-			return w.drop(ls, err, false)
+			return w.giveUp(ls, err)
 		}
 	}
 	resp, err := w.retry(ls, "report the result", func(c context.Context) error {
@@ -186,7 +186,7 @@ func (w *Worker) runLease(ctx context.Context, l *pull.Lease) error {
 		if gerr, revoked := ls.goneErr(); gerr != nil {
 			return w.drop(ls, gerr, revoked)
 		}
-		return w.drop(ls, err, false)
+		return w.giveUp(ls, err)
 	}
 	w.count(func(s *Stats) { s.Reported++ })
 	return nil
@@ -350,6 +350,18 @@ func (w *Worker) drop(ls *lease, why error, revoked bool) error {
 		return fmt.Errorf("%w (lease %s dropped)", ErrRevoked, ls.l.ID)
 	}
 	return nil
+}
+
+// giveUp ends a lease the server still holds whose work it refused for
+// good (a 4xx answer to an upload or the result): the lease is released,
+// so that the job is requeued at once rather than after the TTL.
+func (w *Worker) giveUp(ls *lease, why error) error {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.o.Client.Release(c, ls.ref, "the worker could not hand in its work: "+why.Error()); err != nil && !pull.IsFenced(err) {
+		w.logf("lease %s: release: %v", ls.l.ID, err)
+	}
+	return w.drop(ls, why, false)
 }
 
 // releaseLease gives the lease back at once after SIGTERM or a

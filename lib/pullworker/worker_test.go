@@ -341,3 +341,37 @@ func TestWorkerNoWay(t *testing.T) {
 		t.Errorf("%d jobs of the no-way list were built", built)
 	}
 }
+
+// TestWorkerRefusedResult: a result the server refuses for good (here a
+// done result whose package was never staged) is not retried until the
+// lease expires: the worker releases the lease and the job is requeued at
+// once.
+func TestWorkerRefusedResult(t *testing.T) {
+	ttl := 20 * time.Second
+	r := newRig(t, ttl)
+	noPackage := func(ctx context.Context, s job.Settings, st *pullworker.Staging, rec []byte, w io.Writer) pull.ResultReport {
+		res := &job.Result{PkgName: "foo-1.0", PkgPath: "cat/foo", Status: job.StatusDone, Package: "All/foo-1.0.tgz", Fragment: "index/foo-1.0.pkginfo"}
+		var b strings.Builder
+		res.Encode(&b)
+		return pull.ResultReport{Exit: pull.Exit{Code: 0}, Stdout: b.String()}
+	}
+	rw := r.worker(t, "w1", noPackage, nil)
+	sl, err := r.srv.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := sl.Run(context.Background(), record("foo-1.0")); !errors.Is(err, executor.ErrLost) {
+		t.Errorf("Run: %v, want ErrLost (released)", err)
+	}
+	if took := time.Since(start); took > ttl/2 {
+		t.Errorf("the job came back after %v: the lease was not released (TTL %v)", took, ttl)
+	}
+	if _, err := r.st.Stat(context.Background(), "All/foo-1.0.tgz"); err == nil {
+		t.Error("a package appeared that was never uploaded")
+	}
+	waitFor(context.Background(), 5*time.Second, func() bool { return rw.w.Stats().Dropped == 1 })
+	if s := rw.w.Stats(); s.Dropped != 1 {
+		t.Errorf("stats %+v, want one dropped lease", s)
+	}
+}
