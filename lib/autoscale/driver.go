@@ -44,8 +44,9 @@ type DriverConfig struct {
 	Pool     Pool
 	Worker   provider.WorkerConfig // what every machine's worker is told
 	Run      string                // provider.TagRun of every machine: the database
-	// Prefix names the workers PREFIX-1, PREFIX-2... (default "el-" and
-	// six random hex digits, new for every driver).
+	// Prefix names the workers PREFIX-od1, PREFIX-spot2... (on-demand or
+	// spot, then a count; default "el-" and six random hex digits, new
+	// for every driver).
 	Prefix string
 	// Tick is how often the driver looks at the workers without a
 	// demand change (default 1s).
@@ -395,6 +396,14 @@ func (d *Driver) Step(ctx context.Context) {
 	if now.Before(d.backoffUntil) {
 		return
 	}
+	// A builder the policy stopped to make room for an on-demand one may
+	// not retire (the scheduler holds its slot: it refuses the job that
+	// waits): the on-demand one starts anyway, or that job would wait
+	// for ever; spot builders never go over Max.
+	d.mu.Lock()
+	live := len(d.machines)
+	d.mu.Unlock()
+	dec.StartSpot = min(dec.StartSpot, max(d.pol.Max-live-dec.StartOnDemand, 0))
 	if dec.StartOnDemand > 0 {
 		d.start(ctx, dec.StartOnDemand, false, dec.Why)
 	}
@@ -444,9 +453,13 @@ func (d *Driver) start(ctx context.Context, n int, spot bool, why string) {
 	for k, v := range labels {
 		req.Config.Labels[k] = v
 	}
+	short := "od"
+	if spot {
+		short = "spot"
+	}
 	for range n {
 		d.seq++
-		name := fmt.Sprintf("%s-%d", d.cfg.Prefix, d.seq)
+		name := fmt.Sprintf("%s-%s%d", d.cfg.Prefix, short, d.seq)
 		tok, err := d.cfg.Pool.Mint(ctx, name, labels)
 		if err != nil {
 			fmt.Fprintf(d.cfg.Log, "autoscale: token for %s: %v\n", name, err)

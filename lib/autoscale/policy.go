@@ -21,7 +21,12 @@ import (
 // its default (see Defaults).
 type Policy struct {
 	Min int // builders kept even when idle (while the budget lasts)
-	Max int // builders at most (at least 1)
+	// Max is the most builders (at least 1). The one exception: the
+	// on-demand builder for a job that spot builders lost PreemptLimit
+	// times starts even at Max when no idle spot builder can be stopped
+	// for it (the driver could not retire it), so that the job does not
+	// wait for ever.
+	Max int
 	// Boot is how long a builder takes from Start to its first lease.
 	Boot time.Duration
 	// Idle is how long a builder may have no job before it is stopped

@@ -15,7 +15,9 @@
 // preempt is how many losses on them send a job to an on-demand one.
 // listen, ttl, poll, cert, key, tree and platform are the pull server's
 // (see pullexec); url is the server as the machines reach it (default:
-// as listened on). label adds a worker label (repeatable). Every machine
+// as listened on). label adds a worker label (repeatable). tick is how
+// often the autoscaler looks at the workers (1s), list how often it lists
+// the provider's machines to notice lost ones (15s). Every machine
 // carries the database's path as its run tag: at start the machines an
 // earlier master of this database left are stopped, and at Close all.
 package elastic
@@ -115,6 +117,15 @@ func Open(ctx context.Context, spec string, settings job.Settings, dbPath, pkgru
 	if err != nil {
 		return nil, err
 	}
+	var tick, list time.Duration
+	for k, d := range map[string]*time.Duration{"tick": &tick, "list": &list} {
+		if v := q.Get(k); v != "" {
+			if *d, err = time.ParseDuration(v); err != nil || *d < 10*time.Millisecond {
+				return nil, fmt.Errorf("executor %s: %s=%q: want a Go duration such as 1s", spec, k, v)
+			}
+		}
+		delete(q, k)
+	}
 	pullSpec, machineURL := pullSpec(q)
 	prov, err := provideropen.Open(kind, q, provideropen.Env{Dir: dbPath + ".builders", Pkgrun: pkgrun, Log: log})
 	if err != nil {
@@ -129,7 +140,8 @@ func Open(ctx context.Context, spec string, settings job.Settings, dbPath, pkgru
 		prov.Close()
 		return nil, fmt.Errorf("executor %s: %w", spec, err)
 	}
-	e, err := New(ctx, Config{Pull: px, Provider: prov, Policy: pol, Run: dbPath, URL: machineURL, Labels: labels, Log: log})
+	e, err := New(ctx, Config{Pull: px, Provider: prov, Policy: pol, Run: dbPath, URL: machineURL, Labels: labels,
+		Tick: tick, ListEvery: list, Log: log})
 	if err != nil {
 		px.Close()
 		prov.Close()

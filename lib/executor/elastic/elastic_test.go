@@ -2,6 +2,8 @@ package elastic
 
 import (
 	"context"
+	"maps"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -308,3 +310,74 @@ func TestReapOrphans(t *testing.T) {
 type crashed struct{ provider.Provider }
 
 func (crashed) Stop(context.Context, []string) error { return nil }
+
+func TestParseSpec(t *testing.T) {
+	tests := []struct {
+		spec   string
+		pol    autoscale.Policy
+		labels map[string]string
+		pull   string
+		url    string
+		rest   string // keys left for the provider
+		err    string
+	}{
+		{spec: "max=4&min=1&boot=30s&idle=2m&budget=10h&spot=true&preempt=3&worth=4&label=big=1&label=os=linux&listen=0.0.0.0:8443&url=https://m:8443&ttl=1m&arg=--cores=2",
+			pol:    autoscale.Policy{Max: 4, Min: 1, Boot: 30 * time.Second, Idle: 2 * time.Minute, Budget: 10 * time.Hour, Spot: true, PreemptLimit: 3, Worth: 4},
+			labels: map[string]string{"big": "1", "os": "linux"}, pull: "pull://0.0.0.0:8443?ttl=1m", url: "https://m:8443", rest: "arg"},
+		{spec: "", pol: autoscale.Policy{Max: 1, Boot: time.Minute}, labels: map[string]string{}, pull: "pull://127.0.0.1:0"},
+		{spec: "max=0", err: "max"},
+		{spec: "max=2&min=3", err: "min"},
+		{spec: "max=x", err: "max="},
+		{spec: "boot=soon", err: "boot="},
+		{spec: "spot=maybe", err: "spot="},
+		{spec: "label=novalue", err: "label="},
+		{spec: "worth=-1", err: "worth="},
+	}
+	for _, tt := range tests {
+		t.Run(tt.spec, func(t *testing.T) {
+			q, _ := url.ParseQuery(tt.spec)
+			pol, labels, err := parsePolicy("elastic:process?"+tt.spec, q)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pol != tt.pol || !maps.Equal(labels, tt.labels) {
+				t.Errorf("policy %+v labels %v, want %+v %v", pol, labels, tt.pol, tt.labels)
+			}
+			ps, u := pullSpec(q)
+			if ps != tt.pull || u != tt.url {
+				t.Errorf("pull spec %q url %q, want %q %q", ps, u, tt.pull, tt.url)
+			}
+			var rest []string
+			for k := range q {
+				rest = append(rest, k)
+			}
+			if strings.Join(rest, ",") != tt.rest {
+				t.Errorf("left for the provider: %v, want %q", rest, tt.rest)
+			}
+		})
+	}
+}
+
+func TestOpenRefusesBadSpecs(t *testing.T) {
+	dir := t.TempDir()
+	for _, spec := range []string{"elastic:nosuchkind?max=2", "elastic:process?max=2&bogus=1", "elastic:process?max=0", "process?max=2"} {
+		if e, err := Open(context.Background(), spec, job.Settings{Store: "file://" + dir}, filepath.Join(dir, "bulk.db"), "/bin/true", nil); err == nil {
+			e.Close()
+			t.Errorf("%s: opened", spec)
+		}
+	}
+}
+
+func TestWorkerOf(t *testing.T) {
+	for in, want := range map[string]string{"pull:el-1": "el-1", "pull:el-1/2": "el-1", "el-3": "el-3"} {
+		if got := workerOf(in); got != want {
+			t.Errorf("workerOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

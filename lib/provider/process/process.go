@@ -266,11 +266,34 @@ func (p *Provider) List(ctx context.Context, tags map[string]string) ([]provider
 	}
 	var out []provider.Instance
 	for _, r := range recs {
-		if in := r.instance(); in.State != provider.Terminated && provider.Matches(r.Tags, tags) {
+		in := r.instance()
+		if in.State == provider.Terminated {
+			// It died (killed, crashed, or left): it bills nothing;
+			// its directory and record go, as a cloud forgets a
+			// terminated instance.
+			p.forget(r.ID)
+			continue
+		}
+		if provider.Matches(r.Tags, tags) {
 			out = append(out, in)
 		}
 	}
 	return out, nil
+}
+
+// forget removes a dead builder's directory and record.
+func (p *Provider) forget(id string) error {
+	var errs []error
+	if err := os.RemoveAll(filepath.Join(p.cfg.Dir, id)); err != nil {
+		errs = append(errs, fmt.Errorf("provider process: %w", err))
+	}
+	if err := os.Remove(p.recordPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("provider process: %w", err))
+	}
+	p.mu.Lock()
+	delete(p.kids, id)
+	p.mu.Unlock()
+	return errors.Join(errs...)
 }
 
 // Stop kills the builders' process groups (SIGTERM, then SIGKILL after
@@ -311,15 +334,9 @@ func (p *Provider) Stop(ctx context.Context, ids []string) error {
 			// while a member lives).
 			syscall.Kill(-r.PID, syscall.SIGKILL)
 		}
-		if err := os.RemoveAll(filepath.Join(p.cfg.Dir, id)); err != nil {
-			errs = append(errs, fmt.Errorf("provider process: %w", err))
+		if err := p.forget(id); err != nil {
+			errs = append(errs, err)
 		}
-		if err := os.Remove(p.recordPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("provider process: %w", err))
-		}
-		p.mu.Lock()
-		delete(p.kids, id)
-		p.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,9 @@
 //	          (image=DIR from scripts/vmimage.sh, or kernel=F&initrd=F;
 //	          mem=MiB, cpus=N per VM; imds=HOST:PORT a metadata service
 //	          the guests watch for spot notices)
+//	ec2       EC2 instances (the AWS SDK's credentials)  lib/provider/ec2
+//	          (ami=ID required; region=, type=t3.medium, subnet=,
+//	          sg= (repeatable), spot-price=, imds=URL, endpoint=URL)
 //
 // The elastic executor's spec (elastic:KIND?max=4&...) gives the kind and
 // the settings; the settings the autoscaler and the pull server do not
@@ -14,6 +17,7 @@
 package provideropen
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/url"
@@ -22,7 +26,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/provider"
+	"github.com/pkgbulk/pkgbulk/lib/provider/ec2"
 	"github.com/pkgbulk/pkgbulk/lib/provider/process"
 	"github.com/pkgbulk/pkgbulk/lib/provider/qemu"
 	"github.com/pkgbulk/pkgbulk/lib/vmimage"
@@ -33,7 +39,7 @@ type Env struct {
 	// Dir is the run's own directory for provider state (builder
 	// records, images, tokens), e.g. <database>.builders.
 	Dir string
-	// Pkgrun is the local pkgrun ("" : PATH).
+	// Pkgrun is the local pkgrun ("": beside this program, else PATH).
 	Pkgrun string
 	Log    io.Writer
 }
@@ -59,6 +65,13 @@ func Open(kind string, q url.Values, env Env) (provider.Provider, error) {
 		if p := last("pkgrun"); p != "" {
 			cfg.Pkgrun = p
 		}
+		if cfg.Pkgrun == "" {
+			p, err := local.FindPkgrun()
+			if err != nil {
+				return nil, fmt.Errorf("provider process: %w", err)
+			}
+			cfg.Pkgrun = p
+		}
 		return process.New(cfg)
 	case "qemu":
 		cfg := qemu.Config{Dir: filepath.Join(env.Dir, "qemu"), IMDS: last("imds")}
@@ -81,8 +94,12 @@ func Open(kind string, q url.Values, env Env) (provider.Provider, error) {
 			}
 		}
 		return qemu.New(cfg)
+	case "ec2":
+		return ec2.New(context.Background(), ec2.Config{Region: last("region"), Endpoint: last("endpoint"),
+			ImageID: last("ami"), InstanceType: last("type"), SubnetID: last("subnet"), SecurityGroupIDs: take("sg"),
+			MaxSpotPrice: last("spot-price"), IMDS: last("imds")})
 	}
-	return nil, fmt.Errorf("provider %q: unknown kind (want process or qemu)", kind)
+	return nil, fmt.Errorf("provider %q: unknown kind (want process, qemu or ec2)", kind)
 }
 
 // Unknown is an error naming the settings left in q, or nil.
