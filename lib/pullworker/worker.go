@@ -6,12 +6,15 @@
 // heartbeats the lease from a goroutine of its own while the build runs,
 // uploads only the lease's objects, reports pkgrun's result, and loops.
 //
-// Fencing is the server's; the worker helps: when a heartbeat says the
-// lease is gone (revoked, replaced, expired), or the server stayed
-// unreachable for longer than the lease's TTL, the build's process groups
-// are killed at once and nothing of it is uploaded or reported. On
-// SIGTERM (ctx cancelled) and on a preemption notice (Options.Preempt) the
-// build is killed and the lease released, so the job is requeued at once.
+// Fencing is the server's; the worker helps: when a heartbeat (or an
+// upload) says the lease is gone (revoked, replaced, expired), or no
+// heartbeat reached the server for the lease's TTL by the worker's own
+// clock (cut off, or frozen and woken up: the server has requeued the job
+// by then), the build's process groups are killed at once and nothing of
+// it is uploaded or reported. On SIGTERM (ctx cancelled) and on a
+// preemption notice (Options.Preempt) the build is killed and the lease
+// released, so the job is requeued at once; so is a lease whose result
+// the server refused for good.
 //
 // The registration token is read by the caller from a file and only ever
 // sent in the body of the registration; the file is hidden from every
