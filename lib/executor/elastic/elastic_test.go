@@ -2,6 +2,7 @@ package elastic
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"net/url"
 	"os"
@@ -379,5 +380,42 @@ func TestWorkerOf(t *testing.T) {
 		if got := workerOf(in); got != want {
 			t.Errorf("workerOf(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestBudget: once the builder time is spent, the machine without a job
+// is stopped and Acquire returns ErrBudget, which ends the run with the
+// rest of its packages open.
+func TestBudget(t *testing.T) {
+	e := newEnv(t)
+	x := e.newExec(autoscale.Policy{Max: 2, Boot: time.Second, Idle: time.Hour, Budget: 3 * time.Second}, e.dbPath)
+	defer x.Close()
+	x.Demand(executor.Demand{Ready: 5})
+	waitFor(t, "a worker registered", 60*time.Second, func() bool { return len(e.px.Workers()) > 0 }, e.show)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Slots come and go; once the budget is spent Acquire refuses.
+	var err error
+	for ctx.Err() == nil {
+		var s executor.Slot
+		s, err = x.Acquire(ctx)
+		if err != nil {
+			break
+		}
+		s.Release()
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !errors.Is(err, ErrBudget) {
+		t.Fatalf("Acquire: %v, want ErrBudget", err)
+	}
+	waitFor(t, "the machines stopped", 30*time.Second, func() bool {
+		l, _ := e.builders(e.dbPath)
+		return len(l) == 0 && x.Driver().Stats().Live == 0
+	}, e.show)
+	if s := x.Driver().Stats(); s.Billed > 3*time.Second+5*time.Second {
+		t.Errorf("billed %v on a budget of 3s", s.Billed)
+	}
+	if !strings.Contains(e.log.String(), "budget of 3s builder time spent") {
+		t.Errorf("no word of the budget in the log:\n%s", e.log)
 	}
 }
