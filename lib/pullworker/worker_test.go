@@ -8,9 +8,12 @@ import (
 	"io"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -373,5 +376,47 @@ func TestWorkerRefusedResult(t *testing.T) {
 	waitFor(context.Background(), 5*time.Second, func() bool { return rw.w.Stats().Dropped == 1 })
 	if s := rw.w.Stats(); s.Dropped != 1 {
 		t.Errorf("stats %+v, want one dropped lease", s)
+	}
+}
+
+// TestWorkerHeartbeatUnderLoad: while the build saturates the machine
+// (twice as many CPU-bound processes as cores, in their own process
+// group, for three lease TTLs), the worker's heartbeats keep the lease:
+// the result is accepted.
+func TestWorkerHeartbeatUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("saturates the machine for a few seconds")
+	}
+	ttl := 2 * time.Second
+	r := newRig(t, ttl)
+	burn := func(ctx context.Context, s job.Settings, st *pullworker.Staging, rec []byte, w io.Writer) pull.ResultReport {
+		n := 2 * runtime.NumCPU()
+		cmd := exec.Command("sh", "-c", fmt.Sprintf("for i in $(seq %d); do (while :; do :; done) & done; wait", n))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			return pull.ResultReport{Exit: pull.Exit{Code: 2}, Stderr: err.Error()}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(3 * ttl):
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		if ctx.Err() != nil {
+			return pull.ResultReport{Exit: pull.Exit{Code: 2}, Stderr: "killed"}
+		}
+		return okBuild(ctx, s, st, rec, w)
+	}
+	r.worker(t, "w1", burn, nil)
+	sl, err := r.srv.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sl.Run(context.Background(), record("foo-1.0"))
+	if err != nil {
+		t.Fatalf("the lease was lost while the build loaded the machine: %v", err)
+	}
+	if out.Result.Status != job.StatusDone {
+		t.Errorf("result %+v", out.Result)
 	}
 }
