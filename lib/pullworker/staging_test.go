@@ -192,3 +192,25 @@ func TestReadToken(t *testing.T) {
 		t.Error("a missing token file was read")
 	}
 }
+
+// FuzzReadToken: whatever the file holds, a token read from it is one
+// non-empty word of at most 4 kB taken from the file.
+func FuzzReadToken(f *testing.F) {
+	for _, s := range []string{"pkgbulk-token-abc\n", "", "\n\n", "a b\n", "x\r\n", strings.Repeat("y", 4097)} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data string) {
+		p := filepath.Join(dir, "token")
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := ReadToken(p)
+		if err != nil {
+			return
+		}
+		if tok == "" || len(tok) > 4096 || strings.ContainsAny(tok, " \t\r\n") || !strings.Contains(data, tok) {
+			t.Errorf("ReadToken(%q) = %q", data, tok)
+		}
+	})
+}
