@@ -282,20 +282,24 @@ func SimulateElastic(g *Graph, opt ElasticSimOptions) (*ElasticSimResult, error)
 			break
 		}
 		e := heap.Pop(&evs).(simEvent)
-		now = e.t
-		account()
 		b := bs[e.b]
-		switch e.kind {
-		case evBoot:
-			if b.stopped >= 0 {
+		// Events of a stopped builder, or of a job lost with one, are
+		// void: they do not move the clock.
+		k := -1
+		if e.kind == evJob {
+			k = slices.IndexFunc(b.jobs, func(r simRunning) bool { return r.seq == e.gen })
+			if k < 0 {
 				continue
 			}
+		} else if b.stopped >= 0 {
+			continue
+		}
+		now = e.t
+		account()
+		switch e.kind {
+		case evBoot:
 			idle(e.b)
 		case evJob:
-			k := slices.IndexFunc(b.jobs, func(r simRunning) bool { return r.seq == e.gen })
-			if k < 0 {
-				continue // lost with its builder
-			}
 			b.jobs = slices.Delete(b.jobs, k, k+1)
 			b.busy--
 			running--
@@ -308,9 +312,6 @@ func SimulateElastic(g *Graph, opt ElasticSimOptions) (*ElasticSimResult, error)
 				idle(e.b)
 			}
 		case evPreempt:
-			if b.stopped >= 0 {
-				continue
-			}
 			for _, r := range b.jobs {
 				res.Preempted++
 				res.LostMS += now - r.start
@@ -329,7 +330,7 @@ func SimulateElastic(g *Graph, opt ElasticSimOptions) (*ElasticSimResult, error)
 			b.jobs, b.busy = nil, 0
 			stopBuilder(e.b)
 		case evIdle:
-			if b.stopped >= 0 || e.gen != b.gen || b.busy > 0 || now-b.idleSince < pol.Idle.Milliseconds() {
+			if e.gen != b.gen || b.busy > 0 || now-b.idleSince < pol.Idle.Milliseconds() {
 				continue
 			}
 		}

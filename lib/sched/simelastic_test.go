@@ -60,6 +60,12 @@ func TestSimulateElastic(t *testing.T) {
 			if r.BilledMS > (2*time.Hour + 8*time.Duration(50*60_000)*time.Millisecond).Milliseconds() {
 				t.Errorf("billed %s on a budget of 2h", time.Duration(r.BilledMS)*time.Millisecond)
 			}
+			// 8 builders spend 2 builder-hours in about 15 minutes; the
+			// last job ends at most 50 minutes later (the cap). The
+			// void events of stopped builders must not move the clock.
+			if r.MakespanMS > (2 * time.Hour).Milliseconds() {
+				t.Errorf("makespan %s after the budget of 2 builder-hours ran out on 8 builders", time.Duration(r.MakespanMS)*time.Millisecond)
+			}
 		}},
 	}
 	for _, tt := range tests {
