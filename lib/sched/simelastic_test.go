@@ -51,7 +51,7 @@ func TestSimulateElastic(t *testing.T) {
 				t.Errorf("spot time %d of %d billed: the preempted jobs' on-demand builders are missing", r.SpotMS, r.BilledMS)
 			}
 		}},
-		{"budget", autoscale.Policy{Max: 8, Boot: time.Minute, Budget: 2 * time.Hour}, 0, func(t *testing.T, r *ElasticSimResult) {
+		{"budget", autoscale.Policy{Max: 8, Boot: time.Minute, Budget: 2 * time.Hour, Spot: true}, 0.2, func(t *testing.T, r *ElasticSimResult) {
 			if !r.BudgetSpent || r.Left == 0 {
 				t.Errorf("budget spent %v, %d left: 2 builder-hours cannot build 400 packages", r.BudgetSpent, r.Left)
 			}
