@@ -241,3 +241,8 @@ func TestElasticQemu(t *testing.T) {
 		}
 	}
 }
+
+func readFile(f string) string {
+	b, _ := os.ReadFile(f)
+	return string(b)
+}

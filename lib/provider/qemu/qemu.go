@@ -64,8 +64,8 @@ type Config struct {
 	// Busybox relays the guest forwards (default /usr/bin/busybox).
 	Busybox string
 	// IMDS is a host address (host:port) of an instance-metadata service
-	// that guests reach at http://IMDSAddr and whose spot notices their
-	// worker watches (pkgrun worker --spot-imds); "" for none.
+	// that guests reach at http://IMDSAddr and whose spot notices the
+	// workers of spot VMs watch (pkgrun worker --spot-imds); "" for none.
 	IMDS string
 	// UserData, when set, is given to each VM as fw_cfg
 	// opt/pkgbulk/user-data instead of the command-line settings (the
@@ -222,7 +222,8 @@ func (p *Provider) start(ctx context.Context, req provider.StartRequest, w provi
 		for _, l := range provider.LabelArgs(req.Config.Labels) {
 			kcmd = append(kcmd, "pkgbulk.label="+l)
 		}
-		if p.cfg.IMDS != "" {
+		if p.cfg.IMDS != "" && req.Spot {
+			// Only a spot machine can be interrupted.
 			kcmd = append(kcmd, "pkgbulk.imds=http://"+IMDSAddr)
 		}
 	}
