@@ -14,6 +14,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/provider"
 	"github.com/pkgbulk/pkgbulk/lib/provider/ec2"
 	"github.com/pkgbulk/pkgbulk/lib/provider/ec2/ec2test"
+	"github.com/pkgbulk/pkgbulk/lib/provider/providertest"
 	"github.com/pkgbulk/pkgbulk/lib/provider/qemu"
 	"github.com/pkgbulk/pkgbulk/lib/provider/qemu/qemutest"
 	"github.com/pkgbulk/pkgbulk/lib/vmimage"
@@ -186,4 +187,43 @@ func TestEC2EndToEnd(t *testing.T) {
 func readFile(f string) string {
 	b, _ := os.ReadFile(f)
 	return string(b)
+}
+
+// TestConformance runs the provider suite on ec2test: instances whose
+// VMs register with a real pull server.
+func TestConformance(t *testing.T) {
+	img := vmimagetest.Image(t, "worker", vmimage.Spec{})
+	dir := t.TempDir()
+	px := qemutest.PullServer(t, dir)
+	srv, err := ec2test.New(qemu.Config{Dir: filepath.Join(dir, "vms"), Image: img, MemoryMB: 512})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	providertest.Run(t, providertest.Env{
+		New: func(t *testing.T) provider.Provider {
+			p, err := ec2.New(context.Background(), ec2.Config{Region: ec2test.Region, Endpoint: srv.URL,
+				AccessKey: ec2test.AccessKey, SecretKey: ec2test.SecretKey, ImageID: "ami-0pkgbulk"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		},
+		Config: provider.WorkerConfig{ServerURL: px.URL(), Fingerprint: px.Fingerprint()},
+		Mint: func(t *testing.T, name string) string {
+			tok, err := px.MintToken(context.Background(), name, nil, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		},
+		Joined: func(t *testing.T) []string {
+			var names []string
+			for _, w := range px.Workers() {
+				names = append(names, strings.TrimPrefix(w.Name, "pull:"))
+			}
+			return names
+		},
+		Spot: true,
+	})
 }

@@ -2,18 +2,15 @@ package qemu_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pkgbulk/pkgbulk/lib/db"
-	"github.com/pkgbulk/pkgbulk/lib/executor/pullexec"
-	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/provider"
 	"github.com/pkgbulk/pkgbulk/lib/provider/providertest"
 	"github.com/pkgbulk/pkgbulk/lib/provider/qemu"
+	"github.com/pkgbulk/pkgbulk/lib/provider/qemu/qemutest"
 	"github.com/pkgbulk/pkgbulk/lib/vmimage"
 	"github.com/pkgbulk/pkgbulk/lib/vmimage/vmimagetest"
 )
@@ -23,7 +20,7 @@ import (
 func TestConformance(t *testing.T) {
 	img := vmimagetest.Image(t, "worker", vmimage.Spec{})
 	dir := t.TempDir()
-	px := PullServer(t, dir)
+	px := qemutest.PullServer(t, dir)
 	providertest.Run(t, providertest.Env{
 		New: func(t *testing.T) provider.Provider {
 			p, err := qemu.New(qemu.Config{Dir: filepath.Join(dir, "vms"), Image: img, MemoryMB: 512})
@@ -50,23 +47,4 @@ func TestConformance(t *testing.T) {
 		Boot: 2 * time.Minute,
 		Spot: true,
 	})
-}
-
-// PullServer opens a pull executor on an empty database (no jobs) on
-// loopback, closed when the test ends.
-func PullServer(t *testing.T, dir string) *pullexec.Executor {
-	dbPath := filepath.Join(dir, "bulk.db")
-	d, err := db.Create(context.Background(), dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Close()
-	store := filepath.Join(dir, "store")
-	os.Mkdir(store, 0o755)
-	px, err := pullexec.Open(context.Background(), "pull://127.0.0.1:0?poll=2s", job.Settings{Store: "file://" + store}, dbPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
-	return px
 }

@@ -20,7 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/db"
 	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
+	"github.com/pkgbulk/pkgbulk/lib/executor/pullexec"
+	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/pull"
 	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
@@ -259,4 +262,23 @@ func (m *Master) Compare(t *testing.T, storeL string, dump func()) {
 	if pl, pv := executortest.Packages(storeL), executortest.Packages(m.Store); !reflect.DeepEqual(pl, pv) || len(pl) == 0 {
 		t.Errorf("packages differ:\nlocal %v\nVMs   %v", pl, pv)
 	}
+}
+
+// PullServer opens a pull executor on an empty database (no jobs) on
+// loopback, closed when the test ends.
+func PullServer(t testing.TB, dir string) *pullexec.Executor {
+	dbPath := filepath.Join(dir, "bulk.db")
+	d, err := db.Create(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	store := filepath.Join(dir, "store")
+	os.Mkdir(store, 0o755)
+	px, err := pullexec.Open(context.Background(), "pull://127.0.0.1:0?poll=2s", job.Settings{Store: "file://" + store}, dbPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	return px
 }
