@@ -10,7 +10,9 @@
 // (pull.fingerprint, with pull.url) for pkgsched status, and the worker
 // pins it. ttl is the lease time-to-live (a job whose worker stops
 // heartbeating is requeued after about that long), poll the longest a
-// lease poll is held, tree and platform what workers must match (skew).
+// lease poll is held, tree and platform what workers must match (skew;
+// default: the database's meta keys scan.tree_revision and scan.platform
+// when present, else unchecked).
 package pullexec
 
 import (
@@ -168,6 +170,11 @@ func Open(ctx context.Context, spec string, settings job.Settings, dbPath string
 		return nil, fmt.Errorf("executor %s: %w", spec, err)
 	}
 	cfg.DB, cfg.Store, cfg.OwnStore, cfg.Settings, cfg.CertDir, cfg.Log = d, st, true, settings, dbPath, log
+	if err := scanDefaults(ctx, d, &cfg); err != nil {
+		d.Close()
+		st.Close()
+		return nil, fmt.Errorf("executor %s: %w", spec, err)
+	}
 	e, err := New(ctx, cfg)
 	if err != nil {
 		d.Close()
@@ -176,6 +183,46 @@ func Open(ctx context.Context, spec string, settings job.Settings, dbPath string
 	}
 	e.ownDB = d
 	return e, nil
+}
+
+// Meta keys naming the scan's tree revision and platform (OPSYS
+// OSVERSION/ARCH), when the tools that made the database recorded them;
+// tree= and platform= in the spec win.
+const (
+	MetaTree     = "scan.tree_revision"
+	MetaPlatform = "scan.platform"
+)
+
+// scanDefaults fills the skew check from the database's meta where the
+// spec left it empty.
+func scanDefaults(ctx context.Context, d *sql.DB, cfg *Config) error {
+	get := func(k string) (string, error) {
+		var v string
+		err := d.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, k).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", nil
+		}
+		return v, err
+	}
+	if cfg.Tree == "" {
+		v, err := get(MetaTree)
+		if err != nil {
+			return err
+		}
+		cfg.Tree = v
+	}
+	if cfg.Platform == (pull.Platform{}) {
+		v, err := get(MetaPlatform)
+		if err != nil || v == "" {
+			return err
+		}
+		p, err := ParsePlatform(v)
+		if err != nil {
+			return fmt.Errorf("meta %s: %w", MetaPlatform, err)
+		}
+		cfg.Platform = p
+	}
+	return nil
 }
 
 // ParseSpec reads pull://LISTEN_ADDR?cert=F&key=F&ttl=D&poll=D&tree=REV&platform=OPSYS[ OSVERSION]/ARCH.

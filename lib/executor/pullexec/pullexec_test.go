@@ -330,3 +330,31 @@ func FuzzParseSpec(f *testing.F) {
 		ParseSpec(s)
 	})
 }
+
+// TestScanDefaults: without tree= and platform=, the skew check takes the
+// scan's from the database's meta; the spec wins.
+func TestScanDefaults(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "bulk.db")
+	d, err := db.Create(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var c Config
+	if err := scanDefaults(context.Background(), d, &c); err != nil || c.Tree != "" || c.Platform != (pull.Platform{}) {
+		t.Errorf("no meta: %+v %v", c, err)
+	}
+	d.Exec(`INSERT INTO meta (key, value) VALUES ('scan.tree_revision', 'abc'), ('scan.platform', 'NetBSD 10.0/x86_64')`)
+	if err := scanDefaults(context.Background(), d, &c); err != nil || c.Tree != "abc" || c.Platform.Arch != "x86_64" || c.Platform.OSVersion != "10.0" {
+		t.Errorf("from meta: %+v %v", c, err)
+	}
+	c = Config{Tree: "def"}
+	scanDefaults(context.Background(), d, &c)
+	if c.Tree != "def" {
+		t.Errorf("the spec's tree lost to meta: %+v", c)
+	}
+	d.Exec(`UPDATE meta SET value = 'garbage' WHERE key = 'scan.platform'`)
+	if err := scanDefaults(context.Background(), d, &Config{}); err == nil || !strings.Contains(err.Error(), "scan.platform") {
+		t.Errorf("bad platform in meta: %v", err)
+	}
+}
