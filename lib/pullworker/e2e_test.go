@@ -434,7 +434,7 @@ func TestPullNetnsExampleTree(t *testing.T) {
 	if ov.worst > 0 {
 		t.Logf("longest time a package was built twice at once: %v (%s); heartbeat every %v", ov.worst.Round(100*time.Millisecond), ov.what, e.ttl/3)
 	}
-	if ov.worst > e.ttl/3+1500*time.Millisecond {
+	if ov.worst > e.ttl/3+2*time.Second {
 		t.Errorf("%s was built by two workers at once for %v (heartbeat every %v)", ov.what, ov.worst, e.ttl/3)
 	}
 	ev := e.checkEvents(faults)
