@@ -441,6 +441,7 @@ func (s *Server) leaseOf(r *http.Request, ss *session) (*lease, *apiErr) {
 	l := s.leases[id]
 	switch {
 	case l == nil:
+		s.oldLeaseSeenLocked(id, ss)
 		return nil, refuse(http.StatusConflict, CodeFenced, "lease %s is not a current lease (ended, replaced, or of an earlier pkgsched): stop this job", id)
 	case l.sess != ss || l.Attempt != attempt:
 		return nil, refuse(http.StatusConflict, CodeFenced, "lease %s attempt %d is not this session's", id, attempt)

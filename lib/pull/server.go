@@ -72,6 +72,10 @@ type Server struct {
 	byName   map[string]*session // open sessions by worker name
 	leases   map[string]*lease   // leases of this process, by id
 	attempts map[string]int      // the highest lease attempt of each package
+	// lapsing: packages whose lease of an earlier pkgsched may still be
+	// building, until when; oldLeases: those leases by id.
+	lapsing   map[string]*lapse
+	oldLeases map[string]oldLease
 	queue    []*Slot             // waiting slots, oldest first
 	wake     chan struct{}       // closed and replaced when the queue or a core pool changes
 	closed   bool
@@ -104,6 +108,59 @@ type session struct {
 	noSpace  bool
 	endCh    chan struct{}
 	kick     chan struct{} // a slot came back: a waiting poll may offer a new one
+}
+
+type lapse struct {
+	until time.Time
+	gone  chan struct{} // closed when the old lease's worker was told
+}
+
+type oldLease struct {
+	pkgname string
+	session string // hash
+}
+
+// waitLapse waits until pkgname's lease of an earlier pkgsched cannot be
+// building any more.
+func (s *Server) waitLapse(ctx context.Context, pkgname string) error {
+	s.mu.Lock()
+	lp := s.lapsing[pkgname]
+	s.mu.Unlock()
+	if lp == nil {
+		return nil
+	}
+	if d := time.Until(lp.until); d > 0 {
+		s.logf("%s: its lease of an earlier pkgsched may still be building; handing it out again in %v at most", pkgname, d.Round(time.Second))
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-lp.gone:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stop:
+		}
+	}
+	s.mu.Lock()
+	if s.lapsing[pkgname] == lp {
+		delete(s.lapsing, pkgname)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// oldLeaseSeenLocked: the worker of a lease of an earlier pkgsched was
+// just told that it is fenced; its job may go out again.
+func (s *Server) oldLeaseSeenLocked(id string, ss *session) {
+	ol, ok := s.oldLeases[id]
+	if !ok || ol.session != ss.hash {
+		return
+	}
+	delete(s.oldLeases, id)
+	if lp := s.lapsing[ol.pkgname]; lp != nil {
+		delete(s.lapsing, ol.pkgname)
+		close(lp.gone)
+	}
 }
 
 type lease struct {
@@ -161,12 +218,41 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	set.Store, set.StoreAccess, set.Pkgsrc, set.WorkRoot, set.BootstrapKit = "", nil, "", "", ""
 	set.SandboxHide, set.Make, set.UnprivUser = nil, "", ""
 	s.settings = set
+	// Leases of a pkgsched that died may still be building on their
+	// workers: their jobs are not handed out again before the old lease
+	// would have expired, or its worker heard that it is fenced (so a
+	// package is never built twice at once).
+	s.lapsing, s.oldLeases = map[string]*lapse{}, map[string]oldLease{}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, pkgname, session, expires_at FROM pull_leases WHERE state = 'active'`)
+	if err != nil {
+		return nil, fmt.Errorf("pull server: read the leases of an earlier run: %w", err)
+	}
+	margin := min(cfg.LeaseTTL, 5*time.Second)
+	for rows.Next() {
+		var id, pkg, sess string
+		var exp int64
+		if err := rows.Scan(&id, &pkg, &sess, &exp); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("pull server: read the leases of an earlier run: %w", err)
+		}
+		// A heartbeat's expiry is written after it is answered: allow
+		// for one lost write, never more than a TTL from now.
+		until := time.UnixMilli(exp).Add(margin)
+		if limit := time.Now().Add(cfg.LeaseTTL + margin); until.After(limit) {
+			until = limit
+		}
+		if time.Until(until) > 0 {
+			s.lapsing[pkg] = &lapse{until: until, gone: make(chan struct{})}
+			s.oldLeases[id] = oldLease{pkgname: pkg, session: sess}
+		}
+	}
+	rows.Close()
 	now := time.Now().UnixMilli()
 	if _, err := s.db.ExecContext(ctx, `UPDATE pull_leases SET state = 'expired', ended_at = ? WHERE state = 'active'`, now); err != nil {
 		return nil, fmt.Errorf("pull server: fence the leases of an earlier run: %w", err)
 	}
 	s.attempts = map[string]int{}
-	rows, err := s.db.QueryContext(ctx, `SELECT pkgname, MAX(attempt) FROM pull_leases GROUP BY pkgname`)
+	rows, err = s.db.QueryContext(ctx, `SELECT pkgname, MAX(attempt) FROM pull_leases GROUP BY pkgname`)
 	if err != nil {
 		return nil, fmt.Errorf("pull server: read the leases of earlier runs: %w", err)
 	}
@@ -451,6 +537,9 @@ func (sl *Slot) giveBack() {
 
 // grant writes the lease and hands it to the worker's poll.
 func (s *Server) grant(ctx context.Context, sl *Slot, j executor.Job) (*lease, error) {
+	if err := s.waitLapse(ctx, j.PkgName); err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", sl.name, j.PkgName, err)
+	}
 	id, err := newLeaseID()
 	if err != nil {
 		return nil, err

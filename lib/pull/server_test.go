@@ -606,6 +606,11 @@ func TestFencing(t *testing.T) {
 	stopQ := keepAlive(b, lq)
 	uploadAll(t, b, lq, "before restart")
 	stopQ()
+	// Another worker holds zap-1.0 and is never heard of again.
+	z := e.worker("zapper")
+	slz, leasesZ := e.acquire(z)
+	run(slz, "zap-1.0")
+	lz := getLease(t, leasesZ)
 	if len(e.staged()) != 3 {
 		t.Errorf("staged before the restart: %v", e.staged())
 	}
@@ -643,6 +648,16 @@ func TestFencing(t *testing.T) {
 	if r := waitResult(t, done4); !errors.Is(r.err, executor.ErrLost) {
 		t.Errorf("released lease: %v, want ErrLost", r.err)
 	}
+	// zap-1.0's worker never came back: its job is not handed out again
+	// before its old lease would have expired (it may still be building).
+	sl5, leases5 := e.acquire(b2)
+	done5 := run(sl5, "zap-1.0")
+	l5 := getLease(t, leases5)
+	if granted := time.Now(); granted.Before(lz.Expires) || l5.Attempt != 2 {
+		t.Errorf("zap-1.0 handed out again at %v (attempt %d), before its old lease expired at %v", granted, l5.Attempt, lz.Expires)
+	}
+	b2.Release(context.Background(), l5.Ref(), "test over")
+	waitResult(t, done5)
 }
 
 // TestRevokeMidLease: revoking the token (from another process, as
