@@ -76,9 +76,9 @@ type Server struct {
 	// building, until when; oldLeases: those leases by id.
 	lapsing   map[string]*lapse
 	oldLeases map[string]oldLease
-	queue    []*Slot             // waiting slots, oldest first
-	wake     chan struct{}       // closed and replaced when the queue or a core pool changes
-	closed   bool
+	queue     []*Slot       // waiting slots, oldest first
+	wake      chan struct{} // closed and replaced when the queue or a core pool changes
+	closed    bool
 
 	regs chan struct{} // registrations in flight
 	stop chan struct{}
