@@ -512,8 +512,17 @@ func (sl *Slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, err
 				continue
 			}
 			ttl := s.cfg.LeaseTTL
-			if s.finish(l, "expired", lostErr(l, fmt.Sprintf("no heartbeat for %v", ttl))) {
-				s.logf("%s: lease of %s expired (no heartbeat for %v); requeued", sl.sess.worker, j.PkgName, ttl)
+			if s.finish(l, "expired", nil) {
+				// A worker that lost its link stops its build once no
+				// heartbeat got through for a TTL, by its own clock:
+				// give it that moment before the job can go elsewhere.
+				grace := min(ttl/10, 5*time.Second)
+				s.logf("%s: lease of %s expired (no heartbeat for %v); requeued in %v", sl.sess.worker, j.PkgName, ttl, grace)
+				select {
+				case <-time.After(grace):
+				case <-ctx.Done():
+				}
+				return nil, lostErr(l, fmt.Sprintf("no heartbeat for %v", ttl))
 			}
 		}
 	}
