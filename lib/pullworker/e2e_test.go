@@ -445,6 +445,31 @@ func TestPullNetnsExampleTree(t *testing.T) {
 		}
 	}
 	e.checkFaults(workers, faults)
+	// Nothing is left in the workers' work roots: no lease's staging
+	// store, no job directory (the SIGKILLed worker's were removed by its
+	// successor).
+	for _, w := range workers {
+		root := filepath.Join(e.x.Dir, "work-"+w.name)
+		ents, _ := os.ReadDir(root)
+		for _, en := range ents {
+			if en.Name() == ".pkgrun-worker.lock" {
+				continue
+			}
+			if en.Name() == "leases" {
+				if ls, _ := os.ReadDir(filepath.Join(root, "leases")); len(ls) > 0 {
+					t.Errorf("worker %s: %d lease directories left", w.name, len(ls))
+				}
+				continue
+			}
+			t.Errorf("worker %s: %s left in its work root", w.name, en.Name())
+		}
+	}
+	faults.mu.Lock()
+	killed := faults.kill9.pkg != ""
+	faults.mu.Unlock()
+	if log := workers[0].log.String(); killed && !strings.Contains(log, "left by a worker that was killed") {
+		t.Errorf("the worker started after a SIGKILL did not clean up after it; log:\n%s", log)
+	}
 	time.Sleep(500 * time.Millisecond)
 	for _, ns := range nss {
 		if n := len(nsPids(ns.ns)); n > 0 {

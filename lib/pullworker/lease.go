@@ -134,12 +134,19 @@ func (w *Worker) runLease(ctx context.Context, l *pull.Lease) error {
 
 	rep, refused := w.checkLease(l)
 	var st *Staging
-	dir := filepath.Join(w.o.Settings.WorkRoot, "leases", unsafeChars.ReplaceAllString(l.ID, "_"))
+	dir := filepath.Join(w.o.Settings.WorkRoot, leasesDir, unsafeChars.ReplaceAllString(l.ID, "_"))
 	if refused == "" {
 		os.RemoveAll(dir)
 		defer os.RemoveAll(dir)
 		var err error
-		st, err = NewStaging(dir, w.o.Reader, l.Objects, fmt.Sprintf("the pull server's store (lease %s)", l.ID))
+		if err = os.MkdirAll(dir, 0o700); err == nil {
+			// For a worker started after this one was killed: whose job
+			// directories are left over.
+			err = os.WriteFile(filepath.Join(dir, pkgnameFile), []byte(l.PkgName+"\n"), 0o600)
+		}
+		if err == nil {
+			st, err = NewStaging(filepath.Join(dir, "store"), w.o.Reader, l.Objects, fmt.Sprintf("the pull server's store (lease %s)", l.ID))
+		}
 		if err != nil {
 			rep = crashReport(2, err)
 		} else {

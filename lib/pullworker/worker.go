@@ -170,6 +170,18 @@ var errPreempted = errors.New("preempted")
 // (nil), the server retires it (nil), or the token is revoked or the
 // worker refused (an error).
 func (w *Worker) Run(ctx context.Context) error {
+	lock, err := lockWorkRoot(w.o.Settings.WorkRoot)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	removed, err := cleanLeftovers(w.o.Settings.WorkRoot)
+	for _, p := range removed {
+		w.logf("removed %s (left by a worker that was killed)", p)
+	}
+	if err != nil {
+		return err
+	}
 	if err := w.register(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
