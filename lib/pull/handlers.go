@@ -126,6 +126,7 @@ func (s *Server) auth(r *http.Request) (*session, *apiErr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ss.ended {
+		s.tellLocked(ss)
 		return nil, endedErr(ss)
 	}
 	now := time.Now()
@@ -213,7 +214,7 @@ func (s *Server) newSession(hash, token, worker string, req RegisterRequest, tok
 	return &session{hash: hash, token: token, worker: worker, info: req, labels: labels, noWay: nw,
 		pool: executor.NewCorePool(req.Cores, s.cfg.Oversubscribe), slots: slots,
 		deliver: make(chan *lease, 2*slots+2), inUse: make([]bool, slots), active: map[string]*lease{},
-		created: now, lastSeen: now, idleFrom: now, endCh: make(chan struct{}), kick: make(chan struct{}, 1)}, nil
+		created: now, lastSeen: now, idleFrom: now, endCh: make(chan struct{}), kick: make(chan struct{}, 1), told: make(chan struct{})}, nil
 }
 
 // skew says why a worker of tree revision tree and platform p may not
@@ -333,7 +334,12 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) *apiErr {
 	s.sessions[hash] = ss
 	s.mu.Unlock()
 	if old != nil {
+		// One token is one worker: registering again means it started
+		// again, and what the old session ran is gone.
 		s.endSession(old, CodeGone, "replaced by a newer registration")
+		s.mu.Lock()
+		s.tellLocked(old)
+		s.mu.Unlock()
 	}
 	s.mu.Lock()
 	s.byName[worker] = ss
@@ -391,6 +397,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request) *apiErr {
 		case <-ss.endCh:
 			s.mu.Lock()
 			defer s.mu.Unlock()
+			s.tellLocked(ss)
 			return endedErr(ss)
 		case <-r.Context().Done():
 			return nil
@@ -474,6 +481,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) *apiErr {
 		s.endSession(ss, CodeRevoked, "token "+ss.token+" revoked")
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.tellLocked(ss)
 		return endedErr(ss)
 	}
 	now := time.Now()
@@ -767,6 +775,9 @@ func (s *Server) bye(w http.ResponseWriter, r *http.Request) *apiErr {
 	}
 	io.Copy(io.Discard, io.LimitReader(r.Body, MaxJSONBody))
 	s.endSession(ss, CodeGone, "the worker left")
+	s.mu.Lock()
+	s.tellLocked(ss)
+	s.mu.Unlock()
 	s.logf("%s left", ss.worker)
 	writeJSON(w, http.StatusOK, struct{}{})
 	return nil

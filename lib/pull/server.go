@@ -108,6 +108,8 @@ type session struct {
 	noSpace  bool
 	endCh    chan struct{}
 	kick     chan struct{} // a slot came back: a waiting poll may offer a new one
+	told     chan struct{} // closed once the ended session's worker was refused a request
+	toldDone bool
 }
 
 type lapse struct {
@@ -726,9 +728,35 @@ func (s *Server) endSession(ss *session, code, msg string) {
 		s.logf("record the end of %s's session: %v", ss.worker, err)
 	}
 	for _, l := range ls {
-		if s.finish(l, "revoked", lostErr(l, msg)) {
-			s.logf("%s: %s; its job %s is requeued", ss.worker, msg, l.PkgName)
+		if !s.finish(l, "revoked", nil) {
+			continue
 		}
+		s.mu.Lock()
+		until := l.expires.Add(min(s.cfg.LeaseTTL/10, 5*time.Second))
+		s.mu.Unlock()
+		s.logf("%s: %s; its job %s is requeued once the worker heard it (at most %v)", ss.worker, msg, l.PkgName, time.Until(until).Round(time.Second))
+		// The lease is fenced now; its job goes elsewhere only once the
+		// worker was told (its next request is refused: it stops the
+		// build) or the lease would have expired anyway.
+		go func() {
+			t := time.NewTimer(time.Until(until))
+			defer t.Stop()
+			select {
+			case <-ss.told:
+			case <-t.C:
+			case <-s.stop:
+			}
+			l.done <- result{err: lostErr(l, msg)}
+		}()
+	}
+}
+
+// tellLocked records that an ended session's worker was refused a
+// request: it knows its leases are gone.
+func (s *Server) tellLocked(ss *session) {
+	if ss.ended && !ss.toldDone {
+		ss.toldDone = true
+		close(ss.told)
 	}
 }
 

@@ -682,6 +682,17 @@ func TestRevokeMidLease(t *testing.T) {
 	if err := RevokeToken(context.Background(), other, "dave"); err != nil {
 		t.Fatal(err)
 	}
+	// The job is not requeued before the worker was told (it may still
+	// be building): its next heartbeat is refused, then Run returns.
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("Run returned before the revoked worker was told: %v", r.err)
+	default:
+	}
+	if _, err := c.Heartbeat(context.Background(), l.Ref(), HeartbeatRequest{}); !IsUnauthorized(err) {
+		t.Errorf("heartbeat after revoke: %v", err)
+	}
 	r := waitResult(t, done)
 	if !errors.Is(r.err, executor.ErrLost) || !strings.Contains(r.err.Error(), "revoked") {
 		t.Errorf("Run after revoke: %v, want ErrLost naming the revocation", r.err)
