@@ -887,6 +887,22 @@ func (s *Server) Retire(name string) bool {
 	return true
 }
 
+// Gone ends the session of worker NAME whose machine the caller knows to
+// be dead (it stopped the VM): its jobs are requeued at once, without
+// waiting for the worker to hear of it. Unknown names are ignored.
+func (s *Server) Gone(name, why string) {
+	s.mu.Lock()
+	ss := s.byName[workerName(name)]
+	s.mu.Unlock()
+	if ss == nil {
+		return
+	}
+	s.endSession(ss, CodeGone, why)
+	s.mu.Lock()
+	s.tellLocked(ss)
+	s.mu.Unlock()
+}
+
 // workerName is "pull:"+name unless name has it.
 func workerName(name string) string {
 	if strings.HasPrefix(name, "pull:") {

@@ -874,3 +874,20 @@ func TestNoWayGuard(t *testing.T) {
 		t.Errorf("%d leases granted for a refused job", n)
 	}
 }
+
+// TestGone: a worker whose machine the caller stopped loses its job at
+// once, without being told.
+func TestGone(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.LeaseTTL = time.Minute })
+	c := e.worker("vm-9")
+	sl, leases := e.acquire(c)
+	done := run(sl, "gone-1.0")
+	l := getLease(t, leases)
+	e.srv.Gone("vm-9", "machine stopped")
+	if r := waitResult(t, done); !errors.Is(r.err, executor.ErrLost) || !strings.Contains(r.err.Error(), "machine stopped") {
+		t.Errorf("Run: %v", r.err)
+	}
+	if _, err := c.Heartbeat(context.Background(), l.Ref(), HeartbeatRequest{}); !IsUnauthorized(err) {
+		t.Errorf("heartbeat of a gone worker: %v", err)
+	}
+}

@@ -325,6 +325,10 @@ func (e *Executor) Workers() []pull.WorkerInfo { return e.srv.Workers() }
 // Retire ends an idle worker's session (see pull.Server.Retire).
 func (e *Executor) Retire(name string) bool { return e.srv.Retire(name) }
 
+// Gone requeues the jobs of worker NAME at once: the caller knows its
+// machine is dead (see pull.Server.Gone).
+func (e *Executor) Gone(name, why string) { e.srv.Gone(name, why) }
+
 // Owns reports whether a slot name is a pull worker's.
 func (e *Executor) Owns(worker string) bool { return strings.HasPrefix(worker, "pull:") }
 
