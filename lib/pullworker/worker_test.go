@@ -36,7 +36,7 @@ type rig struct {
 	fp  string
 }
 
-func newRig(t *testing.T, ttl time.Duration) *rig {
+func newRig(t testing.TB, ttl time.Duration) *rig {
 	t.Helper()
 	ctx := context.Background()
 	r := &rig{dir: t.TempDir()}
