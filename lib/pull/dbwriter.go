@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // dbWriter commits the server's lease writes in groups: whatever waits
@@ -93,20 +94,34 @@ func (w *dbWriter) loop() {
 	batch := make([]dbOp, 0, maxGroup)
 	for op := range w.ops {
 		batch = append(batch[:0], op)
-	fill:
-		for len(batch) < maxGroup {
-			select {
-			case op, ok := <-w.ops:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, op)
-			default:
-				break fill
-			}
+		batch = w.drain(batch)
+		if len(batch) < 4 {
+			// A commit costs far more than a statement: when few
+			// writes wait, give the others a moment to join.
+			time.Sleep(coalesce)
+			batch = w.drain(batch)
 		}
 		w.commit(batch)
 	}
+}
+
+// coalesce is how long a small group waits for more writes.
+const coalesce = 200 * time.Microsecond
+
+// drain adds what is queued now to batch.
+func (w *dbWriter) drain(batch []dbOp) []dbOp {
+	for len(batch) < maxGroup {
+		select {
+		case op, ok := <-w.ops:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, op)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (w *dbWriter) stmt(q string) (*sql.Stmt, error) {
