@@ -481,8 +481,11 @@ func (sl *Slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, err
 	defer sl.giveBack()
 	s.mu.Lock()
 	dead := sl.dead || sl.sess.ended || s.closed || sl.done
+	// A slot the scheduler kept idle (no job it accepted) may outlive
+	// its worker's polls.
+	gone := !s.liveLocked(sl.sess)
 	s.mu.Unlock()
-	if dead {
+	if dead || gone {
 		return nil, &executor.CrashError{Worker: sl.name, Reason: "the worker left before its job was handed over", Lost: true}
 	}
 	if !sl.Accepts(j.PkgPath, j.PkgName) {
