@@ -49,7 +49,7 @@ apt_timeout=${APT_LOCK_TIMEOUT:-600}
 
 pkgs="bmake sqlite3 gzip bzip2 xz-utils zstd ca-certificates gcc libc6-dev patch"
 if [ "$want_test" = yes ]; then
-	pkgs="$pkgs openssh-server openssh-client iproute2 gnupg openssl binutils libarchive-tools chromium curl slurm-wlm munge nftables qemu-system-x86 linux-image-cloud-amd64 busybox-static"
+	pkgs="$pkgs openssh-server openssh-client iproute2 gnupg openssl binutils libarchive-tools chromium curl slurm-wlm munge nftables qemu-system-x86 linux-image-cloud-amd64 busybox-static lz4"
 fi
 
 missing=""

@@ -2,7 +2,9 @@
 # Usage: sh scripts/vmimage.sh OUTDIR
 #
 # Builds the qemu worker image into OUTDIR: vmlinuz (the newest Debian
-# cloud kernel in /boot), initrd.img (busybox, a static pkgrun, the host's
+# cloud kernel in /boot), vmlinux (the uncompressed kernel inside it,
+# which qemu boots directly through its PVH entry: needs lz4 for Debian's
+# kernel), initrd.img (busybox, a static pkgrun, the host's
 # build tools with their libraries, examples/tree at /usr/pkgsrc, the
 # virtio/fw_cfg/overlay modules and an /init that starts `pkgrun worker`)
 # and manifest (what is in it). Nothing secret goes in: a machine gets the
@@ -19,4 +21,4 @@ mkdir -p "$out"
 CGO_ENABLED=0 go build -o "$out/pkgrun" ./cmd/pkgrun
 go run ./scripts/vmimage -o "$out" -pkgrun "$out/pkgrun" -tree examples/tree >/dev/null
 rm -f "$out/pkgrun"
-echo "vmimage: $out/vmlinuz $out/initrd.img" >&2
+echo "vmimage: wrote $out (vmlinux or vmlinuz, initrd.img, manifest)" >&2

@@ -33,7 +33,11 @@ $bb mount -t tmpfs -o mode=0755 tmpfs /var/pkgbulk
 $bb mount -t tmpfs -o mode=1777 tmpfs /var/tmp
 $bb hostname pkgbulk-worker
 
-say() { echo "pkgbulk-init: $*" > /dev/console; }
+say() {
+	read -r up _ < /proc/uptime
+	echo "pkgbulk-init: [$up] $*" > /dev/console
+}
+say "up"
 off() {
 	say "$*"
 	$bb sync
@@ -88,6 +92,14 @@ set -- worker --server "$server" --token-file /run/pkgbulk/token --name "$name" 
 [ -z "$pin" ] || set -- "$@" --fingerprint "$pin"
 [ -z "$imds" ] || set -- "$@" --spot-imds "$imds"
 for l in $labels; do set -- "$@" --label "$l"; done
-say "starting pkgrun worker --name $name --server $server (uptime $($bb cut -d" " -f1 /proc/uptime)s)"
-/usr/bin/pkgrun "$@" > /dev/console 2>&1
+say "starting pkgrun worker --name $name --server $server"
+# Each line of the worker's log on the console, after the uptime.
+stamp() {
+	while IFS= read -r l; do
+		read -r up _ < /proc/uptime
+		echo "[$up] $l"
+	done
+}
+set -o pipefail
+/usr/bin/pkgrun "$@" 2>&1 < /dev/null | stamp > /dev/console
 off "pkgrun worker exited with status $?"

@@ -54,9 +54,11 @@ var DefaultPackages = []string{
 var extraPaths = []string{"/usr/bin/cc", "/usr/bin/awk", "/usr/bin/c99", "/usr/bin/c89"}
 
 // Modules are the kernel modules the guest loads (with what they depend
-// on): the virtio network card, fw_cfg in sysfs (the token) and overlayfs
-// (the build sandboxes).
-var Modules = []string{"virtio_pci", "virtio_net", "qemu_fw_cfg", "overlay"}
+// on): the virtio network card, the virtio entropy source (without it the
+// first getrandom of pkgrun waits seconds under TCG for the kernel's
+// random pool), fw_cfg in sysfs (the token) and overlayfs (the build
+// sandboxes).
+var Modules = []string{"virtio_pci", "virtio_net", "virtio_rng", "qemu_fw_cfg", "overlay"}
 
 // Spec says what goes into an image.
 type Spec struct {
@@ -80,6 +82,7 @@ type Spec struct {
 }
 
 // Image is a built image: the kernel and the initramfs to boot it with.
+// Kernel may be a bzImage or an uncompressed PVH vmlinux (see ExtractPVH).
 type Image struct {
 	Kernel, Initrd string
 }
@@ -547,7 +550,9 @@ func Build(spec Spec, dir string) (Image, error) {
 	return p.Build(dir)
 }
 
-// Build writes the plan's kernel and initramfs into dir.
+// Build writes the plan's kernel and initramfs into dir: vmlinuz (the
+// kernel as given), vmlinux (the uncompressed kernel inside it, when it
+// has a PVH entry: what qemu boots fastest) and initrd.img.
 func (p *Plan) Build(dir string) (Image, error) {
 	img := Image{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img")}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -555,6 +560,10 @@ func (p *Plan) Build(dir string) (Image, error) {
 	}
 	if err := copyFile(p.Kernel, img.Kernel); err != nil {
 		return Image{}, err
+	}
+	os.Remove(filepath.Join(dir, "vmlinux"))
+	if err := ExtractPVH(p.Kernel, filepath.Join(dir, "vmlinux")); err == nil {
+		img.Kernel = filepath.Join(dir, "vmlinux")
 	}
 	tmp := img.Initrd + ".new"
 	f, err := os.Create(tmp)

@@ -76,7 +76,7 @@ func Open(kind string, q url.Values, env Env) (provider.Provider, error) {
 	case "qemu":
 		cfg := qemu.Config{Dir: filepath.Join(env.Dir, "qemu"), IMDS: last("imds")}
 		if d := last("image"); d != "" {
-			cfg.Image = vmimage.Image{Kernel: filepath.Join(d, "vmlinuz"), Initrd: filepath.Join(d, "initrd.img")}
+			cfg.Image = vmimage.InDir(d)
 		}
 		if k := last("kernel"); k != "" {
 			cfg.Image.Kernel = k

@@ -252,6 +252,8 @@ func (p *Provider) start(ctx context.Context, req provider.StartRequest, w provi
 		"-display", "none", "-monitor", "none", "-serial", "file:" + filepath.Join(dir, "serial.log"),
 		"-no-reboot", "-nodefaults",
 		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
+		// Entropy from the host at once (see vmimage.Modules).
+		"-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0",
 	}
 	var fifos []string
 	for name := range secrets {

@@ -85,5 +85,8 @@ func Image(t testing.TB, name string, spec vmimage.Spec) vmimage.Image {
 			os.Remove(f + ".lock")
 		}
 	}
-	return vmimage.Image{Kernel: p.Kernel, Initrd: initrd}
+	kernel := testenv.Cached(t, p.Kernel, "vmlinux", func(path string) error {
+		return vmimage.BootKernel(p.Kernel, path)
+	})
+	return vmimage.Image{Kernel: kernel, Initrd: initrd}
 }
