@@ -212,6 +212,7 @@ func (p Policy) Decide(in Input) Decision {
 		wantOD := ceilDiv(in.NeedOnDemand, p.Slots)
 		start := max(wantOD-onDemand, 0)
 		if room := p.Max - left; start > room {
+			made := 0
 			for _, b := range in.Builders {
 				if start <= room {
 					break
@@ -219,9 +220,14 @@ func (p Policy) Decide(in Input) Decision {
 				if b.Spot && b.Up && b.Busy == 0 && !slices.Contains(dec.Stop, b.Name) {
 					dec.Stop = append(dec.Stop, b.Name)
 					room++
+					made++
 				}
 			}
-			start = min(start, room)
+			if made > 0 {
+				why = append(why, fmt.Sprintf("stop %d idle spot builders to make room for on-demand ones", made))
+			}
+			start = max(min(start, room), 0)
+			left -= made
 		}
 		if start > 0 {
 			dec.StartOnDemand = start

@@ -80,6 +80,9 @@ func TestDecide(t *testing.T) {
 		{name: "at max: an idle spot builder makes room", pol: Policy{Max: 2, Spot: true, Idle: time.Hour},
 			in:  Input{Demand: executor.Demand{Ready: 1, Running: 1}, NeedOnDemand: 1, Builders: []Builder{up("s1", true, 1, 0), up("s2", true, 0, time.Second)}},
 			ond: 1, stop: []string{"s2"}},
+		{name: "over max for an on-demand builder: the idle spot one goes", pol: Policy{Max: 2, Spot: true, Idle: time.Hour},
+			in:   Input{Demand: executor.Demand{Ready: 1, Running: 1}, NeedOnDemand: 1, Builders: []Builder{up("s1", true, 1, 0), up("s2", true, 0, time.Second), booting("o3", false)}},
+			stop: []string{"s2"}},
 		{name: "an idle on-demand builder waited for is kept", pol: Policy{Max: 4, Spot: true, Idle: time.Minute},
 			in: Input{Demand: executor.Demand{Ready: 1}, NeedOnDemand: 1, Builders: []Builder{up("o", false, 0, time.Hour)}}},
 	}

@@ -28,12 +28,14 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/autoscale"
+	"github.com/pkgbulk/pkgbulk/lib/db"
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/pullexec"
 	"github.com/pkgbulk/pkgbulk/lib/job"
@@ -57,6 +59,10 @@ type Config struct {
 	// autoscale.DriverConfig; zero: its defaults).
 	Tick, JoinTimeout, ListEvery time.Duration
 	Log                          io.Writer
+	// Preempts are the jobs already lost on spot machines, by PKGNAME
+	// (from the database: see LostOnSpot), so that the on-demand rule
+	// holds across a restart of pkgsched.
+	Preempts map[string]int
 }
 
 // Executor hands out the slots of the pull workers on elastic machines.
@@ -85,12 +91,16 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 		wc.ServerURL = cfg.Pull.URL()
 	}
 	e := &Executor{pull: cfg.Pull, prov: cfg.Provider, pol: cfg.Policy.Defaults(), done: make(chan error, 1), preempts: map[string]int{}}
+	for k, v := range cfg.Preempts {
+		e.preempts[k] = v
+	}
 	drv, err := autoscale.NewDriver(autoscale.DriverConfig{Policy: cfg.Policy, Provider: cfg.Provider, Pool: pool{cfg.Pull},
 		Worker: wc, Run: cfg.Run, Tick: cfg.Tick, JoinTimeout: cfg.JoinTimeout, ListEvery: cfg.ListEvery, Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("executor elastic: %w", err)
 	}
 	e.drv = drv
+	drv.SetNeedOnDemand(e.needOnDemand())
 	// Orphans first, before any job is handed out.
 	if _, err := drv.Reap(ctx); err != nil {
 		return nil, fmt.Errorf("executor elastic: %w", err)
@@ -140,8 +150,14 @@ func Open(ctx context.Context, spec string, settings job.Settings, dbPath, pkgru
 		prov.Close()
 		return nil, fmt.Errorf("executor %s: %w", spec, err)
 	}
+	pre, err := LostOnSpot(ctx, dbPath)
+	if err != nil {
+		px.Close()
+		prov.Close()
+		return nil, fmt.Errorf("executor %s: %w", spec, err)
+	}
 	e, err := New(ctx, Config{Pull: px, Provider: prov, Policy: pol, Run: dbPath, URL: machineURL, Labels: labels,
-		Tick: tick, ListEvery: list, Log: log})
+		Tick: tick, ListEvery: list, Log: log, Preempts: pre})
 	if err != nil {
 		px.Close()
 		prov.Close()
@@ -431,3 +447,37 @@ func (p pool) Workers() []autoscale.Worker {
 }
 
 func (p pool) Retire(name string) bool { return p.p.Retire(name) }
+
+// lostOnSpot matches the crash detail of a job whose spot worker was lost
+// (executor.CrashError of a pull slot of a spot machine the driver named).
+var lostOnSpot = regexp.MustCompile(`pull:el-[0-9a-f]+-spot[0-9]+(/[0-9]+)?: worker lost: `)
+
+// LostOnSpot counts, for every package still open or in processing in
+// the database at dbPath, the jobs of it lost with a spot machine in
+// earlier runs (its "lost" events, "crash" in older pkgsched, naming a
+// spot worker).
+func LostOnSpot(ctx context.Context, dbPath string) (map[string]int, error) {
+	d, err := db.OpenReadOnly(ctx, dbPath)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	rows, err := d.QueryContext(ctx, `SELECT p.pkgname, e.detail FROM events e JOIN packages p ON p.id = e.pkg_id
+		JOIN build_state s ON s.pkg_id = e.pkg_id
+		WHERE e.event IN ('crash', 'lost') AND s.state IN ('open', 'in_processing') AND e.detail LIKE '%-spot%worker lost%'`)
+	if err != nil {
+		return nil, fmt.Errorf("jobs lost on spot machines: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var pkg, detail string
+		if err := rows.Scan(&pkg, &detail); err != nil {
+			return nil, fmt.Errorf("jobs lost on spot machines: %w", err)
+		}
+		if lostOnSpot.MatchString(detail) {
+			out[pkg]++
+		}
+	}
+	return out, rows.Err()
+}

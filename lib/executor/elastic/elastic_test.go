@@ -21,6 +21,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/provider"
 	"github.com/pkgbulk/pkgbulk/lib/provider/process"
+	"github.com/pkgbulk/pkgbulk/lib/sched/schedtest"
 	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
 
@@ -417,5 +418,43 @@ func TestBudget(t *testing.T) {
 	}
 	if !strings.Contains(e.log.String(), "budget of 3s builder time spent") {
 		t.Errorf("no word of the budget in the log:\n%s", e.log)
+	}
+}
+
+// TestLostOnSpot counts, from a database's events, the jobs of open
+// packages lost with spot machines: not those lost with on-demand ones,
+// not other crashes, not packages already built.
+func TestLostOnSpot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bulk.db")
+	if err := schedtest.WriteDB(context.Background(), path, []schedtest.Pkg{{Name: "a-1.0"}, {Name: "b-1.0"}, {Name: "c-1.0"}}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO build_state (pkg_id, state) VALUES (1, 'open'), (2, 'done'), (3, 'in_processing')`,
+		`INSERT INTO events (at, pkg_id, event, detail) VALUES
+			(1, 1, 'crash', 'crash 1 of 3 in this run: pull:el-0a1b2c-spot1: worker lost: lease x (attempt 1) of a-1.0: expired'),
+			(2, 1, 'requeue', 'crash 1 of 3 in this run: pull:el-0a1b2c-spot1: worker lost: lease x'),
+			(3, 1, 'crash', 'crash 1 of 3 in this run: pull:el-99ffee-spot7/2: worker lost: lease y (attempt 2) of a-1.0: released'),
+			(4, 1, 'crash', 'crash 2 of 3 in this run: pull:el-99ffee-od8: worker lost: lease z (attempt 3) of a-1.0: expired'),
+			(5, 1, 'crash', 'crash 3 of 3 in this run: pull:el-99ffee-spot9: builder crashed: exit status 2'),
+			(6, 2, 'crash', 'crash 1 of 3 in this run: pull:el-99ffee-spot9: worker lost: lease w (attempt 1) of b-1.0: expired'),
+			(7, 3, 'crash', 'crash 1 of 3 in this run: pull:el-99ffee-spot9: worker lost: lease v (attempt 1) of c-1.0: expired'),
+			(8, 3, 'lost', 'lost 2 of 10 in this run: pull:el-99ffee-spot10: worker lost: lease u (attempt 2) of c-1.0: expired')`,
+	} {
+		if _, err := d.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Close()
+	got, err := LostOnSpot(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"a-1.0": 2, "c-1.0": 2}; !maps.Equal(got, want) {
+		t.Errorf("LostOnSpot = %v, want %v", got, want)
 	}
 }
