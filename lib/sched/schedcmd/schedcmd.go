@@ -105,7 +105,7 @@ type RunCmd struct {
 	Pkgrun       string `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
 	JSON         bool   `name:"json" help:"Print the summary as JSON."`
 
-	Executors   []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, ssh://user@host[:port]?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, ssh:HOSTSFILE (one ssh:// spec a line), or pull://LISTEN_ADDR:PORT?ttl=5m (volunteer pkgrun workers poll it; see pkgsched token). Default: local with -j slots."`
+	Executors   []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, ssh://user@host[:port]?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, ssh:HOSTSFILE (one ssh:// spec a line), pull://LISTEN_ADDR:PORT?ttl=5m (volunteer pkgrun workers poll it; see pkgsched token), or elastic:KIND?max=N&boot=60s&idle=60s (pull workers on process, qemu or ec2 machines started on demand and stopped when idle; see docs/elastic-builders.md). Default: local with -j slots."`
 	SSHIdentity string   `name:"executor-identity" type:"path" placeholder:"FILE" help:"SSH private key for ssh executors (default: --ssh-identity, then ssh-agent and ~/.ssh)."`
 	KnownHosts  string   `name:"executor-known-hosts" type:"path" placeholder:"FILE" help:"known_hosts file listing the ssh executors' host keys (default: --known-hosts, then ~/.ssh/known_hosts)."`
 
