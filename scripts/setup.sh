@@ -8,7 +8,10 @@
 #   --test        also install what the test suite runs for real: OpenSSH's
 #                 sshd, an S3 server (versitygw), GnuPG, OpenSSL, binutils'
 #                 ar, bsdtar, chromium and curl (the example tree fetches from
-#                 a local HTTP site in the distfile tests), Slurm and munge
+#                 a local HTTP site in the distfile tests), Slurm and munge,
+#                 nftables (the pull workers' NAT-like rules in the netns tests)
+#                 qemu, a Debian cloud kernel and busybox-static (the worker
+#                 VMs) and ec2-metadata-mock (spot notices)
 #   --prefix DIR  also install the tools into DIR/bin (e.g. /usr/local)
 #
 # Go (the version go.mod names, or newer) must be on PATH or in
@@ -46,7 +49,7 @@ apt_timeout=${APT_LOCK_TIMEOUT:-600}
 
 pkgs="bmake sqlite3 gzip bzip2 xz-utils zstd ca-certificates gcc libc6-dev patch"
 if [ "$want_test" = yes ]; then
-	pkgs="$pkgs openssh-server openssh-client iproute2 gnupg openssl binutils libarchive-tools chromium curl slurm-wlm munge"
+	pkgs="$pkgs openssh-server openssh-client iproute2 gnupg openssl binutils libarchive-tools chromium curl slurm-wlm munge nftables qemu-system-x86 linux-image-cloud-amd64 busybox-static lz4"
 fi
 
 missing=""
@@ -70,6 +73,10 @@ if [ "$want_test" = yes ]; then
 	if [ ! -x "$gobin/versitygw" ]; then
 		echo "setup: installing versitygw (S3 server for the store tests)" >&2
 		go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+	fi
+	if [ ! -x "$gobin/ec2-metadata-mock" ]; then
+		echo "setup: installing ec2-metadata-mock (spot notices for the VM tests)" >&2
+		go install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0
 	fi
 fi
 

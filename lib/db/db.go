@@ -3,7 +3,8 @@
 // and versioned with PRAGMA user_version; Open refuses any other version.
 //
 // Writers: pkgdag creates the file (packages, scan_records, depends, unresolved, meta,
-// carried-over history); pkgsched owns build_state, events and history.
+// carried-over history); pkgsched owns build_state, events and history, and
+// its pull server and pkgsched token the pull_* tables (lib/pull).
 // One writer at a time: pkgsched run holds the database's lock (TryLock)
 // for its whole run, and pkgdag build takes it before it replaces the
 // file. Readers (pkgsched status and report) use OpenReadOnly and take no
@@ -159,6 +160,46 @@ CREATE TABLE history (
   build_cpu_ms   INTEGER,                -- the build stage's CPU ms (user+system of its processes); NULL when unknown
   stages      TEXT,                      -- every stage as JSON [{"name","wall_ms","cpu_ms"}...]; NULL when unknown
   PRIMARY KEY (pkgpath, finished_at, pkgname)
+) WITHOUT ROWID;
+
+-- Pull workers (lib/pull): registration tokens, sessions and leases.
+-- Secrets are kept only as their SHA-256 (hex); pkgsched token add
+-- prints a token once.
+CREATE TABLE pull_tokens (
+  name        TEXT PRIMARY KEY,          -- the worker's name (pkgsched token add NAME)
+  hash        TEXT NOT NULL UNIQUE,      -- hex SHA-256 of the token
+  labels      TEXT NOT NULL DEFAULT '',  -- k=v,k=v given by the operator
+  one_session INTEGER NOT NULL DEFAULT 0,-- 1: the token opens one session only (a VM's)
+  sessions    INTEGER NOT NULL DEFAULT 0,-- sessions opened with it
+  created_at  INTEGER NOT NULL,          -- unix ms
+  revoked_at  INTEGER                    -- unix ms; NULL while valid
+);
+
+CREATE TABLE pull_sessions (
+  hash        TEXT PRIMARY KEY,          -- hex SHA-256 of the session secret
+  token       TEXT NOT NULL,             -- pull_tokens.name
+  worker      TEXT NOT NULL,             -- pull:NAME
+  info        TEXT NOT NULL,             -- the worker's registration (JSON, no secret)
+  created_at  INTEGER NOT NULL,
+  last_seen   INTEGER NOT NULL,
+  ended_at    INTEGER,                   -- NULL while open
+  end_reason  TEXT NOT NULL DEFAULT ''
+);
+
+-- Every lease ever granted. Only a job's current lease (state active, the
+-- highest attempt of its pkgname) may heartbeat, upload or report; a
+-- pkgsched that starts marks every active lease expired.
+CREATE TABLE pull_leases (
+  id          TEXT PRIMARY KEY,          -- random, sent with every request about the lease
+  pkgname     TEXT NOT NULL,
+  attempt     INTEGER NOT NULL,          -- 1, 2, ... over every lease of the pkgname
+  session     TEXT NOT NULL,             -- pull_sessions.hash
+  worker      TEXT NOT NULL,
+  state       TEXT NOT NULL,             -- active done released expired revoked cancelled
+  granted_at  INTEGER NOT NULL,
+  expires_at  INTEGER NOT NULL,          -- moved on by heartbeats
+  ended_at    INTEGER,
+  UNIQUE (pkgname, attempt)
 ) WITHOUT ROWID;
 `
 

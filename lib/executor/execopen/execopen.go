@@ -17,6 +17,12 @@
 //	slurm://?partition=P&slots=N&cores=C&pkgrun=PATH&conf=FILE
 //	                  srun steps in a Slurm cluster lib/executor/slurmexec
 //	                  (cores: the most CPUs a job may ask for)
+//	pull://LISTEN_ADDR?cert=F&key=F&ttl=5m&poll=30s&tree=REV&platform=OPSYS/ARCH
+//	                  volunteer workers that poll  lib/executor/pullexec
+//	elastic:KIND?max=4&min=0&boot=60s&idle=60s&budget=10h&spot=true&preempt=2&listen=ADDR&url=URL
+//	                  pull workers on machines the lib/executor/elastic
+//	                  autoscaler starts and stops (KIND: a provider of
+//	                  lib/provider/provideropen: process, qemu, ec2)
 //
 // Several specs (pkgsched run --executor, repeated) are joined by
 // lib/executor/multi. This is the one place where executors are wired.
@@ -37,9 +43,11 @@ import (
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/executor"
+	"github.com/pkgbulk/pkgbulk/lib/executor/elastic"
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/executor/multi"
 	"github.com/pkgbulk/pkgbulk/lib/executor/noway"
+	"github.com/pkgbulk/pkgbulk/lib/executor/pullexec"
 	"github.com/pkgbulk/pkgbulk/lib/executor/slurmexec"
 	"github.com/pkgbulk/pkgbulk/lib/executor/sshexec"
 	"github.com/pkgbulk/pkgbulk/lib/job"
@@ -151,8 +159,23 @@ func open(spec string, env Env, locals *int) ([]executor.Executor, error) {
 			return nil, err
 		}
 		return []executor.Executor{e}, nil
+	case "pull":
+		// Tag is the database's path: leases live there, the
+		// self-signed certificate beside it.
+		e, err := pullexec.Open(context.Background(), spec, env.Settings, env.Tag, env.Log)
+		if err != nil {
+			return nil, err
+		}
+		return []executor.Executor{e}, nil
+	case "elastic":
+		// The pull executor's database, and the machines' run tag.
+		e, err := elastic.Open(context.Background(), spec, env.Settings, env.Tag, env.Pkgrun, env.Log)
+		if err != nil {
+			return nil, err
+		}
+		return []executor.Executor{e}, nil
 	}
-	return nil, fmt.Errorf("executor %q: unknown scheme (want local, local:N[?cores=C&oversubscribe=F], ssh://user@host?slots=N, ssh:HOSTSFILE or slurm://?partition=P&slots=N)", spec)
+	return nil, fmt.Errorf("executor %q: unknown scheme (want local, local:N[?cores=C&oversubscribe=F], ssh://user@host?slots=N, ssh:HOSTSFILE, slurm://?partition=P&slots=N, pull://LISTEN_ADDR?ttl=5m or elastic:KIND?max=N)", spec)
 }
 
 func sshConfig(h sshexec.Host, env Env) sshexec.Config {

@@ -27,6 +27,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor/execopen"
 	"github.com/pkgbulk/pkgbulk/lib/executor/local"
 	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/pull"
 	"github.com/pkgbulk/pkgbulk/lib/sched"
 	"github.com/pkgbulk/pkgbulk/lib/speedup"
 	"github.com/pkgbulk/pkgbulk/lib/store"
@@ -99,6 +100,7 @@ type CLI struct {
 	Report   ReportCmd   `cmd:"" help:"Write pbulk's report files (meta/report, report.txt, report.html) from the database."`
 	Dist     DistCmd     `cmd:"" name:"distfiles" help:"List the distfiles the build needs and which the store lacks (for pre-fetching)."`
 	Serve    ServeCmd    `cmd:"" help:"Serve a live status page and its JSON API, read-only, from the database."`
+	Token    TokenCmd    `cmd:"" help:"Add, revoke and list the registration tokens of pull workers."`
 }
 
 // RunCmd is pkgsched run.
@@ -117,7 +119,7 @@ type RunCmd struct {
 	Pkgrun        string  `placeholder:"PROG" help:"pkgrun program (default: beside pkgsched, then PATH)."`
 	JSON          bool    `name:"json" help:"Print the summary as JSON."`
 
-	Executors   []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, local:N?cores=C&oversubscribe=F (N slots sharing C cores for MAKE_JOBS), ssh://user@host[:port]?slots=N&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, or ssh:HOSTSFILE (one ssh:// spec a line). Default: local with -j slots."`
+	Executors   []string `name:"executor" sep:"none" placeholder:"SPEC" help:"Where the builders run (repeatable; all of them feed this run): local (one slot per CPU), local:N, local:N?cores=C&oversubscribe=F (N slots sharing C cores for MAKE_JOBS), ssh://user@host[:port]?slots=N&cores=C&never=PATTERN&pkgrun=PATH&pkgsrc=DIR&workroot=DIR, ssh:HOSTSFILE (one ssh:// spec a line), slurm://?partition=P&slots=N&cores=C, pull://LISTEN_ADDR:PORT?ttl=5m (volunteer pkgrun workers poll it; see pkgsched token), or elastic:KIND?max=N&boot=60s&idle=60s (pull workers on process, qemu or ec2 machines started on demand and stopped when idle; see docs/elastic-builders.md). Default: local with -j slots."`
 	SSHIdentity string   `name:"executor-identity" type:"path" placeholder:"FILE" help:"SSH private key for ssh executors (default: --ssh-identity, then ssh-agent and ~/.ssh)."`
 	KnownHosts  string   `name:"executor-known-hosts" type:"path" placeholder:"FILE" help:"known_hosts file listing the ssh executors' host keys (default: --known-hosts, then ~/.ssh/known_hosts)."`
 
@@ -356,8 +358,15 @@ func (c *StatusCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
+	ps, err := pull.ReadStatus(ctx, d)
+	if err != nil {
+		return err
+	}
 	if c.JSON {
-		b, err := json.MarshalIndent(st, "", "  ")
+		b, err := json.MarshalIndent(struct {
+			*sched.Status
+			Pull *pull.Status `json:"pull"`
+		}{st, ps}, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -380,6 +389,9 @@ func (c *StatusCmd) Run(ctx context.Context, g *cli.Globals) error {
 		tw.Flush()
 	}
 	if err := st.WriteFailures(w); err != nil {
+		return err
+	}
+	if err := ps.Write(w, time.Now()); err != nil {
 		return err
 	}
 	left := st.Counts[sched.Open] + st.Counts[sched.InProcessing]
@@ -406,6 +418,8 @@ type SimulateCmd struct {
 
 	CoresPerBuilder int     `placeholder:"N" help:"Also simulate builders of N cores each, packing jobs by cores with MAKE_JOBS per job from the critical-path policy, against one core per job on the same cores (0: off)."`
 	Fraction        float64 `name:"parallel-fraction" default:"-1" placeholder:"F" help:"Parallel share of a build without history for --cores-per-builder (default: the median fitted from --history's stage columns, else 0.5)."`
+
+	Elastic ElasticSimFlags `embed:"" prefix:""`
 }
 
 // Run simulates.
@@ -461,6 +475,9 @@ func (c *SimulateCmd) Run(ctx context.Context, g *cli.Globals) error {
 		if user, err = sched.ReadPriorityFile(gr, c.Priority); err != nil {
 			return err
 		}
+	}
+	if c.Elastic.Elastic {
+		return c.Elastic.run(ctx, g, gr, durs, source, c.Workers, c.JSON)
 	}
 	orders := []sched.Order{sched.Order(c.Order)}
 	if c.Order == "both" {

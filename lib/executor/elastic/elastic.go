@@ -1,0 +1,483 @@
+// Package elastic is the executor of elastic builders: the pull executor
+// (lib/executor/pullexec) whose workers run on machines that an autoscaler
+// (lib/autoscale) starts through a provider (lib/provider) when the
+// scheduler has work for them and stops once they are idle. Opened from
+//
+//	elastic:KIND?max=4&min=0&boot=60s&idle=60s&budget=10h&spot=true&preempt=2
+//	        &listen=127.0.0.1:0&url=https://HOST:PORT&ttl=5m&poll=30s&label=K=V
+//	        &PROVIDER SETTINGS
+//
+// KIND is a provider of lib/provider/provideropen (process, qemu, ec2).
+// max and min bound the builders, boot is how long one takes to join,
+// idle how long one may have no job before it is stopped, budget the
+// builder time all of them may bill (then no job is handed out and the
+// run stops with the rest open), spot asks for preemptible machines and
+// preempt is how many losses on them send a job to an on-demand one.
+// listen, ttl, poll, cert, key, tree and platform are the pull server's
+// (see pullexec); url is the server as the machines reach it (default:
+// as listened on). label adds a worker label (repeatable). tick is how
+// often the autoscaler looks at the workers (1s), list how often it lists
+// the provider's machines to notice lost ones (15s). Every machine
+// carries the database's path as its run tag: at start the machines an
+// earlier master of this database left are stopped, and at Close all.
+package elastic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkgbulk/pkgbulk/lib/autoscale"
+	"github.com/pkgbulk/pkgbulk/lib/db"
+	"github.com/pkgbulk/pkgbulk/lib/executor"
+	"github.com/pkgbulk/pkgbulk/lib/executor/pullexec"
+	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/provider"
+	"github.com/pkgbulk/pkgbulk/lib/provider/provideropen"
+	"github.com/pkgbulk/pkgbulk/lib/pull"
+)
+
+// ErrBudget is returned by Acquire once the budget of builder time is spent.
+var ErrBudget = errors.New("the builder-time budget is spent: no more jobs are handed out; raise budget= and run again to resume")
+
+// Config configures an executor.
+type Config struct {
+	Pull     *pullexec.Executor // closed by Close
+	Provider provider.Provider  // closed by Close
+	Policy   autoscale.Policy
+	Run      string            // the run tag: the database's path
+	URL      string            // the pull server as machines reach it (default Pull.URL())
+	Labels   map[string]string // more worker labels
+	// Tick, JoinTimeout and ListEvery tune the driver (see
+	// autoscale.DriverConfig; zero: its defaults).
+	Tick, JoinTimeout, ListEvery time.Duration
+	Log                          io.Writer
+	// Preempts are the jobs already lost on spot machines, by PKGNAME
+	// (from the database: see LostOnSpot), so that the on-demand rule
+	// holds across a restart of pkgsched.
+	Preempts map[string]int
+}
+
+// Executor hands out the slots of the pull workers on elastic machines.
+type Executor struct {
+	pull   *pullexec.Executor
+	prov   provider.Provider
+	drv    *autoscale.Driver
+	pol    autoscale.Policy
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+
+	mu       sync.Mutex
+	preempts map[string]int // PKGNAME -> jobs lost on spot builders
+}
+
+// New starts the autoscaler (it first stops what an earlier master of
+// the same run left).
+func New(ctx context.Context, cfg Config) (*Executor, error) {
+	if cfg.Pull == nil || cfg.Provider == nil {
+		return nil, errors.New("executor elastic: no pull executor or no provider")
+	}
+	wc := provider.WorkerConfig{ServerURL: cfg.URL, Fingerprint: cfg.Pull.Fingerprint(), Labels: cfg.Labels}
+	if wc.ServerURL == "" {
+		wc.ServerURL = cfg.Pull.URL()
+	}
+	e := &Executor{pull: cfg.Pull, prov: cfg.Provider, pol: cfg.Policy.Defaults(), done: make(chan error, 1), preempts: map[string]int{}}
+	for k, v := range cfg.Preempts {
+		e.preempts[k] = v
+	}
+	drv, err := autoscale.NewDriver(autoscale.DriverConfig{Policy: cfg.Policy, Provider: cfg.Provider, Pool: pool{cfg.Pull},
+		Worker: wc, Run: cfg.Run, Tick: cfg.Tick, JoinTimeout: cfg.JoinTimeout, ListEvery: cfg.ListEvery, Log: cfg.Log})
+	if err != nil {
+		return nil, fmt.Errorf("executor elastic: %w", err)
+	}
+	e.drv = drv
+	drv.SetNeedOnDemand(e.needOnDemand())
+	// Orphans first, before any job is handed out.
+	if _, err := drv.Reap(ctx); err != nil {
+		return nil, fmt.Errorf("executor elastic: %w", err)
+	}
+	dctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	go func() { e.done <- drv.Run(dctx) }()
+	return e, nil
+}
+
+// Open opens elastic:KIND?... for the database at dbPath (see the package
+// documentation).
+func Open(ctx context.Context, spec string, settings job.Settings, dbPath, pkgrun string, log io.Writer) (*Executor, error) {
+	rest, ok := strings.CutPrefix(spec, "elastic:")
+	if !ok {
+		return nil, fmt.Errorf("executor %s: want elastic:KIND?max=N", spec)
+	}
+	kind, query, _ := strings.Cut(rest, "?")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fmt.Errorf("executor %s: %w", spec, err)
+	}
+	pol, labels, err := parsePolicy(spec, q)
+	if err != nil {
+		return nil, err
+	}
+	var tick, list time.Duration
+	for k, d := range map[string]*time.Duration{"tick": &tick, "list": &list} {
+		if v := q.Get(k); v != "" {
+			if *d, err = time.ParseDuration(v); err != nil || *d < 10*time.Millisecond {
+				return nil, fmt.Errorf("executor %s: %s=%q: want a Go duration such as 1s", spec, k, v)
+			}
+		}
+		delete(q, k)
+	}
+	pullSpec, machineURL := pullSpec(q)
+	prov, err := provideropen.Open(kind, q, provideropen.Env{Dir: dbPath + ".builders", Pkgrun: pkgrun, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("executor %s: %w", spec, err)
+	}
+	if err := provideropen.Unknown(spec, q); err != nil {
+		prov.Close()
+		return nil, err
+	}
+	px, err := pullexec.Open(ctx, pullSpec, settings, dbPath, log)
+	if err != nil {
+		prov.Close()
+		return nil, fmt.Errorf("executor %s: %w", spec, err)
+	}
+	pre, err := LostOnSpot(ctx, dbPath)
+	if err != nil {
+		px.Close()
+		prov.Close()
+		return nil, fmt.Errorf("executor %s: %w", spec, err)
+	}
+	e, err := New(ctx, Config{Pull: px, Provider: prov, Policy: pol, Run: dbPath, URL: machineURL, Labels: labels,
+		Tick: tick, ListEvery: list, Log: log, Preempts: pre})
+	if err != nil {
+		px.Close()
+		prov.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// parsePolicy takes the autoscaler's settings and the labels out of q.
+func parsePolicy(spec string, q url.Values) (autoscale.Policy, map[string]string, error) {
+	p := autoscale.Policy{Max: 1, Boot: time.Minute}
+	labels := map[string]string{}
+	for _, k := range []string{"min", "max", "preempt", "slots", "boot", "idle", "budget", "spot", "worth", "label"} {
+		vs, ok := q[k]
+		if !ok {
+			continue
+		}
+		delete(q, k)
+		v := vs[len(vs)-1]
+		bad := func(want string) error { return fmt.Errorf("executor %s: %s=%q: want %s", spec, k, v, want) }
+		switch k {
+		case "min", "max", "preempt", "slots":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return p, nil, bad("a number")
+			}
+			switch k {
+			case "min":
+				p.Min = n
+			case "max":
+				p.Max = n
+			case "preempt":
+				p.PreemptLimit = n
+			case "slots":
+				p.Slots = n
+			}
+		case "boot", "idle":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return p, nil, bad("a Go duration such as 60s")
+			}
+			if k == "boot" {
+				p.Boot = d
+			} else {
+				p.Idle = d
+			}
+		case "budget":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return p, nil, bad("builder time as a Go duration such as 10h")
+			}
+			p.Budget = d
+		case "spot":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return p, nil, bad("true or false")
+			}
+			p.Spot = b
+		case "worth":
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f <= 0 {
+				return p, nil, bad("a positive number")
+			}
+			p.Worth = f
+		case "label":
+			for _, kv := range vs {
+				lk, lv, ok := strings.Cut(kv, "=")
+				if !ok || lk == "" {
+					return p, nil, fmt.Errorf("executor %s: label=%q: want K=V", spec, kv)
+				}
+				labels[lk] = lv
+			}
+		}
+	}
+	if err := p.Check(); err != nil {
+		return p, nil, fmt.Errorf("executor %s: %w", spec, err)
+	}
+	return p, labels, nil
+}
+
+// pullSpec takes the pull server's settings out of q as a pull:// spec,
+// and url (how machines reach it).
+func pullSpec(q url.Values) (string, string) {
+	listen := "127.0.0.1:0"
+	if v := q.Get("listen"); v != "" {
+		listen = v
+	}
+	delete(q, "listen")
+	machineURL := q.Get("url")
+	delete(q, "url")
+	pq := url.Values{}
+	for _, k := range []string{"cert", "key", "ttl", "poll", "tree", "platform"} {
+		if v, ok := q[k]; ok {
+			pq[k] = v
+			delete(q, k)
+		}
+	}
+	s := "pull://" + listen
+	if len(pq) > 0 {
+		s += "?" + pq.Encode()
+	}
+	return s, machineURL
+}
+
+// Name is "elastic:" and the provider's name.
+func (e *Executor) Name() string { return "elastic:" + e.prov.Name() }
+
+// Pull is the pull executor the machines' workers join.
+func (e *Executor) Pull() *pullexec.Executor { return e.pull }
+
+// Driver is the autoscaler.
+func (e *Executor) Driver() *autoscale.Driver { return e.drv }
+
+// Demand feeds the autoscaler.
+func (e *Executor) Demand(d executor.Demand) { e.drv.Demand(d) }
+
+// Capacity is the slots of the workers connected now.
+func (e *Executor) Capacity() int { return e.pull.Capacity() }
+
+// Acquire waits for a worker's slot; once the budget is spent it returns
+// ErrBudget (wrapped), which stops the run with the rest of it open.
+func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
+	if e.drv.BudgetSpent() {
+		return nil, ErrBudget
+	}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-actx.Done():
+				return
+			case <-t.C:
+				if e.drv.BudgetSpent() {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	s, err := e.pull.Acquire(actx)
+	if e.drv.BudgetSpent() && ctx.Err() == nil {
+		if s != nil {
+			s.Release()
+		}
+		return nil, ErrBudget
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cs, ok := s.(executor.CoreSlot); ok {
+		return &coreSlot{slot{Slot: s, e: e}, cs}, nil
+	}
+	return &slot{Slot: s, e: e}, nil
+}
+
+// Owns and CleanStale are the pull executor's.
+func (e *Executor) Owns(worker string) bool { return e.pull.Owns(worker) }
+
+// CleanStale is the pull executor's (its leases were fenced).
+func (e *Executor) CleanStale(ctx context.Context, jobs []executor.StaleJob) ([]executor.Cleaned, error) {
+	return e.pull.CleanStale(ctx, jobs)
+}
+
+// Close stops every machine (also when the run was cancelled), then the
+// pull server and the provider.
+func (e *Executor) Close() error {
+	e.once.Do(func() {
+		e.cancel()
+		err := <-e.done
+		e.err = errors.Join(err, e.pull.Close(), e.prov.Close())
+	})
+	return e.err
+}
+
+// workerOf is the worker name of a slot name: pull:NAME or pull:NAME/k.
+func workerOf(slotName string) string {
+	n := strings.TrimPrefix(slotName, "pull:")
+	if i := strings.LastIndexByte(n, '/'); i >= 0 {
+		n = n[:i]
+	}
+	return n
+}
+
+// lost counts a job lost on a spot builder and reports how many jobs now
+// need an on-demand one.
+func (e *Executor) lost(pkgname string) {
+	e.mu.Lock()
+	e.preempts[pkgname]++
+	n := e.needOnDemand()
+	e.mu.Unlock()
+	e.drv.SetNeedOnDemand(n)
+}
+
+func (e *Executor) finished(pkgname string) {
+	e.mu.Lock()
+	delete(e.preempts, pkgname)
+	n := e.needOnDemand()
+	e.mu.Unlock()
+	e.drv.SetNeedOnDemand(n)
+}
+
+func (e *Executor) needOnDemand() int {
+	if !e.pol.Spot {
+		return 0
+	}
+	n := 0
+	for _, c := range e.preempts {
+		if c >= e.pol.PreemptLimit {
+			n++
+		}
+	}
+	return n
+}
+
+// slot is a pull slot that refuses, on a spot machine, the jobs lost
+// there PreemptLimit times, and tells the autoscaler about every job.
+type slot struct {
+	executor.Slot
+	e *Executor
+}
+
+// Accepts is the worker's own rule and the on-demand rule.
+func (s *slot) Accepts(pkgpath, pkgname string) bool {
+	if a, ok := s.Slot.(executor.Accepter); ok && !a.Accepts(pkgpath, pkgname) {
+		return false
+	}
+	if !s.e.pol.Spot || !s.e.drv.IsSpot(workerOf(s.Name())) {
+		return true
+	}
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	return s.e.preempts[pkgname] < s.e.pol.PreemptLimit
+}
+
+// Run runs the job on the worker; a job lost with a spot machine counts
+// toward the on-demand rule, a finished one toward the mean build time.
+func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, error) {
+	spot := s.e.drv.IsSpot(workerOf(s.Name()))
+	start := time.Now()
+	out, err := s.Slot.Run(ctx, j)
+	switch {
+	case err == nil && out != nil && out.Result != nil:
+		s.e.drv.JobDone(time.Since(start))
+		s.e.finished(j.PkgName)
+	case errors.Is(err, executor.ErrLost) && spot && ctx.Err() == nil:
+		s.e.lost(j.PkgName)
+	}
+	return out, err
+}
+
+type coreSlot struct {
+	slot
+	cs executor.CoreSlot
+}
+
+func (s *coreSlot) Cores() int     { return s.cs.Cores() }
+func (s *coreSlot) FreeCores() int { return s.cs.FreeCores() }
+func (s *coreSlot) Grow(n int) int { return s.cs.Grow(n) }
+func (s *coreSlot) Release()       { s.slot.Release() }
+func (s *coreSlot) Name() string   { return s.slot.Name() }
+
+// pool adapts the pull executor to autoscale.Pool.
+type pool struct{ p *pullexec.Executor }
+
+func (p pool) Mint(ctx context.Context, name string, labels map[string]string) (string, error) {
+	return p.p.MintToken(ctx, name, labels, true)
+}
+
+func (p pool) Revoke(ctx context.Context, name string) error {
+	err := p.p.RevokeToken(ctx, name)
+	if errors.Is(err, pull.ErrNoToken) {
+		return nil
+	}
+	return err
+}
+
+func (p pool) Workers() []autoscale.Worker {
+	ws := p.p.Workers()
+	out := make([]autoscale.Worker, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, autoscale.Worker{Name: strings.TrimPrefix(w.Name, "pull:"), Busy: w.Busy, IdleSince: w.IdleSince})
+	}
+	return out
+}
+
+func (p pool) Retire(name string) bool { return p.p.Retire(name) }
+
+// lostOnSpot matches the crash detail of a job whose spot worker was lost
+// (executor.CrashError of a pull slot of a spot machine the driver named).
+var lostOnSpot = regexp.MustCompile(`pull:el-[0-9a-f]+-spot[0-9]+(/[0-9]+)?: worker lost: `)
+
+// LostOnSpot counts, for every package still open or in processing in
+// the database at dbPath, the jobs of it lost with a spot machine in
+// earlier runs (its "lost" events, "crash" in older pkgsched, naming a
+// spot worker).
+func LostOnSpot(ctx context.Context, dbPath string) (map[string]int, error) {
+	d, err := db.OpenReadOnly(ctx, dbPath)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	rows, err := d.QueryContext(ctx, `SELECT p.pkgname, e.detail FROM events e JOIN packages p ON p.id = e.pkg_id
+		JOIN build_state s ON s.pkg_id = e.pkg_id
+		WHERE e.event IN ('crash', 'lost') AND s.state IN ('open', 'in_processing') AND e.detail LIKE '%-spot%worker lost%'`)
+	if err != nil {
+		return nil, fmt.Errorf("jobs lost on spot machines: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var pkg, detail string
+		if err := rows.Scan(&pkg, &detail); err != nil {
+			return nil, fmt.Errorf("jobs lost on spot machines: %w", err)
+		}
+		if lostOnSpot.MatchString(detail) {
+			out[pkg]++
+		}
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/busybox sh
+# /init of the pkgbulk worker image (made by lib/vmimage). It boots
+# straight into `pkgrun worker` and powers the machine off when the worker
+# exits. Nothing secret is in the image: the kernel command line carries
+# the server's URL, its certificate pin, the worker's name and labels
+# (pkgbulk.server= pkgbulk.pin= pkgbulk.name= pkgbulk.label=k=v
+# pkgbulk.imds=); the one-session token comes through fw_cfg
+# (opt/pkgbulk/token). Instead of all that, fw_cfg's opt/pkgbulk/user-data
+# may hold the same settings as lines of key=value (server, pin, name,
+# label, imds, token), the way an EC2 instance gets them as user data.
+bb=/usr/bin/busybox
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+
+if [ "$1" != stage2 ]; then
+	# pivot_root(2) refuses the initial rootfs, and every build sandbox
+	# pivots: make / a bind mount of itself, then start over inside it.
+	$bb mkdir -p /.root
+	$bb mount --bind / /.root
+	cd /.root
+	$bb mount --move . /
+	exec $bb chroot . /init stage2
+fi
+
+$bb mount -t proc proc /proc
+$bb mount -t sysfs sysfs /sys
+$bb mount -t devtmpfs devtmpfs /dev
+$bb mkdir -p /dev/pts /dev/shm
+$bb mount -t devpts devpts /dev/pts
+$bb mount -t tmpfs -o mode=1777 tmpfs /tmp
+$bb mount -t tmpfs -o mode=0755 tmpfs /run
+$bb mkdir -p /var/pkgbulk /var/tmp
+$bb mount -t tmpfs -o mode=0755 tmpfs /var/pkgbulk
+$bb mount -t tmpfs -o mode=1777 tmpfs /var/tmp
+$bb hostname pkgbulk-worker
+
+say() {
+	read -r up _ < /proc/uptime
+	echo "pkgbulk-init: [$up] $*" > /dev/console
+}
+say "up"
+off() {
+	say "$*"
+	$bb sync
+	$bb poweroff -f
+}
+
+while read -r m; do
+	$bb insmod "$m" || say "insmod $m failed"
+done < /etc/pkgbulk/modules
+
+# The only network is the user-mode one the host gives (with restrict=on,
+# only the forwards to the master get out).
+$bb ip link set lo up
+$bb ip link set eth0 up || off "no network interface"
+$bb ip addr add 10.0.2.15/24 dev eth0
+$bb ip route add default via 10.0.2.2
+
+server= pin= name= imds= labels=
+umask 077
+$bb mkdir -p /run/pkgbulk
+fw=/sys/firmware/qemu_fw_cfg/by_name/opt/pkgbulk
+setting() { # key value
+	case $1 in
+	server) server=$2 ;;
+	pin) pin=$2 ;;
+	name) name=$2 ;;
+	imds) imds=$2 ;;
+	label) labels="$labels $2" ;;
+	token) printf '%s\n' "$2" > /run/pkgbulk/token ;;
+	esac
+}
+for w in $($bb cat /proc/cmdline); do
+	case $w in
+	pkgbulk.*=*) k=${w%%=*}; setting "${k#pkgbulk.}" "${w#*=}" ;;
+	esac
+done
+if [ -r $fw/user-data/raw ]; then
+	while IFS= read -r line || [ -n "$line" ]; do
+		case $line in
+		*=*) setting "${line%%=*}" "${line#*=}" ;;
+		esac
+	done < $fw/user-data/raw
+fi
+[ -r $fw/token/raw ] && $bb cat $fw/token/raw > /run/pkgbulk/token
+[ -s /run/pkgbulk/token ] || off "no token (fw_cfg opt/pkgbulk/token)"
+[ -n "$server" ] || off "no server (pkgbulk.server= on the kernel command line)"
+[ -n "$name" ] || name=$($bb hostname)
+umask 022
+
+set -- worker --server "$server" --token-file /run/pkgbulk/token --name "$name" \
+	--pkgsrc /usr/pkgsrc --work-root /var/pkgbulk
+[ -z "$pin" ] || set -- "$@" --fingerprint "$pin"
+[ -z "$imds" ] || set -- "$@" --spot-imds "$imds"
+for l in $labels; do set -- "$@" --label "$l"; done
+say "starting pkgrun worker --name $name --server $server"
+# Each line of the worker's log on the console, after the uptime.
+stamp() {
+	while IFS= read -r l; do
+		read -r up _ < /proc/uptime
+		echo "[$up] $l"
+	done
+}
+set -o pipefail
+/usr/bin/pkgrun "$@" 2>&1 < /dev/null | stamp > /dev/console
+off "pkgrun worker exited with status $?"

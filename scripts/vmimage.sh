@@ -1,0 +1,24 @@
+#!/bin/sh
+# Usage: sh scripts/vmimage.sh OUTDIR
+#
+# Builds the qemu worker image into OUTDIR: vmlinuz (the newest Debian
+# cloud kernel in /boot), vmlinux (the uncompressed kernel inside it,
+# which qemu boots directly through its PVH entry: needs lz4 for Debian's
+# kernel), initrd.img (busybox, a static pkgrun, the host's
+# build tools with their libraries, examples/tree at /usr/pkgsrc, the
+# virtio/fw_cfg/overlay modules and an /init that starts `pkgrun worker`)
+# and manifest (what is in it). Nothing secret goes in: a machine gets the
+# server's URL on its kernel command line and its token through fw_cfg
+# (see lib/provider/qemu). Needs linux-image-cloud-amd64, busybox-static
+# and the packages of lib/vmimage's DefaultPackages (setup.sh installs
+# them). Exit status: 0 built, 1 failed, 2 bad usage.
+set -eu
+[ $# -eq 1 ] || { sed -n '2,/^$/s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+case $1 in -h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;; esac
+out=$1
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+CGO_ENABLED=0 go build -o "$out/pkgrun" ./cmd/pkgrun
+go run ./scripts/vmimage -o "$out" -pkgrun "$out/pkgrun" -tree examples/tree >/dev/null
+rm -f "$out/pkgrun"
+echo "vmimage: wrote $out (vmlinux or vmlinuz, initrd.img, manifest)" >&2

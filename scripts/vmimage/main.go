@@ -1,0 +1,56 @@
+// Command vmimage writes the qemu worker image (lib/vmimage) into a
+// directory: vmlinuz, initrd.img and manifest. scripts/vmimage.sh runs it
+// with a static pkgrun built from this checkout.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/pkgbulk/pkgbulk/lib/vmimage"
+)
+
+func main() {
+	fl := flag.NewFlagSet("vmimage", flag.ContinueOnError)
+	out := fl.String("o", "", "output directory (required)")
+	pkgrun := fl.String("pkgrun", "", "static pkgrun binary (required)")
+	tree := fl.String("tree", "", "pkgsrc tree to include at "+vmimage.TreePath)
+	kernel := fl.String("kernel", "", "vmlinuz (default: the newest /boot/vmlinuz-*-cloud-amd64)")
+	fl.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: vmimage -o DIR -pkgrun FILE [-tree DIR] [-kernel FILE]\nExit status: 0 written, 1 failed, 2 bad usage.")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	if *out == "" || *pkgrun == "" || fl.NArg() > 0 {
+		fl.Usage()
+		os.Exit(2)
+	}
+	p, err := vmimage.NewPlan(vmimage.Spec{Kernel: *kernel, Pkgrun: *pkgrun, Tree: *tree})
+	if err == nil {
+		var img vmimage.Image
+		img, err = p.Build(*out)
+		if err == nil {
+			var f *os.File
+			f, err = os.Create(filepath.Join(*out, "manifest"))
+			if err == nil {
+				err = p.WriteManifest(f)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			fmt.Println(img.Kernel)
+			fmt.Println(img.Initrd)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vmimage:", err)
+		os.Exit(1)
+	}
+}
