@@ -10,7 +10,7 @@
 //	                  (deadline: how long the host may not answer
 //	                  before its jobs are lost and requeued; cores:
 //	                  the host's cores for MAKE_JOBS, default nproc
-//	                  there; never, repeatable: a pkgpath glob or a
+//	                  there, at least slots; never, repeatable: a pkgpath glob or a
 //	                  package pattern the host must never get, see
 //	                  lib/executor/noway; '+' is a plus, not a space)
 //	ssh:FILE          a hosts file: one ssh:// spec a line (# comments)

@@ -105,7 +105,7 @@ type Host struct {
 	// (executor.Accepter).
 	Never noway.List
 	// Cores is the host's cores for MAKE_JOBS accounting; 0 means ask
-	// the host (nproc) at connect.
+	// the host (nproc) at connect and count at least Slots.
 	Cores int
 	// Oversubscribe, when set, replaces Config.Oversubscribe for this
 	// host (lib/executor/execopen applies it).
@@ -543,9 +543,10 @@ func (e *Executor) setUp(ctx context.Context, c *conn) error {
 	if e.cores == nil {
 		if nproc < 1 {
 			fmt.Fprintf(e.cfg.Log, "pkgsched: %s: could not count the host's cores (%q); counting 1 (set cores=N)\n", e.name, first)
-			nproc = 1
 		}
-		e.cores = executor.NewCorePool(nproc, e.cfg.Oversubscribe)
+		// As lib/executor/local: without cores=, slots=N still runs N
+		// jobs at once.
+		e.cores = executor.NewCorePool(max(nproc, e.cfg.Host.Slots), e.cfg.Oversubscribe)
 	}
 	return nil
 }

@@ -308,7 +308,7 @@ func TestNever(t *testing.T) {
 }
 
 // TestCores: a host's slots share one core pool of its cores (declared,
-// or counted with nproc at connect) times the oversubscription: however
+// or counted with nproc at connect, at least its slots) times the oversubscription: however
 // the slots Grow, the cores granted on the host never add up to more, a
 // slot beyond that waits in Acquire, and the cores come back with the
 // slots.
@@ -325,6 +325,7 @@ func TestCores(t *testing.T) {
 		{"oversubscribed", 2, 4, 1.5, 3},
 		{"many slots", 3, 6, 2, 6},
 		{"nproc", 0, 2, 1, 0},
+		{"nproc, more slots", 0, 2 * runtime.NumCPU(), 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, err := sshexec.New(sshexec.Config{
@@ -337,7 +338,7 @@ func TestCores(t *testing.T) {
 			defer e.Close()
 			want := tc.want
 			if tc.cores == 0 {
-				want = runtime.NumCPU() // the ssh host is this machine
+				want = max(runtime.NumCPU(), tc.slots) // the ssh host is this machine
 			}
 			var slots []executor.Slot
 			granted := 0
