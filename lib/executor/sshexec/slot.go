@@ -300,7 +300,7 @@ func (s *slot) lostJob(pid int, pkg string, start time.Time) {
 	}
 	fmt.Fprintf(e.cfg.Log, "pkgsched: %s: could not kill the builder of a lost job (process group %d): %v; waiting %s for its watchdog\n", s.Name(), pid, err, e.cfg.Deadline+time.Second)
 	e.mu.Lock()
-	e.orphans = append(e.orphans, pid)
+	e.orphans = append(e.orphans, orphan{pid: pid, pkg: pkg, start: start})
 	e.mu.Unlock()
 	// Without heartbeats the builder's watchdog kills its group after
 	// the deadline: once that passed, the job may run elsewhere.

@@ -171,8 +171,8 @@ type Executor struct {
 	failures   int       // connects failed in a row
 	retryAt    time.Time // no connect before
 	lastErr    error
-	orphans    []int // process groups of lost jobs not known to be dead
-	live       int   // slots not retired
+	orphans    []orphan // builders of lost jobs not known to be dead
+	live       int      // slots not retired
 	noSpace    error
 	full       chan struct{}
 	connecting chan struct{} // closed when the connect in progress ends
@@ -185,6 +185,14 @@ var (
 	_ executor.Executor = (*Executor)(nil)
 	_ executor.Cleaner  = (*Executor)(nil)
 )
+
+// orphan is the builder of a lost job that could not be killed: its
+// process group, and its job directory's package and start.
+type orphan struct {
+	pid   int
+	pkg   string
+	start time.Time
+}
 
 // conn is one SSH connection and its liveness.
 type conn struct {
@@ -473,8 +481,19 @@ func (e *Executor) connect(ctx context.Context) (*conn, error) {
 	orphans := e.orphans
 	e.mu.Unlock()
 	if len(orphans) > 0 {
-		if err := e.command(cctx, c, killScript(e.cfg.Tag, "KILL", orphans), nil, nil); err != nil {
+		// Kill them, then remove their job directories (before this
+		// host gets another job).
+		pids := make([]int, len(orphans))
+		var clean strings.Builder
+		for i, o := range orphans {
+			pids[i] = o.pid
+			fmt.Fprintf(&clean, "%s\n", cleanScript(e.workRoot, o.pkg, o.start.Add(-clockSlack).Unix()))
+		}
+		if err := e.command(cctx, c, killScript(e.cfg.Tag, "KILL", pids), nil, nil); err != nil {
 			return fail(fmt.Errorf("kill the builders of lost jobs: %w", err))
+		}
+		if !e.cfg.Settings.KeepWorkdir {
+			_ = e.command(cctx, c, clean.String(), nil, nil)
 		}
 		e.mu.Lock()
 		e.orphans = e.orphans[len(orphans):]
