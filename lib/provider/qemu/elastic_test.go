@@ -60,6 +60,13 @@ func qemuAlive(pid int, id string) bool {
 	return !strings.Contains(string(st), ") Z")
 }
 
+// spot reports whether v is a spot VM (only those watch the metadata
+// service).
+func (v vm) spot() bool {
+	b, _ := os.ReadFile(filepath.Join(v.dir, "meta.json"))
+	return strings.Contains(string(b), `"pkgbulk-spot":"true"`)
+}
+
 // building is the package VM v builds now ("" when it holds no lease):
 // its console's last lease has no line after it that ends it.
 func (v vm) building() string {
@@ -149,9 +156,9 @@ func TestElasticQemu(t *testing.T) {
 	// leaves. The mock is stopped again once the notice was seen, so
 	// that the VMs booted next can build.
 	var noticed vm
-	if wait("another VM building", 4*time.Minute, func() bool {
+	if wait("a spot VM building", 4*time.Minute, func() bool {
 		for _, v := range vms(bdir) {
-			if v.id != lost.id && v.building() != "" {
+			if v.id != lost.id && v.spot() && v.building() != "" {
 				noticed = v
 				return true
 			}
