@@ -28,6 +28,9 @@ type Pool interface {
 	// Retire ends the session of an idle worker and reports whether it
 	// did (false: it holds a job, or the scheduler holds its slot).
 	Retire(name string) bool
+	// Gone ends the session of a worker whose machine is stopped or
+	// dead, and requeues its job at once.
+	Gone(name, why string)
 }
 
 // Worker is a connected worker as the pool reports it.
@@ -221,13 +224,17 @@ func (d *Driver) Reap(ctx context.Context) ([]provider.Instance, error) {
 	if len(orphans) == 0 {
 		return nil, nil
 	}
+	err = d.cfg.Provider.Stop(ctx, provider.IDs(orphans))
 	for _, in := range orphans {
-		if in.Name != "" {
-			d.cfg.Pool.Retire(in.Name)
-			d.cfg.Pool.Revoke(ctx, in.Name)
+		if in.Name == "" {
+			continue
 		}
+		if err == nil {
+			d.cfg.Pool.Gone(in.Name, "machine of an earlier master stopped")
+		}
+		d.cfg.Pool.Revoke(ctx, in.Name)
 	}
-	if err := d.cfg.Provider.Stop(ctx, provider.IDs(orphans)); err != nil {
+	if err != nil {
 		return orphans, fmt.Errorf("autoscale: stop %d machines left by an earlier run: %w", len(orphans), err)
 	}
 	fmt.Fprintf(d.cfg.Log, "autoscale: stopped %d machines an earlier master of this run left (%s)\n", len(orphans), names(orphans))
@@ -290,16 +297,25 @@ func (d *Driver) StopAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// stop stops machines ms and forgets them.
+// stop stops machines ms, ends their workers' sessions (their jobs are
+// requeued at once: the machines are dead), revokes their tokens and
+// forgets them. When the provider cannot stop them, the tokens are still
+// revoked but the jobs wait for their leases to expire (a machine that
+// may still run must not have its job built twice at once).
 func (d *Driver) stop(ctx context.Context, ms []*machine, why string) error {
 	ids := make([]string, len(ms))
 	for i, m := range ms {
 		ids[i] = m.id
-		if err := d.cfg.Pool.Revoke(ctx, m.name); err != nil {
-			fmt.Fprintf(d.cfg.Log, "autoscale: revoke the token of %s: %v\n", m.name, err)
-		}
 	}
 	err := d.cfg.Provider.Stop(ctx, ids)
+	for _, m := range ms {
+		if err == nil {
+			d.cfg.Pool.Gone(m.name, "machine stopped: "+why)
+		}
+		if rerr := d.cfg.Pool.Revoke(ctx, m.name); rerr != nil {
+			fmt.Fprintf(d.cfg.Log, "autoscale: revoke the token of %s: %v\n", m.name, rerr)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("autoscale: stop %v: %w", ids, err)
 	}

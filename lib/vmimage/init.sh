@@ -82,6 +82,9 @@ if [ -r $fw/user-data/raw ]; then
 	done < $fw/user-data/raw
 fi
 [ -r $fw/token/raw ] && $bb cat $fw/token/raw > /run/pkgbulk/token
+# Builds run as root in their sandboxes, with /sys read-only: take fw_cfg
+# away, so that none can read the token (or the user data) there.
+$bb rmmod qemu_fw_cfg 2>/dev/null || say "could not unload qemu_fw_cfg"
 [ -s /run/pkgbulk/token ] || off "no token (fw_cfg opt/pkgbulk/token)"
 [ -n "$server" ] || off "no server (pkgbulk.server= on the kernel command line)"
 [ -n "$name" ] || name=$($bb hostname)

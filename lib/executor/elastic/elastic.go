@@ -448,6 +448,8 @@ func (p pool) Workers() []autoscale.Worker {
 
 func (p pool) Retire(name string) bool { return p.p.Retire(name) }
 
+func (p pool) Gone(name, why string) { p.p.Gone(name, why) }
+
 // lostOnSpot matches the crash detail of a job whose spot worker was lost
 // (executor.CrashError of a pull slot of a spot machine the driver named).
 var lostOnSpot = regexp.MustCompile(`pull:el-[0-9a-f]+-spot[0-9]+(/[0-9]+)?: worker lost: `)

@@ -64,7 +64,8 @@ func FuzzParseUserData(f *testing.F) {
 
 // TestEC2EndToEnd drives the EC2 provider through the real AWS SDK
 // against ec2test, whose RunInstances boots a qemu VM from the user data.
-// A spot instance joins the master's pull server and takes a lease; a
+// The master builds one package (misc/diamond-a). A spot instance joins
+// the master's pull server and takes its lease; a
 // spot interruption notice from the real amazon-ec2-metadata-mock makes
 // its worker release the lease and power the machine off (the instance
 // terminates and leaves List); an on-demand instance (which watches no
@@ -78,7 +79,7 @@ func TestEC2EndToEnd(t *testing.T) {
 	vmimagetest.Require(t)
 	imdstest.Find(t)
 	img := vmimagetest.Image(t, "worker", vmimage.Spec{})
-	m := qemutest.NewMaster(t, []string{"misc/diamond-d"})
+	m := qemutest.NewMaster(t, []string{"misc/diamond-a"})
 	codeL, outL, storeL := m.LocalBuild()
 
 	mockPort := qemutest.FreePort(t)
@@ -169,6 +170,13 @@ func TestEC2EndToEnd(t *testing.T) {
 	m.Compare(t, storeL, func() {
 		t.Logf("spot1:\n%s\nod1:\n%s", sc, readFile(console(od[0].ID)))
 	})
+	// The job the spot worker released was built again by od1, never
+	// twice at once.
+	for pkg, w := range m.CheckEvents(t) {
+		if !strings.HasSuffix(w, "od1") {
+			t.Errorf("%s was built at last by %q, not by od1", pkg, w)
+		}
+	}
 
 	if err := p.Stop(ctx, append(ids, "i-0000000000000000", "vm-x")); err != nil {
 		t.Fatal(err)

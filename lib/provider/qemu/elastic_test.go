@@ -2,6 +2,7 @@ package qemu_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
 	"github.com/pkgbulk/pkgbulk/lib/imds/imdstest"
 	"github.com/pkgbulk/pkgbulk/lib/provider/qemu"
 	"github.com/pkgbulk/pkgbulk/lib/provider/qemu/qemutest"
@@ -58,6 +60,21 @@ func qemuAlive(pid int, id string) bool {
 	}
 	st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	return !strings.Contains(string(st), ") Z")
+}
+
+// name is v's worker name.
+func (v vm) name() string {
+	var m struct{ Name string }
+	b, _ := os.ReadFile(filepath.Join(v.dir, "meta.json"))
+	json.Unmarshal(b, &m)
+	return m.Name
+}
+
+// spot reports whether v is a spot VM (only those watch the metadata
+// service).
+func (v vm) spot() bool {
+	b, _ := os.ReadFile(filepath.Join(v.dir, "meta.json"))
+	return strings.Contains(string(b), `"pkgbulk-spot":"true"`)
 }
 
 // building is the package VM v builds now ("" when it holds no lease):
@@ -133,10 +150,12 @@ func TestElasticQemu(t *testing.T) {
 
 	// A lost machine: SIGKILL a VM mid-job.
 	var lost vm
-	wait("a VM building", 4*time.Minute, func() bool {
+	var lostPkg, lostName string
+	var lostDone bool // built before the master was killed
+	wait("a spot VM building", 4*time.Minute, func() bool {
 		for _, v := range vms(bdir) {
-			if p := v.building(); p != "" {
-				lost = v
+			if p := v.building(); p != "" && v.spot() {
+				lost, lostPkg, lostName = v, p, v.name()
 				syscall.Kill(-v.pid, syscall.SIGKILL)
 				t.Logf("killed %s while it built %s (%.0fs into the run)", v.id, p, time.Since(start).Seconds())
 				return true
@@ -149,22 +168,47 @@ func TestElasticQemu(t *testing.T) {
 	// leaves. The mock is stopped again once the notice was seen, so
 	// that the VMs booted next can build.
 	var noticed vm
-	if wait("another VM building", 4*time.Minute, func() bool {
+	if wait("a spot VM building", 4*time.Minute, func() bool {
 		for _, v := range vms(bdir) {
-			if v.id != lost.id && v.building() != "" {
+			if v.id != lost.id && v.spot() && v.building() != "" {
 				noticed = v
 				return true
 			}
 		}
 		return false
 	}) {
+		// Every spot VM running watches it; the one that built may have
+		// been retired meanwhile: any spot VM's notice will do.
 		mock := imdstest.StartOn(t, mockPort, "spot", "--action", "terminate")
-		wait("the spot notice on "+noticed.id, 2*time.Minute, func() bool {
-			b, _ := os.ReadFile(filepath.Join(noticed.dir, "serial.log"))
-			return strings.Contains(string(b), "spot interruption notice")
+		var heard string
+		wait("a spot notice on a VM", 2*time.Minute, func() bool {
+			logs, _ := filepath.Glob(filepath.Join(bdir, "vm-*", "serial.log"))
+			for _, f := range logs {
+				if b, _ := os.ReadFile(f); strings.Contains(string(b), "spot interruption notice") {
+					heard = filepath.Base(filepath.Dir(f))
+					return true
+				}
+			}
+			return false
 		})
 		mock.Stop()
-		wait(noticed.id+" powered off", time.Minute, func() bool { return !qemuAlive(noticed.pid, noticed.id) })
+		t.Logf("spot notice (sent while %s built) heard on %s", noticed.id, heard)
+		for _, v := range vms(bdir) {
+			if v.id == heard {
+				wait(v.id+" powered off", time.Minute, func() bool { return !qemuAlive(v.pid, v.id) })
+			}
+		}
+	}
+
+	// The job lost with the killed VM (preempt=1) is built again, on an
+	// on-demand VM, before the master is killed (a restarted master
+	// forgets preemptions).
+	if lostPkg != "" {
+		wait(lostPkg+" built again", 4*time.Minute, func() bool {
+			st := executortest.States(t, m.DB)[lostPkg]
+			lostDone = st != "" && st != "open" && st != "in_processing"
+			return lostDone
+		})
 	}
 
 	// The master dies while VMs run, and is started again.
@@ -215,12 +259,31 @@ func TestElasticQemu(t *testing.T) {
 			t.Logf("%s:\n%s", filepath.Base(f), readFile(f))
 		}
 	})
+	// Nothing built twice at once; the job lost on a spot VM (preempt=1)
+	// was built at last on an on-demand one.
+	by := m.CheckEvents(t)
+	if lostPkg != "" {
+		w := by[lostPkg]
+		switch {
+		case lostName != "" && strings.HasSuffix(w, ":"+lostName):
+			// Its console lagged: the build was reported before the kill.
+			t.Logf("%s finished on %s before the kill: nothing was lost", lostPkg, w)
+		case lostDone && !strings.Contains(w, "-od"):
+			t.Errorf("the job lost with %s (%s) was built at last on %q, not on an on-demand VM; pkgsched:\n%s", lost.id, lostPkg, w, m.Out)
+		}
+	}
 	if len(seen) < 2 {
 		t.Errorf("%d VMs ran; want at least 2", len(seen))
 	}
 	for _, v := range orphans {
 		if qemuAlive(v.pid, v.id) {
 			t.Errorf("VM %s (qemu %d) the killed master left still runs", v.id, v.pid)
+		}
+	}
+	logs, _ := filepath.Glob(filepath.Join(bdir, "*.serial.log"))
+	for _, f := range logs {
+		if c := readFile(f); strings.Contains(c, "could not unload qemu_fw_cfg") || strings.Contains(c, "insmod") {
+			t.Errorf("%s: the init did not set up as it should:\n%s", filepath.Base(f), c)
 		}
 	}
 	if left := vms(bdir); len(left) > 0 {

@@ -155,6 +155,10 @@ func guestURL(server string) (guest, hostAddr string, err error) {
 			return "", "", fmt.Errorf("server URL %q: no port", server)
 		}
 	}
+	if u.Hostname() == "" || strings.ContainsAny(u.Hostname()+port, ", \t") {
+		// qemu's -netdev list and the relay's command line split there.
+		return "", "", fmt.Errorf("server URL %q: bad host or port", server)
+	}
 	hostAddr = net.JoinHostPort(u.Hostname(), port)
 	u.Host = net.JoinHostPort(MasterAddr, port)
 	return u.String(), hostAddr, nil

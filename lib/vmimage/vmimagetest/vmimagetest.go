@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/testenv"
 	"github.com/pkgbulk/pkgbulk/lib/vmimage"
@@ -77,10 +78,13 @@ func Image(t testing.TB, name string, spec vmimage.Spec) vmimage.Image {
 		}
 		return err
 	})
-	// Images of earlier checkouts go: each is ~100 MB.
+	// Images no test used for a day go (each is ~100 MB); not sooner:
+	// another checkout's tests may boot theirs now.
+	now := time.Now()
+	os.Chtimes(initrd, now, now)
 	old, _ := filepath.Glob(filepath.Join(filepath.Dir(initrd), "*-"+name+".initrd"))
 	for _, f := range old {
-		if f != initrd {
+		if fi, err := os.Stat(f); err == nil && f != initrd && now.Sub(fi.ModTime()) > 24*time.Hour {
 			os.Remove(f)
 			os.Remove(f + ".lock")
 		}
