@@ -458,7 +458,9 @@ func (p *Provider) kill(id string, pid int) error {
 		return err
 	}
 	for i := 0; i < 1000; i++ {
-		if _, ok := p.alive(id); !ok {
+		// A dying qemu loses its command line (alive says no) before it
+		// is a zombie: wait for the pid itself to be done.
+		if _, ok := p.alive(id); !ok && exited(pid) {
 			// Reaped by our wait goroutine, or by init after a crash.
 			for j := 0; j < 200 && p.started(id); j++ {
 				time.Sleep(5 * time.Millisecond)
@@ -469,6 +471,17 @@ func (p *Provider) kill(id string, pid int) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return fmt.Errorf("qemu pid %d still runs 10s after SIGKILL", pid)
+}
+
+// exited reports whether process pid is gone or a zombie (killed, not
+// yet reaped by its parent).
+func exited(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(st), ')')
+	return i > 0 && (strings.HasPrefix(string(st[i+1:]), " Z") || strings.HasPrefix(string(st[i+1:]), " X"))
 }
 
 // SerialLog is the file that holds VM id's console output (while it
