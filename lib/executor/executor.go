@@ -109,6 +109,16 @@ type Accepter interface {
 	Accepts(pkgpath, pkgname string) bool
 }
 
+// Grower is implemented by executors whose builders come and go on their
+// own: machines an autoscaler starts on demand, volunteers that may join
+// at any time. Their slots of the moment say nothing about what they can
+// take later, so while MayGrow is true the scheduler does not stop a run
+// because every slot it holds refuses the ready jobs (see Accepter): it
+// waits for a builder that takes them.
+type Grower interface {
+	MayGrow() bool
+}
+
 // CoreSlot is implemented by slots on builders that declare their cores
 // (see CorePool). Acquire reserves one core of the builder with the slot;
 // before Run the scheduler may Grow the slot to give its job more cores

@@ -532,6 +532,9 @@ func (r *runner) allRefused(capacity int) error {
 	if len(r.running) > 0 || r.core.Ready() == 0 || len(r.parked) < capacity {
 		return nil
 	}
+	if g, ok := r.opts.Exec.(executor.Grower); ok && g.MayGrow() {
+		return nil // a builder that takes them may still come
+	}
 	for _, p := range r.parked {
 		if p.offered != r.core.Readied() {
 			return nil

@@ -492,3 +492,62 @@ func TestLostCountedApart(t *testing.T) {
 		t.Errorf("build_state.crashes counts losses: %v", c)
 	}
 }
+
+// growingExec is a fakeExec whose last builder joins only after a while,
+// as a machine an autoscaler starts or a volunteer does (executor.Grower).
+type growingExec struct {
+	*fakeExec
+	joined atomic.Bool
+}
+
+func (g *growingExec) MayGrow() bool { return true }
+
+func (g *growingExec) Capacity() int {
+	if g.joined.Load() {
+		return g.fakeExec.Capacity()
+	}
+	return g.fakeExec.Capacity() - g.builders[len(g.builders)-1].slots
+}
+
+// TestRefusedWaitsForGrowth: when every slot refuses the ready jobs and
+// nothing runs, an executor that may still get builders (an elastic or
+// pull executor) does not end the run: the job waits for a builder that
+// takes it and is built there.
+func TestRefusedWaitsForGrowth(t *testing.T) {
+	picky := &fakeBuilder{name: "spot", slots: 2, refuse: refusing("test/special")}
+	late := &fakeBuilder{name: "on-demand", slots: 1}
+	g := &growingExec{fakeExec: newFakeExec(20*time.Millisecond, picky, late)}
+	// Hold the late builder's slot back until it joins.
+	var held []slotID
+	for range g.fakeExec.Capacity() {
+		id := <-g.free
+		if id.b == late {
+			held = append(held, id)
+		} else {
+			g.free <- id
+		}
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		g.joined.Store(true)
+		for _, id := range held {
+			g.free <- id
+		}
+	}()
+	pkgs := []schedtest.Pkg{{Name: "special-1.0"}, {Name: "f1-1.0"}, {Name: "after-1.0", Deps: []string{"special-1.0"}}}
+	d, _ := newDB(t, pkgs)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sum, err := sched.Run(ctx, d, sched.RunOptions{Exec: g})
+	for _, msg := range g.errs {
+		t.Errorf("fake executor: %s", msg)
+	}
+	if err != nil || sum.Counts[sched.Done] != len(pkgs) {
+		t.Fatalf("run: %v, %+v (a refusal must not end a run whose executor may grow)", err, sum)
+	}
+	for _, r := range g.runs {
+		if r.pkg == "special-1.0" && r.builder != "on-demand" {
+			t.Errorf("special-1.0 ran on %s, want on-demand", r.builder)
+		}
+	}
+}

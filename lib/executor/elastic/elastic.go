@@ -274,6 +274,11 @@ func (e *Executor) Driver() *autoscale.Driver { return e.drv }
 // Demand feeds the autoscaler.
 func (e *Executor) Demand(d executor.Demand) { e.drv.Demand(d) }
 
+// MayGrow is true until the budget is spent: the autoscaler starts the
+// builders the waiting jobs need (an on-demand one for a job preempted
+// too often), so slots that refuse them now do not end the run.
+func (e *Executor) MayGrow() bool { return !e.drv.BudgetSpent() }
+
 // Capacity is the slots of the workers connected now.
 func (e *Executor) Capacity() int { return e.pull.Capacity() }
 

@@ -39,6 +39,7 @@ var (
 	_ executor.Executor = (*Executor)(nil)
 	_ executor.Cleaner  = (*Executor)(nil)
 	_ executor.Demander = (*Executor)(nil)
+	_ executor.Grower   = (*Executor)(nil)
 )
 
 // New joins members (at least one). Close closes them all.
@@ -161,6 +162,17 @@ func (e *Executor) Demand(d executor.Demand) {
 			dm.Demand(d)
 		}
 	}
+}
+
+// MayGrow reports whether any member may get builders it does not have
+// now (executor.Grower).
+func (e *Executor) MayGrow() bool {
+	for _, m := range e.members {
+		if g, ok := m.(executor.Grower); ok && g.MayGrow() {
+			return true
+		}
+	}
+	return false
 }
 
 // Close stops the pumps and closes every member.

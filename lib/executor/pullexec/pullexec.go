@@ -292,6 +292,11 @@ func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
 // Capacity is the slots of the workers connected now.
 func (e *Executor) Capacity() int { return e.srv.Capacity() }
 
+// MayGrow is always true: volunteers join when they like, so a ready job
+// that the workers of the moment refuse waits for one that takes it
+// (executor.Grower) instead of ending the run.
+func (e *Executor) MayGrow() bool { return true }
+
 // Name is the executor's name for execopen: "pull:LISTEN_ADDR".
 func (e *Executor) Name() string { return "pull:" + e.ln.Addr().String() }
 
