@@ -428,6 +428,20 @@ func (s *Server) offerLocked(ss *session) {
 	s.notifyLocked()
 }
 
+// authLease authenticates the request's session and finds its lease
+// (auth, then leaseOf).
+func (s *Server) authLease(r *http.Request) (*session, *lease, *apiErr) {
+	ss, e := s.auth(r)
+	if e != nil {
+		return nil, nil, e
+	}
+	l, e := s.leaseOf(r, ss)
+	if e != nil {
+		return nil, nil, e
+	}
+	return ss, l, nil
+}
+
 // leaseOf finds the request's lease: the current lease of its job, held by
 // ss, active and not expired; anything else is 409 (400 for a malformed
 // header).
@@ -461,11 +475,7 @@ func (s *Server) leaseOf(r *http.Request, ss *session) (*lease, *apiErr) {
 }
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) *apiErr {
-	ss, e := s.auth(r)
-	if e != nil {
-		return e
-	}
-	l, e := s.leaseOf(r, ss)
+	ss, l, e := s.authLease(r)
 	if e != nil {
 		return e
 	}
@@ -504,11 +514,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) *apiErr {
 }
 
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) *apiErr {
-	ss, e := s.auth(r)
-	if e != nil {
-		return e
-	}
-	l, e := s.leaseOf(r, ss)
+	_, l, e := s.authLease(r)
 	if e != nil {
 		return e
 	}
@@ -582,11 +588,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) *apiErr {
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) *apiErr {
-	ss, e := s.auth(r)
-	if e != nil {
-		return e
-	}
-	l, e := s.leaseOf(r, ss)
+	ss, l, e := s.authLease(r)
 	if e != nil {
 		return e
 	}
@@ -744,11 +746,7 @@ func (s *Server) copyObject(ctx context.Context, from, to string, size int64) er
 }
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request) *apiErr {
-	ss, e := s.auth(r)
-	if e != nil {
-		return e
-	}
-	l, e := s.leaseOf(r, ss)
+	ss, l, e := s.authLease(r)
 	if e != nil {
 		return e
 	}

@@ -81,10 +81,7 @@ type Executor struct {
 	free     chan int
 	closeOne sync.Once
 
-	mu      sync.Mutex
-	live    int           // slots not retired
-	full    chan struct{} // closed when every slot is retired
-	noSpace error         // the last slot's *executor.NoSpaceError
+	retired *executor.Retirement // slots taken out for lack of disk space
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -153,7 +150,7 @@ func New(cfg Config) (*Executor, error) {
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("local executor: write settings %s: %w", f.Name(), err)
 	}
-	e := &Executor{cfg: cfg, cores: executor.NewCorePool(cfg.Cores, cfg.Oversubscribe), jobFile: f.Name(), free: make(chan int, cfg.Slots), live: cfg.Slots, full: make(chan struct{})}
+	e := &Executor{cfg: cfg, cores: executor.NewCorePool(cfg.Cores, cfg.Oversubscribe), jobFile: f.Name(), free: make(chan int, cfg.Slots), retired: executor.NewRetirement(cfg.Slots)}
 	for i := 1; i <= cfg.Slots; i++ {
 		e.free <- i
 	}
@@ -161,11 +158,7 @@ func New(cfg Config) (*Executor, error) {
 }
 
 // Capacity is the number of slots not retired for lack of disk space.
-func (e *Executor) Capacity() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.live
-}
+func (e *Executor) Capacity() int { return e.retired.Live() }
 
 // Cores is the machine's declared cores (Config.Cores).
 func (e *Executor) Cores() int { return e.cores.Cores() }
@@ -181,25 +174,15 @@ func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
 			return nil, err
 		}
 		return &slot{e: e, n: i, held: 1}, nil
-	case <-e.full:
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return nil, fmt.Errorf("every slot is out of disk space; last: %w", e.noSpace)
+	case <-e.retired.Gone():
+		return nil, e.retired.Err()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
 // retire takes a slot whose builder ran out of disk space out of service.
-func (e *Executor) retire(err error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.noSpace = err
-	e.live--
-	if e.live == 0 {
-		close(e.full)
-	}
-}
+func (e *Executor) retire(err error) { e.retired.Retire(err) }
 
 // Close removes the settings file.
 func (e *Executor) Close() error {

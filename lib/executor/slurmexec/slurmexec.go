@@ -101,10 +101,7 @@ type Executor struct {
 	doc      []byte
 	comment  string
 	free     chan int
-	mu       sync.Mutex
-	live     int
-	full     chan struct{}
-	noSpace  error
+	retired  *executor.Retirement
 	closeOne sync.Once
 
 	checkMu sync.Mutex
@@ -154,7 +151,7 @@ func New(cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurm executor: %w", err)
 	}
-	e := &Executor{cfg: cfg, doc: doc, comment: Comment(cfg.Tag), free: make(chan int, cfg.Slots), live: cfg.Slots, full: make(chan struct{})}
+	e := &Executor{cfg: cfg, doc: doc, comment: Comment(cfg.Tag), free: make(chan int, cfg.Slots), retired: executor.NewRetirement(cfg.Slots)}
 	for i := 1; i <= cfg.Slots; i++ {
 		e.free <- i
 	}
@@ -165,11 +162,7 @@ func New(cfg Config) (*Executor, error) {
 func (e *Executor) Name() string { return e.cfg.Name }
 
 // Capacity is the number of slots not retired for lack of disk space.
-func (e *Executor) Capacity() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.live
-}
+func (e *Executor) Capacity() int { return e.retired.Live() }
 
 // Acquire waits for a free slot; the first one checks pkgrun on the
 // nodes.
@@ -180,24 +173,14 @@ func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
 	select {
 	case i := <-e.free:
 		return &slot{e: e, n: i, cores: 1}, nil
-	case <-e.full:
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return nil, fmt.Errorf("every slot is out of disk space; last: %w", e.noSpace)
+	case <-e.retired.Gone():
+		return nil, e.retired.Err()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-func (e *Executor) retire(err error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.noSpace = err
-	e.live--
-	if e.live == 0 {
-		close(e.full)
-	}
-}
+func (e *Executor) retire(err error) { e.retired.Retire(err) }
 
 // check runs pkgrun version --json on a node once; an incompatible
 // pkgrun is remembered and returned from then on.

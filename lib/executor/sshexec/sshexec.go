@@ -171,12 +171,10 @@ type Executor struct {
 	failures   int       // connects failed in a row
 	retryAt    time.Time // no connect before
 	lastErr    error
-	orphans    []orphan // builders of lost jobs not known to be dead
-	live       int      // slots not retired
-	noSpace    error
-	full       chan struct{}
-	connecting chan struct{} // closed when the connect in progress ends
-	fatal      error         // the host is taken out (incompatible pkgrun)
+	orphans    []orphan             // builders of lost jobs not known to be dead
+	retired    *executor.Retirement // slots taken out for lack of disk space
+	connecting chan struct{}        // closed when the connect in progress ends
+	fatal      error                // the host is taken out (incompatible pkgrun)
 	cores      *executor.CorePool
 	remote     version.Info // the host's pkgrun, once connected
 }
@@ -290,7 +288,7 @@ func New(cfg Config) (*Executor, error) {
 		cfg: cfg, name: h.Name, addr: net.JoinHostPort(h.Host, strconv.Itoa(port)),
 		doc: doc, docPath: "/tmp/pkgsched-" + hex.EncodeToString(sum[:8]) + ".json", workRoot: s.WorkRoot,
 		auth: auth, release: release, hostKey: hk, algos: algos,
-		free: make(chan int, h.Slots), closed: make(chan struct{}), live: h.Slots, full: make(chan struct{}),
+		free: make(chan int, h.Slots), closed: make(chan struct{}), retired: executor.NewRetirement(h.Slots),
 	}
 	if h.Cores > 0 {
 		e.cores = executor.NewCorePool(h.Cores, cfg.Oversubscribe)
@@ -305,11 +303,7 @@ func New(cfg Config) (*Executor, error) {
 func (e *Executor) Name() string { return e.name }
 
 // Capacity is the number of slots not retired for lack of disk space.
-func (e *Executor) Capacity() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.live
-}
+func (e *Executor) Capacity() int { return e.retired.Live() }
 
 // Owns reports whether worker is one of this host's slots.
 func (e *Executor) Owns(worker string) bool { return strings.HasPrefix(worker, e.name+"/") }
@@ -319,10 +313,8 @@ func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
 	var n int
 	select {
 	case n = <-e.free:
-	case <-e.full:
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return nil, fmt.Errorf("%s: every slot is out of disk space; last: %w", e.name, e.noSpace)
+	case <-e.retired.Gone():
+		return nil, fmt.Errorf("%s: %w", e.name, e.retired.Err())
 	case <-e.closed:
 		return nil, fmt.Errorf("%s: executor closed", e.name)
 	case <-ctx.Done():
@@ -647,15 +639,7 @@ func (e *Executor) Close() error {
 	return nil
 }
 
-func (e *Executor) retire(err error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.noSpace = err
-	e.live--
-	if e.live == 0 {
-		close(e.full)
-	}
-}
+func (e *Executor) retire(err error) { e.retired.Retire(err) }
 
 // quote quotes s for a POSIX shell.
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

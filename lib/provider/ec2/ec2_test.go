@@ -208,30 +208,15 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	providertest.Run(t, providertest.Env{
-		New: func(t *testing.T) provider.Provider {
-			p, err := ec2.New(context.Background(), ec2.Config{Region: ec2test.Region, Endpoint: srv.URL,
-				AccessKey: ec2test.AccessKey, SecretKey: ec2test.SecretKey, ImageID: "ami-0pkgbulk"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return p
-		},
-		Config: provider.WorkerConfig{ServerURL: px.URL(), Fingerprint: px.Fingerprint()},
-		Mint: func(t *testing.T, name string) string {
-			tok, err := px.MintToken(context.Background(), name, nil, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return tok
-		},
-		Joined: func(t *testing.T) []string {
-			var names []string
-			for _, w := range px.Workers() {
-				names = append(names, strings.TrimPrefix(w.Name, "pull:"))
-			}
-			return names
-		},
-		Spot: true,
-	})
+	env := providertest.PullEnv(px)
+	env.New = func(t *testing.T) provider.Provider {
+		p, err := ec2.New(context.Background(), ec2.Config{Region: ec2test.Region, Endpoint: srv.URL,
+			AccessKey: ec2test.AccessKey, SecretKey: ec2test.SecretKey, ImageID: "ami-0pkgbulk"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	env.Spot = true
+	providertest.Run(t, env)
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/pkgbulk/pkgbulk/lib/db"
@@ -41,30 +40,15 @@ func TestConformance(t *testing.T) {
 	}
 	defer px.Close()
 	tree := filepath.Join(testenv.RepoRoot(t), "examples", "tree")
-	providertest.Run(t, providertest.Env{
-		New: func(t *testing.T) provider.Provider {
-			p, err := process.New(process.Config{Dir: filepath.Join(dir, "builders"), Pkgrun: bin, Args: []string{"--pkgsrc", tree}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return p
-		},
-		Config: provider.WorkerConfig{ServerURL: px.URL(), Fingerprint: px.Fingerprint()},
-		Mint: func(t *testing.T, name string) string {
-			tok, err := px.MintToken(context.Background(), name, nil, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return tok
-		},
-		Joined: func(t *testing.T) []string {
-			var names []string
-			for _, w := range px.Workers() {
-				names = append(names, strings.TrimPrefix(w.Name, "pull:"))
-			}
-			return names
-		},
-	})
+	env := providertest.PullEnv(px)
+	env.New = func(t *testing.T) provider.Provider {
+		p, err := process.New(process.Config{Dir: filepath.Join(dir, "builders"), Pkgrun: bin, Args: []string{"--pkgsrc", tree}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	providertest.Run(t, env)
 }
 
 func TestNewRefusesNoDir(t *testing.T) {

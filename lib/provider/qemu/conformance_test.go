@@ -1,9 +1,7 @@
 package qemu_test
 
 import (
-	"context"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,30 +19,15 @@ func TestConformance(t *testing.T) {
 	img := vmimagetest.Image(t, "worker", vmimage.Spec{})
 	dir := t.TempDir()
 	px := qemutest.PullServer(t, dir)
-	providertest.Run(t, providertest.Env{
-		New: func(t *testing.T) provider.Provider {
-			p, err := qemu.New(qemu.Config{Dir: filepath.Join(dir, "vms"), Image: img, MemoryMB: 512})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return p
-		},
-		Config: provider.WorkerConfig{ServerURL: px.URL(), Fingerprint: px.Fingerprint()},
-		Mint: func(t *testing.T, name string) string {
-			tok, err := px.MintToken(context.Background(), name, nil, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return tok
-		},
-		Joined: func(t *testing.T) []string {
-			var names []string
-			for _, w := range px.Workers() {
-				names = append(names, strings.TrimPrefix(w.Name, "pull:"))
-			}
-			return names
-		},
-		Boot: 2 * time.Minute,
-		Spot: true,
-	})
+	env := providertest.PullEnv(px)
+	env.New = func(t *testing.T) provider.Provider {
+		p, err := qemu.New(qemu.Config{Dir: filepath.Join(dir, "vms"), Image: img, MemoryMB: 512})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	env.Boot = 2 * time.Minute
+	env.Spot = true
+	providertest.Run(t, env)
 }
