@@ -26,7 +26,9 @@ type Pool interface {
 	// Workers are the workers with an open session.
 	Workers() []Worker
 	// Retire ends the session of an idle worker and reports whether it
-	// did (false: it holds a job, or the scheduler holds its slot).
+	// did (false: it holds a job). A slot of it that the scheduler holds
+	// without a job (parked: it refuses the ready jobs) is withdrawn, so
+	// that an idle builder can always be stopped.
 	Retire(name string) bool
 	// Gone ends the session of a worker whose machine is stopped or
 	// dead, and requeues its job at once.
@@ -38,6 +40,7 @@ type Worker struct {
 	Name      string // the token's name (no "pull:")
 	Busy      bool
 	IdleSince time.Time // when its last job ended or it registered
+	Connected time.Time // when it registered (zero: unknown)
 }
 
 // DriverConfig configures a Driver.
@@ -71,6 +74,9 @@ type machine struct {
 	joined    bool
 	busy      bool
 	idleSince time.Time
+	// stopped is when Stop returned for it; it bills until the provider
+	// no longer lists it.
+	stopped time.Time
 }
 
 // Driver starts and stops machines through a provider so that the pool
@@ -87,15 +93,21 @@ type Driver struct {
 	doneN    int64
 	doneSum  time.Duration
 	spent    bool
-	machines map[string]*machine
-	closed   time.Duration // billed time of stopped machines
-	started  int           // machines started in all
+	machines map[string]*machine // by worker name
+	stopping map[string]*machine // by id: stopped, still listed
+	closed   time.Duration       // billed time of machines gone
+	boot     *BootEstimate
+	started  int // machines started in all
 	kick     chan struct{}
 
 	seq          int
 	failures     int
 	backoffUntil time.Time
 	lastList     time.Time
+	// Spot capacity ran short (provider.ErrNoCapacity) spotFails times
+	// in a row: no spot start before spotUntil.
+	spotFails int
+	spotUntil time.Time
 }
 
 // NewDriver checks cfg and makes a driver; Run starts it.
@@ -132,7 +144,8 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Driver{cfg: cfg, pol: pol, machines: map[string]*machine{}, kick: make(chan struct{}, 1)}, nil
+	return &Driver{cfg: cfg, pol: pol, machines: map[string]*machine{}, stopping: map[string]*machine{},
+		boot: NewBootEstimate(pol.Boot), kick: make(chan struct{}, 1)}, nil
 }
 
 // Demand is the scheduler's demand signal.
@@ -188,9 +201,14 @@ func (d *Driver) IsSpot(name string) bool {
 
 // Stats is what the driver did so far.
 type Stats struct {
-	Live    int           // machines running now
-	Started int           // machines started in all
-	Billed  time.Duration // builder time from each start to its stop (or now)
+	Live     int           // machines billed now: starting, running and stopping
+	Stopping int           // of those, stopped but still listed by the provider
+	Started  int           // machines started in all
+	Billed   time.Duration // builder time from each start until it is gone (or now)
+	// Boot is the boot time estimate (BootEstimate): the policy's Boot
+	// until a machine joined, then the running mean of the joins.
+	Boot  time.Duration
+	Joins int // joins measured
 }
 
 // Stats reports the machines and the builder time billed.
@@ -198,8 +216,12 @@ func (d *Driver) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.cfg.Now()
-	s := Stats{Live: len(d.machines), Started: d.started, Billed: d.closed}
+	s := Stats{Live: len(d.machines) + len(d.stopping), Stopping: len(d.stopping), Started: d.started, Billed: d.closed,
+		Boot: d.boot.Value(), Joins: d.boot.N()}
 	for _, m := range d.machines {
+		s.Billed += now.Sub(m.started)
+	}
+	for _, m := range d.stopping {
 		s.Billed += now.Sub(m.started)
 	}
 	return s
@@ -216,7 +238,7 @@ func (d *Driver) Reap(ctx context.Context) ([]provider.Instance, error) {
 	d.mu.Lock()
 	var orphans []provider.Instance
 	for _, in := range list {
-		if m := d.machines[in.Name]; m == nil || m.id != in.ID {
+		if m := d.machines[in.Name]; (m == nil || m.id != in.ID) && d.stopping[in.ID] == nil {
 			orphans = append(orphans, in)
 		}
 	}
@@ -237,6 +259,14 @@ func (d *Driver) Reap(ctx context.Context) ([]provider.Instance, error) {
 	if err != nil {
 		return orphans, fmt.Errorf("autoscale: stop %d machines left by an earlier run: %w", len(orphans), err)
 	}
+	// Until they are gone they bill, and count toward Max.
+	now := d.cfg.Now()
+	d.mu.Lock()
+	for _, in := range orphans {
+		d.stopping[in.ID] = &machine{id: in.ID, name: in.Name, spot: in.Spot, started: now, stopped: now}
+	}
+	d.mu.Unlock()
+	d.settle(ctx)
 	fmt.Fprintf(d.cfg.Log, "autoscale: stopped %d machines an earlier master of this run left (%s)\n", len(orphans), names(orphans))
 	return orphans, nil
 }
@@ -324,13 +354,44 @@ func (d *Driver) stop(ctx context.Context, ms []*machine, why string) error {
 	for _, m := range ms {
 		if d.machines[m.name] == m {
 			delete(d.machines, m.name)
-			d.closed += now.Sub(m.started)
+			m.stopped = now
+			d.stopping[m.id] = m
 		}
 	}
 	d.mu.Unlock()
 	sort.Strings(ids)
 	fmt.Fprintf(d.cfg.Log, "autoscale: stopped %v: %s\n", ids, why)
+	d.settle(ctx)
 	return nil
+}
+
+// settle forgets the stopped machines that the provider no longer lists:
+// they are gone and bill no more. Until then they count toward Max.
+func (d *Driver) settle(ctx context.Context) {
+	d.mu.Lock()
+	n := len(d.stopping)
+	d.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	list, err := d.cfg.Provider.List(ctx, map[string]string{provider.TagRun: d.cfg.Run})
+	if err != nil {
+		fmt.Fprintf(d.cfg.Log, "autoscale: list machines: %v\n", err)
+		return
+	}
+	there := map[string]bool{}
+	for _, in := range list {
+		there[in.ID] = true
+	}
+	now := d.cfg.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, m := range d.stopping {
+		if !there[id] {
+			delete(d.stopping, id)
+			d.closed += now.Sub(m.started)
+		}
+	}
 }
 
 // Step looks at the workers once and starts and stops machines as the
@@ -347,6 +408,16 @@ func (d *Driver) Step(ctx context.Context) {
 		w, ok := connected[m.name]
 		switch {
 		case ok:
+			if !m.joined {
+				at := w.Connected
+				if at.IsZero() || at.Before(m.started) {
+					at = now
+				}
+				took := at.Sub(m.started)
+				est := d.boot.Add(took)
+				fmt.Fprintf(d.cfg.Log, "autoscale: %s joined %s after its start; boot estimate now %s\n",
+					m.name, took.Round(100*time.Millisecond), est.Round(100*time.Millisecond))
+			}
 			m.joined, m.busy = true, w.Busy
 			m.idleSince = w.IdleSince
 			if m.idleSince.IsZero() {
@@ -369,9 +440,15 @@ func (d *Driver) Step(ctx context.Context) {
 		d.lastList = now
 		d.dropLost(ctx)
 	}
+	d.settle(ctx)
 
 	d.mu.Lock()
-	in := Input{Now: now, Demand: d.demand, NeedOnDemand: d.needOD, Spent: d.closed}
+	pol := d.pol
+	pol.Boot = d.boot.Value()
+	in := Input{Now: now, Demand: d.demand, NeedOnDemand: d.needOD, Spent: d.closed, Stopping: len(d.stopping)}
+	for _, m := range d.stopping {
+		in.Spent += now.Sub(m.started)
+	}
 	if d.doneN > 0 {
 		in.MeanJob = d.doneSum / time.Duration(d.doneN)
 	}
@@ -386,7 +463,7 @@ func (d *Driver) Step(ctx context.Context) {
 		in.Builders = append(in.Builders, b)
 	}
 	sort.Slice(in.Builders, func(i, j int) bool { return in.Builders[i].Name < in.Builders[j].Name })
-	dec := d.pol.Decide(in)
+	dec := pol.Decide(in)
 	if dec.BudgetSpent && !d.spent {
 		fmt.Fprintf(d.cfg.Log, "autoscale: %s\n", dec.Why)
 	}
@@ -412,14 +489,26 @@ func (d *Driver) Step(ctx context.Context) {
 	if now.Before(d.backoffUntil) {
 		return
 	}
-	// A builder the policy stopped to make room for an on-demand one may
-	// not retire (the scheduler holds its slot: it refuses the job that
-	// waits): the on-demand one starts anyway, or that job would wait
-	// for ever; spot builders never go over Max.
+	// Max is a hard limit on the machines billed at once: a stop the
+	// policy counted on may not have happened (the worker holds a job
+	// now) or not finished (the machine is still shutting down). The
+	// starts wait for the room; on-demand ones (for the jobs that only
+	// they take) first.
+	if dec.StartSpot > 0 && now.Before(d.spotUntil) {
+		// No spot capacity lately: on-demand builders instead (the
+		// budget and Max hold them as they would the spot ones), or
+		// none until spot is tried again.
+		if !d.pol.SpotWait {
+			dec.StartOnDemand += dec.StartSpot
+			dec.Why += fmt.Sprintf("; on-demand in place of spot until %s", d.spotUntil.Format(time.TimeOnly))
+		}
+		dec.StartSpot = 0
+	}
 	d.mu.Lock()
-	live := len(d.machines)
+	room := max(d.pol.Max-len(d.machines)-len(d.stopping), 0)
 	d.mu.Unlock()
-	dec.StartSpot = min(dec.StartSpot, max(d.pol.Max-live-dec.StartOnDemand, 0))
+	dec.StartOnDemand = min(dec.StartOnDemand, room)
+	dec.StartSpot = min(dec.StartSpot, room-dec.StartOnDemand)
 	if dec.StartOnDemand > 0 {
 		d.start(ctx, dec.StartOnDemand, false, dec.Why)
 	}
@@ -508,12 +597,38 @@ func (d *Driver) start(ctx context.Context, n int, spot bool, why string) {
 	if len(got) > 0 {
 		fmt.Fprintf(d.cfg.Log, "autoscale: started %d %s builders on %s: %s\n", len(got), kind, d.cfg.Provider.Name(), why)
 	}
+	if spot && errors.Is(err, provider.ErrNoCapacity) {
+		d.noSpot(ctx, len(req.Workers)-len(got), err, why)
+		return
+	}
 	if err != nil {
 		fmt.Fprintf(d.cfg.Log, "autoscale: start %d %s builders on %s: %v\n", len(req.Workers)-len(got), kind, d.cfg.Provider.Name(), err)
 		d.backoff()
 		return
 	}
 	d.failures = 0
+	if spot && d.spotFails > 0 {
+		d.spotFails = 0
+		fmt.Fprintf(d.cfg.Log, "autoscale: spot capacity on %s again\n", d.cfg.Provider.Name())
+	}
+}
+
+// noSpot handles a spot start that failed for lack of capacity: no spot
+// start for SpotRetry (doubled for every shortage in a row, up to 12
+// times), and the n builders that did not start start on-demand now
+// unless SpotWait. One log line says so.
+func (d *Driver) noSpot(ctx context.Context, n int, err error, why string) {
+	d.spotFails++
+	wait := min(d.pol.SpotRetry<<min(d.spotFails-1, 4), 12*d.pol.SpotRetry)
+	d.spotUntil = d.cfg.Now().Add(wait)
+	if d.pol.SpotWait {
+		fmt.Fprintf(d.cfg.Log, "autoscale: no spot capacity on %s (%v): %d builders wait; spot is tried again in %s (spot-fallback=wait)\n",
+			d.cfg.Provider.Name(), err, n, wait)
+		return
+	}
+	fmt.Fprintf(d.cfg.Log, "autoscale: no spot capacity on %s (%v): starting %d on-demand builders instead; spot is tried again in %s (spot-fallback=on-demand)\n",
+		d.cfg.Provider.Name(), err, n, wait)
+	d.start(ctx, n, false, why+"; on-demand in place of spot")
 }
 
 // backoff waits longer after every failure to start (1s, 2s... 1m).

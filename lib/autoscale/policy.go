@@ -21,13 +21,14 @@ import (
 // its default (see Defaults).
 type Policy struct {
 	Min int // builders kept even when idle (while the budget lasts)
-	// Max is the most builders (at least 1). The one exception: the
-	// on-demand builder for a job that spot builders lost PreemptLimit
-	// times starts even at Max when no idle spot builder can be stopped
-	// for it (the driver could not retire it), so that the job does not
-	// wait for ever.
+	// Max is the most machines billed at once (at least 1): booting,
+	// running and stopping ones that are not gone yet. It is a hard
+	// limit: the on-demand builder for a job that spot builders lost
+	// PreemptLimit times starts at Max only once an idle spot builder
+	// was stopped and is gone.
 	Max int
-	// Boot is how long a builder takes from Start to its first lease.
+	// Boot is how long a builder takes from Start to its first lease
+	// (the driver replaces it by what it measures: see BootEstimate).
 	Boot time.Duration
 	// Idle is how long a builder may have no job before it is stopped
 	// (default: Boot, at least 10s).
@@ -40,6 +41,16 @@ type Policy struct {
 	// go to on-demand ones.
 	Spot         bool
 	PreemptLimit int // default 2
+	// SpotWait: when the provider has no spot capacity
+	// (provider.ErrNoCapacity), start nothing in place of the spot
+	// builders until SpotRetry passed (spot-fallback=wait). The default
+	// starts on-demand builders meanwhile (spot-fallback=on-demand),
+	// within Max and the budget.
+	SpotWait bool
+	// SpotRetry is how long after spot capacity ran short the driver
+	// asks for spot builders again (default 5m; doubled while spot stays
+	// short, up to 12 times as long).
+	SpotRetry time.Duration
 	Slots        int // jobs per builder (default 1)
 	// Worth is how many boot times of work a new builder must have ahead
 	// of it on average (default 8, so that booting is at most an eighth
@@ -59,6 +70,9 @@ func (p Policy) Defaults() Policy {
 	if p.PreemptLimit <= 0 {
 		p.PreemptLimit = 2
 	}
+	if p.SpotRetry <= 0 {
+		p.SpotRetry = 5 * time.Minute
+	}
 	p.Slots = max(p.Slots, 1)
 	if p.Worth <= 0 {
 		p.Worth = 8
@@ -73,8 +87,8 @@ func (p Policy) Check() error {
 		return fmt.Errorf("autoscale: max %d builders; want at least 1", p.Max)
 	case p.Min < 0 || p.Min > p.Max:
 		return fmt.Errorf("autoscale: min %d builders; want 0 to max (%d)", p.Min, p.Max)
-	case p.Boot < 0 || p.Idle < 0 || p.Budget < 0:
-		return fmt.Errorf("autoscale: negative boot, idle or budget time")
+	case p.Boot < 0 || p.Idle < 0 || p.Budget < 0 || p.SpotRetry < 0:
+		return fmt.Errorf("autoscale: negative boot, idle, budget or spot retry time")
 	case p.Slots < 0 || p.PreemptLimit < 0 || p.Worth < 0:
 		return fmt.Errorf("autoscale: negative slots, preempt limit or worth")
 	}
@@ -105,6 +119,9 @@ type Input struct {
 	// take (preempted PreemptLimit times).
 	NeedOnDemand int
 	Builders     []Builder
+	// Stopping is how many machines were stopped and are not gone yet
+	// (a cloud instance shutting down): they bill, and count toward Max.
+	Stopping int
 	// Spent is the builder time billed so far (every builder from its
 	// start to its stop or now).
 	Spent time.Duration
@@ -151,11 +168,16 @@ func (p Policy) Want(in Input) int {
 
 // Decide is the policy: start builders up to Want (spot or on-demand),
 // on-demand ones for the jobs that need them, and stop builders idle for
-// Idle, down to Min; nothing is started once the budget is spent.
+// Idle, down to Min; nothing is started once the budget is spent. The
+// machines billed after the decision (builders left, stopping ones and
+// the ones started) are never more than Max: a start that needs a stop
+// to make room assumes that the stop happens at once; a driver whose
+// stop did not (the worker would not retire, the machine is still
+// shutting down) starts only what Max leaves room for.
 func (p Policy) Decide(in Input) Decision {
 	p = p.Defaults()
 	var dec Decision
-	n := len(in.Builders)
+	live := len(in.Builders)
 	onDemand := 0
 	for _, b := range in.Builders {
 		if !b.Spot {
@@ -193,7 +215,7 @@ func (p Policy) Decide(in Input) Decision {
 	}
 	keep := p.Min
 	for _, b := range idle {
-		if n-len(dec.Stop) <= keep {
+		if live-len(dec.Stop) <= keep {
 			break
 		}
 		if !b.Spot && in.NeedOnDemand > 0 {
@@ -204,38 +226,37 @@ func (p Policy) Decide(in Input) Decision {
 	if len(dec.Stop) > 0 {
 		why = append(why, fmt.Sprintf("stop %d idle for %s", len(dec.Stop), p.Idle))
 	}
-	left := n - len(dec.Stop)
+	// working: the builders left; billed: those and the stopping ones.
+	working := live - len(dec.Stop)
+	billed := working + in.Stopping
 	if p.Spot && in.NeedOnDemand > 0 {
 		// Jobs that spot builders lost PreemptLimit times wait for an
 		// on-demand builder; make room under Max by stopping idle spot
 		// builders (they refuse those jobs), even before their Idle.
-		wantOD := ceilDiv(in.NeedOnDemand, p.Slots)
-		start := max(wantOD-onDemand, 0)
-		if room := p.Max - left; start > room {
-			made := 0
-			for _, b := range in.Builders {
-				if start <= room {
-					break
-				}
-				if b.Spot && b.Up && b.Busy == 0 && !slices.Contains(dec.Stop, b.Name) {
-					dec.Stop = append(dec.Stop, b.Name)
-					room++
-					made++
-				}
+		start := max(ceilDiv(in.NeedOnDemand, p.Slots)-onDemand, 0)
+		made := 0
+		for _, b := range in.Builders {
+			if start <= p.Max-billed {
+				break
 			}
-			if made > 0 {
-				why = append(why, fmt.Sprintf("stop %d idle spot builders to make room for on-demand ones", made))
+			if b.Spot && b.Up && b.Busy == 0 && !slices.Contains(dec.Stop, b.Name) {
+				dec.Stop = append(dec.Stop, b.Name)
+				working--
+				billed--
+				made++
 			}
-			start = max(min(start, room), 0)
-			left -= made
 		}
-		if start > 0 {
+		if made > 0 {
+			why = append(why, fmt.Sprintf("stop %d idle spot builders to make room for on-demand ones", made))
+		}
+		if start = max(min(start, p.Max-billed), 0); start > 0 {
 			dec.StartOnDemand = start
-			left += start
+			working += start
+			billed += start
 			why = append(why, fmt.Sprintf("start %d on-demand for %d jobs preempted %d times", start, in.NeedOnDemand, p.PreemptLimit))
 		}
 	}
-	if more := min(want, p.Max) - left; more > 0 {
+	if more := min(want-working, p.Max-billed); more > 0 {
 		if p.Spot {
 			dec.StartSpot = more
 		} else {

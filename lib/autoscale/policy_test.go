@@ -1,6 +1,7 @@
 package autoscale
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -83,6 +84,12 @@ func TestDecide(t *testing.T) {
 		{name: "over max for an on-demand builder: the idle spot one goes", pol: Policy{Max: 2, Spot: true, Idle: time.Hour},
 			in:   Input{Demand: executor.Demand{Ready: 1, Running: 1}, NeedOnDemand: 1, Builders: []Builder{up("s1", true, 1, 0), up("s2", true, 0, time.Second), booting("o3", false)}},
 			stop: []string{"s2"}},
+		{name: "a stopping machine counts toward max: no on-demand yet", pol: Policy{Max: 2, Spot: true, Idle: time.Hour},
+			in: Input{Demand: executor.Demand{Ready: 1, Running: 1}, NeedOnDemand: 1, Stopping: 1, Builders: []Builder{up("s1", true, 1, 0)}}},
+		{name: "a stopping machine counts toward max: fewer spot starts", pol: Policy{Max: 3, Spot: true},
+			in: Input{Demand: executor.Demand{Ready: 5}, Stopping: 2}, spot: 1},
+		{name: "at max, the spot builders busy: the on-demand one waits", pol: Policy{Max: 2, Spot: true},
+			in: Input{Demand: executor.Demand{Ready: 1, Running: 2}, NeedOnDemand: 1, Builders: []Builder{up("s1", true, 1, 0), up("s2", true, 1, 0)}}},
 		{name: "an idle on-demand builder waited for is kept", pol: Policy{Max: 4, Spot: true, Idle: time.Minute},
 			in: Input{Demand: executor.Demand{Ready: 1}, NeedOnDemand: 1, Builders: []Builder{up("o", false, 0, time.Hour)}}},
 	}
@@ -120,5 +127,102 @@ func TestCheck(t *testing.T) {
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("%+v.Check() = %v, want %q", tt.p, err, tt.want)
 		}
+	}
+}
+
+// TestDecideNeverAboveMax: for random pools (booting, busy and idle spot
+// and on-demand builders, stopping machines, preempted jobs, budgets),
+// the machines billed after a decision that starts any (the builders
+// left, the stopping ones and the new ones) are never more than Max;
+// only idle or booting builders are stopped (any builder without a job
+// once the budget is spent), each once; nothing starts once the budget
+// is spent.
+func TestDecideNeverAboveMax(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 1))
+	for i := range 20000 {
+		pol := Policy{Max: 1 + rng.IntN(6), Spot: rng.IntN(2) == 0, Slots: 1 + rng.IntN(2), PreemptLimit: 1 + rng.IntN(2),
+			Boot: time.Duration(rng.IntN(120)) * time.Second, Idle: time.Duration(rng.IntN(120)) * time.Second}
+		pol.Min = rng.IntN(pol.Max + 1)
+		if rng.IntN(4) == 0 {
+			pol.Budget = time.Hour
+		}
+		in := Input{Now: t0, Demand: executor.Demand{Ready: rng.IntN(12), Running: rng.IntN(6),
+			CriticalPath: time.Duration(rng.IntN(3600)) * time.Second},
+			MeanJob: time.Duration(rng.IntN(600)) * time.Second, Spent: time.Duration(rng.IntN(90)) * time.Minute}
+		if pol.Spot {
+			in.NeedOnDemand = rng.IntN(4)
+		}
+		// Up to Max machines billed now, some of them stopping.
+		billed := rng.IntN(pol.Max + 1)
+		in.Stopping = rng.IntN(billed + 1)
+		for k := range billed - in.Stopping {
+			name := string(rune('a' + k))
+			spot := pol.Spot && rng.IntN(3) > 0
+			switch rng.IntN(3) {
+			case 0:
+				in.Builders = append(in.Builders, booting(name, spot))
+			case 1:
+				in.Builders = append(in.Builders, up(name, spot, 1+rng.IntN(pol.Slots), 0))
+			default:
+				in.Builders = append(in.Builders, up(name, spot, 0, time.Duration(rng.IntN(300))*time.Second))
+			}
+		}
+		d := pol.Decide(in)
+		after := len(in.Builders) + in.Stopping - len(d.Stop) + d.StartSpot + d.StartOnDemand
+		if d.StartSpot < 0 || d.StartOnDemand < 0 || after > pol.Max {
+			t.Fatalf("case %d: %+v\n%+v\nDecide = %+v: %d machines billed after it, max %d", i, pol, in, d, after, pol.Max)
+		}
+		if d.BudgetSpent && d.StartSpot+d.StartOnDemand > 0 {
+			t.Fatalf("case %d: starts with the budget spent: %+v", i, d)
+		}
+		if !pol.Spot && d.StartSpot > 0 {
+			t.Fatalf("case %d: spot builders without spot=true: %+v", i, d)
+		}
+		seen := map[string]bool{}
+		for _, name := range d.Stop {
+			k := slices.IndexFunc(in.Builders, func(b Builder) bool { return b.Name == name })
+			if k < 0 || seen[name] {
+				t.Fatalf("case %d: stops %q twice or unknown: %v", i, name, d.Stop)
+			}
+			seen[name] = true
+			if b := in.Builders[k]; b.Busy > 0 || (!b.Up && !d.BudgetSpent) {
+				t.Fatalf("case %d: stops %+v (busy or booting): %+v", i, b, d)
+			}
+		}
+	}
+}
+
+func TestBootEstimate(t *testing.T) {
+	s := time.Second
+	for _, tt := range []struct {
+		name  string
+		seed  time.Duration
+		joins []time.Duration
+		want  time.Duration
+	}{
+		{name: "no join: the seed", seed: 60 * s, want: 60 * s},
+		{name: "one fast join moves it 30%", seed: 60 * s, joins: []time.Duration{10 * s}, want: 45 * s},
+		{name: "two", seed: 60 * s, joins: []time.Duration{10 * s, 10 * s}, want: 34500 * time.Millisecond},
+		{name: "slower than configured", seed: 10 * s, joins: []time.Duration{110 * s}, want: 40 * s},
+		{name: "converges", seed: 60 * s, joins: slices.Repeat([]time.Duration{5 * s}, 20), want: 5 * s},
+		{name: "no seed: the first join as it is", joins: []time.Duration{7 * s}, want: 7 * s},
+		{name: "no seed, then weighted", joins: []time.Duration{10 * s, 20 * s}, want: 13 * s},
+		{name: "negative ignored", seed: 60 * s, joins: []time.Duration{-5 * s}, want: 60 * s},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBootEstimate(tt.seed)
+			for _, j := range tt.joins {
+				b.Add(j)
+			}
+			// Within a millisecond of the weights' arithmetic; after 20
+			// joins within 1% of the gap to the seed.
+			tol := time.Millisecond
+			if len(tt.joins) >= 20 {
+				tol = 55 * s / 100
+			}
+			if d := b.Value() - tt.want; d < -tol || d > tol || b.N() != len(tt.joins) && tt.name != "negative ignored" {
+				t.Errorf("estimate %v after %d joins, want %v", b.Value(), b.N(), tt.want)
+			}
+		})
 	}
 }

@@ -4,15 +4,21 @@
 // scheduler has work for them and stops once they are idle. Opened from
 //
 //	elastic:KIND?max=4&min=0&boot=60s&idle=60s&budget=10h&spot=true&preempt=2
+//	        &spot-fallback=on-demand&spot-retry=5m
 //	        &listen=127.0.0.1:0&url=https://HOST:PORT&ttl=5m&poll=30s&label=K=V
 //	        &PROVIDER SETTINGS
 //
 // KIND is a provider of lib/provider/provideropen (process, qemu, ec2).
-// max and min bound the builders, boot is how long one takes to join,
-// idle how long one may have no job before it is stopped, budget the
-// builder time all of them may bill (then no job is handed out and the
-// run stops with the rest open), spot asks for preemptible machines and
-// preempt is how many losses on them send a job to an on-demand one.
+// max and min bound the machines billed at once and the builders kept,
+// boot is how long one takes to join (the first guess: the autoscaler
+// then learns it from the joins), idle how long one may have no job
+// before it is stopped, budget the builder time all of them may bill
+// (then no job is handed out and the run stops with the rest open), spot
+// asks for preemptible machines and preempt is how many losses on them
+// send a job to an on-demand one. When the provider has no spot capacity,
+// spot-fallback=on-demand (the default) starts on-demand builders
+// instead and wait starts none; spot is asked for again after
+// spot-retry (5m, doubled while it stays short).
 // listen, ttl, poll, cert, key, tree and platform are the pull server's
 // (see pullexec); url is the server as the machines reach it (default:
 // as listened on). label adds a worker label (repeatable). tick is how
@@ -78,6 +84,12 @@ type Executor struct {
 
 	mu       sync.Mutex
 	preempts map[string]int // PKGNAME -> jobs lost on spot builders
+	// held are the slots the scheduler holds, by worker name: acquired
+	// and neither run nor released (a parked one refuses the ready jobs).
+	held map[string]map[*slot]bool
+	// withdrawn are the workers retired while the scheduler held a slot
+	// of theirs: those slots take no job any more.
+	withdrawn map[string]bool
 }
 
 // New starts the autoscaler (it first stops what an earlier master of
@@ -90,11 +102,12 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 	if wc.ServerURL == "" {
 		wc.ServerURL = cfg.Pull.URL()
 	}
-	e := &Executor{pull: cfg.Pull, prov: cfg.Provider, pol: cfg.Policy.Defaults(), done: make(chan error, 1), preempts: map[string]int{}}
+	e := &Executor{pull: cfg.Pull, prov: cfg.Provider, pol: cfg.Policy.Defaults(), done: make(chan error, 1), preempts: map[string]int{},
+		held: map[string]map[*slot]bool{}, withdrawn: map[string]bool{}}
 	for k, v := range cfg.Preempts {
 		e.preempts[k] = v
 	}
-	drv, err := autoscale.NewDriver(autoscale.DriverConfig{Policy: cfg.Policy, Provider: cfg.Provider, Pool: pool{cfg.Pull},
+	drv, err := autoscale.NewDriver(autoscale.DriverConfig{Policy: cfg.Policy, Provider: cfg.Provider, Pool: pool{e},
 		Worker: wc, Run: cfg.Run, Tick: cfg.Tick, JoinTimeout: cfg.JoinTimeout, ListEvery: cfg.ListEvery, Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("executor elastic: %w", err)
@@ -170,7 +183,7 @@ func Open(ctx context.Context, spec string, settings job.Settings, dbPath, pkgru
 func parsePolicy(spec string, q url.Values) (autoscale.Policy, map[string]string, error) {
 	p := autoscale.Policy{Max: 1, Boot: time.Minute}
 	labels := map[string]string{}
-	for _, k := range []string{"min", "max", "preempt", "slots", "boot", "idle", "budget", "spot", "worth", "label"} {
+	for _, k := range []string{"min", "max", "preempt", "slots", "boot", "idle", "budget", "spot", "spot-fallback", "spot-retry", "worth", "label"} {
 		vs, ok := q[k]
 		if !ok {
 			continue
@@ -194,15 +207,27 @@ func parsePolicy(spec string, q url.Values) (autoscale.Policy, map[string]string
 			case "slots":
 				p.Slots = n
 			}
-		case "boot", "idle":
+		case "boot", "idle", "spot-retry":
 			d, err := time.ParseDuration(v)
 			if err != nil || d < 0 {
 				return p, nil, bad("a Go duration such as 60s")
 			}
-			if k == "boot" {
+			switch k {
+			case "boot":
 				p.Boot = d
-			} else {
+			case "idle":
 				p.Idle = d
+			default:
+				p.SpotRetry = d
+			}
+		case "spot-fallback":
+			switch v {
+			case "on-demand":
+				p.SpotWait = false
+			case "wait":
+				p.SpotWait = true
+			default:
+				return p, nil, bad("on-demand or wait")
 			}
 		case "budget":
 			d, err := time.ParseDuration(v)
@@ -315,10 +340,51 @@ func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cs, ok := s.(executor.CoreSlot); ok {
-		return &coreSlot{slot{Slot: s, e: e}, cs}, nil
+	w := &slot{Slot: s, e: e, worker: workerOf(s.Name())}
+	e.mu.Lock()
+	if e.held[w.worker] == nil {
+		e.held[w.worker] = map[*slot]bool{}
 	}
-	return &slot{Slot: s, e: e}, nil
+	e.held[w.worker][w] = true
+	e.mu.Unlock()
+	if cs, ok := s.(executor.CoreSlot); ok {
+		return &coreSlot{w, cs}, nil
+	}
+	return w, nil
+}
+
+// retire ends the session of idle worker name (autoscale.Pool.Retire):
+// when the pull server refuses because the scheduler holds a slot of it
+// without a job (parked, refusing the ready jobs: an idle spot builder
+// while a job waits for an on-demand one), those slots are withdrawn
+// (they take no job any more) and the session is ended.
+func (e *Executor) retire(name string) bool {
+	if e.pull.Retire(name) {
+		return true
+	}
+	e.mu.Lock()
+	for s := range e.held[name] {
+		if s.running {
+			e.mu.Unlock()
+			return false
+		}
+	}
+	if len(e.held[name]) == 0 {
+		e.mu.Unlock()
+		return false // a lease of it is active
+	}
+	e.withdrawn[name] = true
+	e.mu.Unlock()
+	for _, w := range e.pull.Workers() {
+		if w.Name == "pull:"+name && w.Busy {
+			e.mu.Lock()
+			delete(e.withdrawn, name)
+			e.mu.Unlock()
+			return false
+		}
+	}
+	e.pull.Gone(name, "retired: idle, its slot withdrawn from the scheduler")
+	return true
 }
 
 // Owns and CleanStale are the pull executor's.
@@ -381,18 +447,28 @@ func (e *Executor) needOnDemand() int {
 }
 
 // slot is a pull slot that refuses, on a spot machine, the jobs lost
-// there PreemptLimit times, and tells the autoscaler about every job.
+// there PreemptLimit times, and every job once its worker was retired
+// while the scheduler held it; it tells the autoscaler about every job.
 type slot struct {
 	executor.Slot
-	e *Executor
+	e       *Executor
+	worker  string
+	running bool // e.mu
+	gone    bool // given back (e.mu)
 }
 
 // Accepts is the worker's own rule and the on-demand rule.
 func (s *slot) Accepts(pkgpath, pkgname string) bool {
+	s.e.mu.Lock()
+	withdrawn := s.e.withdrawn[s.worker]
+	s.e.mu.Unlock()
+	if withdrawn {
+		return false
+	}
 	if a, ok := s.Slot.(executor.Accepter); ok && !a.Accepts(pkgpath, pkgname) {
 		return false
 	}
-	if !s.e.pol.Spot || !s.e.drv.IsSpot(workerOf(s.Name())) {
+	if !s.e.pol.Spot || !s.e.drv.IsSpot(s.worker) {
 		return true
 	}
 	s.e.mu.Lock()
@@ -400,10 +476,46 @@ func (s *slot) Accepts(pkgpath, pkgname string) bool {
 	return s.e.preempts[pkgname] < s.e.pol.PreemptLimit
 }
 
+// forget takes the slot out of the held ones (e.mu held).
+func (s *slot) forget() {
+	s.gone = true
+	if h := s.e.held[s.worker]; h != nil {
+		delete(h, s)
+		if len(h) == 0 {
+			delete(s.e.held, s.worker)
+		}
+	}
+}
+
+// Release gives the slot back unused.
+func (s *slot) Release() {
+	s.e.mu.Lock()
+	s.forget()
+	s.e.mu.Unlock()
+	s.Slot.Release()
+}
+
 // Run runs the job on the worker; a job lost with a spot machine counts
 // toward the on-demand rule, a finished one toward the mean build time.
+// On a slot withdrawn from the scheduler (its worker was retired) it
+// runs nothing: the job is lost to the retired worker and requeued.
 func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, error) {
-	spot := s.e.drv.IsSpot(workerOf(s.Name()))
+	s.e.mu.Lock()
+	if s.e.withdrawn[s.worker] {
+		s.forget()
+		s.e.mu.Unlock()
+		s.Slot.Release()
+		return nil, fmt.Errorf("%w: %s was retired (idle) before %s could start on it", executor.ErrLost, s.Name(), j.PkgName)
+	}
+	s.running = true
+	s.e.mu.Unlock()
+	defer func() {
+		s.e.mu.Lock()
+		s.running = false
+		s.forget()
+		s.e.mu.Unlock()
+	}()
+	spot := s.e.drv.IsSpot(s.worker)
 	start := time.Now()
 	out, err := s.Slot.Run(ctx, j)
 	switch {
@@ -417,7 +529,7 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 }
 
 type coreSlot struct {
-	slot
+	*slot
 	cs executor.CoreSlot
 }
 
@@ -427,15 +539,16 @@ func (s *coreSlot) Grow(n int) int { return s.cs.Grow(n) }
 func (s *coreSlot) Release()       { s.slot.Release() }
 func (s *coreSlot) Name() string   { return s.slot.Name() }
 
-// pool adapts the pull executor to autoscale.Pool.
-type pool struct{ p *pullexec.Executor }
+// pool adapts the pull executor (and the slots the scheduler holds) to
+// autoscale.Pool.
+type pool struct{ e *Executor }
 
 func (p pool) Mint(ctx context.Context, name string, labels map[string]string) (string, error) {
-	return p.p.MintToken(ctx, name, labels, true)
+	return p.e.pull.MintToken(ctx, name, labels, true)
 }
 
 func (p pool) Revoke(ctx context.Context, name string) error {
-	err := p.p.RevokeToken(ctx, name)
+	err := p.e.pull.RevokeToken(ctx, name)
 	if errors.Is(err, pull.ErrNoToken) {
 		return nil
 	}
@@ -443,17 +556,17 @@ func (p pool) Revoke(ctx context.Context, name string) error {
 }
 
 func (p pool) Workers() []autoscale.Worker {
-	ws := p.p.Workers()
+	ws := p.e.pull.Workers()
 	out := make([]autoscale.Worker, 0, len(ws))
 	for _, w := range ws {
-		out = append(out, autoscale.Worker{Name: strings.TrimPrefix(w.Name, "pull:"), Busy: w.Busy, IdleSince: w.IdleSince})
+		out = append(out, autoscale.Worker{Name: strings.TrimPrefix(w.Name, "pull:"), Busy: w.Busy, IdleSince: w.IdleSince, Connected: w.Connected})
 	}
 	return out
 }
 
-func (p pool) Retire(name string) bool { return p.p.Retire(name) }
+func (p pool) Retire(name string) bool { return p.e.retire(name) }
 
-func (p pool) Gone(name, why string) { p.p.Gone(name, why) }
+func (p pool) Gone(name, why string) { p.e.pull.Gone(name, why) }
 
 // lostOnSpot matches the crash detail of a job whose spot worker was lost
 // (executor.CrashError of a pull slot of a spot machine the driver named).

@@ -186,19 +186,35 @@ func alive(pid int) bool {
 
 // TestScaleUpAndDown: a demand of two ready jobs starts two real workers
 // that register with the pull server; their tokens are in no process's
-// arguments and in 0600 files; once there is no demand they are retired
-// and their processes stopped after the idle timeout; Close leaves
-// nothing running.
+// arguments and in 0600 files; the boot time estimate moves from the
+// configured 30s toward the joins measured (well under a second or two);
+// once there is no demand they are retired and their processes stopped
+// after the idle timeout; Close leaves nothing running.
 func TestScaleUpAndDown(t *testing.T) {
 	e := newEnv(t)
 	run := e.dbPath
-	x := e.newExec(autoscale.Policy{Max: 3, Boot: time.Second, Idle: time.Second}, run)
+	const boot = 30 * time.Second
+	x := e.newExec(autoscale.Policy{Max: 3, Boot: boot, Idle: time.Second}, run)
 	defer x.Close()
 	if x.Capacity() != 0 {
 		t.Fatalf("capacity %d before any demand", x.Capacity())
 	}
+	if s := x.Driver().Stats(); s.Boot != boot || s.Joins != 0 {
+		t.Fatalf("boot estimate %v after %d joins before any start; want the configured %v", s.Boot, s.Joins, boot)
+	}
+	asked := time.Now()
 	x.Demand(executor.Demand{Ready: 2})
 	waitFor(t, "two workers registered", 60*time.Second, func() bool { return len(e.px.Workers()) == 2 }, e.show)
+	// The joins took at most this; the driver notices them within a tick.
+	joined := time.Since(asked)
+	waitFor(t, "two joins measured", 10*time.Second, func() bool { return x.Driver().Stats().Joins == 2 }, e.show)
+	// Two joins of at most `joined` each, weighing 0.3 then 0.3 of the rest.
+	if s := x.Driver().Stats(); s.Boot < boot*49/100 || s.Boot > boot*49/100+joined*51/100 {
+		t.Errorf("boot estimate %v after joins of at most %v; want between %v and %v", s.Boot, joined, boot*49/100, boot*49/100+joined*51/100)
+	}
+	if n := strings.Count(e.log.String(), "boot estimate now"); n != 2 {
+		t.Errorf("%d lines on joins in the log; want 2:\n%s", n, e.log)
+	}
 	list, pids := e.builders(run)
 	if len(list) != 2 || len(pids) != 2 {
 		t.Fatalf("provider lists %v (pids %v), want 2", list, pids)
@@ -327,6 +343,12 @@ func TestParseSpec(t *testing.T) {
 			pol:    autoscale.Policy{Max: 4, Min: 1, Boot: 30 * time.Second, Idle: 2 * time.Minute, Budget: 10 * time.Hour, Spot: true, PreemptLimit: 3, Worth: 4},
 			labels: map[string]string{"big": "1", "os": "linux"}, pull: "pull://0.0.0.0:8443?ttl=1m", url: "https://m:8443", rest: "arg"},
 		{spec: "", pol: autoscale.Policy{Max: 1, Boot: time.Minute}, labels: map[string]string{}, pull: "pull://127.0.0.1:0"},
+		{spec: "max=2&spot=true&spot-fallback=wait&spot-retry=90s", pol: autoscale.Policy{Max: 2, Boot: time.Minute, Spot: true, SpotWait: true, SpotRetry: 90 * time.Second},
+			labels: map[string]string{}, pull: "pull://127.0.0.1:0"},
+		{spec: "spot=true&spot-fallback=on-demand", pol: autoscale.Policy{Max: 1, Boot: time.Minute, Spot: true},
+			labels: map[string]string{}, pull: "pull://127.0.0.1:0"},
+		{spec: "spot-fallback=never", err: "spot-fallback="},
+		{spec: "spot-retry=-1s", err: "spot-retry="},
 		{spec: "max=0", err: "max"},
 		{spec: "max=2&min=3", err: "min"},
 		{spec: "max=x", err: "max="},
