@@ -17,6 +17,8 @@
 //     process argument, an environment variable of the provider's own
 //     process, a log line or an error message. When only some machines
 //     started, Start returns those and an error; the caller stops them.
+//     An error that is only the cloud's lack of machines for the request
+//     (not a bad request, not a fault) wraps ErrNoCapacity.
 //   - Every machine carries req.Tags plus TagWorker = its Worker.Name and
 //     TagSpot, so that List finds it again after the master that started
 //     it died (TagRun names the run: the database's path).
@@ -122,9 +124,13 @@ type Provider interface {
 	Close() error
 }
 
-// ErrNoSpot is wrapped by Start's error when a provider has no spot
-// machines (the caller may ask for on-demand ones instead).
-var ErrNoSpot = errors.New("provider has no spot machines")
+// ErrNoCapacity is wrapped (errors.Is) by Start's error when the provider
+// has no machines for the request now: a cloud out of capacity for the
+// instance type or its spot pool, a spot price too low, the spot
+// instance quota reached. The request was sound: later, or on-demand
+// instead of spot, it may succeed (the autoscaler falls back to
+// on-demand builders and tries spot again after a while).
+var ErrNoCapacity = errors.New("no capacity for the machines asked for")
 
 // Check reports what is wrong with a request before a provider starts
 // anything: no workers, a worker without a name or a token, a name given

@@ -239,8 +239,8 @@ func (p *Provider) start(ctx context.Context, req provider.StartRequest, w provi
 	out, err := p.c.RunInstances(ctx, in)
 	if err != nil {
 		var ae smithy.APIError
-		if req.Spot && errors.As(err, &ae) && (ae.ErrorCode() == "InsufficientInstanceCapacity" || ae.ErrorCode() == "SpotMaxPriceTooLow" || ae.ErrorCode() == "MaxSpotInstanceCountExceeded") {
-			return provider.Instance{}, fmt.Errorf("%w: %s", provider.ErrNoSpot, ae.ErrorMessage())
+		if errors.As(err, &ae) && NoCapacity(ae.ErrorCode(), req.Spot) {
+			return provider.Instance{}, fmt.Errorf("%w (%s %s): %s: %s", provider.ErrNoCapacity, market(req.Spot), p.cfg.InstanceType, ae.ErrorCode(), ae.ErrorMessage())
 		}
 		return provider.Instance{}, err
 	}
@@ -248,6 +248,34 @@ func (p *Provider) start(ctx context.Context, req provider.StartRequest, w provi
 		return provider.Instance{}, fmt.Errorf("RunInstances returned %d instances, want 1", len(out.Instances))
 	}
 	return instance(out.Instances[0]), nil
+}
+
+// NoCapacity reports whether RunInstances' error code means that EC2 has
+// no machines for the request now (provider.ErrNoCapacity) rather than a
+// bad request or a fault: no capacity for the instance type in the zone
+// (InsufficientInstanceCapacity, InsufficientCapacity,
+// InsufficientHostCapacity on dedicated hosts,
+// InsufficientReservedInstanceCapacity), and for spot requests no spare
+// spot capacity (UnfulfillableCapacity), a maximum price below the spot
+// price (SpotMaxPriceTooLow) or the spot instance quota reached
+// (MaxSpotInstanceCountExceeded): on-demand machines may still start.
+// Quotas of on-demand instances (InstanceLimitExceeded,
+// VcpuLimitExceeded) are not: more of the same would fail the same way.
+func NoCapacity(code string, spot bool) bool {
+	switch code {
+	case "InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity":
+		return true
+	case "UnfulfillableCapacity", "SpotMaxPriceTooLow", "MaxSpotInstanceCountExceeded":
+		return spot
+	}
+	return false
+}
+
+func market(spot bool) string {
+	if spot {
+		return "spot"
+	}
+	return "on-demand"
 }
 
 // instance converts an EC2 instance.

@@ -51,6 +51,7 @@ type Server struct {
 	userData  map[string][][2]string // worker name -> its user data, while it boots
 	tokens    map[string]string      // RunInstances client token -> instance id
 	calls     map[string]int         // requests per action
+	faults    faults                 // refusals on purpose (faults.go)
 }
 
 type inst struct {
@@ -264,6 +265,9 @@ func (in *inst) xml(state string) xmlInstance {
 }
 
 func (s *Server) runInstances(w http.ResponseWriter, ctx context.Context, f form) {
+	if s.fault(w, f) {
+		return
+	}
 	if get(f, "MinCount") != "1" || get(f, "MaxCount") != "1" {
 		fail(w, http.StatusBadRequest, "InvalidParameterValue", "this endpoint runs one instance per call")
 		return
