@@ -51,7 +51,7 @@ type Policy struct {
 	// asks for spot builders again (default 5m; doubled while spot stays
 	// short, up to 12 times as long).
 	SpotRetry time.Duration
-	Slots        int // jobs per builder (default 1)
+	Slots     int // jobs per builder (default 1)
 	// Worth is how many boot times of work a new builder must have ahead
 	// of it on average (default 8, so that booting is at most an eighth
 	// of a builder's life): starting one for less costs more boot than it
