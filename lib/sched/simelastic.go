@@ -26,6 +26,10 @@ type ElasticSimOptions struct {
 	// hour (exponential; 0: never). Its jobs are lost and requeued.
 	SpotLoss float64
 	Seed     uint64
+	// MinBill is the least builder time a machine is billed for, however
+	// early it stops (EC2: 60s per instance start; 0: none, billed from
+	// start to stop).
+	MinBill time.Duration
 }
 
 // ElasticSimResult is what an elastic build took, beside a fixed pool of
@@ -40,14 +44,16 @@ type ElasticSimResult struct {
 	Jobs         int     `json:"jobs"`
 	Left         int     `json:"left"` // packages not built when the budget ran out
 	MakespanMS   int64   `json:"makespan_ms"`
-	BilledMS     int64   `json:"builder_ms"`       // builder time billed: from start to stop
-	BusyMS       int64   `json:"busy_ms"`          // slot time running jobs (lost ones too)
-	IdleSlotMS   int64   `json:"idle_ms"`          // slot time of booted builders without a job
-	BootingMS    int64   `json:"booting_ms"`       // builder time spent booting
-	SpotMS       int64   `json:"spot_builder_ms"`  // billed time of spot builders
-	IdleShare    float64 `json:"idle_share"`       // IdleSlotMS / billed slot time
-	BootShare    float64 `json:"boot_share"`       // BootingMS / BilledMS
-	Started      int     `json:"builders_started"` // machines started in all
+	MinBillMS    int64   `json:"min_bill_ms"`       // least time billed per machine
+	BilledMS     int64   `json:"builder_ms"`        // builder time billed: from start to stop, at least MinBillMS
+	BusyMS       int64   `json:"busy_ms"`           // slot time running jobs (lost ones too)
+	IdleSlotMS   int64   `json:"idle_ms"`           // slot time of booted builders without a job
+	BootingMS    int64   `json:"booting_ms"`        // builder time spent booting
+	MinBillExtra int64   `json:"min_bill_extra_ms"` // billed after machines stopped early, to make up MinBillMS
+	SpotMS       int64   `json:"spot_builder_ms"`   // billed time of spot builders
+	IdleShare    float64 `json:"idle_share"`        // IdleSlotMS / billed slot time
+	BootShare    float64 `json:"boot_share"`        // BootingMS / BilledMS
+	Started      int     `json:"builders_started"`  // machines started in all
 	Peak         int     `json:"peak_builders"`
 	Preempted    int     `json:"jobs_preempted"`
 	OnDemandJobs int     `json:"jobs_sent_on_demand"` // jobs preempted PreemptLimit times
@@ -118,7 +124,8 @@ func (h *eventHeap) Pop() any {
 // demand signal (ready, running, critical path) as a real run: a builder
 // takes Boot before its first job, is billed from its start to its stop,
 // a spot builder may be taken back (its jobs lost and requeued, and a job
-// lost PreemptLimit times waits for an on-demand builder), and every
+// lost PreemptLimit times waits for an on-demand builder), a machine
+// bills at least MinBill, and every
 // builder still running when the last job ends is stopped then. The
 // result sets it beside Simulate with Max × Slots workers.
 func SimulateElastic(g *Graph, opt ElasticSimOptions) (*ElasticSimResult, error) {
@@ -142,7 +149,7 @@ func SimulateElastic(g *Graph, opt ElasticSimOptions) (*ElasticSimResult, error)
 	core, _ := NewCore(g, keys, slices.Clone(g.Initial), slices.Clone(g.Reason))
 	rng := rand.New(rand.NewPCG(opt.Seed, 0xe1a5))
 	res := &ElasticSimResult{Max: pol.Max, Min: pol.Min, BootMS: pol.Boot.Milliseconds(), IdleMS: pol.Idle.Milliseconds(),
-		Spot: pol.Spot, SpotLoss: opt.SpotLoss}
+		Spot: pol.Spot, SpotLoss: opt.SpotLoss, MinBillMS: max(opt.MinBill.Milliseconds(), 0)}
 
 	var (
 		now       int64
@@ -159,11 +166,14 @@ func SimulateElastic(g *Graph, opt ElasticSimOptions) (*ElasticSimResult, error)
 		startTime = time.Unix(0, 0)
 	)
 	at := func(ms int64) time.Time { return startTime.Add(time.Duration(ms) * time.Millisecond) }
+	// billed is a builder's bill until now: at least the minimum.
+	billed := func(b *simBuilder) int64 { return max(now-b.started, res.MinBillMS) }
 	stopBuilder := func(i int32) {
 		b := bs[i]
 		b.stopped = now
 		b.gen++
-		bill := now - b.started
+		bill := billed(b)
+		res.MinBillExtra += bill - (now - b.started)
 		closedMS += bill
 		res.BilledMS += bill
 		res.BootingMS += min(b.up, now) - b.started
@@ -235,7 +245,7 @@ func SimulateElastic(g *Graph, opt ElasticSimOptions) (*ElasticSimResult, error)
 		names := map[string]int32{}
 		for _, i := range live {
 			b := bs[i]
-			spent += now - b.started
+			spent += billed(b)
 			name := strconv.Itoa(int(i))
 			names[name] = i
 			in.Builders = append(in.Builders, autoscale.Builder{Name: name, Spot: b.spot, Started: at(b.started),

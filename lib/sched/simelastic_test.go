@@ -82,12 +82,52 @@ func TestSimulateElastic(t *testing.T) {
 			}
 			// Every billed slot-ms is a job's, idle or booting.
 			slots := int64(tt.pol.Defaults().Slots)
-			if got := r.BusyMS + r.IdleSlotMS + r.BootingMS*slots; got != r.BilledMS*slots {
+			if got := r.BusyMS + r.IdleSlotMS + (r.BootingMS+r.MinBillExtra)*slots; got != r.BilledMS*slots {
 				t.Errorf("busy %d + idle %d + booting %d = %d, billed %d", r.BusyMS, r.IdleSlotMS, r.BootingMS, got, r.BilledMS)
 			}
 			tt.check(t, r)
 		})
 	}
+}
+
+// TestSimulateElasticMinBill: with a least bill per machine (EC2's 60 s)
+// every machine bills at least that, the builds are the same, and the
+// builder time grows by exactly what the machines stopped early are
+// billed past their stop.
+func TestSimulateElasticMinBill(t *testing.T) {
+	g := randomGraph(t, 400, 60, 3)
+	dur := Lognormal{MedianMS: 20_000, Sigma: 1, Cap: 50, Seed: 2}.Generate(g.Len())
+	// Short boot and idle timeout: many machines live under a minute.
+	pol := autoscale.Policy{Max: 32, Boot: 5 * time.Second, Idle: 10 * time.Second, Worth: 0.5}
+	exact, err := SimulateElastic(g, ElasticSimOptions{Policy: pol, Dur: dur, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	minBill, err := SimulateElastic(g, ElasticSimOptions{Policy: pol, Dur: dur, Seed: 1, MinBill: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exact.MinBillExtra != 0 || minBill.MinBillMS != 60_000 {
+		t.Fatalf("extra %d ms without a minimum; minimum %d ms", exact.MinBillExtra, minBill.MinBillMS)
+	}
+	if minBill.MinBillExtra <= 0 {
+		t.Fatalf("no machine lived under a minute (%d started, %s billed): the case tests nothing", minBill.Started,
+			time.Duration(minBill.BilledMS)*time.Millisecond)
+	}
+	if minBill.BilledMS < int64(minBill.Started)*60_000 {
+		t.Errorf("%d machines billed %d ms: under a minute each", minBill.Started, minBill.BilledMS)
+	}
+	// The policy sees the larger bill only in the budget (none here): the
+	// same machines start and stop at the same times.
+	if minBill.MakespanMS != exact.MakespanMS || minBill.Started != exact.Started || minBill.Jobs != exact.Jobs {
+		t.Errorf("makespan %d / %d, started %d / %d, jobs %d / %d: the minimum bill changed the build",
+			minBill.MakespanMS, exact.MakespanMS, minBill.Started, exact.Started, minBill.Jobs, exact.Jobs)
+	}
+	if got := minBill.BilledMS - exact.BilledMS; got != minBill.MinBillExtra {
+		t.Errorf("billed %d ms more with the minimum; the extra is %d", got, minBill.MinBillExtra)
+	}
+	t.Logf("%d machines: %.2f builder-hours from start to stop, %.2f with 60 s at least", exact.Started,
+		float64(exact.BilledMS)/3.6e6, float64(minBill.BilledMS)/3.6e6)
 }
 
 func TestSimulateElasticBadInput(t *testing.T) {

@@ -23,11 +23,12 @@ type ElasticSimFlags struct {
 	Budget       float64       `placeholder:"H" help:"Builder-hours to spend at most; then no builder starts and no job is handed out (with --elastic; 0: none)."`
 	SpotLoss     float64       `placeholder:"R" help:"Use spot builders, taken back R times per builder-hour on average (with --elastic; 0: on-demand builders only)."`
 	PreemptLimit int           `default:"2" placeholder:"N" help:"A job lost N times on spot builders goes to an on-demand builder (with --spot-loss)."`
+	MinBill      time.Duration `default:"60s" placeholder:"D" help:"Least builder time billed per machine started, however early it stops (with --elastic; EC2 bills 60s at least; 0: from start to stop)."`
 }
 
 func (f ElasticSimFlags) policy(maxBuilders int) (autoscale.Policy, error) {
-	if f.Budget < 0 || f.SpotLoss < 0 || f.Boot < 0 || f.Idle < 0 {
-		return autoscale.Policy{}, fmt.Errorf("simulate: negative --budget, --spot-loss, --boot or --idle")
+	if f.Budget < 0 || f.SpotLoss < 0 || f.Boot < 0 || f.Idle < 0 || f.MinBill < 0 {
+		return autoscale.Policy{}, fmt.Errorf("simulate: negative --budget, --spot-loss, --boot, --idle or --min-bill")
 	}
 	p := autoscale.Policy{Min: f.Min, Max: maxBuilders, Boot: f.Boot, Idle: f.Idle,
 		Budget: time.Duration(f.Budget * float64(time.Hour)), Spot: f.SpotLoss > 0, PreemptLimit: f.PreemptLimit}
@@ -47,7 +48,7 @@ func (f ElasticSimFlags) run(ctx context.Context, g *cli.Globals, gr *sched.Grap
 		if err != nil {
 			return err
 		}
-		r, err := sched.SimulateElastic(gr, sched.ElasticSimOptions{Policy: p, Dur: durs, SpotLoss: f.SpotLoss, Seed: 1})
+		r, err := sched.SimulateElastic(gr, sched.ElasticSimOptions{Policy: p, Dur: durs, SpotLoss: f.SpotLoss, Seed: 1, MinBill: f.MinBill})
 		if err != nil {
 			return err
 		}
@@ -63,7 +64,7 @@ func (f ElasticSimFlags) run(ctx context.Context, g *cli.Globals, gr *sched.Grap
 	}
 	hours := func(ms int64) string { return fmt.Sprintf("%.1f", float64(ms)/3.6e6) }
 	fmt.Fprintf(g.Stdout, "%d packages; durations: %s\n", gr.Len(), source)
-	fmt.Fprintf(g.Stdout, "elastic builders: boot %s, idle timeout %s, min %d", f.Boot, time.Duration(results[0].IdleMS)*time.Millisecond, f.Min)
+	fmt.Fprintf(g.Stdout, "elastic builders: boot %s, idle timeout %s, min %d, billed at least %s a start", f.Boot, time.Duration(results[0].IdleMS)*time.Millisecond, f.Min, f.MinBill)
 	if f.SpotLoss > 0 {
 		fmt.Fprintf(g.Stdout, ", spot lost %g/builder-hour, on-demand after %d losses", f.SpotLoss, f.PreemptLimit)
 	}
