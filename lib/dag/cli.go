@@ -102,7 +102,7 @@ type Command struct {
 
 // BuildCmd is "pkgdag build".
 type BuildCmd struct {
-	Output string `name:"output" short:"o" required:"" placeholder:"DB" help:"The database to write (replaced atomically; its history table is carried over)."`
+	Output string `name:"output" short:"o" required:"" placeholder:"DB" help:"The database to write (replaced atomically; its history and pull workers' tokens are carried over)."`
 	Inputs `embed:""`
 }
 
@@ -118,7 +118,9 @@ cycle's members and patterns are printed on stderr.
 
 The database is built in a temporary file beside DB and renamed over it,
 so DB is never left half written. Rows of the history table of an existing
-DB (build durations learned by pkgsched) are copied into the new one.`
+DB (build durations learned by pkgsched) are copied into the new one, and
+so are the pull workers' registration tokens (pkgsched token add; only
+their hashes, revoked ones stay revoked).`
 }
 
 // PresolveCmd is "pkgdag presolve".

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -389,7 +390,7 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 	if err := ins.flush(ctx); err != nil {
 		return Counts{}, fmt.Errorf("insert cycles: %w", err)
 	}
-	hist, err := carryHistory(ctx, conn, path)
+	hist, err := carryOver(ctx, conn, path)
 	if err != nil {
 		return Counts{}, err
 	}
@@ -655,67 +656,87 @@ func insertDepends(ctx context.Context, conn *sql.Conn, g *Graph) error {
 	})
 }
 
-// carryHistory copies the history rows of the database at path, if there
-// is one, into the new database. Columns are matched by name so that an
-// older schema's history still carries over.
-func carryHistory(ctx context.Context, conn *sql.Conn, path string) (int, error) {
+// carried are the tables whose rows a new database takes over from the
+// one it replaces: the build durations pkgsched learned, and the pull
+// workers' registration tokens the operator handed out (pkgsched token
+// add; only their hashes are stored). The autoscaler's one-session tokens
+// belong to the run that minted them and are not carried.
+var carried = []struct{ table, where string }{
+	{"history", ""},
+	{"pull_tokens", "one_session = 0"},
+}
+
+// carryOver copies the carried tables' rows of the database at path, if
+// there is one, into the new database, and returns how many history rows
+// it copied. Columns are matched by name so that an older schema's rows
+// still carry over; a table the old database lacks is skipped.
+func carryOver(ctx context.Context, conn *sql.Conn, path string) (int, error) {
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return 0, nil
 		}
 		return 0, fmt.Errorf("carry over history from %s: %w", path, err)
 	}
-	wrap := func(err error) error {
-		return fmt.Errorf("carry over history from %s (move the file away to start without history): %w", path, err)
-	}
 	if _, err := conn.ExecContext(ctx, "ATTACH DATABASE ? AS old", path); err != nil {
-		return 0, wrap(err)
+		return 0, fmt.Errorf("carry over history from %s (move the file away to start without history): %w", path, err)
 	}
 	defer conn.ExecContext(context.Background(), "DETACH DATABASE old")
-	rows, err := conn.QueryContext(ctx, "SELECT name FROM old.pragma_table_info('history')")
-	if err != nil {
-		return 0, wrap(err)
+	hist := 0
+	for _, c := range carried {
+		n, err := carryTable(ctx, conn, c.table, c.where)
+		if err != nil {
+			return 0, fmt.Errorf("carry over %s from %s (move the file away to start without it): %w", c.table, path, err)
+		}
+		if c.table == "history" {
+			hist = n
+		}
 	}
-	var oldCols []string
+	return hist, nil
+}
+
+// columns lists the columns of schema.table ("" when it does not exist).
+func columns(ctx context.Context, conn *sql.Conn, schema, table string) ([]string, error) {
+	rows, err := conn.QueryContext(ctx, "SELECT name FROM "+schema+".pragma_table_info(?)", table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var cols []string
 	for rows.Next() {
 		var c string
 		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return 0, wrap(err)
+			return nil, err
 		}
-		oldCols = append(oldCols, c)
+		cols = append(cols, c)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, wrap(err)
+	return cols, rows.Err()
+}
+
+// carryTable copies old.table's rows (those where allows) into
+// main.table, in the columns both have.
+func carryTable(ctx context.Context, conn *sql.Conn, table, where string) (int, error) {
+	oldCols, err := columns(ctx, conn, "old", table)
+	if err != nil || len(oldCols) == 0 {
+		return 0, err // no such table: nothing to carry
 	}
-	if len(oldCols) == 0 {
-		return 0, nil // no history table: nothing to carry
-	}
-	rows, err = conn.QueryContext(ctx, "SELECT name FROM main.pragma_table_info('history')")
+	newCols, err := columns(ctx, conn, "main", table)
 	if err != nil {
-		return 0, wrap(err)
+		return 0, err
 	}
-	newCols := map[string]bool{}
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return 0, wrap(err)
-		}
-		newCols[c] = true
-	}
-	rows.Close()
 	var cols []string
 	for _, c := range oldCols {
-		if newCols[c] {
+		if slices.Contains(newCols, c) {
 			cols = append(cols, `"`+c+`"`)
 		}
 	}
 	list := strings.Join(cols, ", ")
-	res, err := conn.ExecContext(ctx, "INSERT OR IGNORE INTO main.history ("+list+") SELECT "+list+" FROM old.history")
+	q := "INSERT OR IGNORE INTO main." + table + " (" + list + ") SELECT " + list + " FROM old." + table
+	if where != "" {
+		q += " WHERE " + where
+	}
+	res, err := conn.ExecContext(ctx, q)
 	if err != nil {
-		return 0, wrap(err)
+		return 0, err
 	}
 	n, _ := res.RowsAffected()
 	return int(n), nil

@@ -5,8 +5,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -222,6 +224,50 @@ func TestHistoryCarriedOver(t *testing.T) {
 	d.QueryRow("SELECT value FROM meta WHERE key = 'history_rows'").Scan(&meta)
 	if meta != "2" {
 		t.Errorf("meta history_rows = %q", meta)
+	}
+}
+
+// TestPullTokensCarriedOver: the registration tokens an operator handed
+// to volunteer builders (pkgsched token add) survive a new scan's
+// database, revoked ones stay revoked, and the autoscaler's one-session
+// tokens of the old run are dropped; sessions and leases are the old
+// run's and are not carried.
+func TestPullTokensCarriedOver(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bulk.db")
+	writeSmall(t, path, nil)
+	d := openDB(t, path)
+	if _, err := d.Exec(`INSERT INTO pull_tokens (name, hash, labels, one_session, sessions, created_at, revoked_at) VALUES
+		('alice', 'aa', 'arch=x86_64', 0, 3, 1000, NULL),
+		('bob', 'bb', '', 0, 1, 1000, 2000),
+		('vm-1', 'cc', '', 1, 1, 1500, NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(`INSERT INTO pull_sessions (hash, token, worker, info, created_at, last_seen) VALUES ('ss', 'alice', 'pull:alice', '{}', 1000, 1000)`); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	writeSmall(t, path, nil)
+	d = openDB(t, path)
+	var got []string
+	rows, err := d.Query("SELECT name, hash, labels, sessions, coalesce(revoked_at, 0) FROM pull_tokens ORDER BY name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name, hash, labels string
+		var sessions, revoked int64
+		rows.Scan(&name, &hash, &labels, &sessions, &revoked)
+		got = append(got, fmt.Sprintf("%s %s %q %d %d", name, hash, labels, sessions, revoked))
+	}
+	rows.Close()
+	want := []string{`alice aa "arch=x86_64" 3 0`, `bob bb "" 1 2000`}
+	if !slices.Equal(got, want) {
+		t.Errorf("tokens after rebuild:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var sessions int
+	d.QueryRow("SELECT count(*) FROM pull_sessions").Scan(&sessions)
+	if sessions != 0 {
+		t.Errorf("%d sessions carried over; a new database starts without", sessions)
 	}
 }
 
