@@ -169,7 +169,7 @@ mv "$meta/pscan.new" "$meta/pscan"
 say "resolving dependencies into $meta/bulk.db"
 limited=
 [ -n "$limited_list" ] && limited="--limited=$limited_list"
-pkgdag build $limited --output="$meta/bulk.db" "$meta/pscan" >&2 || exit 2
+pkgdag build $limited --pkgsrc="$pkgsrc" --output="$meta/bulk.db" "$meta/pscan" >&2 || exit 2
 pkgdag presolve --quiet "$meta/pscan" >"$meta/presolve.new" && mv "$meta/presolve.new" "$meta/presolve"
 
 # ---- build ----------------------------------------------------------------

@@ -17,7 +17,9 @@ import (
 
 	"github.com/pkgbulk/pkgbulk/lib/atomicfile"
 	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/pull"
 	"github.com/pkgbulk/pkgbulk/lib/scan"
+	"github.com/pkgbulk/pkgbulk/lib/treerev"
 )
 
 // Description is pkgdag's long help text.
@@ -102,8 +104,10 @@ type Command struct {
 
 // BuildCmd is "pkgdag build".
 type BuildCmd struct {
-	Output string `name:"output" short:"o" required:"" placeholder:"DB" help:"The database to write (replaced atomically; its history and pull workers' tokens are carried over)."`
-	Inputs `embed:""`
+	Output   string `name:"output" short:"o" required:"" placeholder:"DB" help:"The database to write (replaced atomically; its history and pull workers' tokens are carried over)."`
+	Pkgsrc   string `name:"pkgsrc" type:"existingdir" placeholder:"DIR" help:"The tree the scan read: its revision (git commit or CVS/Tag) is recorded, and pull workers whose tree differs get no job."`
+	Platform string `name:"platform" placeholder:"TEXT" help:"The platform the scan was made for, 'OPSYS OS_VERSION/MACHINE_ARCH' or 'OPSYS/MACHINE_ARCH' (pbulk's PLATFORM): recorded, and pull workers of another platform get no job."`
+	Inputs   `embed:""`
 }
 
 // Help is the long help of "pkgdag build".
@@ -236,6 +240,17 @@ func (c *BuildCmd) Run(ctx context.Context, g *cli.Globals) error {
 	// ran nine times, competing with SQLite for the two cores; GOGC=400
 	// takes 0.1 s off the run for 40 MB more peak RSS.
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	info := DBInfo{Inputs: c.Scan, Limited: c.Limited, Platform: c.Platform, Now: time.Now(), Trace: c.trace(g.Stderr)}
+	if c.Platform != "" {
+		if _, err := pull.ParsePlatform(c.Platform); err != nil {
+			return fmt.Errorf("--platform: %w", err)
+		}
+	}
+	if c.Pkgsrc != "" {
+		// A tree that is neither a git nor a CVS checkout has no
+		// revision: nothing is recorded (pkgsched's pull server says so).
+		info.TreeRevision = treerev.Of(ctx, c.Pkgsrc)
+	}
 	recs, err := c.parse(g)
 	if err != nil {
 		return err
@@ -249,7 +264,7 @@ func (c *BuildCmd) Run(ctx context.Context, g *cli.Globals) error {
 		}
 		return l.g, l.limited, nil
 	}
-	graph, a, counts, err := Build(ctx, c.Output, recs, resolve, DBInfo{Inputs: c.Scan, Limited: c.Limited, Now: time.Now(), Trace: c.trace(g.Stderr)})
+	graph, a, counts, err := Build(ctx, c.Output, recs, resolve, info)
 	if a != nil && !c.Quiet {
 		warnUnresolved(g.Stderr, graph, nil, c.Verbose)
 		WriteCycles(g.Stderr, graph, a)

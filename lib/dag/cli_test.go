@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pkgbulk/pkgbulk/lib/cli"
+	"github.com/pkgbulk/pkgbulk/lib/db"
 )
 
 // pkgdag runs the command in-process and returns exit code, stdout, stderr.
@@ -192,5 +194,73 @@ func TestCLIBadInput(t *testing.T) {
 	}
 	if code, out, _ := pkgdag(t, "", "build", "--help"); code != 0 || !strings.Contains(out, "history table") {
 		t.Errorf("--help: exit %d\n%s", code, out)
+	}
+}
+
+// TestCLIScanOrigin: --pkgsrc records the tree's revision (a git commit or
+// a CVS tag) and --platform the platform, where the pull server's skew
+// check reads them; a tree of neither kind records nothing; a
+// malformed platform is bad usage and writes no database.
+func TestCLIScanOrigin(t *testing.T) {
+	dir := t.TempDir()
+	git := filepath.Join(dir, "git")
+	cvs := filepath.Join(dir, "cvs")
+	plain := filepath.Join(dir, "plain")
+	os.MkdirAll(filepath.Join(cvs, "CVS"), 0o755)
+	os.WriteFile(filepath.Join(cvs, "CVS", "Tag"), []byte("Tpkgsrc-2026Q3\n"), 0o644)
+	os.MkdirAll(plain, 0o755)
+	var commit string
+	if _, err := exec.LookPath("git"); err == nil {
+		os.MkdirAll(git, 0o755)
+		for _, a := range [][]string{{"init", "-q"}, {"-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "--allow-empty", "-m", "x"}} {
+			if out, err := exec.Command("git", append([]string{"-C", git}, a...)...).CombinedOutput(); err != nil {
+				t.Fatalf("git %v: %v\n%s", a, err, out)
+			}
+		}
+		out, _ := exec.Command("git", "-C", git, "rev-parse", "HEAD").Output()
+		commit = strings.TrimSpace(string(out))
+	}
+	meta := func(path, key string) string {
+		var v string
+		openDB(t, path).QueryRow("SELECT value FROM meta WHERE key = ?", key).Scan(&v)
+		return v
+	}
+	for _, c := range []struct {
+		name, tree, platform  string
+		code                  int
+		wantRev, wantPlatform string
+		stderr                string
+	}{
+		{"cvs", cvs, "NetBSD 10.0/x86_64", 0, "Tpkgsrc-2026Q3", "NetBSD 10.0/x86_64", ""},
+		{"git", git, "Linux/x86_64", 0, commit, "Linux/x86_64", ""},
+		{"plain", plain, "", 0, "", "", ""},
+		{"bad platform", cvs, "NetBSD 10.0", 2, "", "", "--platform: platform \"NetBSD 10.0\": want OPSYS/ARCH"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.tree == git && commit == "" {
+				t.Skip("no git")
+			}
+			path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")+".db")
+			args := []string{"build", "-q", "-o", path, "--pkgsrc", c.tree}
+			if c.platform != "" {
+				args = append(args, "--platform", c.platform)
+			}
+			code, _, stderr := pkgdag(t, smallScan, append(args, "-")...)
+			if code != c.code || !strings.Contains(stderr, c.stderr) {
+				t.Fatalf("exit %d, want %d; stderr %q, want %q", code, c.code, stderr, c.stderr)
+			}
+			if c.code != 0 {
+				if _, err := os.Stat(path); err == nil {
+					t.Error("a database was written")
+				}
+				return
+			}
+			if got := meta(path, db.MetaTreeRevision); got != c.wantRev {
+				t.Errorf("tree revision %q, want %q", got, c.wantRev)
+			}
+			if got := meta(path, db.MetaPlatform); got != c.wantPlatform {
+				t.Errorf("platform %q, want %q", got, c.wantPlatform)
+			}
+		})
 	}
 }

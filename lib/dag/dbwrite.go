@@ -24,7 +24,11 @@ import (
 type DBInfo struct {
 	Inputs  []string // input file names as given ("-" for stdin)
 	Limited string   // the limited list file, "" for a full build
-	Now     time.Time
+	// TreeRevision and Platform are what the scan was made from, if
+	// known (meta db.MetaTreeRevision and db.MetaPlatform; "" writes no
+	// row): the pull server's skew check.
+	TreeRevision, Platform string
+	Now                    time.Time
 	// Trace, when set, is called as each phase ends (for --timings).
 	Trace func(phase string)
 }
@@ -410,6 +414,11 @@ func fill(ctx context.Context, d *sql.DB, path string, recs []scan.Record, bg *b
 		{"prefailed", strconv.Itoa(counts.Prefailed)},
 		{"indirect_prefailed", strconv.Itoa(counts.IndirectPrefailed)},
 		{"history_rows", strconv.Itoa(counts.HistoryRows)},
+	}
+	for _, kv := range [][2]string{{db.MetaTreeRevision, info.TreeRevision}, {db.MetaPlatform, info.Platform}} {
+		if kv[1] != "" {
+			meta = append(meta, kv)
+		}
 	}
 	ins = newBatch(conn, "meta", []string{"key", "value"}, 50)
 	for _, kv := range meta {

@@ -291,3 +291,12 @@ func open(ctx context.Context, path, params string) (*sql.DB, error) {
 	}
 	return d, nil
 }
+
+// Meta keys naming what the scan was made from, when pkgdag build was told
+// (--pkgsrc, --platform): the tree's revision (a git commit or CVS tag)
+// and the platform ("OPSYS OS_VERSION/MACHINE_ARCH"). The pull server
+// gives jobs only to workers whose tree and platform match.
+const (
+	MetaTreeRevision = "scan.tree_revision"
+	MetaPlatform     = "scan.platform"
+)

@@ -52,6 +52,7 @@ package pull
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/job"
@@ -167,6 +168,19 @@ type Platform struct {
 }
 
 func (p Platform) String() string { return p.OpSys + " " + p.OSVersion + "/" + p.Arch }
+
+// ParsePlatform reads "OPSYS/ARCH" or "OPSYS OSVERSION/ARCH" (pbulk's
+// PLATFORM); an empty part is not checked.
+func ParsePlatform(s string) (Platform, error) {
+	var p Platform
+	sys, arch, ok := strings.Cut(s, "/")
+	if !ok {
+		return p, fmt.Errorf("platform %q: want OPSYS/ARCH or OPSYS OSVERSION/ARCH", s)
+	}
+	p.Arch = arch
+	p.OpSys, p.OSVersion, _ = strings.Cut(strings.TrimSpace(sys), " ")
+	return p, nil
+}
 
 // RegisterResponse opens a session.
 type RegisterResponse struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/imds"
 	"github.com/pkgbulk/pkgbulk/lib/pull"
+	"github.com/pkgbulk/pkgbulk/lib/treerev"
 )
 
 // Command is `pkgrun worker`.
@@ -136,7 +137,7 @@ func (c *Command) Options(ctx context.Context) (Options, error) {
 	}
 	rev := c.TreeRevision
 	if rev == "" {
-		rev = TreeRevision(ctx, s.Pkgsrc)
+		rev = treerev.Of(ctx, s.Pkgsrc)
 	}
 	o = Options{
 		Client: cl, Reader: ServerReader{C: cl}, Token: tok, Settings: s, PollWait: c.PollWait,

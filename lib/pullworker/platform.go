@@ -1,14 +1,7 @@
 package pullworker
 
 import (
-	"bytes"
-	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -40,22 +33,4 @@ func machineArch(goarch string) string {
 		return "earmv7hf"
 	}
 	return goarch
-}
-
-// TreeRevision identifies a pkgsrc tree: the commit of a git checkout,
-// the sticky tag or date of a CVS one (CVS/Tag), else "".
-func TreeRevision(ctx context.Context, tree string) string {
-	if _, err := os.Stat(filepath.Join(tree, ".git")); err == nil {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "git", "-C", tree, "rev-parse", "HEAD")
-		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
-		if out, err := cmd.Output(); err == nil {
-			return strings.TrimSpace(string(out))
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(tree, "CVS", "Tag")); err == nil {
-		return string(bytes.TrimSpace(b))
-	}
-	return ""
 }

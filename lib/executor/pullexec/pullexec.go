@@ -119,6 +119,9 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 		srv.Close()
 		return nil, fmt.Errorf("executor pull: listen on %s: %w", cfg.Listen, err)
 	}
+	if cfg.Tree == "" {
+		fmt.Fprintf(cfg.Log, "pull: the scan's tree revision is unknown (pkgdag build --pkgsrc, or tree= here): workers' trees are not checked\n")
+	}
 	e := &Executor{srv: srv, ln: ln, done: make(chan error, 1)}
 	e.fingerprint = "sha256:" + pull.Fingerprint(cert.Certificate[0])
 	e.url = "https://" + ln.Addr().String()
@@ -185,8 +188,8 @@ func Open(ctx context.Context, spec string, settings job.Settings, dbPath string
 // OSVERSION/ARCH), when the tools that made the database recorded them;
 // tree= and platform= in the spec win.
 const (
-	MetaTree     = "scan.tree_revision"
-	MetaPlatform = "scan.platform"
+	MetaTree     = db.MetaTreeRevision
+	MetaPlatform = db.MetaPlatform
 )
 
 // scanDefaults fills the skew check from the database's meta where the
@@ -212,7 +215,7 @@ func scanDefaults(ctx context.Context, d *sql.DB, cfg *Config) error {
 		if err != nil || v == "" {
 			return err
 		}
-		p, err := ParsePlatform(v)
+		p, err := pull.ParsePlatform(v)
 		if err != nil {
 			return fmt.Errorf("meta %s: %w", MetaPlatform, err)
 		}
@@ -255,7 +258,7 @@ func ParseSpec(spec string) (Config, error) {
 		case "tree":
 			c.Tree = v
 		case "platform":
-			p, err := ParsePlatform(v)
+			p, err := pull.ParsePlatform(v)
 			if err != nil {
 				return c, fmt.Errorf("executor %s: %w", spec, err)
 			}
@@ -265,19 +268,6 @@ func ParseSpec(spec string) (Config, error) {
 		}
 	}
 	return c, nil
-}
-
-// ParsePlatform reads "OPSYS/ARCH" or "OPSYS OSVERSION/ARCH" (pbulk's
-// PLATFORM); an empty part is not checked.
-func ParsePlatform(s string) (pull.Platform, error) {
-	var p pull.Platform
-	sys, arch, ok := strings.Cut(s, "/")
-	if !ok {
-		return p, fmt.Errorf("platform %q: want OPSYS/ARCH or OPSYS OSVERSION/ARCH", s)
-	}
-	p.Arch = arch
-	p.OpSys, p.OSVersion, _ = strings.Cut(strings.TrimSpace(sys), " ")
-	return p, nil
 }
 
 // Acquire waits for a worker's slot.
