@@ -231,7 +231,7 @@ func TestElasticQemu(t *testing.T) {
 		fmt.Fprintf(m.Out, "=== pkgsched killed; %d VMs left running; restarted\n", len(orphans))
 		startMaster()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	done := make(chan int, 1)
 	go func() { done <- m.Wait(ctx) }()

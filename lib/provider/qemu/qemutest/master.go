@@ -49,9 +49,17 @@ func (s *SyncBuf) String() string {
 // Limited are the example tree's packages the VM tests build (with their
 // dependencies): C libraries and programs in a chain, a C library whose
 // build fails and two packages that depend on it, and a diamond. The
-// whole tree takes over ten minutes under TCG on two cores; with
-// PKGBULK_TEST_VM_FULL=1 the tests build all of it.
+// whole tree takes over ten minutes under TCG on two cores: the tests
+// build all of it only in CI (PKGBULK_TEST_REQUIRE=all) or with
+// PKGBULK_TEST_VM_FULL=1.
 var Limited = []string{"misc/exreport", "misc/exbroken-user2", "misc/diamond-d"}
+
+// FullTree reports whether the VM tests build the whole example tree:
+// in CI (PKGBULK_TEST_REQUIRE=all or naming vm-full),
+// or when PKGBULK_TEST_VM_FULL=1 asks for it.
+func FullTree() bool {
+	return os.Getenv("PKGBULK_TEST_VM_FULL") == "1" || testenv.Required("vm-full")
+}
 
 // Master is a pkgsched run with the pull executor on loopback.
 type Master struct {
@@ -81,14 +89,13 @@ func FreePort(t testing.TB) int {
 
 // NewMaster sets up the example tree with the databases local.db (for
 // LocalBuild) and vm.db (the master's), both limited to the packages of
-// list (and their dependencies) unless list is nil or
-// PKGBULK_TEST_VM_FULL is set.
+// list (and their dependencies) unless list is nil or FullTree.
 func NewMaster(t testing.TB, list []string) *Master {
 	t.Helper()
 	m := &Master{T: t, Make: testenv.Program(t, "bmake"), Out: &SyncBuf{}}
 	m.X = exampleTree(t)
 	args := []string{"build", "-q"}
-	if list != nil && os.Getenv("PKGBULK_TEST_VM_FULL") == "" {
+	if list != nil && !FullTree() {
 		f := filepath.Join(m.X.Dir, "vm-limited")
 		if err := os.WriteFile(f, []byte(strings.Join(list, "\n")+"\n"), 0o644); err != nil {
 			t.Fatal(err)
