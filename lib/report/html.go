@@ -48,7 +48,13 @@ type htmlRow struct {
 type htmlData struct {
 	Platform, Compiler, Start, End string
 	Counts                         Counts
+	Builders                       []htmlBuilder
 	Top, Rows                      []htmlRow
+}
+
+type htmlBuilder struct {
+	BuilderStats
+	Busy string
 }
 
 // WriteHTML writes report.html: the counts, the ten failed packages that
@@ -67,12 +73,17 @@ type htmlData struct {
 // words outside quotes on separate lines, as pbulk prints them; pbulk
 // shows only the fail reason), the prefailed package behind an
 // indirect-prefailed one, and pkgsched's detail (failed phase, skew or
-// timeout message) of a failed one. Every value is HTML-escaped.
+// timeout message) of a failed one, with the builder of its last attempt
+// and the MAKE_JOBS it was given. A table of builders (BuilderStats)
+// follows the counts. Every value is HTML-escaped.
 func WriteHTML(w io.Writer, b *Build, loc *time.Location) error {
 	t := b.TimesIn(loc)
 	data := htmlData{
 		Platform: b.Platform, Compiler: b.Compiler, Start: t.StartISO, End: t.EndISO,
 		Counts: b.Counts(),
+	}
+	for _, s := range b.Builders {
+		data.Builders = append(data.Builders, htmlBuilder{BuilderStats: s, Busy: wall(s.BusyMS)})
 	}
 	var top []*Package
 	var all []*Package
@@ -170,6 +181,15 @@ func (b *Build) htmlRow(p *Package) htmlRow {
 				r.Note += ": " + res.Message
 			}
 		}
+	}
+	if r.Note != "" && p.Worker != "" {
+		// Which builder failed it, and with how many cores: a failure
+		// only one machine or only parallel makes is told apart here.
+		on := "on " + p.Worker
+		if p.Result != nil && p.Result.MakeJobs > 0 {
+			on += ", MAKE_JOBS=" + strconv.Itoa(p.Result.MakeJobs)
+		}
+		r.Note += " (" + on + ")"
 	}
 	return r
 }

@@ -71,6 +71,7 @@ type Package struct {
 	FailReason string
 	State      sched.State // pkgsched's state
 	Detail     string      // build_state.detail (or pkgdag's initial_detail)
+	Worker     string      // build_state.worker: the builder of the last attempt ("" when none)
 	WallMS     int64       // wall time of the last build, -1 when unknown
 	FinishedAt int64       // unix ms, 0 when unknown
 	Result     *job.Result // pkgrun's result of the last attempt, or nil
@@ -101,6 +102,9 @@ type Build struct {
 	// some package is open or in processing.
 	Start, End time.Time
 
+	// Builders are the builders that ran jobs, from the events.
+	Builders []BuilderStats
+
 	Platform string // PLATFORM, e.g. "NetBSD 10.0/x86_64"
 	Compiler string // COMPILER (PKGSRC_COMPILER)
 	BaseURL  string // BASE_URL: report.txt's links
@@ -113,7 +117,7 @@ func Load(ctx context.Context, d *sql.DB) (*Build, error) {
 	rows, err := d.QueryContext(ctx, `SELECT p.id, p.pkgname, p.pkgpath, p.maintainer, p.depth,
 		p.skip_reason, p.fail_reason, COALESCE(s.state, p.initial_state),
 		CASE WHEN s.pkg_id IS NULL THEN p.initial_detail ELSE s.detail END,
-		COALESCE(s.wall_ms, -1), COALESCE(s.finished_at, 0), s.result
+		COALESCE(s.worker, ''), COALESCE(s.wall_ms, -1), COALESCE(s.finished_at, 0), s.result
 		FROM packages p LEFT JOIN build_state s ON s.pkg_id = p.id
 		WHERE p.selected = 1 ORDER BY p.id`)
 	if err != nil {
@@ -126,7 +130,7 @@ func Load(ctx context.Context, d *sql.DB) (*Build, error) {
 		var state string
 		var result sql.NullString
 		if err := rows.Scan(&p.ID, &p.Name, &p.Location, &p.Maintainer, &p.Depth, &p.SkipReason, &p.FailReason,
-			&state, &p.Detail, &p.WallMS, &p.FinishedAt, &result); err != nil {
+			&state, &p.Detail, &p.Worker, &p.WallMS, &p.FinishedAt, &result); err != nil {
 			return nil, fmt.Errorf("read packages: %w", err)
 		}
 		if p.State, err = sched.ParseState(state); err != nil {
@@ -169,6 +173,9 @@ func Load(ctx context.Context, d *sql.DB) (*Build, error) {
 	erows.Close()
 
 	if err := b.loadTimes(ctx, d); err != nil {
+		return nil, err
+	}
+	if b.Builders, err = loadBuilders(ctx, d); err != nil {
 		return nil, err
 	}
 	return b, nil

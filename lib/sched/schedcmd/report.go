@@ -30,7 +30,7 @@ type ReportCmd struct {
 	Platform   string `placeholder:"TEXT" help:"PLATFORM line (pbulk: 'OPSYS OS_VERSION/MACHINE_ARCH'); default from uname of this host."`
 	Compiler   string `placeholder:"TEXT" help:"COMPILER line (PKGSRC_COMPILER, e.g. gcc)."`
 	UTC        bool   `name:"utc" help:"Write times in UTC instead of local time (pbulk uses the local time of date(1))."`
-	JSON       bool   `name:"json" help:"Print the directory, the files written and the counts as JSON on stdout."`
+	JSON       bool   `name:"json" help:"Print the directory, the files written, the counts and the builders (jobs, built, failed, lost, crashed per builder) as JSON on stdout."`
 
 	Access job.StoreAccess `embed:"" group:"Store access"`
 }
@@ -44,7 +44,9 @@ BUILD_STATUS=failed plus PKGBULK_STATUS=skew|timeout), pbuild
 (PKGNAME|STATUS||DEPTH), success and error (PKGNAME lists, as pbulk-build
 writes them), status (BUILD_START_*, BUILD_END_*, PLATFORM, COMPILER,
 BASE_URL), report.txt (pbulk's mail body, byte for byte), report.html
-(every unsuccessful package with links to its logs) and report.dot (the
+(every unsuccessful package with links to its logs, the builder and
+MAKE_JOBS of a failed one, and per builder the jobs it built, failed,
+lost and crashed) and report.dot (the
 graph of failures; render it with Graphviz: neato -Tsvg). Each file is replaced
 atomically, and only once all of them were written.
 
@@ -133,7 +135,7 @@ func (c *ReportCmd) Run(ctx context.Context, g *cli.Globals) error {
 		}
 		enc := json.NewEncoder(g.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"dir": out, "files": files, "counts": cnt})
+		return enc.Encode(map[string]any{"dir": out, "files": files, "counts": cnt, "builders": b.Builders})
 	}
 	fmt.Fprintf(g.Stderr, "pkgsched: report of %d packages (%d done, %d failed, %d indirect-failed, %d prefailed, %d indirect-prefailed) written to %s\n",
 		cnt.Total, cnt.Done, cnt.Failed, cnt.IndirectFailed, cnt.Prefailed, cnt.IndirectPrefailed, out)
