@@ -43,7 +43,7 @@ func TestBuilders(t *testing.T) {
 		{9000, built, "start", "local/1"},
 		{9500, built, "requeue", "interrupted"},
 		{9600, built, "start", "local/1"},
-		{9700, built, "start", "local/1"}, // a restart after a killed run: the first never ended
+		{9700, built, "start", "local/1"},   // a restart after a killed run: the first never ended
 		{9800, lib, "indirect-failed", "x"}, // not a run's end: no start open
 	} {
 		if _, err := d.Exec(`INSERT INTO events (at, pkg_id, event, detail) VALUES (?, ?, ?, ?)`, at+e.ms, e.pkg, e.ev, e.on); err != nil {
