@@ -203,3 +203,38 @@ func watchedSize(files []string) int64 {
 	}
 	return n
 }
+
+// WaitGroup waits for cmd, which was started as the leader of its own
+// process group (Setpgid), and returns cmd.Wait's error. When ctx ends
+// first it stops the command: SIGTERM (to the whole group, or to the
+// leader only when termLeader is set: srun forwards it to its job
+// step), then SIGKILL to the group if the command has not exited after
+// grace; stopped says so. Either way nothing of the group outlives the
+// call: what is left of it is killed once the leader was reaped. This is
+// how an executor ends a builder it started (local pkgrun, srun).
+func WaitGroup(ctx context.Context, cmd *exec.Cmd, grace time.Duration, termLeader bool) (stopped bool, err error) {
+	pgid := cmd.Process.Pid
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	// Nothing of the job may outlive it: kill what is left of its group.
+	defer syscall.Kill(-pgid, syscall.SIGKILL)
+	select {
+	case err := <-waited:
+		return false, err
+	case <-ctx.Done():
+	}
+	if termLeader {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+	} else {
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case err = <-waited:
+	case <-t.C:
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		err = <-waited
+	}
+	return true, err
+}

@@ -2,10 +2,13 @@ package proc
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -141,4 +144,80 @@ func TestStartError(t *testing.T) {
 	if _, err := Run(context.Background(), Cmd{Path: "/nonexistent/prog", Output: os.Stderr}); err == nil {
 		t.Error("no error for a missing program")
 	}
+}
+
+// TestWaitGroup: a command that exits is waited for; one still running
+// when the context ends gets SIGTERM and, if it ignores it, SIGKILL after
+// the grace; a grandchild left in the group never outlives the call.
+func TestWaitGroup(t *testing.T) {
+	for _, c := range []struct {
+		name, script string
+		cancel       bool
+		termLeader   bool
+		wantStopped  bool
+		maxWall      time.Duration
+	}{
+		{"exits", "exit 3", false, false, false, 5 * time.Second},
+		{"obeys SIGTERM", "sleep 30 & wait", true, false, true, 5 * time.Second},
+		{"ignores SIGTERM", "trap '' TERM; sleep 30 & wait; sleep 30", true, false, true, 5 * time.Second},
+		{"leader only", "trap 'exit 0' TERM; sleep 30 & wait", true, true, true, 5 * time.Second},
+		{"leaves a grandchild", "sleep 30 >/dev/null 2>&1 & echo $! > $PIDFILE; exit 0", false, false, false, 5 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pidFile := filepath.Join(t.TempDir(), "pid")
+			cmd := exec.Command("/bin/sh", "-c", c.script)
+			cmd.Env = append(os.Environ(), "PIDFILE="+pidFile)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if c.cancel {
+				time.AfterFunc(200*time.Millisecond, cancel)
+			}
+			start := time.Now()
+			stopped, err := WaitGroup(ctx, cmd, 300*time.Millisecond, c.termLeader)
+			if stopped != c.wantStopped {
+				t.Errorf("stopped %v, want %v (err %v)", stopped, c.wantStopped, err)
+			}
+			if d := time.Since(start); d > c.maxWall {
+				t.Errorf("took %v", d)
+			}
+			if !c.cancel && c.name == "exits" && cmd.ProcessState.ExitCode() != 3 {
+				t.Errorf("exit %d, want 3", cmd.ProcessState.ExitCode())
+			}
+			// No member of the group runs any more (a killed one may be
+			// a zombie until its new parent reaps it).
+			pgid := cmd.Process.Pid
+			deadline := time.Now().Add(2 * time.Second)
+			for groupRuns(pgid) {
+				if time.Now().After(deadline) {
+					t.Fatalf("process group %d still has running members", pgid)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, err := os.Stat(pidFile); c.name == "leaves a grandchild" && err != nil {
+				t.Errorf("the grandchild was not started: %v", err)
+			}
+		})
+	}
+}
+
+// groupRuns reports whether a process of group pgid runs (is not a zombie).
+func groupRuns(pgid int) bool {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b)[i+1:])
+		if len(f) > 2 && f[0] != "Z" && f[2] == fmt.Sprint(pgid) {
+			return true
+		}
+	}
+	return false
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/protocol"
 	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/proc"
 )
 
 // Config configures a local executor.
@@ -262,27 +263,7 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 	if err := cmd.Start(); err != nil {
 		return nil, &executor.CrashError{Worker: s.Name(), Reason: "start " + s.e.cfg.Pkgrun + ": " + err.Error()}
 	}
-	pgid := cmd.Process.Pid
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	var werr error
-	cancelled := false
-	select {
-	case werr = <-waited:
-	case <-ctx.Done():
-		cancelled = true
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		t := time.NewTimer(s.e.cfg.Grace)
-		select {
-		case werr = <-waited:
-			t.Stop()
-		case <-t.C:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			werr = <-waited
-		}
-	}
-	// Nothing of the job may outlive it: kill what is left of its group.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	cancelled, werr := proc.WaitGroup(ctx, cmd, s.e.cfg.Grace, false)
 	// A pkgrun that was killed, or crashed, may have left its job
 	// directory; one out of space should give its space back.
 	clean := func() {

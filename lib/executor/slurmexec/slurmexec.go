@@ -55,6 +55,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor"
 	"github.com/pkgbulk/pkgbulk/lib/executor/protocol"
 	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/proc"
 	"github.com/pkgbulk/pkgbulk/lib/version"
 )
 
@@ -377,24 +378,7 @@ func (s *slot) Run(ctx context.Context, j executor.Job) (*executor.Outcome, erro
 	if err := cmd.Start(); err != nil {
 		return nil, &executor.CrashError{Worker: s.Name(), Reason: "start srun: " + err.Error()}
 	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	var werr error
-	cancelled := false
-	select {
-	case werr = <-waited:
-	case <-ctx.Done():
-		cancelled = true
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		t := time.NewTimer(e.cfg.Grace)
-		select {
-		case werr = <-waited:
-			t.Stop()
-		case <-t.C:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			werr = <-waited
-		}
-	}
+	cancelled, werr := proc.WaitGroup(ctx, cmd, e.cfg.Grace, true)
 	node, id, errTail := stderr.get()
 	bg := context.WithoutCancel(ctx)
 	if cancelled {
