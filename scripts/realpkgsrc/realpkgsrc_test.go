@@ -13,8 +13,12 @@ package realpkgsrc
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -371,6 +376,172 @@ pkg_info | wc -l`
 			t.Errorf("pkg_info lists %s packages", n)
 		}
 	})
+
+	t.Run("through a pull worker", func(t *testing.T) {
+		pullBuild(t, pullRun{bin: bin, tree: tree, kit: kitFile, pscan: filepath.Join(work, "pscan"),
+			settings: settings, local: states, localStore: store, inKit: inKit})
+	})
+}
+
+// pullRun is what the pull-worker part of TestRealPkgsrc takes from the
+// local build before it.
+type pullRun struct {
+	bin, tree, kit, pscan, settings string
+	local                           map[string][]string // the local build's states by location
+	localStore                      string
+	inKit                           func(want int, binds []string, args ...string) []byte
+}
+
+var tokenRE = regexp.MustCompile(`pkgbulk-token-[A-Za-z0-9_-]+`)
+
+// pullBuild builds a chain of real packages (net/fetch needs net/libfetch
+// and pkgtools/cwrappers) and one that fails to compile (archivers/pax)
+// the volunteer way: pkgsched run with the pull executor, one `pkgrun
+// worker` with the kit that registers with a token, takes leases, fetches
+// the dependencies it needs through the server and uploads what it built.
+// The statuses must be the local build's, the packages must install with
+// pkg_add into a fresh bootstrap and work, and the token must appear in no
+// log.
+func pullBuild(t *testing.T, r pullRun) {
+	pkgsched, pkgrun, pkgdag := filepath.Join(r.bin, "pkgsched"), filepath.Join(r.bin, "pkgrun"), filepath.Join(r.bin, "pkgdag")
+	dir := t.TempDir()
+	list := filepath.Join(dir, "limited")
+	os.WriteFile(list, []byte("net/fetch\narchivers/pax\n"), 0o644)
+	db := filepath.Join(dir, "pull.db")
+	run(t, 0, pkgdag, "build", "-q", "--limited", list, "-o", db, r.pscan)
+	tok := tokenRE.FindString(string(run(t, 0, pkgsched, "token", "add", "--db", db, "real-1")))
+	if tok == "" {
+		t.Fatal("pkgsched token add printed no token")
+	}
+	tokFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokFile, []byte(tok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	store := filepath.Join(dir, "store")
+	var schedOut, workerOut bytes.Buffer
+	sched := exec.Command(pkgsched, "run", "--db", db, "--executor", fmt.Sprintf("pull://127.0.0.1:%d?ttl=2m&poll=5s", port),
+		"--store", "file://"+store, "--pkgrun", pkgrun, "--pkgsrc", r.tree, "--job", r.settings,
+		"--work-root", filepath.Join(dir, "sched-work"))
+	sched.Stdout, sched.Stderr = &schedOut, &schedOut
+	if err := sched.Start(); err != nil {
+		t.Fatal(err)
+	}
+	schedDone := make(chan struct{})
+	go func() { sched.Wait(); close(schedDone) }()
+	defer func() {
+		sched.Process.Kill()
+		<-schedDone
+	}()
+	var fp string
+	for end := time.Now().Add(time.Minute); fp == "" && time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if b, err := os.ReadFile(db + ".pull-cert.pem"); err == nil {
+			if blk, _ := pem.Decode(b); blk != nil {
+				fp = fmt.Sprintf("sha256:%x", sha256.Sum256(blk.Bytes))
+			}
+		}
+	}
+	if fp == "" {
+		t.Fatalf("no certificate beside %s; pkgsched:\n%s", db, clip(schedOut.String()))
+	}
+
+	worker := exec.Command(pkgrun, "worker", "--server", fmt.Sprintf("https://127.0.0.1:%d", port), "--token-file", tokFile,
+		"--fingerprint", fp, "--name", "real-1", "--pkgsrc", r.tree, "--bootstrap-kit", r.kit,
+		"--work-root", filepath.Join(dir, "worker-work"), "--poll-wait", "5s")
+	worker.Stdout, worker.Stderr = &workerOut, &workerOut
+	start := time.Now()
+	if err := worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	workerDone := make(chan struct{})
+	go func() { worker.Wait(); close(workerDone) }()
+	defer func() {
+		worker.Process.Kill()
+		<-workerDone
+	}()
+	select {
+	case <-schedDone:
+	case <-time.After(20 * time.Minute):
+		t.Fatalf("the pull build did not end in 20 minutes; pkgsched:\n%s\nworker:\n%s", clip(schedOut.String()), clip(workerOut.String()))
+	}
+	t.Logf("pull build of %s with one worker: pkgsched exit %d in %v", "net/fetch and archivers/pax",
+		sched.ProcessState.ExitCode(), time.Since(start).Round(time.Second))
+	worker.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-workerDone:
+	case <-time.After(time.Minute):
+		t.Errorf("pkgrun worker did not exit within a minute of SIGTERM")
+	}
+	if code := sched.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("pkgsched run: exit %d, want 1 (archivers/pax fails)\n%s", code, clip(schedOut.String()))
+	}
+	for _, out := range []string{schedOut.String(), workerOut.String()} {
+		if strings.Contains(out, tok) {
+			t.Error("the token is in a log")
+		}
+	}
+
+	d, err := sql.Open("sqlite3", "file:"+db+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	rows, err := d.Query(`SELECT p.pkgpath, p.pkgname, coalesce(s.state, p.initial_state), coalesce(s.detail, ''), coalesce(s.worker, '')
+		FROM packages p LEFT JOIN build_state s ON s.pkg_id = p.id WHERE p.selected = 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var built []string
+	n := 0
+	for rows.Next() {
+		var loc, name, state, detail, w string
+		rows.Scan(&loc, &name, &state, &detail, &w)
+		n++
+		phase, _, _ := strings.Cut(detail, ":")
+		if state != "failed" {
+			phase = ""
+		}
+		got := strings.TrimSpace(state + " " + phase)
+		if !slices.Contains(r.local[loc], got) {
+			t.Errorf("%s (%s): %q through the pull worker, %v in the local build", loc, name, got, r.local[loc])
+		}
+		if state == "done" {
+			built = append(built, name)
+			if w != "pull:real-1" {
+				t.Errorf("%s was built by %q, not the pull worker", name, w)
+			}
+		}
+	}
+	rows.Close()
+	if n < 4 || len(built) < 3 {
+		t.Fatalf("%d packages selected, %d built: want net/fetch's chain and archivers/pax", n, len(built))
+	}
+	for _, name := range built {
+		if _, err := os.Stat(filepath.Join(store, "All", name+".tgz")); err != nil {
+			t.Errorf("%s: built, but not in the store: %v", name, err)
+		}
+	}
+
+	// The packages the worker uploaded install into a fresh bootstrap with
+	// the kit's pkg_add, and fetch(1) works.
+	script := `set -e
+if pkg_info -qe fetch; then echo "the kit has fetch already" >&2; exit 1; fi
+PKG_PATH=/packages pkg_add fetch >&2
+pkg_info -qe fetch
+pkg_admin check >&2
+echo hello > /tmp/f
+fetch -q -o /tmp/g file:///tmp/f
+cat /tmp/g`
+	out := r.inKit(0, []string{filepath.Join(store, "All") + ":/packages"}, "/bin/sh", "-c", script)
+	if strings.TrimSpace(string(out)) != "hello" {
+		t.Errorf("fetch from the pull-built packages printed %q", out)
+	}
 }
 
 // firstDiff shows the first differing line of two outputs.
