@@ -85,3 +85,55 @@ func (p *CorePool) Put(n int) {
 	p.wake = make(chan struct{})
 	p.mu.Unlock()
 }
+
+// CoreHold is one slot's share of its builder's CorePool: the core it
+// was acquired with and what Grow added. A slot embeds it to implement
+// CoreSlot's Cores, FreeCores and Grow, and calls Return when it is
+// released or retired. The zero CoreHold needs Pool set.
+type CoreHold struct {
+	Pool *CorePool
+	mu   sync.Mutex
+	held int
+}
+
+// NewCoreHold is a hold on pool of the n cores already taken from it.
+func NewCoreHold(pool *CorePool, n int) CoreHold { return CoreHold{Pool: pool, held: n} }
+
+// Cores is the builder's declared cores.
+func (h *CoreHold) Cores() int { return h.Pool.Cores() }
+
+// FreeCores is how many more cores Grow could take now.
+func (h *CoreHold) FreeCores() int { return h.Pool.Free() }
+
+// Grow takes up to n more of the builder's cores for the slot's job
+// without waiting and returns how many it took.
+func (h *CoreHold) Grow(n int) int {
+	got := h.Pool.TryTake(n)
+	h.mu.Lock()
+	h.held += got
+	h.mu.Unlock()
+	return got
+}
+
+// Hold records n cores taken from the pool for the slot (in Acquire).
+func (h *CoreHold) Hold(n int) {
+	h.mu.Lock()
+	h.held += n
+	h.mu.Unlock()
+}
+
+// Held is how many cores the slot holds.
+func (h *CoreHold) Held() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.held
+}
+
+// Return gives every core the slot holds back to the pool.
+func (h *CoreHold) Return() {
+	h.mu.Lock()
+	n := h.held
+	h.held = 0
+	h.mu.Unlock()
+	h.Pool.Put(n)
+}

@@ -95,3 +95,42 @@ func TestCorePoolConcurrent(t *testing.T) {
 		t.Fatalf("Free = %d after every core came back, want 6", p.Free())
 	}
 }
+
+// TestCoreHold: two slots of one 4-core builder each hold the core they
+// were acquired with; Grow takes only what is free, Return gives back
+// exactly what the slot holds, once.
+func TestCoreHold(t *testing.T) {
+	pool := NewCorePool(4, 1)
+	if pool.TryTake(2) != 2 {
+		t.Fatal("could not take two cores")
+	}
+	a, b := NewCoreHold(pool, 1), NewCoreHold(pool, 1)
+	steps := []struct {
+		what                 string
+		do                   func() int
+		want, wantFree       int
+		wantHeldA, wantHeldB int
+	}{
+		{"a grows by 3", func() int { return a.Grow(3) }, 2, 0, 3, 1},
+		{"b grows by 1", func() int { return b.Grow(1) }, 0, 0, 3, 1},
+		{"a returns", func() int { a.Return(); return 0 }, 0, 3, 0, 1},
+		{"a returns again", func() int { a.Return(); return 0 }, 0, 3, 0, 1},
+		{"b grows by 5", func() int { return b.Grow(5) }, 3, 0, 0, 4},
+		{"b returns", func() int { b.Return(); return 0 }, 0, 4, 0, 0},
+		{"a holds 1 again", func() int { pool.TryTake(1); a.Hold(1); return 0 }, 0, 3, 1, 0},
+	}
+	for _, s := range steps {
+		if got := s.do(); got != s.want {
+			t.Errorf("%s: got %d, want %d", s.what, got, s.want)
+		}
+		if f := a.FreeCores(); f != s.wantFree {
+			t.Errorf("%s: %d free, want %d", s.what, f, s.wantFree)
+		}
+		if a.Held() != s.wantHeldA || b.Held() != s.wantHeldB {
+			t.Errorf("%s: held %d and %d, want %d and %d", s.what, a.Held(), b.Held(), s.wantHeldA, s.wantHeldB)
+		}
+	}
+	if a.Cores() != 4 {
+		t.Errorf("Cores %d", a.Cores())
+	}
+}

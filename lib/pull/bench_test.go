@@ -141,7 +141,7 @@ func BenchmarkLeaseStore(b *testing.B) {
 				}
 				e.srv.mu.Lock()
 				ss.waiting++
-				sl := &Slot{s: e.srv, sess: ss, name: ss.worker, taken: true}
+				sl := &Slot{s: e.srv, sess: ss, name: ss.worker, taken: true, CoreHold: executor.CoreHold{Pool: ss.pool}}
 				e.srv.mu.Unlock()
 				name := fmt.Sprintf("p%d-1.0", n)
 				l, err := e.srv.grant(context.Background(), sl, executor.Job{PkgName: name, PkgPath: "cat/p"})

@@ -424,7 +424,7 @@ func (s *Server) offerLocked(ss *session) {
 		name = fmt.Sprintf("%s/%d", ss.worker, idx+1)
 	}
 	ss.waiting++
-	s.queue = append(s.queue, &Slot{s: s, sess: ss, idx: idx, name: name})
+	s.queue = append(s.queue, &Slot{s: s, sess: ss, idx: idx, name: name, CoreHold: executor.CoreHold{Pool: ss.pool}})
 	s.notifyLocked()
 }
 

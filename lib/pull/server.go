@@ -323,14 +323,14 @@ func (s *Server) LeaseTTL() time.Duration { return s.cfg.LeaseTTL }
 // Slot is one waiting worker's place for one job: it implements
 // executor.Slot, executor.Accepter and executor.CoreSlot.
 type Slot struct {
-	s     *Server
-	sess  *session
-	idx   int
-	name  string
-	cores int  // reserved from the session's pool
-	taken bool // handed to the scheduler
-	dead  bool // the session ended or vanished
-	done  bool // given back
+	s                 *Server
+	sess              *session
+	idx               int
+	name              string
+	executor.CoreHold      // reserved from the session's pool
+	taken             bool // handed to the scheduler
+	dead              bool // the session ended or vanished
+	done              bool // given back
 }
 
 // Name is "pull:NAME", or "pull:NAME/k" for a worker that runs several
@@ -345,21 +345,6 @@ func (sl *Slot) Accepts(pkgpath, pkgname string) bool {
 	return !sl.sess.noWay.Refuses(pkgpath, pkgname)
 }
 
-// Cores is the worker's declared cores.
-func (sl *Slot) Cores() int { return sl.sess.pool.Cores() }
-
-// FreeCores is how many more cores Grow could reserve now.
-func (sl *Slot) FreeCores() int { return sl.sess.pool.Free() }
-
-// Grow reserves up to n more cores of the worker.
-func (sl *Slot) Grow(n int) int {
-	got := sl.sess.pool.TryTake(n)
-	sl.s.mu.Lock()
-	sl.cores += got
-	sl.s.mu.Unlock()
-	return got
-}
-
 // Release gives the slot back unused: it waits in the queue again while
 // its worker still polls.
 func (sl *Slot) Release() {
@@ -370,8 +355,7 @@ func (sl *Slot) Release() {
 		return
 	}
 	sl.taken = false
-	sl.sess.pool.Put(sl.cores)
-	sl.cores = 0
+	sl.Return()
 	if sl.dead || sl.sess.ended || s.closed {
 		sl.drop()
 	} else {
@@ -418,7 +402,8 @@ func (s *Server) Acquire(ctx context.Context) (*Slot, error) {
 		clear(s.queue[len(keep):])
 		s.queue = keep
 		if got != nil {
-			got.taken, got.cores = true, 1
+			got.taken = true
+			got.Hold(1)
 			s.mu.Unlock()
 			return got, nil
 		}
@@ -538,8 +523,7 @@ func (sl *Slot) giveBack() {
 	s := sl.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sl.sess.pool.Put(sl.cores)
-	sl.cores = 0
+	sl.Return()
 	sl.taken = false
 	sl.drop()
 	select {

@@ -174,7 +174,7 @@ func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
 			e.free <- i
 			return nil, err
 		}
-		return &slot{e: e, n: i, held: 1}, nil
+		return &slot{e: e, n: i, CoreHold: executor.NewCoreHold(e.cores, 1)}, nil
 	case <-e.retired.Gone():
 		return nil, e.retired.Err()
 	case <-ctx.Done():
@@ -196,8 +196,7 @@ type slot struct {
 	e    *Executor
 	n    int
 	once sync.Once
-	mu   sync.Mutex
-	held int // cores reserved on the machine (1 + Grow)
+	executor.CoreHold // cores reserved on the machine (1 + Grow)
 }
 
 var (
@@ -209,7 +208,7 @@ func (s *slot) Name() string { return fmt.Sprintf("%s/%d", s.e.cfg.Name, s.n) }
 
 func (s *slot) Release() {
 	s.once.Do(func() {
-		s.putCores()
+		s.Return()
 		s.e.free <- s.n
 	})
 }
@@ -217,32 +216,9 @@ func (s *slot) Release() {
 // retire gives the slot up for good (its builder is out of disk space).
 func (s *slot) retire(err error) {
 	s.once.Do(func() {
-		s.putCores()
+		s.Return()
 		s.e.retire(err)
 	})
-}
-
-func (s *slot) putCores() {
-	s.mu.Lock()
-	n := s.held
-	s.held = 0
-	s.mu.Unlock()
-	s.e.cores.Put(n)
-}
-
-// Cores is the machine's declared cores.
-func (s *slot) Cores() int { return s.e.cores.Cores() }
-
-// FreeCores is how many more cores Grow could reserve now.
-func (s *slot) FreeCores() int { return s.e.cores.Free() }
-
-// Grow reserves up to n more cores for the slot's job.
-func (s *slot) Grow(n int) int {
-	got := s.e.cores.TryTake(n)
-	s.mu.Lock()
-	s.held += got
-	s.mu.Unlock()
-	return got
 }
 
 // Run runs pkgrun for j.

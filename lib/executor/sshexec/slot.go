@@ -23,9 +23,7 @@ type slot struct {
 	c    *conn
 	once sync.Once
 
-	pool  *executor.CorePool
-	mu    sync.Mutex
-	cores int // taken from pool
+	executor.CoreHold // the host's cores taken for the job (1 + Grow)
 }
 
 var (
@@ -37,44 +35,21 @@ func (s *slot) Name() string { return fmt.Sprintf("%s/%d", s.e.name, s.n) }
 
 func (s *slot) Release() {
 	s.once.Do(func() {
-		s.putCores()
+		s.Return()
 		s.e.free <- s.n
 	})
 }
 
 func (s *slot) retire(err error) {
 	s.once.Do(func() {
-		s.putCores()
+		s.Return()
 		s.e.retire(err)
 	})
-}
-
-func (s *slot) putCores() {
-	s.mu.Lock()
-	n := s.cores
-	s.cores = 0
-	s.mu.Unlock()
-	s.pool.Put(n)
 }
 
 // Accepts is false for the packages on the host's no-way list.
 func (s *slot) Accepts(pkgpath, pkgname string) bool {
 	return s.e.cfg.Host.Never.Accepts(pkgpath, pkgname)
-}
-
-// Cores is the host's declared (or counted) cores.
-func (s *slot) Cores() int { return s.pool.Cores() }
-
-// FreeCores is how many more cores the host can grant.
-func (s *slot) FreeCores() int { return s.pool.Free() }
-
-// Grow takes up to n more of the host's cores for this slot's job.
-func (s *slot) Grow(n int) int {
-	got := s.pool.TryTake(n)
-	s.mu.Lock()
-	s.cores += got
-	s.mu.Unlock()
-	return got
 }
 
 // pidWriter takes the first line of the session's stdout ("pkgsched-pid

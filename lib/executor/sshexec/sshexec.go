@@ -330,7 +330,7 @@ func (e *Executor) Acquire(ctx context.Context) (executor.Slot, error) {
 		e.free <- n
 		return nil, err
 	}
-	return &slot{e: e, n: n, c: c, pool: pool, cores: 1}, nil
+	return &slot{e: e, n: n, c: c, CoreHold: executor.NewCoreHold(pool, 1)}, nil
 }
 
 // corePool is the host's core pool (known once connected).
