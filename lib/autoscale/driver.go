@@ -30,6 +30,9 @@ type Pool interface {
 	// without a job (parked: it refuses the ready jobs) is withdrawn, so
 	// that an idle builder can always be stopped.
 	Retire(name string) bool
+	// Drain makes the worker name take no new job; the one it runs
+	// finishes.
+	Drain(name string)
 	// Gone ends the session of a worker whose machine is stopped or
 	// dead, and requeues its job at once.
 	Gone(name, why string)
@@ -74,6 +77,7 @@ type machine struct {
 	joined    bool
 	busy      bool
 	idleSince time.Time
+	draining  bool // Pool.Drain was called: it takes no new job
 	// stopped is when Stop returned for it; it bills until the provider
 	// no longer lists it.
 	stopped time.Time
@@ -456,7 +460,7 @@ func (d *Driver) Step(ctx context.Context) {
 	for _, m := range d.machines {
 		byName[m.name] = m
 		in.Spent += now.Sub(m.started)
-		b := Builder{Name: m.name, Spot: m.spot, Started: m.started, Up: m.joined, IdleSince: m.idleSince}
+		b := Builder{Name: m.name, Spot: m.spot, Started: m.started, Up: m.joined, IdleSince: m.idleSince, Draining: m.draining}
 		if m.busy {
 			b.Busy = 1
 		}
@@ -470,6 +474,15 @@ func (d *Driver) Step(ctx context.Context) {
 	d.spent = dec.BudgetSpent
 	d.mu.Unlock()
 
+	for _, name := range dec.Drain {
+		if m := byName[name]; m != nil && !m.draining {
+			d.cfg.Pool.Drain(name)
+			d.mu.Lock()
+			m.draining = true
+			d.mu.Unlock()
+			fmt.Fprintf(d.cfg.Log, "autoscale: %s takes no new job and stops once its job ended: %s\n", name, dec.Why)
+		}
+	}
 	var stop []*machine
 	for _, name := range dec.Stop {
 		m := byName[name]

@@ -105,6 +105,9 @@ type Builder struct {
 	// IdleSince is when it last had no job (its registration, or the end
 	// of its last job); meaningful when Up and Busy is 0.
 	IdleSince time.Time
+	// Draining: it takes no new job (Decision.Drain) and is stopped once
+	// its jobs ended.
+	Draining bool
 }
 
 // Input is what the policy decides on.
@@ -132,7 +135,11 @@ type Decision struct {
 	StartSpot     int
 	StartOnDemand int
 	Stop          []string // builder names, longest idle first
-	Why           string   // one line for the log
+	// Drain are busy spot builders to take no new job and to stop once
+	// their jobs ended: at Max, while every spot builder is busy, they
+	// make room for the on-demand builders that preempted jobs wait for.
+	Drain []string
+	Why   string // one line for the log
 	// BudgetSpent is true once no builder may be started and no job
 	// handed out any more.
 	BudgetSpent bool
@@ -213,8 +220,18 @@ func (p Policy) Decide(in Input) Decision {
 		dec.Why = fmt.Sprintf("budget of %s builder time spent: stop %d builders without a job", p.Budget, len(dec.Stop))
 		return dec
 	}
+	// A draining builder whose jobs ended goes at once: it takes none.
+	for _, b := range in.Builders {
+		if b.Draining && b.Up && b.Busy == 0 {
+			dec.Stop = append(dec.Stop, b.Name)
+		}
+	}
+	drained := len(dec.Stop)
 	keep := p.Min
 	for _, b := range idle {
+		if slices.Contains(dec.Stop, b.Name) {
+			continue
+		}
 		if live-len(dec.Stop) <= keep {
 			break
 		}
@@ -223,8 +240,11 @@ func (p Policy) Decide(in Input) Decision {
 		}
 		dec.Stop = append(dec.Stop, b.Name)
 	}
-	if len(dec.Stop) > 0 {
-		why = append(why, fmt.Sprintf("stop %d idle for %s", len(dec.Stop), p.Idle))
+	if drained > 0 {
+		why = append(why, fmt.Sprintf("stop %d drained", drained))
+	}
+	if n := len(dec.Stop) - drained; n > 0 {
+		why = append(why, fmt.Sprintf("stop %d idle for %s", n, p.Idle))
 	}
 	// working: the builders left; billed: those and the stopping ones.
 	working := live - len(dec.Stop)
@@ -248,6 +268,27 @@ func (p Policy) Decide(in Input) Decision {
 		}
 		if made > 0 {
 			why = append(why, fmt.Sprintf("stop %d idle spot builders to make room for on-demand ones", made))
+		}
+		// Still no room: busy spot builders drain (no new job; stopped
+		// once their jobs ended), as many as the room wanted, counting
+		// those draining already and the machines on their way out.
+		need := start - max(p.Max-billed, 0) - in.Stopping
+		for _, b := range in.Builders {
+			if b.Draining && b.Busy > 0 {
+				need--
+			}
+		}
+		for _, b := range in.Builders {
+			if need <= 0 {
+				break
+			}
+			if b.Spot && b.Up && b.Busy > 0 && !b.Draining {
+				dec.Drain = append(dec.Drain, b.Name)
+				need--
+			}
+		}
+		if len(dec.Drain) > 0 {
+			why = append(why, fmt.Sprintf("drain %d busy spot builders to make room for on-demand ones", len(dec.Drain)))
 		}
 		if start = max(min(start, p.Max-billed), 0); start > 0 {
 			dec.StartOnDemand = start

@@ -17,6 +17,11 @@ func up(name string, spot bool, busy int, idle time.Duration) Builder {
 	return Builder{Name: name, Spot: spot, Started: t0.Add(-time.Hour), Up: true, Busy: busy, IdleSince: t0.Add(-idle)}
 }
 
+func draining(b Builder) Builder {
+	b.Draining = true
+	return b
+}
+
 func booting(name string, spot bool) Builder {
 	return Builder{Name: name, Spot: spot, Started: t0.Add(-10 * time.Second)}
 }
@@ -31,6 +36,7 @@ func TestDecide(t *testing.T) {
 		ond    int
 		stop   []string
 		budget bool
+		drain  []string
 	}{
 		{name: "no work, no builders", pol: base},
 		{name: "min builders start without work", pol: Policy{Min: 2, Max: 4}, ond: 2},
@@ -88,8 +94,22 @@ func TestDecide(t *testing.T) {
 			in: Input{Demand: executor.Demand{Ready: 1, Running: 1}, NeedOnDemand: 1, Stopping: 1, Builders: []Builder{up("s1", true, 1, 0)}}},
 		{name: "a stopping machine counts toward max: fewer spot starts", pol: Policy{Max: 3, Spot: true},
 			in: Input{Demand: executor.Demand{Ready: 5}, Stopping: 2}, spot: 1},
-		{name: "at max, the spot builders busy: the on-demand one waits", pol: Policy{Max: 2, Spot: true},
-			in: Input{Demand: executor.Demand{Ready: 1, Running: 2}, NeedOnDemand: 1, Builders: []Builder{up("s1", true, 1, 0), up("s2", true, 1, 0)}}},
+		{name: "at max, the spot builders busy: one drains for the on-demand one", pol: Policy{Max: 2, Spot: true},
+			in:    Input{Demand: executor.Demand{Ready: 1, Running: 2}, NeedOnDemand: 1, Builders: []Builder{up("s1", true, 1, 0), up("s2", true, 1, 0)}},
+			drain: []string{"s1"}},
+		{name: "one drains already: no second", pol: Policy{Max: 2, Spot: true},
+			in: Input{Demand: executor.Demand{Ready: 1, Running: 2}, NeedOnDemand: 1, Builders: []Builder{draining(up("s1", true, 1, 0)), up("s2", true, 1, 0)}}},
+		{name: "two jobs wait: two drain", pol: Policy{Max: 3, Spot: true},
+			in:    Input{Demand: executor.Demand{Ready: 2, Running: 3}, NeedOnDemand: 2, Builders: []Builder{up("s1", true, 1, 0), up("s2", true, 1, 0), up("s3", true, 1, 0)}},
+			drain: []string{"s1", "s2"}},
+		{name: "on-demand builders do not drain", pol: Policy{Max: 2, Spot: true},
+			in: Input{Demand: executor.Demand{Ready: 2, Running: 2}, NeedOnDemand: 2, Builders: []Builder{up("o1", false, 1, 0), up("o2", false, 1, 0)}}},
+		{name: "a drained builder stops once idle, before its idle time, and the on-demand one starts", pol: Policy{Max: 2, Spot: true, Idle: time.Hour},
+			in:  Input{Demand: executor.Demand{Ready: 1, Running: 1}, NeedOnDemand: 1, Builders: []Builder{draining(up("s1", true, 0, time.Second)), up("s2", true, 1, 0)}},
+			ond: 1, stop: []string{"s1"}},
+		{name: "a drained builder stops once idle even when no job waits any more", pol: Policy{Max: 2, Spot: true, Idle: time.Hour},
+			in:   Input{Demand: executor.Demand{Running: 1}, Builders: []Builder{draining(up("s1", true, 0, time.Second)), up("s2", true, 1, 0)}},
+			stop: []string{"s1"}},
 		{name: "an idle on-demand builder waited for is kept", pol: Policy{Max: 4, Spot: true, Idle: time.Minute},
 			in: Input{Demand: executor.Demand{Ready: 1}, NeedOnDemand: 1, Builders: []Builder{up("o", false, 0, time.Hour)}}},
 	}
@@ -98,11 +118,11 @@ func TestDecide(t *testing.T) {
 			in := tt.in
 			in.Now = t0
 			d := tt.pol.Decide(in)
-			if d.StartSpot != tt.spot || d.StartOnDemand != tt.ond || !slices.Equal(d.Stop, tt.stop) || d.BudgetSpent != tt.budget {
-				t.Fatalf("Decide = spot %d, on-demand %d, stop %v, budget spent %v (%s); want %d, %d, %v, %v",
-					d.StartSpot, d.StartOnDemand, d.Stop, d.BudgetSpent, d.Why, tt.spot, tt.ond, tt.stop, tt.budget)
+			if d.StartSpot != tt.spot || d.StartOnDemand != tt.ond || !slices.Equal(d.Stop, tt.stop) || d.BudgetSpent != tt.budget || !slices.Equal(d.Drain, tt.drain) {
+				t.Fatalf("Decide = spot %d, on-demand %d, stop %v, budget spent %v, drain %v (%s); want %d, %d, %v, %v, %v",
+					d.StartSpot, d.StartOnDemand, d.Stop, d.BudgetSpent, d.Drain, d.Why, tt.spot, tt.ond, tt.stop, tt.budget, tt.drain)
 			}
-			if (d.StartSpot+d.StartOnDemand+len(d.Stop) > 0) != (d.Why != "") {
+			if (d.StartSpot+d.StartOnDemand+len(d.Stop)+len(d.Drain) > 0) != (d.Why != "") {
 				t.Fatalf("Why %q does not match the decision", d.Why)
 			}
 			if n := len(in.Builders) - len(d.Stop) + d.StartSpot + d.StartOnDemand; n > max(tt.pol.Max, 1) {
@@ -166,6 +186,9 @@ func TestDecideNeverAboveMax(t *testing.T) {
 			default:
 				in.Builders = append(in.Builders, up(name, spot, 0, time.Duration(rng.IntN(300))*time.Second))
 			}
+			if b := &in.Builders[len(in.Builders)-1]; b.Spot && b.Up && rng.IntN(4) == 0 {
+				b.Draining = true
+			}
 		}
 		d := pol.Decide(in)
 		after := len(in.Builders) + in.Stopping - len(d.Stop) + d.StartSpot + d.StartOnDemand
@@ -187,6 +210,26 @@ func TestDecideNeverAboveMax(t *testing.T) {
 			seen[name] = true
 			if b := in.Builders[k]; b.Busy > 0 || (!b.Up && !d.BudgetSpent) {
 				t.Fatalf("case %d: stops %+v (busy or booting): %+v", i, b, d)
+			}
+		}
+		// Drains: busy spot builders not draining yet, only when the
+		// preempted jobs find no room, never more than they need.
+		for _, name := range d.Drain {
+			k := slices.IndexFunc(in.Builders, func(b Builder) bool { return b.Name == name })
+			if k < 0 || seen[name] {
+				t.Fatalf("case %d: drains %q twice, unknown or stopped: %+v", i, name, d)
+			}
+			seen[name] = true
+			if b := in.Builders[k]; !b.Spot || b.Busy == 0 || b.Draining {
+				t.Fatalf("case %d: drains %+v: %+v", i, b, d)
+			}
+		}
+		if len(d.Drain) > 0 && (in.NeedOnDemand == 0 || after < pol.Max || len(d.Drain) > in.NeedOnDemand) {
+			t.Fatalf("case %d: %d drains for %d jobs with %d of %d machines billed after: %+v\n%+v", i, len(d.Drain), in.NeedOnDemand, after, pol.Max, in, d)
+		}
+		for _, b := range in.Builders {
+			if b.Draining && b.Up && b.Busy == 0 && !seen[b.Name] {
+				t.Fatalf("case %d: drained idle %s not stopped: %+v", i, b.Name, d)
 			}
 		}
 	}

@@ -73,6 +73,7 @@ type simBuilder struct {
 	up        int64 // when its boot ends
 	stopped   int64 // -1 while it lives
 	busy      int
+	draining  bool // takes no new job (autoscale.Decision.Drain)
 	idleSince int64
 	gen       uint32 // bumped when it stops: its pending events are void
 	jobs      []simRunning
@@ -214,7 +215,7 @@ func SimulateElastic(g *Graph, opt ElasticSimOptions) (*ElasticSimResult, error)
 		}
 		for _, i := range live {
 			b := bs[i]
-			for b.up <= now && b.busy < pol.Slots {
+			for b.up <= now && b.busy < pol.Slots && !b.draining {
 				if !b.spot && len(odQueue) > 0 {
 					run(i, odQueue[0])
 					odQueue = odQueue[1:]
@@ -249,11 +250,14 @@ func SimulateElastic(g *Graph, opt ElasticSimOptions) (*ElasticSimResult, error)
 			name := strconv.Itoa(int(i))
 			names[name] = i
 			in.Builders = append(in.Builders, autoscale.Builder{Name: name, Spot: b.spot, Started: at(b.started),
-				Up: b.up <= now, Busy: b.busy, IdleSince: at(b.idleSince)})
+				Up: b.up <= now, Busy: b.busy, IdleSince: at(b.idleSince), Draining: b.draining})
 		}
 		in.Spent = time.Duration(spent) * time.Millisecond
 		dec := pol.Decide(in)
 		res.BudgetSpent = res.BudgetSpent || dec.BudgetSpent
+		for _, name := range dec.Drain {
+			bs[names[name]].draining = true
+		}
 		for _, name := range dec.Stop {
 			stopBuilder(names[name])
 		}

@@ -90,6 +90,9 @@ type Executor struct {
 	// withdrawn are the workers retired while the scheduler held a slot
 	// of theirs: those slots take no job any more.
 	withdrawn map[string]bool
+	// draining are the workers the autoscaler drains: their slots take
+	// no new job (autoscale.Pool.Drain).
+	draining map[string]bool
 }
 
 // New starts the autoscaler (it first stops what an earlier master of
@@ -103,7 +106,7 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 		wc.ServerURL = cfg.Pull.URL()
 	}
 	e := &Executor{pull: cfg.Pull, prov: cfg.Provider, pol: cfg.Policy.Defaults(), done: make(chan error, 1), preempts: map[string]int{},
-		held: map[string]map[*slot]bool{}, withdrawn: map[string]bool{}}
+		held: map[string]map[*slot]bool{}, withdrawn: map[string]bool{}, draining: map[string]bool{}}
 	for k, v := range cfg.Preempts {
 		e.preempts[k] = v
 	}
@@ -447,8 +450,9 @@ func (e *Executor) needOnDemand() int {
 }
 
 // slot is a pull slot that refuses, on a spot machine, the jobs lost
-// there PreemptLimit times, and every job once its worker was retired
-// while the scheduler held it; it tells the autoscaler about every job.
+// there PreemptLimit times, and every job once its worker drains or was
+// retired while the scheduler held it; it tells the autoscaler about
+// every job.
 type slot struct {
 	executor.Slot
 	e       *Executor
@@ -460,9 +464,9 @@ type slot struct {
 // Accepts is the worker's own rule and the on-demand rule.
 func (s *slot) Accepts(pkgpath, pkgname string) bool {
 	s.e.mu.Lock()
-	withdrawn := s.e.withdrawn[s.worker]
+	closed := s.e.withdrawn[s.worker] || s.e.draining[s.worker]
 	s.e.mu.Unlock()
-	if withdrawn {
+	if closed {
 		return false
 	}
 	if a, ok := s.Slot.(executor.Accepter); ok && !a.Accepts(pkgpath, pkgname) {
@@ -565,6 +569,12 @@ func (p pool) Workers() []autoscale.Worker {
 }
 
 func (p pool) Retire(name string) bool { return p.e.retire(name) }
+
+func (p pool) Drain(name string) {
+	p.e.mu.Lock()
+	p.e.draining[name] = true
+	p.e.mu.Unlock()
+}
 
 func (p pool) Gone(name, why string) { p.e.pull.Gone(name, why) }
 
