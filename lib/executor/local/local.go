@@ -193,9 +193,9 @@ func (e *Executor) Close() error {
 }
 
 type slot struct {
-	e    *Executor
-	n    int
-	once sync.Once
+	e                 *Executor
+	n                 int
+	once              sync.Once
 	executor.CoreHold // cores reserved on the machine (1 + Grow)
 }
 
