@@ -929,3 +929,10 @@ func encodeInfo(r RegisterRequest) string {
 	b, _ := json.Marshal(r)
 	return string(b)
 }
+
+// SetMeta sets a meta key of the run's database through the server's
+// writer, without waiting (a status another part of pkgsched keeps
+// there, such as the autoscaler's).
+func (s *Server) SetMeta(key, value string) {
+	s.w.later(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+}

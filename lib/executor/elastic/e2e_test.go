@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/autoscale"
 	"github.com/pkgbulk/pkgbulk/lib/db"
 	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
 	"github.com/pkgbulk/pkgbulk/lib/testenv"
@@ -233,6 +234,25 @@ func TestElasticExampleTree(t *testing.T) {
 		t.Errorf("builders left after the run: %v", left)
 	}
 	checkEvents(t, dbE, preempted)
+
+	// pkgsched status shows what the machines cost: the last run stopped
+	// them all; the machines of both runs were started and billed.
+	st, err := exec.Command(bin("pkgsched"), "status", "--db", dbE, "--json").Output()
+	if err != nil {
+		t.Fatalf("pkgsched status: %v", err)
+	}
+	var status struct {
+		Elastic *autoscale.Status `json:"elastic"`
+	}
+	if err := json.Unmarshal(st, &status); err != nil || status.Elastic == nil {
+		t.Fatalf("pkgsched status --json: %v\n%s", err, st)
+	}
+	if es := status.Elastic; es.Provider != "process" || !es.Stopped || es.Live != 0 || es.Started < 1 || es.BilledMS <= 0 || es.Max != 2 {
+		t.Errorf("elastic status after the run: %+v", *es)
+	}
+	if txt, _ := exec.Command(bin("pkgsched"), "status", "--db", dbE).Output(); !strings.Contains(string(txt), "elastic (process, spot): 0 machines billed now") {
+		t.Errorf("pkgsched status does not show the elastic builders:\n%s", txt)
+	}
 	if t.Failed() || testing.Verbose() {
 		t.Logf("pkgsched:\n%s", out)
 	}

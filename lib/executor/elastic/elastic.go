@@ -30,6 +30,7 @@ package elastic
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -124,7 +125,34 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 	dctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go func() { e.done <- drv.Run(dctx) }()
+	go e.keepStatus(dctx)
 	return e, nil
+}
+
+// statusEvery is how often the autoscaler's status is written to the
+// database's meta (autoscale.MetaStatus) for pkgsched status.
+const statusEvery = 5 * time.Second
+
+// keepStatus writes the status until ctx ends (Close writes the last).
+func (e *Executor) keepStatus(ctx context.Context) {
+	t := time.NewTicker(statusEvery)
+	defer t.Stop()
+	for {
+		e.writeStatus(false)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (e *Executor) writeStatus(stopped bool) {
+	st := autoscale.NewStatus(e.prov.Name(), e.pol, e.drv.Stats(), time.Now())
+	st.Stopped = stopped
+	if b, err := json.Marshal(st); err == nil {
+		e.pull.Server().SetMeta(autoscale.MetaStatus, string(b))
+	}
 }
 
 // Open opens elastic:KIND?... for the database at dbPath (see the package
@@ -404,6 +432,7 @@ func (e *Executor) Close() error {
 	e.once.Do(func() {
 		e.cancel()
 		err := <-e.done
+		e.writeStatus(true) // committed by the pull server's Close
 		e.err = errors.Join(err, e.pull.Close(), e.prov.Close())
 	})
 	return e.err

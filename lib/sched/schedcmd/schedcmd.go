@@ -21,6 +21,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/pkgbulk/pkgbulk/lib/autoscale"
 	"github.com/pkgbulk/pkgbulk/lib/build"
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/db"
@@ -362,11 +363,16 @@ func (c *StatusCmd) Run(ctx context.Context, g *cli.Globals) error {
 	if err != nil {
 		return err
 	}
+	es, err := autoscale.ReadStatus(ctx, d)
+	if err != nil {
+		return err
+	}
 	if c.JSON {
 		b, err := json.MarshalIndent(struct {
 			*sched.Status
-			Pull *pull.Status `json:"pull"`
-		}{st, ps}, "", "  ")
+			Pull    *pull.Status      `json:"pull"`
+			Elastic *autoscale.Status `json:"elastic"`
+		}{st, ps, es}, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -392,6 +398,9 @@ func (c *StatusCmd) Run(ctx context.Context, g *cli.Globals) error {
 		return err
 	}
 	if err := ps.Write(w, time.Now()); err != nil {
+		return err
+	}
+	if err := es.Write(w, time.Now()); err != nil {
 		return err
 	}
 	left := st.Counts[sched.Open] + st.Counts[sched.InProcessing]
