@@ -37,7 +37,7 @@ type e2e struct {
 	ttl      time.Duration
 	tree     string // the tree revision the scan is checked against
 	fp       string
-	schedOut *syncBuf
+	schedOut *testenv.Buffer
 
 	mu        sync.Mutex
 	sched     *exec.Cmd
@@ -135,7 +135,7 @@ type worker struct {
 	name  string
 	ns    *wNS
 	token string
-	log   *syncBuf
+	log   *testenv.Buffer
 	tree  string // the tree revision it reports ("": the scan's)
 	extra []string
 
@@ -145,7 +145,7 @@ type worker struct {
 }
 
 func (e *e2e) newWorker(name string, ns *wNS, token string, extra ...string) *worker {
-	return &worker{e: e, name: name, ns: ns, token: token, log: &syncBuf{}, extra: extra}
+	return &worker{e: e, name: name, ns: ns, token: token, log: &testenv.Buffer{}, extra: extra}
 }
 
 func (w *worker) start() {
@@ -297,7 +297,7 @@ func TestPullNetnsExampleTree(t *testing.T) {
 		t.Skip("builds the example tree twice")
 	}
 	needNetns(t)
-	e := &e2e{t: t, mk: testenv.Program(t, "bmake"), ttl: 6 * time.Second, tree: "example-tree-1", schedOut: &syncBuf{}}
+	e := &e2e{t: t, mk: testenv.Program(t, "bmake"), ttl: 6 * time.Second, tree: "example-tree-1", schedOut: &testenv.Buffer{}}
 	e.x = executortest.NewExampleTree(t, "local.db", "pull.db")
 	e.db, e.store = e.x.DB("pull.db"), filepath.Join(e.x.Dir, "store-pull")
 	e.port = 20000 + os.Getpid()%20000

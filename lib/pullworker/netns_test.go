@@ -1,7 +1,6 @@
 package pullworker_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -252,24 +250,6 @@ func checkNAT(t *testing.T, n *netTopo, w *wNS) {
 	if err := dialFrom(t, w.ns, "127.0.0.1:"+w.probePort, 2*time.Second); err != nil {
 		t.Fatalf("worker %s cannot reach its own listener: %v", w.ns, err)
 	}
-}
-
-// syncBuf is a goroutine-safe log of a process's output.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // waitFor polls cond every 100ms until it holds or d passes.

@@ -23,6 +23,7 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/pull"
 	"github.com/pkgbulk/pkgbulk/lib/pullworker"
 	"github.com/pkgbulk/pkgbulk/lib/store/filestore"
+	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
 
 // rig is the real pull server (lib/pull) over a real database and file
@@ -70,7 +71,7 @@ type runningWorker struct {
 	w      *pullworker.Worker
 	cancel context.CancelFunc
 	done   chan error
-	log    *syncBuf
+	log    *testenv.Buffer
 }
 
 func (r *rig) worker(t *testing.T, name string, build pullworker.BuildFunc, preempt <-chan struct{}, never ...string) *runningWorker {
@@ -85,7 +86,7 @@ func (r *rig) worker(t *testing.T, name string, build pullworker.BuildFunc, pree
 	}
 	tree := filepath.Join(r.dir, "tree")
 	os.MkdirAll(tree, 0o755)
-	rw := &runningWorker{done: make(chan error, 1), log: &syncBuf{}}
+	rw := &runningWorker{done: make(chan error, 1), log: &testenv.Buffer{}}
 	rw.w, err = pullworker.New(pullworker.Options{
 		Client: cl, Reader: pullworker.ServerReader{C: cl}, Token: tok,
 		Register: pull.RegisterRequest{Host: name, Platform: pullworker.LocalPlatform(), Cores: 1, NoWay: never},

@@ -47,7 +47,7 @@ func TestDrainBusySpot(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.Attempt = 1
-	log := &logBuf{}
+	log := &testenv.Buffer{}
 	store := filepath.Join(x.Dir, "store")
 	os.Mkdir(store, 0o755)
 	px, err := pullexec.Open(context.Background(), "pull://127.0.0.1:0?poll=2s", job.Settings{Store: "file://" + store}, dbPath, log)

@@ -23,23 +23,6 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // builder is one worker process the process provider recorded.
 type builder struct {
 	ID   string `json:"id"`
@@ -127,7 +110,7 @@ func TestElasticExampleTree(t *testing.T) {
 	bdir := dbE + ".builders/process"
 	spec := fmt.Sprintf("elastic:process?max=2&boot=2s&idle=3s&worth=0.01&spot=true&preempt=1&ttl=5s&poll=2s&tick=200ms&list=500ms"+
 		"&pkgrun=%s&arg=--make=%s&arg=--pkgsrc=%s&arg=--poll-wait=2s", bin("pkgrun"), mk, x.Tree)
-	out := &syncBuf{}
+	out := &testenv.Buffer{}
 	var mu sync.Mutex
 	var cmd *exec.Cmd
 	exit := make(chan int, 1)

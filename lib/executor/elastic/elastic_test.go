@@ -60,23 +60,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type logBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // env is a pull server on a fresh database and a process provider whose
 // workers are real `pkgrun worker` processes.
 type env struct {
@@ -85,14 +68,14 @@ type env struct {
 	px     *pullexec.Executor
 	prov   *process.Provider
 	dir    string
-	log    *logBuf
+	log    *testenv.Buffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	bin := pkgrun(t)
 	dir := t.TempDir()
-	e := &env{t: t, dir: dir, dbPath: filepath.Join(dir, "bulk.db"), log: &logBuf{}}
+	e := &env{t: t, dir: dir, dbPath: filepath.Join(dir, "bulk.db"), log: &testenv.Buffer{}}
 	d, err := db.Create(context.Background(), e.dbPath)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package schedcmd
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,32 +9,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pkgbulk/pkgbulk/lib/cli"
 	"github.com/pkgbulk/pkgbulk/lib/sched/schedtest"
+	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
-
-// lockedBuffer is a bytes.Buffer safe for a command writing while the
-// test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestStatusAndServe: after a run with a failure, status lists the failed
 // package and its phase and says the scheduler ended; serve answers with
@@ -86,7 +66,7 @@ printf '{"version":1,"pkgname":"%s","pkgpath":"test/x","status":"done"}\n' "$nam
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr lockedBuffer
+	var stderr testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Run(ctx, "pkgsched", Description, &CLI{}, []string{"serve", "--db", db, "--listen", "127.0.0.1:0",

@@ -238,7 +238,7 @@ func StartS3(t testing.TB) *S3Server {
 // children detach into their own sessions) at the end of the test, and
 // reports cmd's output if the test failed; it returns a function that
 // stops them at once.
-func stopper(t testing.TB, cmd *exec.Cmd, name string, out *lockedWriter) (stop func(), exited <-chan struct{}) {
+func stopper(t testing.TB, cmd *exec.Cmd, name string, out *testenv.Buffer) (stop func(), exited <-chan struct{}) {
 	// Children that outlive cmd hold its output pipe open; do not let
 	// Wait wait for them.
 	cmd.WaitDelay = time.Second
@@ -275,7 +275,7 @@ type server struct {
 	port int
 	pid  int
 	stop func()
-	out  *lockedWriter
+	out  *testenv.Buffer
 }
 
 // startServer starts the command mk makes for a free port and waits until
@@ -289,7 +289,7 @@ func startServer(t testing.TB, name, banner string, limit time.Duration, mk func
 	for range 3 {
 		port := freePort(t)
 		cmd := mk(port)
-		out := &lockedWriter{w: new(bytes.Buffer)}
+		out := &testenv.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start %s: %v", name, err)
@@ -410,22 +410,4 @@ func randHex(t testing.TB, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-// lockedWriter serialises writes from a child's stdout and stderr.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.String()
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -4,7 +4,6 @@
 package qemutest
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/pem"
@@ -28,23 +27,8 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
 
-// SyncBuf is a bytes.Buffer safe for concurrent writes.
-type SyncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// SyncBuf is testenv.Buffer (the name the VM tests use).
+type SyncBuf = testenv.Buffer
 
 // Limited are the example tree's packages the VM tests build (with their
 // dependencies): C libraries and programs in a chain, a C library whose
