@@ -114,7 +114,11 @@ func TestElasticQemu(t *testing.T) {
 	vmimagetest.Require(t)
 	imdstest.Find(t)
 	img := vmimagetest.Image(t, "worker", vmimage.Spec{})
-	m := qemutest.NewMaster(t, qemutest.Limited)
+	list := qemutest.Limited
+	if qemutest.FullTree() {
+		list = nil
+	}
+	m := qemutest.NewMaster(t, list)
 	codeL, outL, storeL := m.LocalBuild()
 
 	mockPort := qemutest.FreePort(t)
