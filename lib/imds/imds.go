@@ -29,6 +29,7 @@ const DefaultURL = "http://169.254.169.254"
 const (
 	TokenPath      = "/latest/api/token"
 	SpotActionPath = "/latest/meta-data/spot/instance-action"
+	UserDataPath   = "/latest/user-data"
 )
 
 // Config configures a Client and a Watcher.
@@ -167,6 +168,12 @@ func (c *Client) Get(ctx context.Context, path string) ([]byte, error) {
 
 // ErrNotFound is Get's error for a path the service does not have.
 var ErrNotFound = errors.New("imds: not found")
+
+// UserData returns the instance's user data (ErrNotFound when it has
+// none).
+func (c *Client) UserData(ctx context.Context) ([]byte, error) {
+	return c.Get(ctx, UserDataPath)
+}
 
 // SpotNotice returns the pending spot interruption notice, or nil when
 // there is none.

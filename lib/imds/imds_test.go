@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -163,4 +164,79 @@ func FuzzParseNotice(f *testing.F) {
 			t.Fatalf("accepted %q as %+v", b, n)
 		}
 	})
+}
+
+// TestUserDataFromMock: the real amazon-ec2-metadata-mock serves the
+// user data of its configuration file (IMDSv2 only: a GET without a token
+// is refused) and FetchUserData reads it byte for byte.
+func TestUserDataFromMock(t *testing.T) {
+	ud := []byte("server=https://10.0.0.5:8443\nname=b1\nlabel=a=b\ntoken=pkgbulk_x\n")
+	args := append(imdstest.UserData(t, ud), "--mock-delay-sec", "86400")
+	m := imdstest.Start(t, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, err := imds.FetchUserData(ctx, imds.NewClient(imds.Config{URL: m.URL}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(ud) {
+		t.Errorf("user data %q, want %q", got, ud)
+	}
+	resp, err := http.Get(m.URL + imds.UserDataPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("user data without a token: %s, want 401", resp.Status)
+	}
+}
+
+// TestFetchUserData: a service that fails at first is tried again; an
+// instance without user data (404) is an error at once; a service that
+// never answers ends with the context.
+func TestFetchUserData(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		fails   int32 // replies 503 this many times first
+		status  int   // then this reply to GET /latest/user-data
+		wantErr string
+	}{
+		{"answers", 0, http.StatusOK, ""},
+		{"fails then answers", 3, http.StatusOK, ""},
+		{"no user data", 0, http.StatusNotFound, "no user data"},
+		{"always fails", 1000, http.StatusOK, "gave up"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1) <= tc.fails {
+					http.Error(w, "down", http.StatusServiceUnavailable)
+					return
+				}
+				switch {
+				case r.URL.Path == imds.TokenPath && r.Method == http.MethodPut:
+					w.Write([]byte("tok"))
+				case r.URL.Path == imds.UserDataPath && r.Header.Get("X-aws-ec2-metadata-token") == "tok":
+					if tc.status != http.StatusOK {
+						http.Error(w, "no", tc.status)
+						return
+					}
+					w.Write([]byte("server=https://m:1\n"))
+				default:
+					http.Error(w, "unauthorized", http.StatusUnauthorized)
+				}
+			}))
+			defer srv.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			b, err := imds.FetchUserData(ctx, imds.NewClient(imds.Config{URL: srv.URL}))
+			switch {
+			case tc.wantErr == "" && (err != nil || string(b) != "server=https://m:1\n"):
+				t.Errorf("got %q, %v", b, err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("error %v, want one with %q", err, tc.wantErr)
+			}
+		})
+	}
 }

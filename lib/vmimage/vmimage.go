@@ -2,11 +2,13 @@
 // a Debian cloud kernel and an initramfs that holds a static pkgrun, the
 // tools a build of a pkgsrc tree runs (taken from the host's Debian
 // packages with the shared libraries they load), the tree itself at
-// /usr/pkgsrc, the few kernel modules a qemu guest needs, busybox for the
-// init, and an /init (init.sh) that brings the network up and execs
-// `pkgrun worker`. Nothing secret is in the image: the server's URL and
-// pin reach a machine on its kernel command line, its token through
-// fw_cfg.
+// /usr/pkgsrc, the few kernel modules a qemu guest or an EC2 instance
+// needs, busybox for the init, and an /init (init.sh) that brings the
+// network up and execs `pkgrun worker`. Nothing secret is in the image:
+// the server's URL and pin reach a qemu machine on its kernel command
+// line, its token through fw_cfg; an EC2 instance reads them all from its
+// user data. WriteDisk puts kernel and initramfs on a GPT disk that UEFI
+// firmware boots (an AMI's snapshot).
 //
 // The image is a plain newc cpio (not compressed: unpacking beats
 // decompressing under TCG). Plan lists its content; the manifest
@@ -36,6 +38,9 @@ import (
 //go:embed init.sh
 var initScript []byte
 
+//go:embed udhcpc.sh
+var udhcpcScript []byte
+
 // TreePath is where the image holds the pkgsrc tree.
 const TreePath = "/usr/pkgsrc"
 
@@ -56,9 +61,11 @@ var extraPaths = []string{"/usr/bin/cc", "/usr/bin/awk", "/usr/bin/c99", "/usr/b
 // Modules are the kernel modules the guest loads (with what they depend
 // on): the virtio network card, the virtio entropy source (without it the
 // first getrandom of pkgrun waits seconds under TCG for the kernel's
-// random pool), fw_cfg in sysfs (the token) and overlayfs (the build
-// sandboxes).
-var Modules = []string{"virtio_pci", "virtio_net", "virtio_rng", "qemu_fw_cfg", "overlay"}
+// random pool), fw_cfg in sysfs (the token), overlayfs (the build
+// sandboxes) and, for an EC2 (Nitro) instance, the ENA network card.
+// Nitro's NVMe disks need no module: Debian's cloud kernel has the NVMe
+// driver built in (a module that is built in is skipped).
+var Modules = []string{"virtio_pci", "virtio_net", "virtio_rng", "qemu_fw_cfg", "overlay", "ena", "nvme"}
 
 // Spec says what goes into an image.
 type Spec struct {
@@ -83,8 +90,11 @@ type Spec struct {
 
 // Image is a built image: the kernel and the initramfs to boot it with.
 // Kernel may be a bzImage or an uncompressed PVH vmlinux (see ExtractPVH).
+// Disk, when set, is the same image on a disk that UEFI firmware boots
+// (WriteDisk), which a VM boots instead.
 type Image struct {
 	Kernel, Initrd string
+	Disk           string
 }
 
 // entry is one file of the image.
@@ -185,6 +195,7 @@ func NewPlan(spec Spec) (*Plan, error) {
 		init = spec.Init
 	}
 	p.add(&entry{name: "init", mode: 0o755, data: init})
+	p.add(&entry{name: "etc/pkgbulk/udhcpc.sh", mode: 0o755, data: udhcpcScript})
 	if err := p.addModules(spec.Kernel); err != nil {
 		return nil, err
 	}

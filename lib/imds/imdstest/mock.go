@@ -4,6 +4,8 @@ package imdstest
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -113,4 +115,22 @@ func StartOn(t testing.TB, port int, args ...string) *Mock {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// UserData returns the mock's arguments that make it serve data as the
+// instance's user data (GET /latest/user-data): a configuration file
+// (-c FILE) in the test's temporary directory. The mock serves one user
+// data per process.
+func UserData(t testing.TB, data []byte) []string {
+	t.Helper()
+	cfg := map[string]any{"userdata": map[string]any{"values": map[string]string{"userdata": base64.StdEncoding.EncodeToString(data)}}}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "aemm-config.json")
+	if err := os.WriteFile(f, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"-c", f}
 }

@@ -109,6 +109,8 @@ func (p *Provider) Close() error { return nil }
 
 // UserData is the user data of a worker's instance: key=value lines that
 // lib/vmimage's /init reads (server, pin, name, label, imds, token).
+// imdsURL is the metadata service whose spot notices the worker watches
+// ("" for none: an on-demand instance).
 func UserData(w provider.Worker, cfg provider.WorkerConfig, imdsURL string) ([]byte, error) {
 	var b strings.Builder
 	line := func(k, v string) error {
@@ -128,9 +130,9 @@ func UserData(w provider.Worker, cfg provider.WorkerConfig, imdsURL string) ([]b
 	for _, l := range provider.LabelArgs(cfg.Labels) {
 		kv = append(kv, [2]string{"label", l})
 	}
-	if imdsURL != "" {
-		kv = append(kv, [2]string{"imds", imdsURL})
-	}
+	// Always said: an empty one tells /init to watch nothing and to hide
+	// the metadata service from the builds.
+	kv = append(kv, [2]string{"imds", imdsURL})
 	kv = append(kv, [2]string{"token", w.Token})
 	for _, e := range kv {
 		if err := line(e[0], e[1]); err != nil {

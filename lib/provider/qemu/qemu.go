@@ -10,6 +10,14 @@
 // forwards to the master's port (and, when Config.IMDS is set, to an
 // instance-metadata service), each connection relayed by busybox nc.
 //
+// With Config.Metadata a VM boots as an EC2 instance does instead
+// (lib/provider/ec2/ec2test): nothing on the kernel command line or in
+// fw_cfg, an address by DHCP, and its settings as user data from a
+// metadata service at the real 169.254.169.254 (the user network is then
+// 169.254.0.0/16, so that qemu forwards that address). Image.Disk boots
+// the AMI's disk under UEFI firmware (OVMF) rather than kernel and
+// initramfs directly.
+//
 // Machines are kept in Config.Dir, one directory per VM holding its pid,
 // its tags and its serial console's log, so that List finds the VMs of a
 // master that crashed and Stop kills them (their process group). A VM
@@ -48,7 +56,18 @@ const (
 	MasterAddr = "10.0.2.100"
 	// IMDSAddr is where a guest reaches Config.IMDS (port 80).
 	IMDSAddr = "10.0.2.101"
+	// EC2MasterAddr is MasterAddr on the user network of a VM booted
+	// as an EC2 instance (Config.Metadata).
+	EC2MasterAddr = "169.254.0.100"
+	// EC2MetadataAddr is the metadata service's address on EC2 (port
+	// 80), where such a VM finds Config.Metadata's service.
+	EC2MetadataAddr = "169.254.169.254"
 )
+
+// ec2Net is the user network of a VM booted as an EC2 instance: the
+// link-local /16 that holds the metadata service's address (qemu
+// forwards only addresses inside the guest's network).
+const ec2Net = "net=169.254.0.0/16,host=169.254.0.2,dns=169.254.0.3,dhcpstart=169.254.0.15"
 
 // Config configures the provider.
 type Config struct {
@@ -66,12 +85,18 @@ type Config struct {
 	// IMDS is a host address (host:port) of an instance-metadata service
 	// that guests reach at http://IMDSAddr and whose spot notices the
 	// workers of spot VMs watch (pkgrun worker --spot-imds); "" for none.
+	// Not with Metadata.
 	IMDS string
-	// UserData, when set, is given to each VM as fw_cfg
-	// opt/pkgbulk/user-data instead of the command-line settings (the
-	// way an EC2 instance gets its user data; lib/provider/ec2/ec2test).
-	// guestURL is the server's URL as the guest reaches it.
-	UserData func(w provider.Worker, cfg provider.WorkerConfig, guestURL string) ([]byte, error)
+	// Metadata, when set, boots each VM the way an EC2 instance boots
+	// (lib/provider/ec2/ec2test): it returns the host address (host:port)
+	// of the worker's own metadata service, which the guest reaches at
+	// http://EC2MetadataAddr and reads its user data from; guestURL is
+	// the server's URL as the guest reaches it (for that user data).
+	// Nothing goes on the kernel command line or through fw_cfg.
+	Metadata func(w provider.Worker, cfg provider.WorkerConfig, guestURL string) (string, error)
+	// Firmware is the UEFI firmware that boots Image.Disk (default
+	// /usr/share/ovmf/OVMF.fd, from Debian's ovmf).
+	Firmware string
 }
 
 // Provider starts qemu VMs.
@@ -87,10 +112,23 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("qemu provider: no state directory")
 	}
-	if cfg.Image.Kernel == "" || cfg.Image.Initrd == "" {
-		return nil, errors.New("qemu provider: no worker image (kernel and initrd)")
+	files := []string{cfg.Image.Kernel, cfg.Image.Initrd}
+	switch {
+	case cfg.Image.Disk != "":
+		if cfg.Metadata == nil {
+			return nil, errors.New("qemu provider: a disk image boots only as an EC2 instance (no Metadata)")
+		}
+		if cfg.Firmware == "" {
+			cfg.Firmware = "/usr/share/ovmf/OVMF.fd"
+		}
+		files = []string{cfg.Image.Disk, cfg.Firmware}
+	case cfg.Image.Kernel == "" || cfg.Image.Initrd == "":
+		return nil, errors.New("qemu provider: no worker image (kernel and initrd, or disk)")
 	}
-	for _, f := range []string{cfg.Image.Kernel, cfg.Image.Initrd} {
+	if cfg.Metadata != nil && cfg.IMDS != "" {
+		return nil, errors.New("qemu provider: IMDS and Metadata exclude each other")
+	}
+	for _, f := range files {
 		if _, err := os.Stat(f); err != nil {
 			return nil, fmt.Errorf("qemu provider: worker image: %w", err)
 		}
@@ -137,9 +175,9 @@ type meta struct {
 
 func (p *Provider) vmDir(id string) string { return filepath.Join(p.cfg.Dir, id) }
 
-// guestURL rewrites the server URL to the guest's side of the forward and
-// returns the host address the forward connects to.
-func guestURL(server string) (guest, hostAddr string, err error) {
+// guestURL rewrites the server URL to the guest's side of the forward
+// (at guestAddr) and returns the host address the forward connects to.
+func guestURL(server, guestAddr string) (guest, hostAddr string, err error) {
 	u, err := url.Parse(server)
 	if err != nil {
 		return "", "", fmt.Errorf("server URL %q: %w", server, err)
@@ -160,7 +198,7 @@ func guestURL(server string) (guest, hostAddr string, err error) {
 		return "", "", fmt.Errorf("server URL %q: bad host or port", server)
 	}
 	hostAddr = net.JoinHostPort(u.Hostname(), port)
-	u.Host = net.JoinHostPort(MasterAddr, port)
+	u.Host = net.JoinHostPort(guestAddr, port)
 	return u.String(), hostAddr, nil
 }
 
@@ -187,7 +225,11 @@ func newID() string {
 }
 
 func (p *Provider) start(ctx context.Context, req provider.StartRequest, w provider.Worker) (provider.Instance, error) {
-	guest, hostAddr, err := guestURL(req.Config.ServerURL)
+	masterAddr := MasterAddr
+	if p.cfg.Metadata != nil {
+		masterAddr = EC2MasterAddr
+	}
+	guest, hostAddr, err := guestURL(req.Config.ServerURL, masterAddr)
 	if err != nil {
 		return provider.Instance{}, err
 	}
@@ -204,20 +246,21 @@ func (p *Provider) start(ctx context.Context, req provider.StartRequest, w provi
 		return provider.Instance{}, err
 	}
 
-	// The token (and the user data) go through FIFOs that qemu reads once
-	// at start-up; nothing of them is left on disk.
+	// The token goes through a FIFO that qemu reads once at start-up;
+	// nothing of it is left on disk.
 	secrets := map[string][]byte{"token": []byte(w.Token + "\n")}
 	// mitigations=off: TCG does not execute speculatively, so the
 	// kernel's side-channel defences only cost time (a third of a build's
 	// fork and exec time under TCG).
 	kcmd := []string{"console=ttyS0", "quiet", "panic=-1", "mitigations=off"}
-	if p.cfg.UserData != nil {
-		ud, err := p.cfg.UserData(w, req.Config, guest)
+	var mdAddr string
+	if p.cfg.Metadata != nil {
+		secrets = nil
+		mdAddr, err = p.cfg.Metadata(w, req.Config, guest)
 		if err != nil {
 			os.RemoveAll(dir)
 			return provider.Instance{}, err
 		}
-		secrets = map[string][]byte{"user-data": ud}
 	} else {
 		kcmd = append(kcmd, "pkgbulk.server="+guest, "pkgbulk.name="+w.Name)
 		if req.Config.Fingerprint != "" {
@@ -239,26 +282,45 @@ func (p *Provider) start(ctx context.Context, req provider.StartRequest, w provi
 	}
 
 	host, port, _ := net.SplitHostPort(hostAddr)
-	netdev := "user,id=n0,restrict=on,guestfwd=tcp:" + MasterAddr + ":" + port + "-cmd:" + p.cfg.Busybox + " nc " + host + " " + port
-	if p.cfg.IMDS != "" {
-		ih, ip, err := net.SplitHostPort(p.cfg.IMDS)
-		if err != nil {
+	netdev := "user,id=n0,restrict=on,guestfwd=tcp:" + masterAddr + ":" + port + "-cmd:" + p.cfg.Busybox + " nc " + host + " " + port
+	imdsGuest, imdsHost := IMDSAddr, p.cfg.IMDS
+	if p.cfg.Metadata != nil {
+		netdev = strings.Replace(netdev, "restrict=on,", "restrict=on,"+ec2Net+",", 1)
+		imdsGuest, imdsHost = EC2MetadataAddr, mdAddr
+	}
+	if imdsHost != "" {
+		ih, ip, err := net.SplitHostPort(imdsHost)
+		if err != nil || strings.ContainsAny(ih+ip, ", \t") {
 			os.RemoveAll(dir)
-			return provider.Instance{}, fmt.Errorf("IMDS address %q: %w", p.cfg.IMDS, err)
+			return provider.Instance{}, fmt.Errorf("metadata service address %q: bad host or port (%v)", imdsHost, err)
 		}
-		netdev += ",guestfwd=tcp:" + IMDSAddr + ":80-cmd:" + p.cfg.Busybox + " nc " + ih + " " + ip
+		netdev += ",guestfwd=tcp:" + imdsGuest + ":80-cmd:" + p.cfg.Busybox + " nc " + ih + " " + ip
+	}
+	boot := []string{"-kernel", p.cfg.Image.Kernel, "-initrd", p.cfg.Image.Initrd, "-append", strings.Join(kcmd, " ")}
+	if p.cfg.Image.Disk != "" {
+		// The AMI's disk on NVMe, as on a Nitro instance; writes go to
+		// a temporary file (VMs share the image).
+		boot = []string{"-bios", p.cfg.Firmware,
+			"-drive", "file=" + p.cfg.Image.Disk + ",if=none,id=d0,format=raw,snapshot=on",
+			"-device", "nvme,drive=d0,serial=pkgbulk"}
+	}
+	nic := "virtio-net-pci,netdev=n0"
+	if p.cfg.Image.Disk != "" {
+		// No option ROM: the firmware would try a network boot first.
+		nic += ",romfile="
 	}
 	args := []string{
 		"-name", "pkgbulk-" + id, // how Stop and List recognise the process
 		"-accel", "tcg", "-m", strconv.Itoa(p.cfg.MemoryMB), "-smp", strconv.Itoa(p.cfg.CPUs),
-		"-kernel", p.cfg.Image.Kernel, "-initrd", p.cfg.Image.Initrd,
-		"-append", strings.Join(kcmd, " "),
-		"-display", "none", "-monitor", "none", "-serial", "file:" + filepath.Join(dir, "serial.log"),
+	}
+	args = append(args, boot...)
+	args = append(args,
+		"-display", "none", "-monitor", "none", "-serial", "file:"+filepath.Join(dir, "serial.log"),
 		"-no-reboot", "-nodefaults",
-		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
+		"-netdev", netdev, "-device", nic,
 		// Entropy from the host at once (see vmimage.Modules).
 		"-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0",
-	}
+	)
 	var fifos []string
 	for name := range secrets {
 		f := filepath.Join(dir, name+".fifo")

@@ -16,7 +16,7 @@ func TestGuestURL(t *testing.T) {
 		{"https://a,b:1", "", "", false},
 		{"https:///x", "", "", false},
 	} {
-		g, h, err := guestURL(tt.in)
+		g, h, err := guestURL(tt.in, MasterAddr)
 		if (err == nil) != tt.ok || g != tt.guest || h != tt.host {
 			t.Errorf("guestURL(%q) = %q, %q, %v; want %q, %q, ok=%v", tt.in, g, h, err, tt.guest, tt.host, tt.ok)
 		}

@@ -2,13 +2,17 @@
 // API's RunInstances, DescribeInstances and TerminateInstances, answered
 // in EC2's XML, so that the real AWS SDK (and lib/provider/ec2 through
 // it) can be tested end to end. RunInstances boots a qemu VM
-// (lib/provider/qemu) from the instance's user data, which reaches the
-// guest through fw_cfg as opt/pkgbulk/user-data, the way lib/vmimage's
-// /init reads it; an instance whose VM powered itself off is terminated
-// (shutdown behaviour terminate), as on EC2.
+// (lib/provider/qemu) as an EC2 instance: the guest gets its address by
+// DHCP and reads the instance's user data from its own metadata service
+// at 169.254.169.254 (IMDSv2; metadata.go), the way lib/vmimage's /init
+// does on EC2; other metadata, such as spot notices, comes from the
+// metadata mock at the qemu configuration's IMDS. An instance whose VM
+// powered itself off is terminated (shutdown behaviour terminate), as on
+// EC2.
 //
-// Requests must be signed (SigV4) with the server's access key; the
-// signature itself is not checked.
+// Requests must be signed (SigV4) with AccessKey and SecretKey for Region
+// within five minutes of now: the server signs each request again with
+// the SDK's signer and refuses a mismatch with EC2's error document.
 package ec2test
 
 import (
@@ -43,12 +47,13 @@ const xmlns = "http://ec2.amazonaws.com/doc/2016-11-15/"
 // Server is the endpoint.
 type Server struct {
 	URL string
-	srv *httptest.Server
-	vms *qemu.Provider
+	srv  *httptest.Server
+	vms  *qemu.Provider
+	mock string // the metadata mock's host:port ("" for none)
 
 	mu        sync.Mutex
 	instances map[string]*inst
-	userData  map[string][][2]string // worker name -> its user data, while it boots
+	userData  map[string]*booting // worker name -> its instance, while it boots
 	tokens    map[string]string      // RunInstances client token -> instance id
 	calls     map[string]int         // requests per action
 	faults    faults                 // refusals on purpose (faults.go)
@@ -60,13 +65,24 @@ type inst struct {
 	tags                   map[string]string
 	launched               time.Time
 	terminated             bool
+	md                     *metadata
+}
+
+// booting is what RunInstances hands the qemu provider's Metadata.
+type booting struct {
+	kv   [][2]string
+	spot bool
+	md   *metadata
 }
 
 // New starts the endpoint; its VMs are started by a qemu provider with
-// cfg (its UserData is set here). Close stops the VMs and the server.
+// cfg, whose Metadata is set here and whose IMDS (host:port, "" for none)
+// is the metadata mock the instances' metadata services pass on to.
+// Close stops the VMs and the server.
 func New(cfg qemu.Config) (*Server, error) {
-	s := &Server{instances: map[string]*inst{}, userData: map[string][][2]string{}, calls: map[string]int{}, tokens: map[string]string{}}
-	cfg.UserData = s.guestUserData
+	s := &Server{instances: map[string]*inst{}, userData: map[string]*booting{}, calls: map[string]int{}, tokens: map[string]string{}}
+	s.mock, cfg.IMDS = cfg.IMDS, ""
+	cfg.Metadata = s.instanceMetadata
 	vms, err := qemu.New(cfg)
 	if err != nil {
 		return nil, err
@@ -87,6 +103,11 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	s.vms.Stop(context.Background(), vms)
+	s.mu.Lock()
+	for _, in := range s.instances {
+		in.md.close()
+	}
+	s.mu.Unlock()
 }
 
 // Calls is how many requests of action the server had.
@@ -109,24 +130,31 @@ func (s *Server) VM(id string) string {
 	return ""
 }
 
-// guestUserData is the user data a VM gets: the instance's, with the
-// server's URL as the guest reaches it, and the metadata service at the
-// qemu provider's forward.
-func (s *Server) guestUserData(w provider.Worker, _ provider.WorkerConfig, guestURL string) ([]byte, error) {
+// instanceMetadata starts the metadata service of the instance booting
+// for worker w: its user data is the instance's, with the server's URL as
+// the guest reaches it (the qemu provider's forward).
+func (s *Server) instanceMetadata(w provider.Worker, _ provider.WorkerConfig, guestURL string) (string, error) {
 	s.mu.Lock()
-	kv := s.userData[w.Name]
+	bt := s.userData[w.Name]
 	s.mu.Unlock()
+	if bt == nil {
+		return "", fmt.Errorf("ec2test: no instance is booting for worker %q", w.Name)
+	}
 	var b strings.Builder
-	for _, e := range kv {
-		switch e[0] {
-		case "server":
+	for _, e := range bt.kv {
+		if e[0] == "server" {
 			e[1] = guestURL
-		case "imds":
-			e[1] = "http://" + qemu.IMDSAddr
 		}
 		fmt.Fprintf(&b, "%s=%s\n", e[0], e[1])
 	}
-	return []byte(b.String()), nil
+	md, err := startMetadata([]byte(b.String()), bt.spot, s.mock)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	bt.md = md
+	s.mu.Unlock()
+	return md.addr, nil
 }
 
 // apiError is EC2's error document.
@@ -160,11 +188,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "InvalidRequest", "POST only")
 		return
 	}
-	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential="+AccessKey+"/") {
-		fail(w, http.StatusUnauthorized, "AuthFailure", "AWS was not able to validate the provided access credentials")
+	if !s.authorize(w, r) {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 	if err := r.ParseForm(); err != nil {
 		fail(w, http.StatusBadRequest, "InvalidRequest", err.Error())
 		return
@@ -336,8 +362,9 @@ func (s *Server) runInstances(w http.ResponseWriter, ctx context.Context, f form
 	b := make([]byte, 9)
 	rand.Read(b)
 	in := &inst{id: "i-" + hex.EncodeToString(b)[:17], imageID: image, itype: get(f, "InstanceType"), spot: spot, tags: tags, launched: time.Now().UTC().Truncate(time.Second)}
+	bt := &booting{kv: kv, spot: spot}
 	s.mu.Lock()
-	s.userData[wk.Name] = kv
+	s.userData[wk.Name] = bt
 	s.mu.Unlock()
 	vmTags := map[string]string{provider.TagRun: "ec2test"}
 	ins, err := s.vms.Start(ctx, provider.StartRequest{Workers: []provider.Worker{wk}, Spot: spot,
@@ -346,10 +373,13 @@ func (s *Server) runInstances(w http.ResponseWriter, ctx context.Context, f form
 	delete(s.userData, wk.Name)
 	s.mu.Unlock()
 	if err != nil {
+		if bt.md != nil {
+			bt.md.close()
+		}
 		fail(w, http.StatusInternalServerError, "InternalError", "boot: "+err.Error())
 		return
 	}
-	in.vm = ins[0].ID
+	in.vm, in.md = ins[0].ID, bt.md
 	s.mu.Lock()
 	s.instances[in.id] = in
 	if ct != "" {
@@ -502,6 +532,7 @@ func (s *Server) terminateInstances(w http.ResponseWriter, ctx context.Context, 
 		in := s.instances[id]
 		prev := in.state(run[in.vm])
 		in.terminated = true
+		in.md.close()
 		vms = append(vms, in.vm)
 		changes = append(changes, change{InstanceID: id, CurrentState: xmlState{states["shutting-down"], "shutting-down"}, PreviousState: xmlState{states[prev], prev}})
 	}
