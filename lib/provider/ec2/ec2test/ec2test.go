@@ -46,7 +46,7 @@ const xmlns = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
 // Server is the endpoint.
 type Server struct {
-	URL string
+	URL  string
 	srv  *httptest.Server
 	vms  *qemu.Provider
 	mock string // the metadata mock's host:port ("" for none)
@@ -54,9 +54,9 @@ type Server struct {
 	mu        sync.Mutex
 	instances map[string]*inst
 	userData  map[string]*booting // worker name -> its instance, while it boots
-	tokens    map[string]string      // RunInstances client token -> instance id
-	calls     map[string]int         // requests per action
-	faults    faults                 // refusals on purpose (faults.go)
+	tokens    map[string]string   // RunInstances client token -> instance id
+	calls     map[string]int      // requests per action
+	faults    faults              // refusals on purpose (faults.go)
 }
 
 type inst struct {
