@@ -139,7 +139,7 @@ set -- worker --server "$server" --token-file /run/pkgbulk/token --name "$name" 
 [ -z "$pin" ] || set -- "$@" --fingerprint "$pin"
 [ -z "$imds" ] || set -- "$@" --spot-imds "$imds"
 for l in $labels; do set -- "$@" --label "$l"; done
-say "starting pkgrun worker --name $name --server $server"
+say "starting pkgrun worker --name $name --server $server${imds:+ --spot-imds $imds}"
 # Each line of the worker's log on the console, after the uptime.
 stamp() {
 	while IFS= read -r l; do

@@ -332,6 +332,12 @@ func (p *Provider) start(ctx context.Context, req provider.StartRequest, w provi
 		args = append(args, "-fw_cfg", "name=opt/pkgbulk/"+name+",file="+f)
 	}
 	sort.Strings(fifos)
+	// The console's file is there from Start on (qemu makes it only
+	// when it gets to it), so that SerialLog names it at once.
+	if err := os.WriteFile(filepath.Join(dir, "serial.log"), nil, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return provider.Instance{}, err
+	}
 	cmd := exec.Command(p.cfg.Qemu, args...)
 	// Its own session: the VM outlives a master that crashes (List and
 	// Stop find it again), and Stop kills the process group.
