@@ -3,9 +3,13 @@
 package vmimagetest
 
 import (
+	"context"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +47,59 @@ func StaticPkgrun(t testing.TB) string {
 // Tree to examples/tree), building it when the cache has none with the
 // same manifest; name tells cached images apart in the cache directory.
 func Image(t testing.TB, name string, spec vmimage.Spec) vmimage.Image {
+	t.Helper()
+	img, _ := image(t, name, spec)
+	return img
+}
+
+// Disk returns Image's image with its Disk: the raw UEFI disk of an AMI
+// (vmimage.WriteDisk, with the bzImage kernel and DiskCmdline), cached
+// beside the initramfs. It skips the test (fails it when "qemu" is
+// required) when OVMF or the disk tools are missing.
+func Disk(t testing.TB, name string, spec vmimage.Spec) vmimage.Image {
+	t.Helper()
+	Require(t)
+	if err := vmimage.CheckDiskTools(); err != nil {
+		testenv.Skip(t, "qemu", err.Error())
+	}
+	if _, err := os.Stat(OVMF); err != nil {
+		testenv.Skip(t, "qemu", "no UEFI firmware for qemu (apt-get install ovmf)")
+	}
+	img, p := image(t, name, spec)
+	// The key: the initramfs (its name holds its manifest's hash), the
+	// kernel's and the boot loader's content, the command line.
+	key := filepath.Join(t.TempDir(), "disk-key")
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n%s\n", filepath.Base(img.Initrd), vmimage.DiskCmdline)
+	for _, f := range []string{p.Kernel, vmimage.SystemdBoot} {
+		c, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%x %s\n", sha256.Sum256(c), f)
+	}
+	if err := os.WriteFile(key, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img.Disk = testenv.Cached(t, key, name+".disk", func(path string) error {
+		return vmimage.WriteDisk(context.Background(), path, p.Kernel, img.Initrd, "")
+	})
+	now := time.Now()
+	os.Chtimes(img.Disk, now, now)
+	old, _ := filepath.Glob(filepath.Join(filepath.Dir(img.Disk), "*-"+name+".disk"))
+	for _, f := range old {
+		if fi, err := os.Stat(f); err == nil && f != img.Disk && now.Sub(fi.ModTime()) > 24*time.Hour {
+			os.Remove(f)
+			os.Remove(f + ".lock")
+		}
+	}
+	return img
+}
+
+// OVMF is the UEFI firmware qemu boots disk images with (Debian's ovmf).
+const OVMF = "/usr/share/ovmf/OVMF.fd"
+
+func image(t testing.TB, name string, spec vmimage.Spec) (vmimage.Image, *vmimage.Plan) {
 	t.Helper()
 	Require(t)
 	if spec.Pkgrun == "" {
@@ -92,5 +149,5 @@ func Image(t testing.TB, name string, spec vmimage.Spec) vmimage.Image {
 	kernel := testenv.Cached(t, p.Kernel, "vmlinux", func(path string) error {
 		return vmimage.BootKernel(p.Kernel, path)
 	})
-	return vmimage.Image{Kernel: kernel, Initrd: initrd}
+	return vmimage.Image{Kernel: kernel, Initrd: initrd}, p
 }
