@@ -1,5 +1,5 @@
 #!/bin/sh
-# Usage: sh scripts/setup.sh [--test] [--prefix DIR]
+# Usage: sh scripts/setup.sh [--test] [--image] [--prefix DIR]
 #
 # Installs what pkgbulk needs on a Debian machine (bmake, SQLite, the
 # compressors, a C compiler and patch for the example tree's builds) and
@@ -11,7 +11,12 @@
 #                 a local HTTP site in the distfile tests), Slurm and munge,
 #                 nftables (the pull workers' NAT-like rules in the netns tests)
 #                 qemu, a Debian cloud kernel and busybox-static (the worker
-#                 VMs) and ec2-metadata-mock (spot notices)
+#                 VMs), OVMF and the disk-image tools of --image (the AMI
+#                 disk boot test) and ec2-metadata-mock (spot notices)
+#   --image       also install what scripts/vmimage.sh needs to build the
+#                 worker image and its AMI disk: the Debian cloud kernel,
+#                 busybox-static, lz4, dosfstools, mtools, fdisk and
+#                 systemd-boot-efi
 #   --prefix DIR  also install the tools into DIR/bin (e.g. /usr/local)
 #
 # Go (the version go.mod names, or newer) must be on PATH or in
@@ -20,14 +25,16 @@
 set -eu
 
 usage() {
-	echo "usage: sh scripts/setup.sh [--test] [--prefix DIR]" >&2
+	echo "usage: sh scripts/setup.sh [--test] [--image] [--prefix DIR]" >&2
 	exit 2
 }
 want_test=no
+want_image=no
 prefix=
 while [ $# -gt 0 ]; do
 	case $1 in
-	--test) want_test=yes ;;
+	--test) want_test=yes want_image=yes ;;
+	--image) want_image=yes ;;
 	--prefix) [ $# -ge 2 ] || usage; prefix=$2; shift ;;
 	--prefix=*) prefix=${1#--prefix=} ;;
 	-h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
@@ -49,7 +56,10 @@ apt_timeout=${APT_LOCK_TIMEOUT:-600}
 
 pkgs="bmake sqlite3 gzip bzip2 xz-utils zstd ca-certificates gcc libc6-dev patch"
 if [ "$want_test" = yes ]; then
-	pkgs="$pkgs openssh-server openssh-client iproute2 gnupg openssl binutils libarchive-tools chromium curl slurm-wlm munge nftables qemu-system-x86 linux-image-cloud-amd64 busybox-static lz4"
+	pkgs="$pkgs openssh-server openssh-client iproute2 gnupg openssl binutils libarchive-tools chromium curl slurm-wlm munge nftables qemu-system-x86 ovmf"
+fi
+if [ "$want_image" = yes ]; then
+	pkgs="$pkgs linux-image-cloud-amd64 busybox-static lz4 dosfstools mtools fdisk systemd-boot-efi"
 fi
 
 missing=""

@@ -1,9 +1,11 @@
-// Command vmimage writes the qemu worker image (lib/vmimage) into a
-// directory: vmlinuz, initrd.img and manifest. scripts/vmimage.sh runs it
-// with a static pkgrun built from this checkout.
+// Command vmimage writes the worker image (lib/vmimage) into a
+// directory: vmlinuz, vmlinux, initrd.img, manifest and, with -disk, the
+// AMI's UEFI disk disk.img. scripts/vmimage.sh runs it with a static
+// pkgrun built from this checkout.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -18,8 +20,10 @@ func main() {
 	pkgrun := fl.String("pkgrun", "", "static pkgrun binary (required)")
 	tree := fl.String("tree", "", "pkgsrc tree to include at "+vmimage.TreePath)
 	kernel := fl.String("kernel", "", "vmlinuz (default: the newest /boot/vmlinuz-*-cloud-amd64)")
+	disk := fl.Bool("disk", false, "also write disk.img, a raw GPT disk that UEFI boots (an AMI's snapshot)")
+	cmdline := fl.String("cmdline", vmimage.DiskCmdline, "the disk's kernel command line")
 	fl.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: vmimage -o DIR -pkgrun FILE [-tree DIR] [-kernel FILE]\nExit status: 0 written, 1 failed, 2 bad usage.")
+		fmt.Fprintln(os.Stderr, "usage: vmimage -o DIR -pkgrun FILE [-tree DIR] [-kernel FILE] [-disk [-cmdline LINE]]\nExit status: 0 written, 1 failed, 2 bad usage.")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(os.Args[1:]); err != nil {
@@ -47,6 +51,13 @@ func main() {
 			}
 			fmt.Println(img.Kernel)
 			fmt.Println(img.Initrd)
+		}
+		if err == nil && *disk {
+			d := filepath.Join(*out, "disk.img")
+			err = vmimage.WriteDisk(context.Background(), d, p.Kernel, img.Initrd, *cmdline)
+			if err == nil {
+				fmt.Println(d)
+			}
 		}
 	}
 	if err != nil {
