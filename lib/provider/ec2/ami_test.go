@@ -2,6 +2,7 @@ package ec2_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,5 +76,68 @@ func TestAMIDisk(t *testing.T) {
 		if !strings.Contains(c, want) {
 			t.Errorf("console lacks %q:\n%s", want, c)
 		}
+	}
+}
+
+// BenchmarkEC2Join measures a VM booted as an EC2 instance from qemu's
+// start to its worker's first lease: DHCP, the user data from the real
+// metadata mock at 169.254.169.254, registration. "kernel" boots kernel
+// and initramfs directly (as ec2test does), "uefi-disk" the AMI's disk
+// under OVMF (as TestAMIDisk). Reports s/join for each; each VM is
+// stopped after its first lease.
+func BenchmarkEC2Join(b *testing.B) {
+	imdstest.Find(b)
+	for _, bc := range []struct {
+		name string
+		disk bool
+	}{{"kernel", false}, {"uefi-disk", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			img := vmimagetest.Image(b, "worker", vmimage.Spec{})
+			if bc.disk {
+				img = vmimagetest.Disk(b, "worker", vmimage.Spec{})
+			}
+			m := qemutest.NewMaster(b, nil)
+			var workers []provider.Worker
+			for i := 0; i < b.N; i++ {
+				name := fmt.Sprintf("join%d", i)
+				workers = append(workers, provider.Worker{Name: name, Token: m.Token(name)})
+			}
+			m.Start("", 20*time.Second)
+			p, err := qemu.New(qemu.Config{Dir: filepath.Join(m.X.Dir, "vms"), Image: img, MemoryMB: 1024, Firmware: vmimagetest.OVMF,
+				Metadata: func(w provider.Worker, cfg provider.WorkerConfig, guestURL string) (string, error) {
+					cfg.ServerURL = guestURL
+					ud, err := ec2.UserData(w, cfg, "")
+					if err != nil {
+						return "", err
+					}
+					return imdstest.Start(b, imdstest.UserData(b, ud)...).Addr, nil
+				}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			var total time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				ins, err := p.Start(ctx, provider.StartRequest{Workers: workers[i : i+1], Tags: map[string]string{provider.TagRun: m.DB},
+					Config: provider.WorkerConfig{ServerURL: m.URL(), Fingerprint: m.FP}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				err = qemutest.WaitConsole(ctx, p.SerialLog(ins[0].ID), qemutest.LeaseRE)
+				d := time.Since(t0)
+				b.StopTimer()
+				p.Stop(context.Background(), provider.IDs(ins))
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += d
+				b.Logf("%s: %.2fs", workers[i].Name, d.Seconds())
+				b.StartTimer()
+			}
+			b.ReportMetric(total.Seconds()/float64(b.N), "s/join")
+		})
 	}
 }

@@ -216,6 +216,9 @@ func (p *Provider) start(ctx context.Context, req provider.StartRequest, w provi
 		MetadataOptions: &types.InstanceMetadataOptionsRequest{
 			HttpTokens:   types.HttpTokensStateRequired, // IMDSv2 only
 			HttpEndpoint: types.InstanceMetadataEndpointStateEnabled,
+			// Not past the instance's own network stack (an AMI
+			// registered with --imds-support v2.0 would get 2).
+			HttpPutResponseHopLimit: aws.Int32(1),
 		},
 		TagSpecifications: []types.TagSpecification{
 			{ResourceType: types.ResourceTypeInstance, Tags: itags},

@@ -63,7 +63,9 @@ func FuzzParseUserData(f *testing.F) {
 }
 
 // TestEC2EndToEnd drives the EC2 provider through the real AWS SDK
-// against ec2test, whose RunInstances boots a qemu VM from the user data.
+// against ec2test, whose RunInstances boots a qemu VM the EC2 way: the
+// AMI's UEFI disk under OVMF, its user data read from the instance's
+// metadata service at 169.254.169.254.
 // The master builds one package (misc/diamond-a). A spot instance joins
 // the master's pull server and takes its lease; a
 // spot interruption notice from the real amazon-ec2-metadata-mock makes
@@ -78,13 +80,13 @@ func TestEC2EndToEnd(t *testing.T) {
 	}
 	vmimagetest.Require(t)
 	imdstest.Find(t)
-	img := vmimagetest.Image(t, "worker", vmimage.Spec{})
+	img := vmimagetest.Disk(t, "worker", vmimage.Spec{})
 	m := qemutest.NewMaster(t, []string{"misc/diamond-a"})
 	codeL, outL, storeL := m.LocalBuild()
 
 	mockPort := qemutest.FreePort(t)
 	srv, err := ec2test.New(qemu.Config{Dir: filepath.Join(m.X.Dir, "vms"), Image: img, MemoryMB: 1024,
-		IMDS: "127.0.0.1:" + strconv.Itoa(mockPort)})
+		Firmware: vmimagetest.OVMF, IMDS: "127.0.0.1:" + strconv.Itoa(mockPort)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,6 +152,11 @@ func TestEC2EndToEnd(t *testing.T) {
 	if !strings.Contains(sc, "preempted") || !strings.Contains(sc, "exited with status 0") {
 		t.Errorf("the spot worker did not leave as preempted:\n%s", sc)
 	}
+	for _, want := range []string{"BdsDxe: starting", "user data from http://169.254.169.254", "--spot-imds http://169.254.169.254"} {
+		if !strings.Contains(sc, want) {
+			t.Errorf("the spot instance's console lacks %q:\n%s", want, sc)
+		}
+	}
 
 	od, err := p.Start(ctx, provider.StartRequest{Workers: []provider.Worker{{Name: "od1", Token: m.Token("od1")}},
 		Config: provider.WorkerConfig{ServerURL: m.URL(), Fingerprint: m.FP}, Tags: tags})
@@ -170,6 +177,12 @@ func TestEC2EndToEnd(t *testing.T) {
 	m.Compare(t, storeL, func() {
 		t.Logf("spot1:\n%s\nod1:\n%s", sc, readFile(console(od[0].ID)))
 	})
+	// The on-demand instance watches nothing (its user data says imds=)
+	// and has hidden the metadata service from its builds.
+	if oc := readFile(console(od[0].ID)); strings.Contains(oc, "--spot-imds") || strings.Contains(oc, "could not hide") ||
+		!strings.Contains(oc, "registered as pull:od1") {
+		t.Errorf("od1's console:\n%s", oc)
+	}
 	// The job the spot worker released was built again by od1, never
 	// twice at once.
 	for pkg, w := range m.CheckEvents(t) {
