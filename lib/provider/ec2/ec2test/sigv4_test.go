@@ -123,3 +123,14 @@ func TestSDKWrongSecret(t *testing.T) {
 		t.Errorf("%d wrongly signed requests reached DescribeInstances", n)
 	}
 }
+
+func FuzzParseAuth(f *testing.F) {
+	f.Add("AWS4-HMAC-SHA256 Credential=AKID/20261205/us-test-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc")
+	f.Add("AWS4-HMAC-SHA256 Credential=/, Signature=")
+	f.Fuzz(func(t *testing.T, h string) {
+		a, ok := parseAuth(h)
+		if ok && (a.accessKey == "" || a.signature == "" || len(a.signedHeaders) == 0) {
+			t.Fatalf("%q parsed to %+v", h, a)
+		}
+	})
+}
