@@ -108,6 +108,8 @@ else
 		[ -n "$iface" ] || $bb sleep 0.1
 	done
 	$bb ip link set "$iface" up
+	# One lease and done (-q): the address stays when the lease ends,
+	# and an EC2 instance keeps its private address for its life.
 	$bb udhcpc -i "$iface" -q -n -t 30 -T 1 -s /etc/pkgbulk/udhcpc.sh > /dev/console 2>&1 ||
 		off "no DHCP lease on $iface"
 	say "$iface: $($bb ip -4 -o addr show dev "$iface" | $bb awk '{print $4}'); user data from $md"

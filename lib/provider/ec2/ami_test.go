@@ -84,7 +84,8 @@ func TestAMIDisk(t *testing.T) {
 // metadata mock at 169.254.169.254, registration. "kernel" boots kernel
 // and initramfs directly (as ec2test does), "uefi-disk" the AMI's disk
 // under OVMF (as TestAMIDisk). Reports s/join for each; each VM is
-// stopped after its first lease.
+// stopped after its first lease. The VMs' metadata mocks are started
+// before the clock.
 func BenchmarkEC2Join(b *testing.B) {
 	imdstest.Find(b)
 	for _, bc := range []struct {
@@ -103,14 +104,22 @@ func BenchmarkEC2Join(b *testing.B) {
 				workers = append(workers, provider.Worker{Name: name, Token: m.Token(name)})
 			}
 			m.Start("", 20*time.Second)
+			// Each VM's metadata mock (the user data in its
+			// configuration) runs before the clock does.
+			mocks := map[string]string{}
+			for _, w := range workers {
+				ud, err := ec2.UserData(w, provider.WorkerConfig{ServerURL: fmt.Sprintf("https://%s:%d", qemu.EC2MasterAddr, m.Port), Fingerprint: m.FP}, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				mocks[w.Name] = imdstest.Start(b, imdstest.UserData(b, ud)...).Addr
+			}
 			p, err := qemu.New(qemu.Config{Dir: filepath.Join(m.X.Dir, "vms"), Image: img, MemoryMB: 1024, Firmware: vmimagetest.OVMF,
 				Metadata: func(w provider.Worker, cfg provider.WorkerConfig, guestURL string) (string, error) {
-					cfg.ServerURL = guestURL
-					ud, err := ec2.UserData(w, cfg, "")
-					if err != nil {
-						return "", err
+					if want := fmt.Sprintf("https://%s:%d", qemu.EC2MasterAddr, m.Port); guestURL != want {
+						return "", fmt.Errorf("guest URL %s, want %s", guestURL, want)
 					}
-					return imdstest.Start(b, imdstest.UserData(b, ud)...).Addr, nil
+					return mocks[w.Name], nil
 				}})
 			if err != nil {
 				b.Fatal(err)
