@@ -109,6 +109,15 @@ type Accepter interface {
 	Accepts(pkgpath, pkgname string) bool
 }
 
+// Closer is implemented by slots whose builder can go away while the
+// scheduler holds the slot unused (a pull worker that left, an elastic
+// builder retired while its slot was parked). The scheduler gives a
+// parked slot that reports Closed back (Release) instead of keeping it
+// and offering it jobs it can no longer run.
+type Closer interface {
+	Closed() bool
+}
+
 // Grower is implemented by executors whose builders come and go on their
 // own: machines an autoscaler starts on demand, volunteers that may join
 // at any time. Their slots of the moment say nothing about what they can

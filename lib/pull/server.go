@@ -345,6 +345,14 @@ func (sl *Slot) Accepts(pkgpath, pkgname string) bool {
 	return !sl.sess.noWay.Refuses(pkgpath, pkgname)
 }
 
+// Closed reports whether the slot's worker is gone (its session ended or
+// it stopped polling): it will take no job (executor.Closer).
+func (sl *Slot) Closed() bool {
+	sl.s.mu.Lock()
+	defer sl.s.mu.Unlock()
+	return sl.dead || sl.sess.ended || sl.s.closed
+}
+
 // Release gives the slot back unused: it waits in the queue again while
 // its worker still polls.
 func (sl *Slot) Release() {

@@ -503,11 +503,16 @@ func (r *runner) pop(slot executor.Slot) (int32, bool) {
 }
 
 // offerParked gives the parked slots the best ready jobs they take, for
-// the slots that have not refused the ready set as it is now.
+// the slots that have not refused the ready set as it is now, and gives
+// back those whose builder is gone (executor.Closer).
 func (r *runner) offerParked(jobCtx, dbCtx context.Context, results chan<- finished) error {
 	keep := r.parked[:0]
 	var err error
 	for k, p := range r.parked {
+		if c, ok := p.slot.(executor.Closer); ok && c.Closed() {
+			p.slot.Release() // its builder is gone: it will take no job
+			continue
+		}
 		if err != nil || r.core.Ready() == 0 || p.offered == r.core.Readied() {
 			keep = append(keep, r.parked[k])
 			continue

@@ -551,3 +551,64 @@ func TestRefusedWaitsForGrowth(t *testing.T) {
 		}
 	}
 }
+
+// closingSlot is a slot of a builder that went away while the scheduler
+// held it (executor.Closer): it refuses every job, and once released it
+// is gone (not handed out again).
+type closingSlot struct {
+	acceptSlot
+	accepts, released *atomic.Int64
+}
+
+func (s closingSlot) Closed() bool { return true }
+func (s closingSlot) Accepts(pkgpath, pkgname string) bool {
+	s.accepts.Add(1)
+	return false
+}
+func (s closingSlot) Release() { s.released.Add(1) }
+
+type closingExec struct {
+	*fakeExec
+	accepts, released atomic.Int64
+}
+
+func (e *closingExec) Acquire(ctx context.Context) (executor.Slot, error) {
+	s, err := e.fakeExec.Acquire(ctx)
+	if a, ok := s.(acceptSlot); ok && err == nil {
+		return closingSlot{acceptSlot: a, accepts: &e.accepts, released: &e.released}, nil
+	}
+	return s, err
+}
+
+// TestClosedParkedSlotReleased: a parked slot whose builder is gone
+// (executor.Closer) is given back when jobs become ready again, not kept
+// and offered every new job until the run ends.
+func TestClosedParkedSlotReleased(t *testing.T) {
+	gone := &fakeBuilder{name: "gone", slots: 1, refuse: func(string) bool { return true }}
+	ok := &fakeBuilder{name: "ok", slots: 1}
+	e := &closingExec{fakeExec: newFakeExec(20*time.Millisecond, gone, ok)}
+	var pkgs []schedtest.Pkg
+	for i := range 6 {
+		p := schedtest.Pkg{Name: fmt.Sprintf("c%d-1.0", i)}
+		if i > 0 {
+			p.Deps = []string{fmt.Sprintf("c%d-1.0", i-1)}
+		}
+		pkgs = append(pkgs, p)
+	}
+	d, _ := newDB(t, pkgs)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sum, err := sched.Run(ctx, d, sched.RunOptions{Exec: e})
+	for _, msg := range e.errs {
+		t.Errorf("fake executor: %s", msg)
+	}
+	if err != nil || sum.Counts[sched.Done] != len(pkgs) {
+		t.Fatalf("run: %v, %+v", err, sum)
+	}
+	if n := e.accepts.Load(); n != 1 {
+		t.Errorf("the gone builder's slot was asked %d times whether it takes a job, want once (then it is given back)", n)
+	}
+	if n := e.released.Load(); n != 1 {
+		t.Errorf("the gone builder's slot was released %d times, want 1", n)
+	}
+}

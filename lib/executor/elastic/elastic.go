@@ -509,6 +509,18 @@ func (s *slot) Accepts(pkgpath, pkgname string) bool {
 	return s.e.preempts[pkgname] < s.e.pol.PreemptLimit
 }
 
+// Closed reports whether the slot's worker was retired while the
+// scheduler held the slot, or is gone (executor.Closer).
+func (s *slot) Closed() bool {
+	s.e.mu.Lock()
+	w := s.e.withdrawn[s.worker]
+	s.e.mu.Unlock()
+	if c, ok := s.Slot.(executor.Closer); ok && c.Closed() {
+		return true
+	}
+	return w
+}
+
 // forget takes the slot out of the held ones (e.mu held).
 func (s *slot) forget() {
 	s.gone = true
