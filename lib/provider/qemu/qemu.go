@@ -92,7 +92,7 @@ type Config struct {
 	// of the worker's own metadata service, which the guest reaches at
 	// http://EC2MetadataAddr and reads its user data from; guestURL is
 	// the server's URL as the guest reaches it (for that user data).
-	// Nothing goes on the kernel command line or through fw_cfg.
+	// No setting goes on the kernel command line or through fw_cfg.
 	Metadata func(w provider.Worker, cfg provider.WorkerConfig, guestURL string) (string, error)
 	// Firmware is the UEFI firmware that boots Image.Disk (default
 	// /usr/share/ovmf/OVMF.fd, from Debian's ovmf).

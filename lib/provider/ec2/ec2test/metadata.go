@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -109,7 +110,7 @@ func (m *metadata) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		b, err := m.client.Get(ctx, r.URL.Path)
 		switch {
-		case err == imds.ErrNotFound:
+		case errors.Is(err, imds.ErrNotFound):
 			http.NotFound(w, r)
 		case err != nil:
 			// The mock is not running (yet): the service fails.
