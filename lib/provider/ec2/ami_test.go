@@ -23,10 +23,10 @@ import (
 // disk on NVMe, no kernel, initramfs or command line from qemu and no
 // fw_cfg, on a user network with restrict=on where the real
 // amazon-ec2-metadata-mock answers at 169.254.169.254 with the
-// instance's user data as lib/provider/ec2 writes it. The image's /init
-// must take an address by DHCP, read the user data with IMDSv2, register
-// with the master's pull server, watch the metadata service for spot
-// notices, and build misc/diamond-a with the status and package of a
+// instance's user data as lib/provider/ec2 writes it, less its imds=
+// line. The image's /init must take an address by DHCP, read the user
+// data with IMDSv2, register with the master's pull server, watch the
+// metadata service for spot notices (the default), and build misc/diamond-a with the status and package of a
 // local build. Logs the time from qemu's start to the first lease.
 func TestAMIDisk(t *testing.T) {
 	if testing.Short() {
@@ -43,6 +43,15 @@ func TestAMIDisk(t *testing.T) {
 			if err != nil {
 				return "", err
 			}
+			// Without its imds= line: /init must watch the metadata
+			// service by default.
+			var kept []string
+			for _, l := range strings.SplitAfter(string(ud), "\n") {
+				if !strings.HasPrefix(l, "imds=") {
+					kept = append(kept, l)
+				}
+			}
+			ud = []byte(strings.Join(kept, ""))
 			// No spot notice for a day: the worker only watches.
 			mock := imdstest.Start(t, append(imdstest.UserData(t, ud), "--mock-delay-sec", "86400")...)
 			return mock.Addr, nil
