@@ -138,6 +138,9 @@ fi
 
 set -- worker --server "$server" --token-file /run/pkgbulk/token --name "$name" \
 	--pkgsrc /usr/pkgsrc --work-root /var/pkgbulk
+for k in /usr/pkgbulk/kit/*; do
+	[ -f "$k" ] && set -- "$@" --bootstrap-kit "$k"
+done
 [ -z "$pin" ] || set -- "$@" --fingerprint "$pin"
 [ -z "$imds" ] || set -- "$@" --spot-imds "$imds"
 for l in $labels; do set -- "$@" --label "$l"; done

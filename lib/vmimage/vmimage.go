@@ -17,6 +17,7 @@
 package vmimage
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"crypto/sha256"
@@ -33,6 +34,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/pkgbulk/pkgbulk/lib/pkgfile"
 )
 
 //go:embed init.sh
@@ -43,6 +46,10 @@ var udhcpcScript []byte
 
 // TreePath is where the image holds the pkgsrc tree.
 const TreePath = "/usr/pkgsrc"
+
+// KitDir is where the image holds the bootstrap kit (Spec.Kit, under its
+// own file name); /init gives the worker the kit it finds there.
+const KitDir = "/usr/pkgbulk/kit"
 
 // DefaultPackages are the Debian packages whose files (less
 // documentation) a worker needs to build the example tree: a shell, the
@@ -77,6 +84,10 @@ type Spec struct {
 	Pkgrun string
 	// Tree is the pkgsrc tree copied to TreePath ("" for none).
 	Tree string
+	// Kit is a bootstrap kit (pkgrun kit) copied into KitDir: the
+	// worker builds with it (--bootstrap-kit), as a real pkgsrc tree
+	// needs ("" for none: the example tree builds without).
+	Kit string
 	// Packages are the Debian packages to take files from (nil:
 	// DefaultPackages).
 	Packages []string
@@ -167,6 +178,13 @@ func NewPlan(spec Spec) (*Plan, error) {
 		}
 	}
 	files = append(files, extraPaths...)
+	if spec.Kit != "" {
+		libs, err := kitNeeds(spec.Kit)
+		if err != nil {
+			return nil, fmt.Errorf("vmimage: bootstrap kit %s: %w", spec.Kit, err)
+		}
+		files = append(files, libs...)
+	}
 	todo := files
 	seenLib := map[string]bool{}
 	for len(todo) > 0 {
@@ -209,6 +227,16 @@ func NewPlan(spec Spec) (*Plan, error) {
 		if err := p.addTree(spec.Tree, TreePath[1:]); err != nil {
 			return nil, err
 		}
+	}
+	if spec.Kit != "" {
+		fi, err := os.Stat(spec.Kit)
+		if err != nil {
+			return nil, fmt.Errorf("vmimage: bootstrap kit: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("bootstrap kit %s: not a file", spec.Kit)
+		}
+		p.add(&entry{name: path.Join(KitDir[1:], filepath.Base(spec.Kit)), mode: 0o644, src: spec.Kit})
 	}
 	return p, nil
 }
@@ -297,6 +325,12 @@ func needed(f string) []string {
 		return nil
 	}
 	defer ef.Close()
+	return neededBy(ef)
+}
+
+// neededBy returns the interpreter and the shared libraries ef loads
+// that the host has, as host paths.
+func neededBy(ef *elf.File) []string {
 	var out []string
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_INTERP {
@@ -317,6 +351,55 @@ func needed(f string) []string {
 		}
 	}
 	return out
+}
+
+// kitNeeds returns the host's shared libraries that the programs and
+// libraries of a bootstrap kit load (a kit made on a Debian host links
+// its pkg_install tools against the host's libcrypto, for one), so that
+// the image holds them too.
+func kitNeeds(kit string) ([]string, error) {
+	f, err := os.Open(kit)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	dr, _, closeDR, err := pkgfile.Decompress(bufio.NewReaderSize(f, 64<<10))
+	if err != nil {
+		return nil, err
+	}
+	defer closeDR()
+	tr := tar.NewReader(dr)
+	seen := map[string]bool{}
+	var out []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h.Typeflag != tar.TypeReg || h.Size < 4 || h.Size > 256<<20 {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.HasPrefix(b, []byte("\x7fELF")) {
+			continue
+		}
+		ef, err := elf.NewFile(bytes.NewReader(b))
+		if err != nil {
+			continue
+		}
+		for _, l := range neededBy(ef) {
+			if !seen[l] {
+				seen[l] = true
+				out = append(out, l)
+			}
+		}
+	}
 }
 
 // addModules adds the kernel modules and an /etc/pkgbulk/modules that

@@ -1,7 +1,9 @@
 package vmimage_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"os"
@@ -21,7 +23,8 @@ import (
 // the same plan gives the same bytes.
 func TestPlan(t *testing.T) {
 	vmimagetest.Require(t)
-	p, err := vmimage.NewPlan(vmimage.Spec{Pkgrun: "/usr/bin/busybox", Packages: []string{"dash"}, Tree: "../../examples/tree"})
+	kit := writeKit(t, "/usr/bin/openssl")
+	p, err := vmimage.NewPlan(vmimage.Spec{Pkgrun: "/usr/bin/busybox", Packages: []string{"dash"}, Tree: "../../examples/tree", Kit: kit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +32,7 @@ func TestPlan(t *testing.T) {
 	if err := p.WriteManifest(&man); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{" init\n", " usr/pkgsrc/mk/bsd.pkg.mk\n", " usr/bin/pkgrun\n", " etc/pkgbulk/modules\n", " etc/pkgbulk/udhcpc.sh\n", "/virtio_net.ko\n", "/ena.ko\n", "usr/bin/dash\n", "l - usr/bin bin\n"} {
+	for _, want := range []string{" init\n", " usr/pkgsrc/mk/bsd.pkg.mk\n", " usr/bin/pkgrun\n", " etc/pkgbulk/modules\n", " etc/pkgbulk/udhcpc.sh\n", " usr/pkgbulk/kit/kit.tar.gz\n", "/libcrypto.so.3\n", "/virtio_net.ko\n", "/ena.ko\n", "usr/bin/dash\n", "l - usr/bin bin\n"} {
 		if !strings.Contains(man.String(), want) {
 			t.Errorf("manifest lacks %q", strings.TrimSpace(want))
 		}
@@ -50,6 +53,42 @@ func TestPlan(t *testing.T) {
 	if _, err := vmimage.NewPlan(vmimage.Spec{Pkgrun: "/usr/bin/bmake"}); err == nil {
 		t.Error("a dynamically linked pkgrun was accepted")
 	}
+	if _, err := vmimage.NewPlan(vmimage.Spec{Pkgrun: "/usr/bin/busybox", Packages: []string{"dash"}, Kit: kit + ".gone"}); err == nil || !strings.Contains(err.Error(), "kit.tar.gz.gone") {
+		t.Errorf("a missing kit: %v", err)
+	}
+	notKit := filepath.Join(t.TempDir(), "kit.tgz")
+	os.WriteFile(notKit, []byte("not a tar"), 0o644)
+	if _, err := vmimage.NewPlan(vmimage.Spec{Pkgrun: "/usr/bin/busybox", Packages: []string{"dash"}, Kit: notKit}); err == nil || !strings.Contains(err.Error(), notKit) {
+		t.Errorf("a kit that is no tarball: %v", err)
+	}
+}
+
+// writeKit writes a bootstrap kit whose pkg_info is the host's program
+// prog (it loads a library of the host that dash does not: libcrypto).
+func writeKit(t *testing.T, prog string) string {
+	t.Helper()
+	b, err := os.ReadFile(prog)
+	if err != nil {
+		t.Skipf("no %s: %v", prog, err)
+	}
+	kit := filepath.Join(t.TempDir(), "kit.tar.gz")
+	f, err := os.Create(kit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	tw.WriteHeader(&tar.Header{Name: "usr/pkg/sbin/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Name: "usr/pkg/sbin/pkg_info", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(b))})
+	tw.Write(b)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return kit
 }
 
 // TestExtractPVH takes the uncompressed kernel out of the Debian cloud

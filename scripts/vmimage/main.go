@@ -19,11 +19,12 @@ func main() {
 	out := fl.String("o", "", "output directory (required)")
 	pkgrun := fl.String("pkgrun", "", "static pkgrun binary (required)")
 	tree := fl.String("tree", "", "pkgsrc tree to include at "+vmimage.TreePath)
+	kit := fl.String("kit", "", "bootstrap kit (pkgrun kit) to include in "+vmimage.KitDir+": the worker builds with it")
 	kernel := fl.String("kernel", "", "vmlinuz (default: the newest /boot/vmlinuz-*-cloud-amd64)")
 	disk := fl.Bool("disk", false, "also write disk.img, a raw GPT disk that UEFI boots (an AMI's snapshot)")
 	cmdline := fl.String("cmdline", vmimage.DiskCmdline, "the disk's kernel command line")
 	fl.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: vmimage -o DIR -pkgrun FILE [-tree DIR] [-kernel FILE] [-disk [-cmdline LINE]]\nExit status: 0 written, 1 failed, 2 bad usage.")
+		fmt.Fprintln(os.Stderr, "usage: vmimage -o DIR -pkgrun FILE [-tree DIR] [-kit FILE] [-kernel FILE] [-disk [-cmdline LINE]]\nExit status: 0 written, 1 failed, 2 bad usage.")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(os.Args[1:]); err != nil {
@@ -36,7 +37,7 @@ func main() {
 		fl.Usage()
 		os.Exit(2)
 	}
-	p, err := vmimage.NewPlan(vmimage.Spec{Kernel: *kernel, Pkgrun: *pkgrun, Tree: *tree})
+	p, err := vmimage.NewPlan(vmimage.Spec{Kernel: *kernel, Pkgrun: *pkgrun, Tree: *tree, Kit: *kit})
 	if err == nil {
 		var img vmimage.Image
 		img, err = p.Build(*out)
