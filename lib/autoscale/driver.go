@@ -378,14 +378,9 @@ func (d *Driver) settle(ctx context.Context) {
 	if n == 0 {
 		return
 	}
-	list, err := d.cfg.Provider.List(ctx, map[string]string{provider.TagRun: d.cfg.Run})
-	if err != nil {
-		fmt.Fprintf(d.cfg.Log, "autoscale: list machines: %v\n", err)
+	there, ok := d.listed(ctx)
+	if !ok {
 		return
-	}
-	there := map[string]bool{}
-	for _, in := range list {
-		there[in.ID] = true
 	}
 	now := d.cfg.Now()
 	d.mu.Lock()
@@ -530,18 +525,28 @@ func (d *Driver) Step(ctx context.Context) {
 	}
 }
 
+// listed is the set of the run's machines the provider lists now; false
+// (logged) when it could not list them.
+func (d *Driver) listed(ctx context.Context) (map[string]bool, bool) {
+	list, err := d.cfg.Provider.List(ctx, map[string]string{provider.TagRun: d.cfg.Run})
+	if err != nil {
+		fmt.Fprintf(d.cfg.Log, "autoscale: list machines: %v\n", err)
+		return nil, false
+	}
+	there := make(map[string]bool, len(list))
+	for _, in := range list {
+		there[in.ID] = true
+	}
+	return there, true
+}
+
 // dropLost forgets the machines the provider no longer lists (a cloud
 // took a spot instance back, a VM died): they bill no more; their
 // workers' leases end as lost and the jobs are requeued.
 func (d *Driver) dropLost(ctx context.Context) {
-	list, err := d.cfg.Provider.List(ctx, map[string]string{provider.TagRun: d.cfg.Run})
-	if err != nil {
-		fmt.Fprintf(d.cfg.Log, "autoscale: list machines: %v\n", err)
+	there, ok := d.listed(ctx)
+	if !ok {
 		return
-	}
-	there := map[string]bool{}
-	for _, in := range list {
-		there[in.ID] = true
 	}
 	d.mu.Lock()
 	var lost []*machine

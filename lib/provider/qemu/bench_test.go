@@ -1,7 +1,6 @@
 package qemu_test
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -32,27 +31,5 @@ func BenchmarkVMJoin(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	var total time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
-		ins, err := p.Start(ctx, provider.StartRequest{Workers: workers[i : i+1], Tags: map[string]string{provider.TagRun: m.DB},
-			Config: provider.WorkerConfig{ServerURL: m.URL(), Fingerprint: m.FP}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		err = qemutest.WaitConsole(ctx, p.SerialLog(ins[0].ID), qemutest.LeaseRE)
-		d := time.Since(t0)
-		b.StopTimer()
-		p.Stop(context.Background(), provider.IDs(ins))
-		if err != nil {
-			b.Fatal(err)
-		}
-		total += d
-		b.Logf("%s: %.2fs; console:\n%s", workers[i].Name, d.Seconds(), readFile(p.SerialLog(ins[0].ID)))
-		b.StartTimer()
-	}
-	b.ReportMetric(total.Seconds()/float64(b.N), "s/join")
+	qemutest.BenchJoins(b, p, m, workers)
 }

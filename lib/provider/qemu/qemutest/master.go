@@ -23,6 +23,8 @@ import (
 	"github.com/pkgbulk/pkgbulk/lib/executor/executortest"
 	"github.com/pkgbulk/pkgbulk/lib/executor/pullexec"
 	"github.com/pkgbulk/pkgbulk/lib/job"
+	"github.com/pkgbulk/pkgbulk/lib/provider"
+	"github.com/pkgbulk/pkgbulk/lib/provider/qemu"
 	"github.com/pkgbulk/pkgbulk/lib/pull"
 	"github.com/pkgbulk/pkgbulk/lib/testenv"
 )
@@ -325,4 +327,35 @@ func (m *Master) CheckEvents(t *testing.T) map[string]string {
 		by[pkg] = w
 	}
 	return by
+}
+
+// BenchJoins starts one VM a benchmark iteration through p, each for one
+// of workers (registered with m), and reports the mean time from Start
+// to the worker's first lease on its console as s/join (qemu start to
+// first lease). Each VM is stopped outside the clock.
+func BenchJoins(b *testing.B, p *qemu.Provider, m *Master, workers []provider.Worker) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var total time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		ins, err := p.Start(ctx, provider.StartRequest{Workers: workers[i : i+1], Tags: map[string]string{provider.TagRun: m.DB},
+			Config: provider.WorkerConfig{ServerURL: m.URL(), Fingerprint: m.FP}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		err = WaitConsole(ctx, p.SerialLog(ins[0].ID), LeaseRE)
+		d := time.Since(t0)
+		b.StopTimer()
+		p.Stop(context.Background(), provider.IDs(ins))
+		if err != nil {
+			con, _ := os.ReadFile(p.SerialLog(ins[0].ID))
+			b.Fatalf("%s: %v; console:\n%s", workers[i].Name, err, con)
+		}
+		total += d
+		b.Logf("%s: %.2fs", workers[i].Name, d.Seconds())
+		b.StartTimer()
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s/join")
 }
