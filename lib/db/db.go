@@ -300,3 +300,25 @@ const (
 	MetaTreeRevision = "scan.tree_revision"
 	MetaPlatform     = "scan.platform"
 )
+
+// Depends calls f for every dependency edge of the database (the ids of
+// the package and of the package it depends on), each package's edges in
+// its DEPENDS order.
+func Depends(ctx context.Context, d *sql.DB, f func(pkg, dep int64)) error {
+	rows, err := d.QueryContext(ctx, `SELECT pkg_id, dep_id FROM depends ORDER BY pkg_id, ord`)
+	if err != nil {
+		return fmt.Errorf("read depends: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p, dep int64
+		if err := rows.Scan(&p, &dep); err != nil {
+			return fmt.Errorf("read depends: %w", err)
+		}
+		f(p, dep)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read depends: %w", err)
+	}
+	return nil
+}

@@ -56,6 +56,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pkgbulk/pkgbulk/lib/db"
 	"github.com/pkgbulk/pkgbulk/lib/job"
 	"github.com/pkgbulk/pkgbulk/lib/sched"
 )
@@ -151,26 +152,16 @@ func Load(ctx context.Context, d *sql.DB) (*Build, error) {
 	}
 	rows.Close()
 
-	erows, err := d.QueryContext(ctx, `SELECT pkg_id, dep_id FROM depends ORDER BY pkg_id, ord`)
-	if err != nil {
-		return nil, fmt.Errorf("read depends: %w", err)
-	}
-	defer erows.Close()
-	for erows.Next() {
-		var p, dep int64
-		if err := erows.Scan(&p, &dep); err != nil {
-			return nil, fmt.Errorf("read depends: %w", err)
-		}
+	err = db.Depends(ctx, d, func(p, dep int64) {
 		pi, ok1 := byID[p]
 		di, ok2 := byID[dep]
 		if ok1 && ok2 {
 			b.Packages[pi].Deps = append(b.Packages[pi].Deps, di)
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
-	if err := erows.Err(); err != nil {
-		return nil, fmt.Errorf("read depends: %w", err)
-	}
-	erows.Close()
 
 	if err := b.loadTimes(ctx, d); err != nil {
 		return nil, err

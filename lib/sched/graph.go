@@ -9,6 +9,8 @@ import (
 	"math/bits"
 	"strconv"
 	"strings"
+
+	"github.com/pkgbulk/pkgbulk/lib/db"
 )
 
 // Graph is the build set: the selected packages in presolve order and their
@@ -164,16 +166,7 @@ func LoadGraph(ctx context.Context, d *sql.DB) (*Graph, error) {
 		return nil, fmt.Errorf("read packages: %w", err)
 	}
 	rows.Close()
-	erows, err := d.QueryContext(ctx, `SELECT pkg_id, dep_id FROM depends ORDER BY pkg_id, ord`)
-	if err != nil {
-		return nil, fmt.Errorf("read depends: %w", err)
-	}
-	defer erows.Close()
-	for erows.Next() {
-		var p, dep int64
-		if err := erows.Scan(&p, &dep); err != nil {
-			return nil, fmt.Errorf("read depends: %w", err)
-		}
+	err = db.Depends(ctx, d, func(p, dep int64) {
 		pi, ok1 := byID[p]
 		di, ok2 := byID[dep]
 		// A package that starts prefailed is never built, so its own
@@ -182,9 +175,9 @@ func LoadGraph(ctx context.Context, d *sql.DB) (*Graph, error) {
 		if ok1 && ok2 && g.Initial[pi] == Open {
 			g.Deps[pi] = append(g.Deps[pi], di)
 		}
-	}
-	if err := erows.Err(); err != nil {
-		return nil, fmt.Errorf("read depends: %w", err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := g.finish(); err != nil {
 		return nil, fmt.Errorf("build database: %w", err)
