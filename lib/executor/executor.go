@@ -153,6 +153,18 @@ type StaleJob struct {
 	Started time.Time // when it was handed out
 }
 
+// Owned returns the stale jobs whose worker an executor owns (its Owns),
+// the ones its CleanStale has to clean up.
+func Owned(jobs []StaleJob, owns func(worker string) bool) []StaleJob {
+	var mine []StaleJob
+	for _, j := range jobs {
+		if owns(j.Worker) {
+			mine = append(mine, j)
+		}
+	}
+	return mine
+}
+
 // Cleaned is one leftover of a stale job that CleanStale found: removed
 // (Err nil) or kept, and why.
 type Cleaned struct {

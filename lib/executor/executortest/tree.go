@@ -84,3 +84,44 @@ func Packages(store string) []string {
 	sort.Strings(names)
 	return names
 }
+
+// CheckNoOverlap fails t when a package of the database at path started
+// again before its last run ended (built twice at once), from the events
+// table, and returns how many runs started.
+func CheckNoOverlap(t testing.TB, path string) int {
+	t.Helper()
+	d, err := db.OpenReadOnly(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	rows, err := d.Query(`SELECT COALESCE(e.pkg_id, 0), COALESCE(p.pkgname, ''), e.event FROM events e LEFT JOIN packages p ON p.id = e.pkg_id ORDER BY e.id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	running := map[int64]bool{}
+	starts := 0
+	for rows.Next() {
+		var id int64
+		var pkg, ev string
+		if err := rows.Scan(&id, &pkg, &ev); err != nil {
+			t.Fatal(err)
+		}
+		switch ev {
+		case "start":
+			if running[id] {
+				t.Errorf("%s started again before its last run ended", pkg)
+			}
+			running[id] = true
+			starts++
+		case "init", "cleanup":
+		default:
+			running[id] = false
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return starts
+}

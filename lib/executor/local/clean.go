@@ -46,12 +46,7 @@ func (e *Executor) WorkRoot() string {
 //
 // Jobs of workers that are not local slots (see Owns) are left alone.
 func (e *Executor) CleanStale(ctx context.Context, jobs []executor.StaleJob) ([]executor.Cleaned, error) {
-	var mine []executor.StaleJob
-	for _, j := range jobs {
-		if e.Owns(j.Worker) {
-			mine = append(mine, j)
-		}
-	}
+	mine := executor.Owned(jobs, e.Owns)
 	return cleanJobDirs(ctx, e.WorkRoot(), mine)
 }
 

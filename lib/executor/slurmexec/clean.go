@@ -84,12 +84,7 @@ func (e *Executor) partitionNodes(ctx context.Context) ([]string, error) {
 // carry its comment), waits until Slurm no longer lists them, and removes
 // the job directories of the stale jobs on their nodes.
 func (e *Executor) CleanStale(ctx context.Context, jobs []executor.StaleJob) ([]executor.Cleaned, error) {
-	var mine []executor.StaleJob
-	for _, j := range jobs {
-		if e.Owns(j.Worker) {
-			mine = append(mine, j)
-		}
-	}
+	mine := executor.Owned(jobs, e.Owns)
 	if len(mine) == 0 {
 		return nil, nil
 	}

@@ -299,12 +299,7 @@ const clockSlack = 5 * time.Second
 // CleanStale kills the builders of this host's stale jobs that are still
 // running with this run's tag and removes their job directories.
 func (e *Executor) CleanStale(ctx context.Context, jobs []executor.StaleJob) ([]executor.Cleaned, error) {
-	var mine []executor.StaleJob
-	for _, j := range jobs {
-		if e.Owns(j.Worker) {
-			mine = append(mine, j)
-		}
-	}
+	mine := executor.Owned(jobs, e.Owns)
 	if len(mine) == 0 {
 		return nil, nil
 	}

@@ -285,36 +285,12 @@ func (m *Master) CheckEvents(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	rows, err := d.Query(`SELECT COALESCE(e.pkg_id, 0), COALESCE(p.pkgname, ''), e.event FROM events e LEFT JOIN packages p ON p.id = e.pkg_id ORDER BY e.id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	running := map[int64]bool{}
-	starts := 0
-	for rows.Next() {
-		var id int64
-		var pkg, ev string
-		if err := rows.Scan(&id, &pkg, &ev); err != nil {
-			t.Fatal(err)
-		}
-		switch ev {
-		case "start":
-			if running[id] {
-				t.Errorf("%s started again before its last run ended", pkg)
-			}
-			running[id] = true
-			starts++
-		case "init", "cleanup":
-		default:
-			running[id] = false
-		}
-	}
-	rows.Close()
+	starts := executortest.CheckNoOverlap(t, m.DB)
 	if starts == 0 {
 		t.Error("the database has no start events")
 	}
 	by := map[string]string{}
-	rows, err = d.Query(`SELECT p.pkgname, COALESCE(s.worker, '') FROM build_state s JOIN packages p ON p.id = s.pkg_id`)
+	rows, err := d.Query(`SELECT p.pkgname, COALESCE(s.worker, '') FROM build_state s JOIN packages p ON p.id = s.pkg_id`)
 	if err != nil {
 		t.Fatal(err)
 	}
